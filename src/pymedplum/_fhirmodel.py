@@ -1,0 +1,328 @@
+"""The hand-written base of the generated FHIR models (pymedplum.fhir).
+
+Strictness comes from the types (generated in pymedplum.fhir._primitives) and the model
+config; what no type can say lives here once:
+
+- `Opt[T]`: an optional element. Absent is fine; an explicit JSON `null` is not.
+- `FhirDecimalSchema`: decimals as `Decimal`, so `1.50` keeps its precision.
+- `PolymorphicResource`: an element of type `Resource` (`Bundle.entry.resource`,
+  `contained`, ...) is validated into the model its `resourceType` names.
+- `ChoiceChecked`: at most one alternative of a choice element `value[x]`.
+- Errors carry FHIR paths (`Observation.valueQuantity.comparator`).
+- Lazy building: a module names the classes of other modules it needs (`_DEPENDENCIES`);
+  they are imported on the first validation, not when the model is imported.
+
+Unknown elements: a model a user builds or validates rejects an unknown element (a typo);
+`Model.from_server(data)` (what the client uses for responses) keeps elements newer than
+our definitions in `model_extra` and writes them back unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Optional, TypeVar
+
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError, core_schema
+from typing_extensions import Self
+
+from pymedplum import _json
+
+__all__ = [
+    "FHIRModel",
+    "ChoiceChecked",
+    "FHIRValidationError",
+    "Opt",
+    "FhirDecimalSchema",
+    "PolymorphicResource",
+    "LENIENT",
+]
+
+T = TypeVar("T")
+
+# Validation context of server data: unknown elements are kept, not rejected.
+LENIENT: Mapping[str, bool] = {"pymedplum.lenient": True}
+
+
+def _is_lenient(info: ValidationInfo) -> bool:
+    context = info.context
+    return bool(context) and bool(context.get("pymedplum.lenient"))
+
+
+class _NotNull:
+    """Drops the `None` that `Optional[...]` adds to the schema: the attribute's default is
+    None (the element is absent), but a JSON null is not a FHIR value."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        schema = handler(source)
+        return schema["schema"] if schema["type"] == "nullable" else schema
+
+
+Opt = Annotated[Optional[T], _NotNull()]  # noqa: UP045 (a TypeVar alias needs Optional)
+
+
+def _int_to_decimal(value: int) -> Decimal:
+    return Decimal(value)
+
+
+def _float_to_decimal(value: float) -> Decimal:
+    return Decimal(repr(value))
+
+
+class FhirDecimalSchema:
+    """A FHIR decimal: a `Decimal` (as parsed from JSON text), or an int or float given in
+    Python; never a bool or a string."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.union_schema(
+            [
+                core_schema.decimal_schema(strict=True, allow_inf_nan=False),
+                core_schema.no_info_after_validator_function(
+                    _int_to_decimal, core_schema.int_schema(strict=True)
+                ),
+                core_schema.no_info_after_validator_function(
+                    _float_to_decimal, core_schema.float_schema(strict=True, allow_inf_nan=False)
+                ),
+            ],
+            custom_error_type="fhir_decimal_type",
+            custom_error_message="Input should be a decimal (a JSON number)",
+        )
+
+
+def _resource_class(resource_type: str) -> type[FHIRModel] | None:
+    from pymedplum import fhir
+
+    cls = fhir.resource_class(resource_type)
+    return cls
+
+
+def _validate_resource(value: Any, info: ValidationInfo) -> Any:
+    lenient = _is_lenient(info)
+    if isinstance(value, BaseModel):
+        if isinstance(value, FHIRModel) and getattr(value, "resource_type", None):
+            return value
+        raise PydanticCustomError("resource_type", "Input should be a FHIR resource")
+    if not isinstance(value, dict):
+        raise PydanticCustomError("resource_type", "Input should be a FHIR resource (a JSON object)")
+    resource_type = value.get("resourceType")
+    if not isinstance(resource_type, str):
+        raise PydanticCustomError("resource_type", "A resource needs a resourceType")
+    cls = _resource_class(resource_type)
+    if cls is None:
+        if not lenient:
+            raise PydanticCustomError(
+                "resource_type", "Unknown resourceType {resource_type!r}", {"resource_type": resource_type}
+            )
+        # A resource type newer than our definitions: keep it whole.
+        from pymedplum.fhir.resource import Resource
+
+        cls = Resource
+    return cls.__pydantic_validator__.validate_python(
+        value, context=info.context, extra="allow" if lenient else None
+    )
+
+
+def _serialize_resource(value: Any, info: core_schema.SerializationInfo) -> Any:
+    return value.__pydantic_serializer__.to_python(
+        value,
+        mode=info.mode,
+        by_alias=info.by_alias,
+        exclude_none=info.exclude_none,
+        exclude_unset=info.exclude_unset,
+        exclude_defaults=info.exclude_defaults,
+    )
+
+
+class PolymorphicResource:
+    """Validates an element of FHIR type `Resource` into the model named by its
+    resourceType (loaded on first use), and serializes it as that model."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.with_info_plain_validator_function(
+            _validate_resource,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _serialize_resource, info_arg=True
+            ),
+        )
+
+
+class FHIRValidationError(pydantic_core.ValidationError):
+    """A pydantic `ValidationError` whose locations are FHIR paths, such as
+    `Observation.valueQuantity.comparator` or `Patient.name[0].given`."""
+
+
+def _fhir_path(type_name: str, loc: tuple[str | int, ...]) -> str:
+    path = type_name
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _short_input(value: Any) -> Any:
+    # Never echo a whole resource (PHI) into an error: containers are elided.
+    if isinstance(value, dict):
+        return "{...}"
+    if isinstance(value, list):
+        return "[...]"
+    return value
+
+
+def _fhir_error(cls: type[BaseModel], error: pydantic_core.ValidationError) -> FHIRValidationError:
+    from pymedplum.fhir._primitives import PATTERN_TYPES
+
+    line_errors: list[Any] = []
+    for item in error.errors(include_url=False):
+        loc = (_fhir_path(cls.__name__, item["loc"]),)
+        value = _short_input(item["input"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            kind = PydanticCustomError("unknown_element", "Unknown FHIR element (is it misspelt?)")
+        elif kind == "string_pattern_mismatch":
+            fhir_type = PATTERN_TYPES.get(item.get("ctx", {}).get("pattern", ""), "value")
+            kind = PydanticCustomError("fhir_format", f"Input is not a valid FHIR {fhir_type}")
+        elif kind not in _KNOWN_TYPES:
+            kind = PydanticCustomError(kind, item["msg"].replace("{", "{{").replace("}", "}}"))
+        entry: dict[str, Any] = {"type": kind, "loc": loc, "input": value}
+        if "ctx" in item and not isinstance(kind, PydanticCustomError):
+            entry["ctx"] = item["ctx"]
+        line_errors.append(entry)
+    return FHIRValidationError.from_exception_data(cls.__name__, line_errors)
+
+
+# Error types pydantic can rebuild from their context.
+_KNOWN_TYPES = frozenset(
+    {
+        "missing", "model_type", "list_type", "string_type", "bool_type", "int_type",
+        "literal_error", "too_short", "too_long", "string_too_short", "string_too_long",
+        "greater_than_equal", "less_than_equal", "int_parsing", "dict_type", "model_attributes_type",
+    }
+)
+
+
+def _load_dependencies(cls: type[BaseModel]) -> None:
+    """Make the annotations of `cls`, and of every class it reaches, resolvable.
+
+    A module names the classes of other modules it needs in `_DEPENDENCIES`; they are
+    imported here and bound in the module. pydantic evaluates inherited annotations in the
+    subclass's module, so a module also receives what its bases' modules use.
+    """
+    package = sys.modules["pymedplum.fhir"]
+    pending = [sys.modules[cls.__module__]]
+    while pending:
+        module = pending.pop()
+        namespace = module.__dict__
+        if namespace.get("_DEPENDENCIES_BOUND"):
+            continue
+        namespace["_DEPENDENCIES_BOUND"] = True
+        needed = set(namespace.get("_DEPENDENCIES", ()))
+        for base_module in _base_modules(module):
+            for name, value in base_module.__dict__.items():
+                if not name.startswith("_") and name not in namespace:
+                    namespace[name] = value
+            needed.update(base_module.__dict__.get("_DEPENDENCIES", ()))
+        for name in sorted(needed):
+            target = namespace.get(name)
+            if target is None:
+                target = getattr(package, name)
+                namespace[name] = target
+            pending.append(sys.modules[target.__module__])
+
+
+def _base_modules(module: Any) -> list[Any]:
+    """The other generated modules that define bases of the classes in `module`."""
+    found: dict[str, Any] = {}
+    for value in list(module.__dict__.values()):
+        if isinstance(value, type) and value.__module__ == module.__name__:
+            for base in value.__mro__[1:]:
+                name = base.__module__
+                if name.startswith("pymedplum.fhir.") and name != module.__name__:
+                    found[name] = sys.modules[name]
+    return list(found.values())
+
+
+class FHIRModel(BaseModel):
+    """Base of every generated FHIR model."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        defer_build=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
+
+    @classmethod
+    def model_rebuild(cls, *args: Any, **kwargs: Any) -> bool | None:
+        # Called by pydantic on the first validation of a deferred model.
+        _load_dependencies(cls)
+        return super().model_rebuild(*args, **kwargs)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic_core.ValidationError as error:
+            raise _fhir_error(type(self), error) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        try:
+            return super().model_validate(obj, **kwargs)
+        except pydantic_core.ValidationError as error:
+            raise _fhir_error(cls, error) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:
+        """Parse FHIR JSON, keeping decimals exactly as written."""
+        return cls.model_validate(_json.loads(json_data), **kwargs)
+
+    @classmethod
+    def from_server(cls, data: Any) -> Self:
+        """Validate data read from a server: like `model_validate`, except that elements
+        unknown to our definitions are kept (in `model_extra`) and written back."""
+        if isinstance(data, (bytes, bytearray, str)):
+            data = _json.loads(data)
+        return cls.model_validate(data, extra="allow", context=LENIENT)
+
+    def to_fhir_dict(self) -> dict[str, Any]:
+        """FHIR JSON as a dict: camelCase keys, no nulls, decimals as exact `Decimal`s."""
+        result: dict[str, Any] = self.model_dump(mode="python", by_alias=True, exclude_none=True)
+        return result
+
+    def to_fhir_json(self, *, indent: bool = False) -> bytes:
+        """FHIR JSON bytes, with every decimal written as it was read."""
+        return _json.dumps(self.to_fhir_dict(), indent=indent)
+
+    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = True, **kwargs: Any) -> str:  # type: ignore[override]
+        """FHIR JSON text. Unlike pydantic's default, decimals keep their digits and nulls
+        are left out (FHIR JSON has no nulls)."""
+        kwargs.setdefault("by_alias", True)
+        data = self.model_dump(mode="python", exclude_none=exclude_none, **kwargs)
+        return _json.dumps(data, indent=bool(indent)).decode()
+
+
+class ChoiceChecked(FHIRModel):
+    """A model with choice elements: at most one alternative of each may be set, and one
+    must be set when the element is required."""
+
+    # For each choice element: (FHIR path, required, alternatives as attribute-name tuples).
+    __fhir_choice_groups__: ClassVar[tuple[tuple[str, bool, tuple[tuple[str, ...], ...]], ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_choices(self) -> Self:
+        fields_set = self.__pydantic_fields_set__
+        for path, required, alternatives in self.__fhir_choice_groups__:
+            chosen = [alt[0] for alt in alternatives if not fields_set.isdisjoint(alt)]
+            if len(chosen) > 1:
+                raise PydanticCustomError(
+                    "fhir_choice",
+                    "{path} takes one type, but {chosen} are set",
+                    {"path": path, "chosen": ", ".join(chosen)},
+                )
+            if required and not chosen:
+                raise PydanticCustomError("fhir_choice", "{path} is required", {"path": path})
+        return self
