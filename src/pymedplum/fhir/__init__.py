@@ -1670,7 +1670,7 @@ def resource_class(resource_type: str) -> Any:
     """The model class of a resource type (`"Patient"` -> `Patient`), or None if unknown."""
     if resource_type not in _RESOURCE_TYPE_SET:
         return None
-    return __getattr__(resource_type)
+    return globals().get(resource_type) or __getattr__(resource_type)
 
 
 if TYPE_CHECKING:

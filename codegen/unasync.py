@@ -1,0 +1,180 @@
+"""Generate the sync client (src/pymedplum/_sync/) from the async one (src/pymedplum/_async/).
+
+    python -m codegen.unasync           write the sync tree
+    python -m codegen.unasync --check   fail if the sync tree differs in any byte or file
+
+The source is tokenized; code tokens are rewritten by exact name rules (`async` and
+`await` dropped with the space after them, `AsyncLock` -> `SyncLock`, ...) and strings
+and comments by word rules, so docstrings read right in both clients. Spans between
+tokens are copied untouched, so layout is preserved. A rule that no file used fails
+the run: a stale rule means the source changed shape without the rules noticing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+import tokenize
+from collections import Counter
+from pathlib import Path
+
+__all__ = ["render", "check", "write", "NAME_RULES", "TEXT_RULES"]
+
+SOURCE_DIR = Path("src/pymedplum/_async")
+TARGET_DIR = Path("src/pymedplum/_sync")
+
+# Keywords removed from code, with the whitespace that follows them.
+DROPPED = ("async", "await")
+
+# Exact NAME-token renames in code.
+NAME_RULES: dict[str, str] = {
+    "AsyncMedplumClient": "MedplumClient",
+    "AsyncClient": "Client",
+    "AsyncLock": "SyncLock",
+    "async_sleep": "sync_sleep",
+    "run_before_request_async": "run_before_request",
+    "run_complete_async": "run_complete",
+    "ASYNC_HOOKS_ALLOWED": "SYNC_HOOKS_ONLY",
+    "AsyncIterator": "Iterator",
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+    "aclose": "close",
+}
+
+# Word rewrites inside strings and comments (docstrings, examples).
+TEXT_RULES: tuple[tuple[str, str], ...] = (
+    (r"\bawait ", ""),
+    (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
+    (r"\bAsyncMedplumClient\b", "MedplumClient"),
+    (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
+)
+_TEXT_PATTERNS = tuple((re.compile(p), p, r) for p, r in TEXT_RULES)
+
+
+def _header(source: Path) -> str:
+    return f"# Generated from {source.as_posix()} by codegen/unasync.py: run `make generate`.\n"
+
+
+def _rewrite_text(text: str, used: Counter[str]) -> str:
+    for pattern, key, replacement in _TEXT_PATTERNS:
+        text, count = pattern.subn(replacement, text)
+        used[key] += count
+    return text
+
+
+def unasync_source(source: str, used: Counter[str]) -> str:
+    """The sync twin of one async module's source text."""
+    lines = source.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(position: tuple[int, int]) -> int:
+        row, col = position
+        return starts[row - 1] + col if row - 1 < len(starts) else len(source)
+
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    edits: list[tuple[int, int, str]] = []
+    for index, token in enumerate(tokens):
+        start, end = offset(token.start), offset(token.end)
+        if token.type == tokenize.NAME and token.string in DROPPED:
+            following = tokens[index + 1]
+            edits.append((start, offset(following.start), ""))
+            used[token.string] += 1
+        elif token.type == tokenize.NAME and token.string in NAME_RULES:
+            edits.append((start, end, NAME_RULES[token.string]))
+            used[token.string] += 1
+        elif token.type in (tokenize.STRING, tokenize.COMMENT):
+            rewritten = _rewrite_text(token.string, used)
+            if rewritten != token.string:
+                edits.append((start, end, rewritten))
+    out: list[str] = []
+    cursor = 0
+    for start, end, text in edits:
+        out.append(source[cursor:start])
+        out.append(text)
+        cursor = end
+    out.append(source[cursor:])
+    return "".join(out)
+
+
+def render(repo_root: Path) -> dict[str, str]:
+    """{repo-relative path: content} of every generated sync file.
+
+    Raises RuntimeError when a rule was never used.
+    """
+    used: Counter[str] = Counter()
+    rendered: dict[str, str] = {}
+    for path in sorted((repo_root / SOURCE_DIR).glob("*.py")):
+        source_rel = path.relative_to(repo_root)
+        target_rel = TARGET_DIR / path.name
+        body = unasync_source(path.read_text(encoding="utf-8"), used)
+        rendered[target_rel.as_posix()] = _header(source_rel) + body
+    unused = (
+        [k for k in DROPPED if not used[k]]
+        + [k for k in NAME_RULES if not used[k]]
+        + [k for k, _ in TEXT_RULES if not used[k]]
+    )
+    if unused:
+        raise RuntimeError(f"unasync rules never used (remove or fix them): {unused}")
+    return rendered
+
+
+def _existing(repo_root: Path) -> dict[str, str]:
+    target = repo_root / TARGET_DIR
+    if not target.is_dir():
+        return {}
+    return {
+        p.relative_to(repo_root).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted(target.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def check(repo_root: Path) -> list[str]:
+    """Problems with the sync tree: changed, missing and extra files (empty when in sync)."""
+    expected, actual = render(repo_root), _existing(repo_root)
+    problems = [f"missing: {p}" for p in sorted(expected.keys() - actual.keys())]
+    problems += [f"extra: {p}" for p in sorted(actual.keys() - expected.keys())]
+    problems += [
+        f"changed: {p}" for p in sorted(expected.keys() & actual.keys()) if expected[p] != actual[p]
+    ]
+    return problems
+
+
+def write(repo_root: Path) -> list[str]:
+    """Write the sync tree, deleting files it no longer has; the paths written."""
+    expected = render(repo_root)
+    for stale in _existing(repo_root).keys() - expected.keys():
+        (repo_root / stale).unlink()
+    for rel, content in expected.items():
+        target = repo_root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists() or target.read_text(encoding="utf-8") != content:
+            target.write_text(content, encoding="utf-8")
+    return sorted(expected)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m codegen.unasync", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parent.parent
+    if args.check:
+        problems = check(root)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            print("the sync client is out of date: run `make generate`", file=sys.stderr)
+            return 1
+        return 0
+    for rel in write(root):
+        print(f"wrote {rel}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Importing the package loads no model; importing a model loads only what it needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.shared_data import REPO_ROOT
+
+
+def _loaded_after(code: str) -> list[str]:
+    script = (
+        f"{code}\nimport json, sys\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pymedplum'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    loaded: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def _models(modules: list[str]) -> set[str]:
+    return {
+        m.rsplit(".", 1)[1]
+        for m in modules
+        if m.startswith("pymedplum.fhir.") and not m.endswith("_primitives")
+    }
+
+
+def test_import_pymedplum_loads_no_model_module() -> None:
+    assert _models(_loaded_after("import pymedplum")) == set()
+    assert "pymedplum.fhir" not in _loaded_after("import pymedplum")
+
+
+def test_importing_patient_loads_only_patient_and_its_bases() -> None:
+    assert _models(_loaded_after("from pymedplum.fhir import Patient")) == {
+        "patient",
+        "domainresource",
+        "resource",
+        "backboneelement",
+        "element",
+    }
+
+
+def test_validating_patient_loads_what_patient_refers_to_but_not_other_resources() -> None:
+    loaded = _models(
+        _loaded_after("from pymedplum.fhir import Patient\nPatient(name=[{'family': 'F'}])")
+    )
+    assert {"humanname", "extension", "meta"} <= loaded
+    assert "observation" not in loaded and "bundle" not in loaded
