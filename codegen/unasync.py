@@ -8,6 +8,7 @@ The source is tokenized; code tokens are rewritten by exact name rules (`async` 
 and comments by word rules, so docstrings read right in both clients. Spans between
 tokens are copied untouched, so layout is preserved. A rule that no file used fails
 the run: a stale rule means the source changed shape without the rules noticing.
+The result goes through `ruff format` (shorter names can let wrapped lines join).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import subprocess
 import sys
 import tokenize
 from collections import Counter
@@ -101,8 +103,22 @@ def unasync_source(source: str, used: Counter[str]) -> str:
     return "".join(out)
 
 
+def _format(text: str, filename: str, repo_root: Path) -> str:
+    """ruff format, so the output is what the formatter would leave (renames shorten lines)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--stdin-filename", filename, "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"ruff format failed on {filename}: {done.stderr.strip()}")
+    return done.stdout
+
+
 def render(repo_root: Path) -> dict[str, str]:
-    """{repo-relative path: content} of every generated sync file.
+    """{repo-relative path: content} of every generated sync file, formatted by ruff.
 
     Raises RuntimeError when a rule was never used.
     """
@@ -112,7 +128,8 @@ def render(repo_root: Path) -> dict[str, str]:
         source_rel = path.relative_to(repo_root)
         target_rel = TARGET_DIR / path.name
         body = unasync_source(path.read_text(encoding="utf-8"), used)
-        rendered[target_rel.as_posix()] = _header(source_rel) + body
+        text = _header(source_rel) + body
+        rendered[target_rel.as_posix()] = _format(text, target_rel.as_posix(), repo_root)
     unused = (
         [k for k in DROPPED if not used[k]]
         + [k for k in NAME_RULES if not used[k]]

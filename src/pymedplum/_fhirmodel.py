@@ -20,6 +20,7 @@ our definitions in `model_extra` and writes them back unchanged.
 from __future__ import annotations
 
 import gc
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Annotated, Any, ClassVar, Optional, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationInfo, model_validator
+from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError, core_schema
 from typing_extensions import Self
 
@@ -74,9 +76,55 @@ def _float_to_decimal(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
+# Serialization context of FHIR JSON output. pydantic's JSON writer can only write a Decimal
+# as a string, so on the wire each decimal is written as a marked string and the marks are
+# then removed from the bytes, leaving the number exactly as it was read.
+WIRE: Mapping[str, bool] = {"pymedplum.wire": True}
+_DECIMAL_MARK = "\x00fhir-decimal:"
+_MARKED_DECIMAL = re.compile(rb'"\\u0000fhir-decimal:([-+.0-9eE]+)"')
+
+
+def _on_the_wire(info: core_schema.SerializationInfo) -> bool:
+    context = info.context
+    return isinstance(context, Mapping) and bool(context.get("pymedplum.wire"))
+
+
+def _decimal_json(value: Decimal | None, info: core_schema.SerializationInfo) -> str | None:
+    if value is None:  # an absent element (its schema has no "nullable" to say so)
+        return None
+    text = _json.decimal_text(value)
+    return _DECIMAL_MARK + text if _on_the_wire(info) else text
+
+
+def _unmark_decimals(data: bytes) -> bytes:
+    if b"\\u0000fhir-decimal:" not in data:
+        return data
+    return _MARKED_DECIMAL.sub(rb"\1", data)
+
+
+def _extra_json(value: Any, info: core_schema.SerializationInfo) -> Any:
+    """Elements unknown to our definitions are plain JSON; their decimals stay exact too."""
+    if isinstance(value, Decimal):
+        return _decimal_json(value, info)
+    if isinstance(value, dict):
+        return {key: _extra_json(item, info) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_extra_json(item, info) for item in value]
+    return value
+
+
+class _ExtraElement:
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.any_schema(
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _extra_json, info_arg=True, when_used="json"
+            )
+        )
+
+
 class FhirDecimalSchema:
     """A FHIR decimal: a `Decimal` (as parsed from JSON text), or an int or float given in
-    Python; never a bool or a string."""
+    Python; never a bool or a string. In JSON it is written as the number it was read."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
         return core_schema.union_schema(
@@ -91,6 +139,9 @@ class FhirDecimalSchema:
             ],
             custom_error_type="fhir_decimal_type",
             custom_error_message="Input should be a decimal (a JSON number)",
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _decimal_json, info_arg=True, when_used="json"
+            ),
         )
 
 
@@ -127,27 +178,14 @@ def _validate_resource(value: Any, info: ValidationInfo) -> Any:
     )
 
 
-def _serialize_resource(value: Any, info: core_schema.SerializationInfo) -> Any:
-    return value.__pydantic_serializer__.to_python(
-        value,
-        mode=info.mode,
-        by_alias=info.by_alias,
-        exclude_none=info.exclude_none,
-        exclude_unset=info.exclude_unset,
-        exclude_defaults=info.exclude_defaults,
-    )
-
-
 class PolymorphicResource:
     """Validates an element of FHIR type `Resource` into the model named by its
-    resourceType (loaded on first use), and serializes it as that model."""
+    resourceType (loaded on first use), and serializes it as that model (in Rust: pydantic
+    infers the serializer of the runtime class)."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
         return core_schema.with_info_plain_validator_function(
-            _validate_resource,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                _serialize_resource, info_arg=True
-            ),
+            _validate_resource, serialization=core_schema.simple_ser_schema("any")
         )
 
 
@@ -282,6 +320,9 @@ class FHIRModel(BaseModel):
         serialize_by_alias=True,
     )
 
+    # Kept unknown elements (from_server): any JSON, written back exactly.
+    __pydantic_extra__: dict[str, Annotated[Any, _ExtraElement()]] = PydanticField(init=False)
+
     @classmethod
     def model_rebuild(cls, *args: Any, **kwargs: Any) -> bool | None:
         # Called by pydantic on the first validation of a deferred model.
@@ -328,14 +369,19 @@ class FHIRModel(BaseModel):
 
     def to_fhir_json(self, *, indent: bool = False) -> bytes:
         """FHIR JSON bytes, with every decimal written as it was read."""
-        return _json.dumps(self.to_fhir_dict(), indent=indent)
+        raw = self.__pydantic_serializer__.to_json(
+            self, indent=2 if indent else None, by_alias=True, exclude_none=True, context=WIRE
+        )
+        return _unmark_decimals(raw)
 
     def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = True, **kwargs: Any) -> str:
-        """FHIR JSON text. Unlike pydantic's default, decimals keep their digits and nulls
-        are left out (FHIR JSON has no nulls)."""
+        """FHIR JSON text. Unlike pydantic's default, decimals are JSON numbers with their
+        digits kept, and nulls are left out (FHIR JSON has no nulls)."""
         kwargs.setdefault("by_alias", True)
-        data = self.model_dump(mode="python", exclude_none=exclude_none, **kwargs)
-        return _json.dumps(data, indent=bool(indent)).decode()
+        raw = self.__pydantic_serializer__.to_json(
+            self, indent=indent, exclude_none=exclude_none, context=WIRE, **kwargs
+        )
+        return _unmark_decimals(raw).decode()
 
 
 class ChoiceChecked(FHIRModel):

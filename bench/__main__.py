@@ -1,0 +1,37 @@
+"""make bench: every benchmark, as ratios against baselines measured in the same run.
+
+    python -m bench            all
+    python -m bench models     the model benchmarks only
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from bench import models
+
+
+def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
+    lines = [f"### {title}", "", "| benchmark | pymedplum | against the baseline | peer |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    which = set(argv) or {"models", "client"}
+    print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
+    if "models" in which:
+        print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
+    if "client" in which:
+        try:
+            from bench import client
+        except ImportError:
+            print("(client benchmark not available)")
+        else:
+            print(_table("Client CPU time per call", client.rows()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,147 @@
+"""Model benchmarks: parse and serialize against orjson/json (the floor) and fhir.resources
+(R4B models), all measured in this run; import time and memory in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import orjson
+
+from bench._timing import best_of, fresh_process, fresh_process_output, ms, us
+from pymedplum import _json, fhir
+from tests.shared_data import EXAMPLES
+
+Row = tuple[str, str, str, str]
+
+
+def _fhir_resources_model(resource_type: str) -> Any:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+        return getattr(module, resource_type)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _examples() -> list[tuple[bytes, dict[str, Any]]]:
+    files = sorted((EXAMPLES / "official").glob("*.json")) + sorted((EXAMPLES / "medplum").glob("*.json"))
+    return [(p.read_bytes(), _json.loads(p.read_bytes())) for p in files]
+
+
+def per_resource() -> list[Row]:
+    """Parse and serialize every example once per round; per-resource averages."""
+    examples = _examples()
+    ours = [(raw, fhir.resource_class(data["resourceType"])) for raw, data in examples]
+    dicts = [(data, fhir.resource_class(data["resourceType"])) for _, data in examples]
+    for raw, model in ours:  # build every schema before timing
+        model.model_validate_json(raw)
+    models = [model.model_validate(data) for data, model in dicts]
+    n = len(examples)
+
+    def parse_bytes() -> None:
+        for raw, model in ours:
+            model.model_validate_json(raw)
+
+    def parse_dict() -> None:
+        for data, model in dicts:
+            model.model_validate(data)
+
+    def dump() -> None:
+        for model in models:
+            model.to_fhir_json()
+
+    raws = [raw for raw, _ in examples]
+    floor_parse = best_of(lambda: [orjson.loads(r) for r in raws]) / n
+    json_parse = best_of(lambda: [json.loads(r) for r in raws]) / n
+    plain = [orjson.loads(r) for r in raws]
+    floor_dump = best_of(lambda: [orjson.dumps(d) for d in plain]) / n
+    ours_bytes = best_of(parse_bytes) / n
+    ours_dict = best_of(parse_dict) / n
+    ours_dump = best_of(dump) / n
+
+    # fhir.resources, on the examples its R4B models accept (same subset for both sides).
+    theirs: list[tuple[bytes, Any, Any]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for raw, data in examples:
+            model = _fhir_resources_model(data["resourceType"])
+            if model is None:
+                continue
+            try:
+                theirs.append((raw, model, model.model_validate_json(raw)))
+            except Exception:
+                continue
+        m = len(theirs)
+        fr_parse = best_of(lambda: [model.model_validate_json(raw) for raw, model, _ in theirs], 3) / m
+        fr_dump = best_of(lambda: [obj.model_dump_json(by_alias=True) for _, _, obj in theirs], 3) / m
+    subset = {raw for raw, _, _ in theirs}
+    ours_subset = [(raw, model) for raw, model in ours if raw in subset]
+    ours_subset_parse = best_of(lambda: [model.model_validate_json(raw) for raw, model in ours_subset]) / m
+
+    return [
+        (f"parse from JSON bytes, per resource ({n} examples)", us(ours_bytes),
+         f"{ours_bytes / floor_parse:.1f}x orjson.loads ({us(floor_parse)}), "
+         f"{ours_bytes / json_parse:.1f}x json.loads", ""),
+        ("parse from dict, per resource", us(ours_dict), f"{ours_dict / floor_parse:.1f}x orjson.loads", ""),
+        ("serialize to JSON bytes, per resource", us(ours_dump),
+         f"{ours_dump / floor_dump:.1f}x orjson.dumps ({us(floor_dump)})", f"fhir.resources {us(fr_dump)}"),
+        (f"parse, the {m} examples fhir.resources (R4B) accepts", us(ours_subset_parse),
+         f"{fr_parse / ours_subset_parse:.1f}x faster than fhir.resources", f"fhir.resources {us(fr_parse)}"),
+    ]
+
+
+def synthea_bundle() -> list[Row]:
+    path = max((EXAMPLES / "synthea").glob("*.json"), key=lambda p: p.stat().st_size)
+    raw = path.read_bytes()
+    fhir.Bundle.model_validate_json(raw)
+    floor = best_of(lambda: orjson.loads(raw))
+    ours = best_of(lambda: fhir.Bundle.model_validate_json(raw))
+    bundle = fhir.Bundle.model_validate_json(raw)
+    plain = orjson.loads(raw)
+    floor_dump = best_of(lambda: orjson.dumps(plain))
+    ours_dump = best_of(lambda: bundle.to_fhir_json())
+    from fhir.resources.R4B.bundle import Bundle as TheirBundle
+
+    theirs_parse = best_of(lambda: TheirBundle.model_validate_json(raw), 3)
+    theirs_obj = TheirBundle.model_validate_json(raw)
+    theirs_dump = best_of(lambda: theirs_obj.model_dump_json(by_alias=True), 3)
+    size = f"{len(raw) / 1e6:.1f} MB"
+    return [
+        (f"Synthea bundle ({size}), typed and validated parse", ms(ours),
+         f"{ours / floor:.1f}x orjson.loads ({ms(floor)}); {theirs_parse / ours:.1f}x faster than fhir.resources",
+         f"fhir.resources {ms(theirs_parse)}"),
+        ("Synthea bundle, serialize", ms(ours_dump),
+         f"{ours_dump / floor_dump:.1f}x orjson.dumps ({ms(floor_dump)}); "
+         f"{theirs_dump / ours_dump:.1f}x faster than fhir.resources", f"fhir.resources {ms(theirs_dump)}"),
+    ]
+
+
+_IMPORT_ALL = (
+    "import importlib, pymedplum.fhir as f\n"
+    "for m in sorted(set(f._MODULES.values())): importlib.import_module('pymedplum.fhir.' + m)\n"
+)
+_RSS = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+
+
+def imports() -> list[Row]:
+    empty = fresh_process("pass")
+    pydantic = fresh_process("import pydantic, pydantic.fields")
+    patient = fresh_process("from pymedplum.fhir import Patient")
+    first_use = fresh_process("from pymedplum.fhir import Patient\nPatient(name=[{'family': 'F'}])")
+    everything = fresh_process(_IMPORT_ALL, repeat=3)
+    theirs = fresh_process("from fhir.resources.R4B.patient import Patient", repeat=3)
+    rss_base = int(fresh_process_output("import pydantic\n" + _RSS))
+    rss_all = int(fresh_process_output(_IMPORT_ALL + _RSS))
+    modules = len(set(fhir._MODULES.values()))
+    return [
+        ("`from pymedplum.fhir import Patient` (fresh process)", ms(patient),
+         f"`python -c pass` {ms(empty)}, `import pydantic` {ms(pydantic)}",
+         f"fhir.resources Patient {ms(theirs)}"),
+        ("... and the first Patient validated (loads what it refers to)", ms(first_use), "", ""),
+        (f"import all {modules} model modules (fresh process)", ms(everything), "", ""),
+        ("RSS after importing all models", f"{rss_all / 1024:.0f} MB",
+         f"python + pydantic alone {rss_base / 1024:.0f} MB", ""),
+    ]

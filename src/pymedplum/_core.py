@@ -1,0 +1,845 @@
+"""Everything both clients share that does no I/O.
+
+`BaseClient` holds configuration and builds each logical call (`Call`) from the public
+methods' arguments; `CallState` walks one call through its wire attempts, deciding
+after each response or transport failure whether to return, raise, refresh the token
+or wait and retry, and records what the audit event needs. The async client and the
+sync client generated from it only send requests and sleep.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import httpx
+from pydantic import BaseModel
+
+from pymedplum import _hooks, _json, _retry
+from pymedplum._auth import TokenState
+from pymedplum._convert import dict_to_model, resource_to_dict
+from pymedplum._obo import OBO_HEADER, OnBehalfOf
+from pymedplum._security import check_base_url, origin_of, require_same_origin
+from pymedplum.bundle import FHIRBundle
+from pymedplum.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BadRequestError,
+    ConflictError,
+    ErrorResponse,
+    GoneError,
+    MedplumError,
+    MissingVersionIdError,
+    NetworkError,
+    NotFoundError,
+    OperationOutcomeError,
+    PreconditionFailedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from pymedplum.hooks import PreparedRequest, RequestAction, RequestAttempt, RequestEvent
+
+__all__ = ["BaseClient", "Call", "CallState", "UpdateResult", "encode_query", "describe_path"]
+
+logger = logging.getLogger("pymedplum")
+
+M = TypeVar("M", bound=BaseModel)
+Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
+Resource = Mapping[str, Any] | BaseModel
+
+USER_AGENT = "pymedplum/0.1.0"
+FHIR_JSON = "application/fhir+json"
+JSON_PATCH = "application/json-patch+json"
+_BASE_HEADERS = {"Accept": FHIR_JSON}
+_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z_$][A-Za-z_\-$]*$")
+_MUTATION = re.compile(r"^\s*mutation\b", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """What `update_with_retry` did.
+
+    Attributes:
+        wrote: whether a PUT was sent (False: the resource was already as desired).
+        version_id: `meta.versionId` after the call.
+        resource: the resource's final state.
+    """
+
+    wrote: bool
+    version_id: str | None
+    resource: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Call:
+    """One logical request, before credentials: what every wire attempt sends."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes | None = None
+    json_body: Any = None
+    replay_safe: bool = True
+
+
+# ---------------------------------------------------------------- building requests
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return _json.decimal_text(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def encode_query(query: Query | None) -> str:
+    """A FHIR query string: lists repeat the parameter, None values are left out.
+
+    `{"birthdate": ["ge1990", "le2000"]}` -> `birthdate=ge1990&birthdate=le2000`.
+    """
+    if not query:
+        return ""
+    items = query.items() if isinstance(query, Mapping) else query
+    pairs: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set | frozenset):
+            pairs.extend((key, _query_value(v)) for v in value if v is not None)
+        else:
+            pairs.append((key, _query_value(value)))
+    return urlencode(pairs, safe=",:|$")
+
+
+def _check_type(resource_type: str) -> str:
+    if not isinstance(resource_type, str) or not _RESOURCE_TYPE.match(resource_type):
+        raise ValueError(f"resource_type: {resource_type!r} is not a FHIR resource type")
+    return resource_type
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _FHIR_ID.match(value) or value in (".", ".."):
+        shown = value if isinstance(value, str) and len(value) <= 70 else type(value).__name__
+        raise ValueError(f"{what}: {shown!r} is not a valid FHIR id")
+    return value
+
+
+def _merge_headers(extra: Mapping[str, str] | None, **sdk: str | None) -> dict[str, str]:
+    """SDK headers, then the caller's, which win (case-insensitively)."""
+    headers = dict(_BASE_HEADERS)
+    for name, value in sdk.items():
+        if value is not None:
+            headers[name.replace("_", "-")] = value
+    if extra:
+        lowered = {k.lower(): k for k in headers}
+        for name, value in extra.items():
+            existing = lowered.get(name.lower())
+            if existing is not None:
+                del headers[existing]
+            headers[name] = value
+    return headers
+
+
+def _stamp_accounts(resource: dict[str, Any], accounts: str | Sequence[str] | None) -> None:
+    """Set `meta.accounts` without touching the caller's nested `meta` dict."""
+    if accounts is None:
+        return
+    refs = [accounts] if isinstance(accounts, str) else list(accounts)
+    meta = {**(resource.get("meta") or {})}
+    meta["accounts"] = [{"reference": r} for r in refs]
+    resource["meta"] = meta
+
+
+def _version_id(resource: Mapping[str, Any]) -> str | None:
+    meta = resource.get("meta")
+    version = meta.get("versionId") if isinstance(meta, Mapping) else None
+    return version if isinstance(version, str) and version else None
+
+
+def if_match_value(
+    resource: Mapping[str, Any], if_match: bool | str, headers: Mapping[str, str] | None
+) -> str | None:
+    """The If-Match header `update_resource` sends, per its `if_match` argument."""
+    if headers and any(k.lower() == "if-match" for k in headers):
+        return None  # the caller's explicit header wins
+    if isinstance(if_match, bool):
+        if not if_match:
+            return None
+        version = _version_id(resource)
+        return f'W/"{version}"' if version else None
+    if not isinstance(if_match, str):
+        raise TypeError(f"if_match must be a bool or a str, got {type(if_match).__name__}")
+    if if_match == "required":
+        version = _version_id(resource)
+        if version is None:
+            raise MissingVersionIdError(
+                f"{resource.get('resourceType')}.meta.versionId is missing and "
+                "if_match='required': refusing an unguarded write"
+            )
+        return f'W/"{version}"'
+    return if_match
+
+
+def as_result(data: Any, as_fhir: type[M] | None) -> Any:
+    """A response resource as a dict, or validated into `as_fhir`."""
+    if as_fhir is None or data is None:
+        return data
+    return dict_to_model(as_fhir, data)
+
+
+def apply_mutator(
+    current: dict[str, Any],
+    mutator: Callable[[dict[str, Any]], dict[str, Any] | None],
+    resource_type: str,
+    resource_id: str,
+) -> dict[str, Any]:
+    """Run `mutator` on a copy of `current`; refuse a change of resourceType or id."""
+    working = copy.deepcopy(current)
+    returned = mutator(working)
+    desired = working if returned is None else resource_to_dict(returned)
+    if desired.get("resourceType") != resource_type or desired.get("id") != resource_id:
+        raise ValueError("update_with_retry: the mutator must not change resourceType or id")
+    return desired
+
+
+def page_resources(bundle: Any, as_fhir: type[M] | None) -> list[Any]:
+    """The resources of one search page: dicts, or `as_fhir` models of its type only."""
+    if not isinstance(bundle, Mapping):
+        return []
+    return FHIRBundle(bundle, as_fhir).get_resources()
+
+
+def first_match(bundle: Any) -> dict[str, Any] | None:
+    """The first `match` resource of a search page (included resources skipped)."""
+    for entry in (bundle or {}).get("entry") or ():
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("resource"), dict):
+            continue
+        mode = (entry.get("search") or {}).get("mode")
+        if mode in (None, "match"):
+            resource: dict[str, Any] = entry["resource"]
+            return resource
+    return None
+
+
+def query_pairs(query: Query | None) -> list[tuple[str, Any]]:
+    """A query as (name, value) pairs, in order."""
+    if not query:
+        return []
+    return list(query.items() if isinstance(query, Mapping) else query)
+
+
+def search_one_query(query: Query | None) -> list[tuple[str, Any]]:
+    """The query with `_count=1` (replacing any `_count` given)."""
+    return [(k, v) for k, v in query_pairs(query) if k != "_count"] + [("_count", 1)]
+
+
+def _join(values: str | Sequence[str]) -> str:
+    return values if isinstance(values, str) else ",".join(values)
+
+
+def search_options(
+    query: Query | None,
+    *,
+    summary: str | None,
+    elements: Sequence[str] | None,
+    total: str | None,
+    at: str | None,
+    count: int | None,
+    offset: int | None,
+    sort: str | Sequence[str] | None,
+    include: str | Sequence[str] | None,
+    include_iterate: str | Sequence[str] | None,
+    revinclude: str | Sequence[str] | None,
+    revinclude_iterate: str | Sequence[str] | None,
+) -> list[tuple[str, Any]]:
+    """The search parameters `search_with_options` sends, the named ones after `query`."""
+    pairs = query_pairs(query)
+
+    def many(name: str, values: str | Sequence[str] | None) -> None:
+        if values is not None:
+            pairs.extend((name, v) for v in ([values] if isinstance(values, str) else values))
+
+    named: list[tuple[str, Any]] = [
+        ("_summary", summary),
+        ("_elements", _join(elements) if elements is not None else None),
+        ("_total", total),
+        ("_at", at),
+        ("_count", count),
+        ("_offset", offset),
+        ("_sort", _join(sort) if sort is not None else None),
+    ]
+    pairs.extend((k, v) for k, v in named if v is not None)
+    many("_include", include)
+    many("_include:iterate", include_iterate)
+    many("_revinclude", revinclude)
+    many("_revinclude:iterate", revinclude_iterate)
+    return pairs
+
+
+# ---------------------------------------------------------------- describing paths
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A request path as FHIR sees it; `template` has every id replaced."""
+
+    template: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    operation: str | None = None
+    action: RequestAction | None = None
+
+
+def describe_path(method: str, path: str, fhir_prefix: str) -> Route:
+    """Classify a URL path for audit events and error messages.
+
+    `fhir_prefix` is the FHIR base path (`/fhir/R4/`). Outside it, segments that could
+    be ids (anything not a plain word) are replaced by `{id}`.
+    """
+    if not path.startswith(fhir_prefix) and path + "/" != fhir_prefix:
+        parts = [p if _PLAIN_SEGMENT.match(p) or not p else "{id}" for p in path.split("/")]
+        return Route(template="/".join(parts))
+    rest = [p for p in path[len(fhir_prefix) :].split("/") if p]
+    head = fhir_prefix.rstrip("/")
+    if not rest:
+        action: RequestAction = "batch_or_transaction" if method == "POST" else "search"
+        return Route(template=head + "/", action=action)
+    if rest[0].startswith("$"):
+        return Route(template=f"{head}/{rest[0]}", operation=rest[0], action="operation")
+    if rest[0].startswith("_"):  # system-level _history and the like
+        return Route(template=f"{head}/{rest[0]}", action="search")
+    rtype = rest[0]
+    if len(rest) == 1:
+        return Route(f"{head}/{rtype}", rtype, action="create" if method == "POST" else "search")
+    second = rest[1]
+    if second.startswith("$"):
+        return Route(f"{head}/{rtype}/{second}", rtype, operation=second, action="operation")
+    if second.startswith("_"):  # _search, _history
+        return Route(f"{head}/{rtype}/{second}", rtype, action="search")
+    rid = second
+    template = f"{head}/{rtype}/{{id}}"
+    if len(rest) == 2:
+        actions: dict[str, RequestAction] = {
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }
+        return Route(template, rtype, rid, action=actions.get(method, "read"))
+    third = rest[2]
+    if third.startswith("$"):
+        return Route(f"{template}/{third}", rtype, rid, third, "operation")
+    if third == "_history":
+        suffix = "/_history/{version_id}" if len(rest) > 3 else "/_history"
+        return Route(template + suffix, rtype, rid, action="read")
+    return Route(f"{template}/{third}", rtype, rid, action="search")  # compartment search
+
+
+# ---------------------------------------------------------------- responses
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The response body as JSON (decimals exact), or None when it is empty."""
+    content = response.content
+    if not content:
+        return None
+    return _json.loads(content)
+
+
+def _outcome_of(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = _json.loads(content) if content else None
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
+        return data
+    return None
+
+
+_STATUS_ERRORS: dict[int, type[OperationOutcomeError]] = {
+    401: AuthenticationError,
+    403: AuthorizationError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    412: PreconditionFailedError,
+}
+
+
+def error_from_response(
+    response: httpx.Response, method: str, path_template: str, *, replay_refused: bool
+) -> OperationOutcomeError:
+    """The exception for an error response; `replay_refused` marks a write not replayed."""
+    status = response.status_code
+    content = response.content
+    outcome = _outcome_of(content)
+    kw: dict[str, Any] = {
+        "status_code": status,
+        "outcome": outcome,
+        "response": ErrorResponse(status, response.headers, content),
+        "method": method,
+        "path_template": path_template,
+    }
+    if status == 400:
+        return (ValidationError if outcome is not None else BadRequestError)(**kw)
+    if status == 429:
+        return RateLimitError(retry_after=_retry.server_delay(response.headers), **kw)
+    if status >= 500:
+        if replay_refused:
+            message = (
+                f"HTTP {status} | {method} {path_template} | the write may have been "
+                "committed, so it was not replayed: read the resource before retrying"
+            )
+            return ServerError(message, possibly_committed=True, **kw)
+        return ServerError(possibly_committed=status in _retry.AMBIGUOUS_STATUSES, **kw)
+    if 300 <= status < 400:
+        return OperationOutcomeError(
+            f"HTTP {status} | {method} {path_template} | the server redirected; "
+            "the client never follows redirects",
+            **kw,
+        )
+    return _STATUS_ERRORS.get(status, OperationOutcomeError)(**kw)
+
+
+# ---------------------------------------------------------------- the client core
+
+
+class BaseClient:
+    """Configuration and request building shared by both clients."""
+
+    _http: httpx.Client | httpx.AsyncClient
+    #: The clock of token expiry and cooldown (monotonic seconds); tests replace it.
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def _configure(
+        self,
+        *,
+        base_url: str,
+        client_id: str | None,
+        client_secret: str | None,
+        access_token: str | None,
+        project_id: str | None,
+        fhir_url_path: str,
+        before_request: Callable[..., Any] | None,
+        on_request_complete: Callable[..., Any] | None,
+        allow_insecure_http: bool,
+        failed_refresh_cooldown: float,
+        default_on_behalf_of: str | None,
+        async_hooks: bool,
+    ) -> None:
+        if bool(client_id) != bool(client_secret):
+            raise ValueError("client_id and client_secret must be given together")
+        _hooks.check_hook("before_request", before_request, async_hooks)
+        _hooks.check_hook("on_request_complete", on_request_complete, async_hooks)
+        self.base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self.fhir_base_url = self.base_url + fhir_url_path.strip("/") + "/"
+        self.project_id = project_id
+        self._origin = origin_of(self.base_url)
+        self._fhir_prefix = urlsplit(self.fhir_base_url).path
+        self._token = TokenState(
+            token_url=self.base_url + "oauth2/token",
+            client_id=client_id,
+            client_secret=client_secret,
+            access_token=access_token,
+            cooldown=failed_refresh_cooldown,
+        )
+        self._obo = OnBehalfOf(default_on_behalf_of)
+        self._before_request = before_request
+        self._on_request_complete = on_request_complete
+
+    @staticmethod
+    def _default_http_options(timeout: float) -> dict[str, Any]:
+        return {
+            "timeout": timeout,
+            "follow_redirects": False,
+            "headers": {"User-Agent": USER_AGENT},
+        }
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} base_url={self.base_url!r}>"
+
+    @property
+    def default_on_behalf_of(self) -> str | None:
+        """The membership every request acts as when nothing else is set."""
+        return self._obo.default
+
+    # -- URLs
+
+    def _url(self, path: str, query: Query | None = None) -> str:
+        """An absolute URL for a path relative to base_url (or a same-origin absolute URL)."""
+        if "://" in path:
+            require_same_origin(path, self._origin, "request URL")
+            url = path
+        else:
+            url = self.base_url + path.lstrip("/")
+        encoded = encode_query(query)
+        if encoded:
+            url += ("&" if "?" in url else "?") + encoded
+        return url
+
+    def _resource_url(self, resource_type: str, *parts: str) -> str:
+        url = self.fhir_base_url + _check_type(resource_type)
+        for part in parts:
+            url += "/" + quote(part, safe="$_")
+        return url
+
+    # -- builders: one Call per public operation
+
+    def _build_create(
+        self,
+        resource: Resource,
+        headers: Mapping[str, str] | None,
+        accounts: str | Sequence[str] | None,
+        if_none_exist: str | None = None,
+    ) -> Call:
+        body = resource_to_dict(resource)
+        rtype = body.get("resourceType")
+        if not isinstance(rtype, str):
+            raise ValueError("create_resource: the resource has no resourceType")
+        _stamp_accounts(body, accounts)
+        sdk_headers = _merge_headers(headers, Content_Type=FHIR_JSON, If_None_Exist=if_none_exist)
+        return self._call("POST", self._resource_url(rtype), sdk_headers, body)
+
+    def _if_none_exist_query(self, if_none_exist: str) -> str:
+        """The search query of If-None-Exist: `?` stripped, a same-origin URL's query."""
+        value = if_none_exist.strip()
+        if "://" in value:
+            require_same_origin(value, self._origin, "if_none_exist URL")
+            logger.warning("if_none_exist was a full URL: only its query string is sent")
+            value = urlsplit(value).query
+        value = value.lstrip("?")
+        if not value:
+            raise ValueError("if_none_exist must be a non-empty search query")
+        return value
+
+    def _build_read(
+        self, resource_type: str, parts: Sequence[str], headers: Mapping[str, str] | None
+    ) -> Call:
+        return Call("GET", self._resource_url(resource_type, *parts), _merge_headers(headers))
+
+    def _build_update(
+        self,
+        resource: Resource,
+        headers: Mapping[str, str] | None,
+        accounts: str | Sequence[str] | None,
+        if_match: bool | str,
+    ) -> Call:
+        body = resource_to_dict(resource)
+        rtype, rid = body.get("resourceType"), body.get("id")
+        if not isinstance(rtype, str) or not isinstance(rid, str) or not rid:
+            raise ValueError("update_resource: the resource needs a resourceType and an id")
+        _stamp_accounts(body, accounts)
+        sdk_headers = _merge_headers(
+            headers, Content_Type=FHIR_JSON, If_Match=if_match_value(body, if_match, headers)
+        )
+        url = self._resource_url(rtype, _check_id(rid, f"{rtype}.id"))
+        return self._call("PUT", url, sdk_headers, body)
+
+    def _build_patch(
+        self,
+        resource_type: str,
+        resource_id: str,
+        operations: Sequence[Mapping[str, Any]],
+        headers: Mapping[str, str] | None,
+        if_match: str | None,
+    ) -> Call:
+        if isinstance(operations, Mapping | str | bytes):
+            raise TypeError("patch_resource expects a list of JSON Patch operations")
+        ops = [resource_to_dict(op) for op in operations]
+        sdk_headers = _merge_headers(headers, Content_Type=JSON_PATCH, If_Match=if_match)
+        url = self._resource_url(resource_type, _check_id(resource_id, "resource_id"))
+        return self._call("PATCH", url, sdk_headers, ops)
+
+    def _build_delete(
+        self, resource_type: str, resource_id: str, headers: Mapping[str, str] | None
+    ) -> Call:
+        url = self._resource_url(resource_type, _check_id(resource_id, "resource_id"))
+        return Call("DELETE", url, _merge_headers(headers))
+
+    def _build_search(self, resource_type: str, query: Query | None) -> Call:
+        url = self._resource_url(resource_type)
+        encoded = encode_query(query)
+        return Call("GET", url + "?" + encoded if encoded else url, _merge_headers(None))
+
+    def _build_next_page(self, bundle: Any) -> Call | None:
+        """The call for a search page's `next` link; refuses another origin."""
+        next_url = FHIRBundle(bundle).next_url if isinstance(bundle, Mapping) else None
+        if not next_url:
+            return None
+        require_same_origin(next_url, self._origin, "the next-page link")
+        return Call("GET", next_url, _merge_headers(None))
+
+    def _build_bundle(
+        self,
+        bundle: Resource,
+        bundle_type: Literal["batch", "transaction"],
+        accounts: str | Sequence[str] | None,
+    ) -> Call:
+        body = resource_to_dict(bundle)
+        body["resourceType"] = "Bundle"
+        body["type"] = bundle_type
+        if accounts is not None:
+            entries = []
+            for entry in body.get("entry") or ():
+                entry = dict(entry)
+                if isinstance(entry.get("resource"), Mapping):
+                    entry["resource"] = dict(entry["resource"])
+                    _stamp_accounts(entry["resource"], accounts)
+                entries.append(entry)
+            body["entry"] = entries
+        headers = _merge_headers(None, Content_Type=FHIR_JSON)
+        return self._call("POST", self.fhir_base_url, headers, body, replay_safe=False)
+
+    def _build_graphql(self, query: str, variables: Mapping[str, Any] | None) -> Call:
+        body: dict[str, Any] = {"query": query}
+        if variables is not None:
+            body["variables"] = dict(variables)
+        headers = _merge_headers(None, Content_Type="application/json")
+        # A query document can be replayed safely; a mutation cannot.
+        safe = not _MUTATION.search(query)
+        return self._call("POST", self.fhir_base_url + "$graphql", headers, body, replay_safe=safe)
+
+    def _build_raw(
+        self,
+        method: str,
+        path: str,
+        params: Query | None,
+        headers: Mapping[str, str] | None,
+        json_body: Any = None,
+        content: bytes | None = None,
+    ) -> Call:
+        url = self._url(path, params)
+        if json_body is not None:
+            merged = _merge_headers(headers, Content_Type=FHIR_JSON)
+            return self._call(method, url, merged, json_body)
+        merged = _merge_headers(headers)
+        return Call(method, url, merged, content, None, _retry.is_replay_safe(method, merged))
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        *,
+        replay_safe: bool | None = None,
+    ) -> Call:
+        if replay_safe is None:
+            replay_safe = _retry.is_replay_safe(method, headers)
+        return Call(method, url, headers, _json.dumps(body), body, replay_safe)
+
+    # -- running a call
+
+    def _begin(self, call: Call, on_behalf_of: str | None) -> CallState:
+        return CallState(self, call, self._obo.resolve(on_behalf_of))
+
+    def _prepared(self, call: Call) -> PreparedRequest:
+        return _hooks.prepared(call.method, call.url, call.headers, call.json_body)
+
+    def _apply_hook_result(self, call: Call, original: PreparedRequest, returned: object) -> Call:
+        """The call to send after a before_request hook (the original when it was refused)."""
+        request = _hooks.sanitize(original, returned, self._origin)
+        if request is None:
+            return call
+        content = call.content
+        if request.json_body is not call.json_body:
+            content = None if request.json_body is None else _json.dumps(request.json_body)
+        return Call(
+            call.method,
+            request.url,
+            dict(request.headers),
+            content,
+            request.json_body,
+            call.replay_safe,
+        )
+
+    def _token_transport_error(self, exc: httpx.RequestError) -> NetworkError:
+        """Record a token request that never got an answer; the error to raise."""
+        error = NetworkError(
+            f"token request failed: {type(exc).__name__}",
+            possibly_committed=False,
+            method="POST",
+            path_template="/oauth2/token",
+        )
+        self._token.reject(error, self._clock())
+        return error
+
+
+class CallState:
+    """One logical call on its way through attempts, retries and a token refresh."""
+
+    __slots__ = (
+        "core",
+        "call",
+        "obo",
+        "retries",
+        "refreshed",
+        "force_refresh",
+        "ticket",
+        "attempt_call",
+        "response",
+        "error",
+        "final_exception",
+        "attempts",
+        "started_at",
+        "attempt_started",
+        "attempt_started_at",
+    )
+
+    def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
+        self.core = core
+        self.call = call
+        self.obo = obo
+        self.retries = 0
+        self.refreshed = False
+        self.force_refresh = False
+        self.ticket = 0
+        self.attempt_call = call
+        self.response: httpx.Response | None = None
+        self.error: MedplumError | None = None
+        self.final_exception: BaseException | None = None
+        # Audit data is gathered only when someone will read it.
+        self.attempts: list[RequestAttempt] | None = (
+            [] if core._on_request_complete is not None else None
+        )
+        self.started_at = datetime.now(UTC) if self.attempts is not None else None
+        self.attempt_started = 0.0
+        self.attempt_started_at: datetime | None = None
+
+    @property
+    def route(self) -> Route:
+        """The call's path described (computed on demand: only errors and events need it)."""
+        call = self.attempt_call
+        return describe_path(call.method, urlsplit(call.url).path, self.core._fhir_prefix)
+
+    def request(self, http: httpx.Client | httpx.AsyncClient, token: str | None) -> httpx.Request:
+        """The wire request of the next attempt, with credentials and OBO added last."""
+        call = self.attempt_call
+        headers = call.headers.copy()
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        if self.obo:
+            headers[OBO_HEADER] = self.obo
+        if self.attempts is not None:
+            self.attempt_started_at = datetime.now(UTC)
+        self.attempt_started = time.perf_counter()
+        return http.build_request(call.method, call.url, headers=headers, content=call.content)
+
+    def _record(self, status: int | None, error: MedplumError | None, delay: float | None) -> None:
+        if self.attempts is None:
+            return
+        self.attempts.append(
+            RequestAttempt(
+                attempt_number=len(self.attempts) + 1,
+                status_code=status,
+                duration_seconds=time.perf_counter() - self.attempt_started,
+                started_at=self.attempt_started_at or datetime.now(UTC),
+                on_behalf_of=self.obo,
+                exception=error,
+                retry_delay_seconds=delay,
+            )
+        )
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next attempt, or None when the call is over."""
+        status = response.status_code
+        if status < 300 or status == 304:
+            self.response = response
+            self._record(status, None, None)
+            return None
+        if status == 401 and self.core._token.can_refresh and not self.refreshed:
+            self.refreshed = self.force_refresh = True  # one forced refresh, one replay
+            self._record(status, None, 0.0)
+            return 0.0
+        call = self.call
+        delay = _retry.delay_after_status(
+            status, response.headers, replay_safe=call.replay_safe, retries_done=self.retries
+        )
+        if delay is not None:
+            self.retries += 1
+            self._record(status, None, delay)
+            return delay
+        refused = status in _retry.AMBIGUOUS_STATUSES and not call.replay_safe
+        self.error = error_from_response(
+            response, call.method, self.route.template, replay_refused=refused
+        )
+        self._record(status, self.error, None)
+        return None
+
+    def after_transport_error(self, exc: httpx.RequestError) -> float | None:
+        """As after_response, for a request that got no response."""
+        call = self.call
+        transport = isinstance(exc, httpx.TransportError)
+        sent = _retry.was_sent(exc)
+        delay = None
+        if transport:
+            delay = _retry.delay_after_transport_error(
+                exc,  # type: ignore[arg-type]
+                replay_safe=call.replay_safe,
+                retries_done=self.retries,
+            )
+        template = self.route.template
+        if sent and not call.replay_safe:
+            detail = "after the request was sent: the write may have been committed, so it was not replayed; read before retrying"  # noqa: E501
+        elif sent:
+            detail = "after the request was sent"
+        else:
+            detail = "before the request was sent"
+        error = NetworkError(
+            f"{type(exc).__name__} {detail} | {call.method} {template}",
+            possibly_committed=sent,
+            method=call.method,
+            path_template=template,
+        )
+        if delay is not None:
+            self.retries += 1
+            self._record(None, error, delay)
+            return delay
+        self.error = error
+        self._record(None, error, None)
+        return None
+
+    def result(self) -> httpx.Response:
+        """The final response, or raise the call's error."""
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
+
+    def event(self) -> RequestEvent | None:
+        """The audit event of the finished call, or None when no hook wants one."""
+        if self.attempts is None or self.started_at is None:
+            return None
+        call = self.call
+        parts = urlsplit(call.url)
+        route = describe_path(call.method, parts.path, self.core._fhir_prefix)
+        scheme, host, port = self.core._origin
+        return RequestEvent(
+            method=call.method,
+            origin=f"{scheme}://{host}:{port}",
+            path=parts.path,
+            path_template=route.template,
+            query_params=parse_qs(parts.query, keep_blank_values=True) if parts.query else None,
+            resource_type=route.resource_type,
+            resource_id=route.resource_id,
+            operation=route.operation,
+            action=route.action,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            attempts=tuple(self.attempts),
+            final_status_code=self.attempts[-1].status_code if self.attempts else None,
+            final_exception=self.final_exception,
+        )

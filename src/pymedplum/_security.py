@@ -1,0 +1,103 @@
+"""Transport security rules, without I/O: https by default, no redirects, same-origin follow-ups."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+
+from pymedplum.exceptions import InsecureTransportError, UnsafeRedirectError
+
+__all__ = ["LOOPBACK_HOSTS", "Origin", "check_base_url", "origin_of", "require_same_origin"]
+
+logger = logging.getLogger("pymedplum")
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, host, port) with the default port filled in; host lowercased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+    return scheme, host, port
+
+
+def _origin_text(origin: Origin) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{host}:{port}"
+
+
+def check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
+    """Validate `base_url` and return it with exactly one trailing slash.
+
+    https is always accepted; http only for a loopback host or with
+    `allow_insecure_http=True` (which logs a WARNING). Credentials in the URL are refused
+    because URLs end up in logs.
+    """
+    parts = urlsplit(base_url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise InsecureTransportError(
+            f"base_url must be an absolute https:// URL, got scheme {scheme or 'none'!r}"
+        )
+    if parts.username or parts.password:
+        raise ValueError("base_url must not contain credentials; pass client_id/client_secret")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not contain a query string or fragment")
+    if scheme == "http" and not _is_loopback(parts.hostname.lower()):
+        if not allow_insecure_http:
+            raise InsecureTransportError(
+                f"refusing plain http to {parts.hostname}: use https, a loopback host, "
+                "or pass allow_insecure_http=True"
+            )
+        logger.warning(
+            "pymedplum: allow_insecure_http=True: bearer tokens and PHI to %s travel unencrypted",
+            parts.hostname,
+        )
+    return base_url.rstrip("/") + "/"
+
+
+def require_same_origin(url: str, expected: Origin, what: str) -> None:
+    """Raise UnsafeRedirectError unless `url` is on `expected`'s origin.
+
+    The message names the foreign origin only: the path and query may carry PHI.
+    """
+    found = origin_of(url)
+    if found != expected:
+        raise UnsafeRedirectError(
+            f"{what} points at {_origin_text(found)}, not the client's origin "
+            f"{_origin_text(expected)}; refusing to send credentials there"
+        )
+
+
+def check_http_client(client: httpx.Client | httpx.AsyncClient, expected: type[object]) -> None:
+    """Refuse a caller's httpx client of the wrong kind or one that follows redirects.
+
+    A followed redirect would carry the Authorization header to wherever it points.
+    """
+    if not isinstance(client, expected):
+        raise TypeError(
+            f"http_client must be an {expected.__module__}.{expected.__qualname__}, "
+            f"got {type(client).__name__}"
+        )
+    if client.follow_redirects:
+        raise ValueError(
+            "http_client follows redirects, which would forward the bearer token to other "
+            "origins: construct it with follow_redirects=False"
+        )

