@@ -1,7 +1,7 @@
 """make bench: every benchmark, as ratios against baselines measured in the same run.
 
-    python -m bench            all
-    python -m bench models     the model benchmarks only
+python -m bench            all
+python -m bench models     the model benchmarks only
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ from bench import models
 
 
 def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
-    lines = [f"### {title}", "", "| benchmark | pymedplum | against the baseline | peer |", "|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| benchmark | pymedplum | against the baseline | peer |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"
 

@@ -32,8 +32,9 @@ def fresh_process(code: str, repeat: int = 5) -> float:
 
 
 def fresh_process_output(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=REPO_ROOT, capture_output=True, text=True
+    )
     return result.stdout.strip()
 
 

@@ -27,7 +27,9 @@ def _fhir_resources_model(resource_type: str) -> Any:
 
 
 def _examples() -> list[tuple[bytes, dict[str, Any]]]:
-    files = sorted((EXAMPLES / "official").glob("*.json")) + sorted((EXAMPLES / "medplum").glob("*.json"))
+    files = sorted((EXAMPLES / "official").glob("*.json")) + sorted(
+        (EXAMPLES / "medplum").glob("*.json")
+    )
     return [(p.read_bytes(), _json.loads(p.read_bytes())) for p in files]
 
 
@@ -75,21 +77,44 @@ def per_resource() -> list[Row]:
             except Exception:
                 continue
         m = len(theirs)
-        fr_parse = best_of(lambda: [model.model_validate_json(raw) for raw, model, _ in theirs], 3) / m
-        fr_dump = best_of(lambda: [obj.model_dump_json(by_alias=True) for _, _, obj in theirs], 3) / m
+        fr_parse = (
+            best_of(lambda: [model.model_validate_json(raw) for raw, model, _ in theirs], 3) / m
+        )
+        fr_dump = (
+            best_of(lambda: [obj.model_dump_json(by_alias=True) for _, _, obj in theirs], 3) / m
+        )
     subset = {raw for raw, _, _ in theirs}
     ours_subset = [(raw, model) for raw, model in ours if raw in subset]
-    ours_subset_parse = best_of(lambda: [model.model_validate_json(raw) for raw, model in ours_subset]) / m
+    ours_subset_parse = (
+        best_of(lambda: [model.model_validate_json(raw) for raw, model in ours_subset]) / m
+    )
 
     return [
-        (f"parse from JSON bytes, per resource ({n} examples)", us(ours_bytes),
-         f"{ours_bytes / floor_parse:.1f}x orjson.loads ({us(floor_parse)}), "
-         f"{ours_bytes / json_parse:.1f}x json.loads", ""),
-        ("parse from dict, per resource", us(ours_dict), f"{ours_dict / floor_parse:.1f}x orjson.loads", ""),
-        ("serialize to JSON bytes, per resource", us(ours_dump),
-         f"{ours_dump / floor_dump:.1f}x orjson.dumps ({us(floor_dump)})", f"fhir.resources {us(fr_dump)}"),
-        (f"parse, the {m} examples fhir.resources (R4B) accepts", us(ours_subset_parse),
-         f"{fr_parse / ours_subset_parse:.1f}x faster than fhir.resources", f"fhir.resources {us(fr_parse)}"),
+        (
+            f"parse from JSON bytes, per resource ({n} examples)",
+            us(ours_bytes),
+            f"{ours_bytes / floor_parse:.1f}x orjson.loads ({us(floor_parse)}), "
+            f"{ours_bytes / json_parse:.1f}x json.loads",
+            "",
+        ),
+        (
+            "parse from dict, per resource",
+            us(ours_dict),
+            f"{ours_dict / floor_parse:.1f}x orjson.loads",
+            "",
+        ),
+        (
+            "serialize to JSON bytes, per resource",
+            us(ours_dump),
+            f"{ours_dump / floor_dump:.1f}x orjson.dumps ({us(floor_dump)})",
+            f"fhir.resources {us(fr_dump)}",
+        ),
+        (
+            f"parse, the {m} examples fhir.resources (R4B) accepts",
+            us(ours_subset_parse),
+            f"{fr_parse / ours_subset_parse:.1f}x faster than fhir.resources",
+            f"fhir.resources {us(fr_parse)}",
+        ),
     ]
 
 
@@ -110,12 +135,20 @@ def synthea_bundle() -> list[Row]:
     theirs_dump = best_of(lambda: theirs_obj.model_dump_json(by_alias=True), 3)
     size = f"{len(raw) / 1e6:.1f} MB"
     return [
-        (f"Synthea bundle ({size}), typed and validated parse", ms(ours),
-         f"{ours / floor:.1f}x orjson.loads ({ms(floor)}); {theirs_parse / ours:.1f}x faster than fhir.resources",
-         f"fhir.resources {ms(theirs_parse)}"),
-        ("Synthea bundle, serialize", ms(ours_dump),
-         f"{ours_dump / floor_dump:.1f}x orjson.dumps ({ms(floor_dump)}); "
-         f"{theirs_dump / ours_dump:.1f}x faster than fhir.resources", f"fhir.resources {ms(theirs_dump)}"),
+        (
+            f"Synthea bundle ({size}), typed and validated parse",
+            ms(ours),
+            f"{ours / floor:.1f}x orjson.loads ({ms(floor)}); "
+            f"{theirs_parse / ours:.1f}x faster than fhir.resources",
+            f"fhir.resources {ms(theirs_parse)}",
+        ),
+        (
+            "Synthea bundle, serialize",
+            ms(ours_dump),
+            f"{ours_dump / floor_dump:.1f}x orjson.dumps ({ms(floor_dump)}); "
+            f"{theirs_dump / ours_dump:.1f}x faster than fhir.resources",
+            f"fhir.resources {ms(theirs_dump)}",
+        ),
     ]
 
 
@@ -137,11 +170,18 @@ def imports() -> list[Row]:
     rss_all = int(fresh_process_output(_IMPORT_ALL + _RSS))
     modules = len(set(fhir._MODULES.values()))
     return [
-        ("`from pymedplum.fhir import Patient` (fresh process)", ms(patient),
-         f"`python -c pass` {ms(empty)}, `import pydantic` {ms(pydantic)}",
-         f"fhir.resources Patient {ms(theirs)}"),
+        (
+            "`from pymedplum.fhir import Patient` (fresh process)",
+            ms(patient),
+            f"`python -c pass` {ms(empty)}, `import pydantic` {ms(pydantic)}",
+            f"fhir.resources Patient {ms(theirs)}",
+        ),
         ("... and the first Patient validated (loads what it refers to)", ms(first_use), "", ""),
         (f"import all {modules} model modules (fresh process)", ms(everything), "", ""),
-        ("RSS after importing all models", f"{rss_all / 1024:.0f} MB",
-         f"python + pydantic alone {rss_base / 1024:.0f} MB", ""),
+        (
+            "RSS after importing all models",
+            f"{rss_all / 1024:.0f} MB",
+            f"python + pydantic alone {rss_base / 1024:.0f} MB",
+            "",
+        ),
     ]

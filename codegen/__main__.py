@@ -11,37 +11,16 @@ from __future__ import annotations
 import argparse
 import filecmp
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from codegen.build import build_files
+from codegen.formatting import format_tree
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Folders owned entirely by the generator: any file in them that it does not produce is stale.
 GENERATED_DIRS = ("src/pymedplum/fhir", "src/pymedplum/_sync", "src/pymedplum/_generated")
-
-
-# Generated files are formatted the same wherever they are rendered (no config discovery).
-_RUFF_OPTIONS = (
-    "--quiet", "--isolated", "--line-length", "100", "--target-version", "py311",
-    "--config", "lint.isort.known-first-party = ['pymedplum']",
-)
-
-
-def _format(root: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "ruff", "format", *_RUFF_OPTIONS, str(root)],
-        check=True,
-        cwd=REPO_ROOT,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "ruff", "check", *_RUFF_OPTIONS, "--fix-only", "--select", "I,F401",
-         str(root)],
-        check=True,
-        cwd=REPO_ROOT,
-    )
 
 
 def render_tree(target: Path) -> list[str]:
@@ -50,7 +29,7 @@ def render_tree(target: Path) -> list[str]:
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    _format(target)
+    format_tree(target)
     return sorted(files)
 
 
@@ -60,7 +39,8 @@ def _tree(root: Path, dirs: tuple[str, ...]) -> set[str]:
         base = root / directory
         if base.exists():
             found.update(
-                str(p.relative_to(root)) for p in base.rglob("*")
+                str(p.relative_to(root))
+                for p in base.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts
             )
     return found
@@ -76,8 +56,10 @@ def main(argv: list[str]) -> int:
         existing = _tree(REPO_ROOT, GENERATED_DIRS)
         stale = existing - produced
         changed = sorted(
-            p for p in produced
-            if not (REPO_ROOT / p).exists() or not filecmp.cmp(fresh / p, REPO_ROOT / p, shallow=False)
+            p
+            for p in produced
+            if not (REPO_ROOT / p).exists()
+            or not filecmp.cmp(fresh / p, REPO_ROOT / p, shallow=False)
         )
         if args.check:
             for path in changed:
@@ -85,7 +67,10 @@ def main(argv: list[str]) -> int:
             for path in sorted(stale):
                 print(f"not generated (stale): {path}", file=sys.stderr)
             if changed or stale:
-                print("generated files differ from codegen's output: run `make generate`", file=sys.stderr)
+                print(
+                    "generated files differ from codegen's output: run `make generate`",
+                    file=sys.stderr,
+                )
                 return 1
             print(f"generated files in sync ({len(produced)} files)")
             return 0

@@ -9,11 +9,14 @@ from codegen import ir
 from codegen.definitions import Definitions
 from codegen.models import ModelBuilder
 from codegen.render import render_model
+from codegen.search import build_searches
 from codegen.valuesets import ValueSetExpander
 
 
 def build_model(definitions: Definitions) -> ir.Model:
-    builder = ModelBuilder(definitions.structure_definitions, ValueSetExpander(definitions.terminology))
+    builder = ModelBuilder(
+        definitions.structure_definitions, ValueSetExpander(definitions.terminology)
+    )
     modules = builder.modules()
     resource_types = tuple(
         sorted(c.resource_type for m in modules for c in m.classes if c.resource_type)
@@ -23,7 +26,7 @@ def build_model(definitions: Definitions) -> ir.Model:
         modules=modules,
         primitives=builder.primitives(),
         resource_types=resource_types,
-        searches=(),
+        searches=build_searches(definitions.search_parameters, resource_types),
     )
 
 

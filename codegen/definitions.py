@@ -73,5 +73,7 @@ class Definitions:
     def search_parameters(self) -> list[JSON]:
         params: list[JSON] = []
         for source in ("search-parameters.json", "search-parameters-medplum.json"):
-            params.extend(r for r in self.resources(source) if r.get("resourceType") == "SearchParameter")
+            params.extend(
+                r for r in self.resources(source) if r.get("resourceType") == "SearchParameter"
+            )
         return params

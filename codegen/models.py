@@ -27,7 +27,11 @@ _INTEGER_BOUNDS = {
     "unsignedInt": (0, _INT32[1]),
     "integer64": (-(2**63), 2**63 - 1),
 }
-_PYTHON_TYPES = {"boolean": "bool", "decimal": "Decimal", **{name: "int" for name in _INTEGER_BOUNDS}}
+_PYTHON_TYPES = {
+    "boolean": "bool",
+    "decimal": "Decimal",
+    **{name: "int" for name in _INTEGER_BOUNDS},
+}
 
 
 class DefinitionError(Exception):
@@ -48,16 +52,21 @@ class _Context:
 
 
 class ModelBuilder:
-    def __init__(self, structure_definitions: dict[str, tuple[str, JSON]], expander: ValueSetExpander):
+    def __init__(
+        self, structure_definitions: dict[str, tuple[str, JSON]], expander: ValueSetExpander
+    ):
         self._sds = structure_definitions
         self._expander = expander
         self.primitive_types = sorted(
-            name for name, (_, sd) in structure_definitions.items() if sd.get("kind") == "primitive-type"
+            name
+            for name, (_, sd) in structure_definitions.items()
+            if sd.get("kind") == "primitive-type"
         ) + (["integer64"] if "integer64" not in structure_definitions else [])
         self.generated = {
             name: sd
             for name, (_, sd) in structure_definitions.items()
-            if sd.get("kind") in ("complex-type", "resource") and sd.get("derivation") != "constraint"
+            if sd.get("kind") in ("complex-type", "resource")
+            and sd.get("derivation") != "constraint"
             or name in _QUANTITY_PROFILES
         }
         self._module_of: dict[str, str] = {}
@@ -68,8 +77,12 @@ class ModelBuilder:
         result = []
         for fhir_type in self.primitive_types:
             sd = self._sds.get(fhir_type, (None, {}))[1]
-            value = next(
-                (e for e in sd.get("snapshot", {}).get("element", []) if e["path"] == f"{fhir_type}.value"),
+            value: JSON = next(
+                (
+                    e
+                    for e in sd.get("snapshot", {}).get("element", [])
+                    if e["path"] == f"{fhir_type}.value"
+                ),
                 {},
             )
             pattern = None
@@ -158,30 +171,46 @@ class ModelBuilder:
         _, sd = self._sds[base]
         elements = sd["snapshot"]["element"]
         root = elements[0]["path"]
-        return {e["path"].split(".", 1)[1] for e in elements[1:] if e["path"].count(".") == 1 and e["path"].startswith(root)}
+        return {
+            e["path"].split(".", 1)[1]
+            for e in elements[1:]
+            if e["path"].count(".") == 1 and e["path"].startswith(root)
+        }
 
-    def _root_class(self, type_name: str, sd: JSON, root_path: str, base: str,
-                    children: dict[str, list[JSON]], ctx: _Context) -> ir.ModelClass:
+    def _root_class(
+        self,
+        type_name: str,
+        sd: JSON,
+        root_path: str,
+        base: str,
+        children: dict[str, list[JSON]],
+        ctx: _Context,
+    ) -> ir.ModelClass:
         if type_name in _QUANTITY_PROFILES:
             fields: tuple[ir.Field, ...] = ()
             groups: tuple[ir.ChoiceGroup, ...] = ()
         else:
             inherited = self._inherited_names(base)
             own = [e for e in children.get(root_path, []) if _json_base_name(e) not in inherited]
-            fields, groups = self._fields(type_name, own, ctx, resource_root=sd["kind"] == "resource")
+            fields, groups = self._fields(
+                type_name, own, ctx, resource_root=sd["kind"] == "resource"
+            )
         concrete = sd["kind"] == "resource" and not sd.get("abstract")
         return ir.ModelClass(
             name=type_name,
             fhir_path=type_name,
             base=base,
-            doc=_first_sentence(sd.get("description") or sd["snapshot"]["element"][0].get("short", type_name)),
+            doc=_first_sentence(
+                sd.get("description") or sd["snapshot"]["element"][0].get("short", type_name)
+            ),
             fields=fields,
             choice_groups=groups,
             resource_type=type_name if concrete else None,
         )
 
-    def _backbone_class(self, type_name: str, element: JSON, children: dict[str, list[JSON]],
-                        ctx: _Context) -> ir.ModelClass:
+    def _backbone_class(
+        self, type_name: str, element: JSON, children: dict[str, list[JSON]], ctx: _Context
+    ) -> ir.ModelClass:
         path = _fhir_path(type_name, element["path"])
         codes = [t["code"] for t in element.get("type", [])]
         base = "BackboneElement" if "BackboneElement" in codes else "Element"
@@ -198,8 +227,9 @@ class ModelBuilder:
             resource_type=None,
         )
 
-    def _fields(self, type_name: str, elements: list[JSON], ctx: _Context,
-                resource_root: bool) -> tuple[tuple[ir.Field, ...], tuple[ir.ChoiceGroup, ...]]:
+    def _fields(
+        self, type_name: str, elements: list[JSON], ctx: _Context, resource_root: bool
+    ) -> tuple[tuple[ir.Field, ...], tuple[ir.ChoiceGroup, ...]]:
         fields: list[ir.Field] = []
         groups: list[ir.ChoiceGroup] = []
         for element in elements:
@@ -216,7 +246,9 @@ class ModelBuilder:
                 for type_ in element.get("type", []):
                     code = type_["code"]
                     json_name = stem + upper_first(code)
-                    made = self._value_fields(json_name, fhir_path, code, element, False, False, doc, ctx)
+                    made = self._value_fields(
+                        json_name, fhir_path, code, element, False, False, doc, ctx
+                    )
                     fields.extend(made)
                     alternatives.append(tuple(f.name for f in made))
                 groups.append(ir.ChoiceGroup(fhir_path, tuple(alternatives), required))
@@ -236,7 +268,9 @@ class ModelBuilder:
             if len(codes) != 1:
                 raise DefinitionError(f"{element['path']}: expected one type, found {len(codes)}")
             code = _type_code(codes[0], element, resource_root)
-            fields.extend(self._value_fields(json_base, fhir_path, code, element, required, is_list, doc, ctx))
+            fields.extend(
+                self._value_fields(json_base, fhir_path, code, element, required, is_list, doc, ctx)
+            )
         names = [f.name for f in fields]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
@@ -250,8 +284,17 @@ class ModelBuilder:
             cache[type_name] = {e["path"].rpartition(".")[0] for e in elements[1:]}
         return cache[type_name]  # type: ignore[no-any-return]
 
-    def _value_fields(self, json_name: str, fhir_path: str, code: str, element: JSON, required: bool,
-                      is_list: bool, doc: str, ctx: _Context) -> list[ir.Field]:
+    def _value_fields(
+        self,
+        json_name: str,
+        fhir_path: str,
+        code: str,
+        element: JSON,
+        required: bool,
+        is_list: bool,
+        doc: str,
+        ctx: _Context,
+    ) -> list[ir.Field]:
         """The field of one type code, plus its `_x` sibling when the type is primitive."""
         if code in self.primitive_types:
             annotation = self._code_literal(element) if code == "code" else None
@@ -291,10 +334,14 @@ class ModelBuilder:
 
 
 # Constraint profiles of Quantity that appear as type codes (valueAge, valueDuration...).
-_QUANTITY_PROFILES = frozenset({"Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"})
+_QUANTITY_PROFILES = frozenset(
+    {"Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"}
+)
 
 
-def _field(json_name: str, fhir_path: str, annotation: str, required: bool, is_list: bool, doc: str) -> ir.Field:
+def _field(
+    json_name: str, fhir_path: str, annotation: str, required: bool, is_list: bool, doc: str
+) -> ir.Field:
     return ir.Field(
         name=attribute_name(json_name),
         json_name=json_name,

@@ -8,9 +8,22 @@ import re
 # Attributes of pydantic's BaseModel and of our FHIRModel that a field must not shadow.
 RESERVED_ATTRIBUTES = frozenset(
     {
-        "construct", "copy", "dict", "fields", "from_orm", "json", "parse_file", "parse_obj",
-        "parse_raw", "schema", "schema_json", "update_forward_refs", "validate",
-        "from_server", "to_fhir_dict", "to_fhir_json",
+        "construct",
+        "copy",
+        "dict",
+        "fields",
+        "from_orm",
+        "json",
+        "parse_file",
+        "parse_obj",
+        "parse_raw",
+        "schema",
+        "schema_json",
+        "update_forward_refs",
+        "validate",
+        "from_server",
+        "to_fhir_dict",
+        "to_fhir_json",
     }
 )
 

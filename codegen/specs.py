@@ -73,7 +73,11 @@ def refresh(version: str) -> None:
     for name, raw in sorted(contents.items()):
         packed = _gzip(raw)
         (SPECS_DIR / f"{name}.gz").write_bytes(packed)
-        files[f"{name}.gz"] = {"sha256": _sha256(packed), "source": name, "source_sha256": _sha256(raw)}
+        files[f"{name}.gz"] = {
+            "sha256": _sha256(packed),
+            "source": name,
+            "source_sha256": _sha256(raw),
+        }
     lock = {"package": PACKAGE, "version": version, "files": files}
     LOCK_FILE.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
     print(f"vendored {PACKAGE}@{version}: {len(files)} files into {SPECS_DIR}")

@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import io
 import re
-import subprocess
 import sys
 import tokenize
 from collections import Counter
 from pathlib import Path
+
+from codegen.formatting import format_files
 
 __all__ = ["render", "check", "write", "NAME_RULES", "TEXT_RULES"]
 
@@ -43,13 +44,14 @@ NAME_RULES: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
+    "AsyncTypedSearch": "TypedSearch",
+    "async_search": "sync_search",
 }
 
 # Word rewrites inside strings and comments (docstrings, examples).
 TEXT_RULES: tuple[tuple[str, str], ...] = (
     (r"\bawait ", ""),
     (r"\basync with\b", "with"),
-    (r"\basync for\b", "for"),
     (r"\bAsyncMedplumClient\b", "MedplumClient"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
 )
@@ -103,18 +105,8 @@ def unasync_source(source: str, used: Counter[str]) -> str:
     return "".join(out)
 
 
-def _format(text: str, filename: str, repo_root: Path) -> str:
-    """ruff format, so the output is what the formatter would leave (renames shorten lines)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", filename, "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        cwd=repo_root,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"ruff format failed on {filename}: {done.stderr.strip()}")
-    return done.stdout
+def _format(text: str, filename: str) -> str:
+    return format_files({filename: text})[filename]
 
 
 def render(repo_root: Path) -> dict[str, str]:
@@ -129,7 +121,7 @@ def render(repo_root: Path) -> dict[str, str]:
         target_rel = TARGET_DIR / path.name
         body = unasync_source(path.read_text(encoding="utf-8"), used)
         text = _header(source_rel) + body
-        rendered[target_rel.as_posix()] = _format(text, target_rel.as_posix(), repo_root)
+        rendered[target_rel.as_posix()] = _format(text, target_rel.as_posix())
     unused = (
         [k for k in DROPPED if not used[k]]
         + [k for k in NAME_RULES if not used[k]]

@@ -19,5 +19,6 @@ def valid_example_files() -> list[Path]:
 
 
 def invalid_manifest() -> list[dict[str, Any]]:
-    manifest: list[dict[str, Any]] = json.loads((EXAMPLES / "invalid" / "manifest.json").read_text())
+    path = EXAMPLES / "invalid" / "manifest.json"
+    manifest: list[dict[str, Any]] = json.loads(path.read_bytes())
     return manifest

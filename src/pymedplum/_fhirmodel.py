@@ -25,13 +25,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Optional, TypeVar
+from typing import Annotated, Any, ClassVar, Optional, Self, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationInfo, model_validator
 from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError, core_schema
-from typing_extensions import Self
 
 from pymedplum import _json
 
@@ -159,7 +158,9 @@ def _validate_resource(value: Any, info: ValidationInfo) -> Any:
             return value
         raise PydanticCustomError("resource_type", "Input should be a FHIR resource")
     if not isinstance(value, dict):
-        raise PydanticCustomError("resource_type", "Input should be a FHIR resource (a JSON object)")
+        raise PydanticCustomError(
+            "resource_type", "Input should be a FHIR resource (a JSON object)"
+        )
     resource_type = value.get("resourceType")
     if not isinstance(resource_type, str):
         raise PydanticCustomError("resource_type", "A resource needs a resourceType")
@@ -167,7 +168,9 @@ def _validate_resource(value: Any, info: ValidationInfo) -> Any:
     if cls is None:
         if not lenient:
             raise PydanticCustomError(
-                "resource_type", "Unknown resourceType '{resource_type}'", {"resource_type": resource_type}
+                "resource_type",
+                "Unknown resourceType '{resource_type}'",
+                {"resource_type": resource_type},
             )
         # A resource type newer than our definitions: keep it whole.
         from pymedplum.fhir.resource import Resource
@@ -238,9 +241,22 @@ def _fhir_error(cls: type[BaseModel], error: pydantic_core.ValidationError) -> F
 # Error types pydantic can rebuild from their context.
 _KNOWN_TYPES = frozenset(
     {
-        "missing", "model_type", "list_type", "string_type", "bool_type", "int_type",
-        "literal_error", "too_short", "too_long", "string_too_short", "string_too_long",
-        "greater_than_equal", "less_than_equal", "int_parsing", "dict_type", "model_attributes_type",
+        "missing",
+        "model_type",
+        "list_type",
+        "string_type",
+        "bool_type",
+        "int_type",
+        "literal_error",
+        "too_short",
+        "too_long",
+        "string_too_short",
+        "string_too_long",
+        "greater_than_equal",
+        "less_than_equal",
+        "int_parsing",
+        "dict_type",
+        "model_attributes_type",
     }
 )
 
@@ -374,7 +390,9 @@ class FHIRModel(BaseModel):
         )
         return _unmark_decimals(raw)
 
-    def model_dump_json(self, *, indent: int | None = None, exclude_none: bool = True, **kwargs: Any) -> str:
+    def model_dump_json(
+        self, *, indent: int | None = None, exclude_none: bool = True, **kwargs: Any
+    ) -> str:
         """FHIR JSON text. Unlike pydantic's default, decimals are JSON numbers with their
         digits kept, and nulls are left out (FHIR JSON has no nulls)."""
         kwargs.setdefault("by_alias", True)
@@ -398,7 +416,9 @@ class ChoiceChecked(FHIRModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         groups = cls.__fhir_choice_groups__
-        cls.__fhir_choice_names__ = frozenset(n for _, _, alts in groups for alt in alts for n in alt)
+        cls.__fhir_choice_names__ = frozenset(
+            n for _, _, alts in groups for alt in alts for n in alt
+        )
         cls.__fhir_choice_required__ = any(required for _, required, _ in groups)
 
     @model_validator(mode="after")

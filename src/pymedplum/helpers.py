@@ -35,7 +35,9 @@ def fhir_json_bytes(resource: BaseModel | Mapping[str, Any], *, indent: bool = F
     return _json.dumps(data, indent=indent)
 
 
-def parse_resource(data: Mapping[str, Any] | str | bytes | bytearray, *, lenient: bool = False) -> FHIRModel:
+def parse_resource(
+    data: Mapping[str, Any] | str | bytes | bytearray, *, lenient: bool = False
+) -> FHIRModel:
     """Parse any resource into the model its `resourceType` names.
 
     `data` is a dict or JSON text/bytes (decimals keep their digits). Validation is strict:

@@ -38,11 +38,20 @@ def test_same_parameters_for_every_method() -> None:
 
 
 def test_async_methods_are_coroutines_and_sync_ones_are_not() -> None:
-    for name in ("read_resource", "create_resource", "execute_graphql", "get", "update_with_retry"):
+    for name in (
+        "read_resource",
+        "create_resource",
+        "execute_graphql",
+        "get",
+        "update_with_retry",
+        "search_resources",
+        "search_one",
+    ):
         assert inspect.iscoroutinefunction(getattr(AsyncMedplumClient, name))
         assert not inspect.iscoroutinefunction(getattr(MedplumClient, name))
-    assert inspect.isasyncgenfunction(AsyncMedplumClient.search_resource_pages)
-    assert inspect.isgeneratorfunction(MedplumClient.search_resource_pages)
+    # search_resource_pages returns the iterator its implementation generates.
+    assert inspect.isasyncgenfunction(AsyncMedplumClient._search_resource_pages)
+    assert inspect.isgeneratorfunction(MedplumClient._search_resource_pages)
 
 
 def test_public_methods_have_docstrings() -> None:

@@ -11,23 +11,27 @@ from __future__ import annotations
 import collections.abc
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
 
 from pymedplum import _backend, _core, _hooks, _security
 from pymedplum._core import BaseClient, Call, CallState, Query, Resource, UpdateResult
+from pymedplum._generated.async_search import AsyncTypedSearch
 from pymedplum._obo import OnBehalfOfContext
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
+
+if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResourceType
 
 __all__ = ["AsyncMedplumClient"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class AsyncMedplumClient(BaseClient):
+class AsyncMedplumClient(AsyncTypedSearch, BaseClient):
     """A Medplum FHIR R4 client.
 
     Example:
@@ -286,7 +290,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: None = None,
         *,
@@ -296,7 +300,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: type[M],
         *,
@@ -305,7 +309,7 @@ class AsyncMedplumClient(BaseClient):
     ) -> M: ...
     async def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: type[M] | None = None,
         *,
@@ -323,7 +327,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: None = None,
@@ -334,7 +338,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: type[M],
@@ -344,7 +348,7 @@ class AsyncMedplumClient(BaseClient):
     ) -> M: ...
     async def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: type[M] | None = None,
@@ -407,7 +411,7 @@ class AsyncMedplumClient(BaseClient):
 
     async def update_with_retry(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         mutator: Callable[[dict[str, Any]], dict[str, Any] | None],
         *,
@@ -443,7 +447,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -455,7 +459,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -466,7 +470,7 @@ class AsyncMedplumClient(BaseClient):
     ) -> M: ...
     async def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -481,7 +485,7 @@ class AsyncMedplumClient(BaseClient):
 
     async def delete_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         *,
         headers: Mapping[str, str] | None = None,
@@ -492,127 +496,40 @@ class AsyncMedplumClient(BaseClient):
 
     # ------------------------------------------------------------ search
 
-    @overload
-    async def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        return_bundle: Literal[False] = False,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any]: ...
-    @overload
-    async def search_resources(
+    # The public search_resources, search_one and search_resource_pages, with one overload
+    # per resource type, are generated (pymedplum._generated.async_search); these are
+    # their implementations.
+
+    async def _search_resources(
         self,
         resource_type: str,
         query: Query | None,
-        return_bundle: Literal[True],
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[M]: ...
-    @overload
-    async def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        *,
-        return_bundle: Literal[True],
-        as_fhir: type[M],
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[M]: ...
-    @overload
-    async def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        *,
-        return_bundle: Literal[True],
-        as_fhir: None = None,
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[Any]: ...
-    async def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        return_bundle: bool = False,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
+        return_bundle: bool,
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
     ) -> dict[str, Any] | FHIRBundle[Any]:
-        """Search: the Bundle as a dict, or with `return_bundle=True` a FHIRBundle.
-
-        `query` is a dict (a list value repeats the parameter) or a list of pairs.
-        `as_fhir` types the FHIRBundle's resources.
-        """
         bundle = await self._json(self._build_search(resource_type, query), on_behalf_of)
         return FHIRBundle(bundle, as_fhir) if return_bundle else bundle
 
-    @overload
-    async def search_one(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any] | None: ...
-    @overload
-    async def search_one(
+    async def _search_one(
         self,
         resource_type: str,
         query: Query | None,
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> M | None: ...
-    async def search_one(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any] | M | None:
-        """The first match of a search (`_count=1`), or None."""
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
+    ) -> Any:
         call = self._build_search(resource_type, _core.search_one_query(query))
         bundle = await self._json(call, on_behalf_of)
-        return _core.as_result(_core.first_match(bundle), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(_core.first_match(bundle), as_fhir)
 
-    @overload
-    def search_resource_pages(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> collections.abc.AsyncIterator[dict[str, Any]]: ...
-    @overload
-    def search_resource_pages(
+    async def _search_resource_pages(
         self,
         resource_type: str,
         query: Query | None,
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> collections.abc.AsyncIterator[M]: ...
-    async def search_resource_pages(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
     ) -> collections.abc.AsyncIterator[Any]:
-        """Every resource of a search, page after page (`async for`).
-
-        Follows each page's `next` link after checking it is on the client's origin
-        (else UnsafeRedirectError). The acting membership is resolved once, at the
-        first page, and used for every page. With `as_fhir`, resources of other types
-        (`_include`) are skipped.
-        """
+        # The acting membership is resolved once, at the first page, for every page.
         acting = self._obo.resolve(on_behalf_of) or ""
         call: Call | None = self._build_search(resource_type, query)
         while call is not None:
@@ -624,7 +541,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,
@@ -645,7 +562,7 @@ class AsyncMedplumClient(BaseClient):
     @overload
     async def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,
@@ -665,7 +582,7 @@ class AsyncMedplumClient(BaseClient):
     ) -> FHIRBundle[Any]: ...
     async def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,

@@ -12,23 +12,27 @@ from __future__ import annotations
 import collections.abc
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
 
 from pymedplum import _backend, _core, _hooks, _security
 from pymedplum._core import BaseClient, Call, CallState, Query, Resource, UpdateResult
+from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._obo import OnBehalfOfContext
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
+
+if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResourceType
 
 __all__ = ["MedplumClient"]
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class MedplumClient(BaseClient):
+class MedplumClient(TypedSearch, BaseClient):
     """A Medplum FHIR R4 client.
 
     Example:
@@ -287,7 +291,7 @@ class MedplumClient(BaseClient):
     @overload
     def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: None = None,
         *,
@@ -297,7 +301,7 @@ class MedplumClient(BaseClient):
     @overload
     def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: type[M],
         *,
@@ -306,7 +310,7 @@ class MedplumClient(BaseClient):
     ) -> M: ...
     def read_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         as_fhir: type[M] | None = None,
         *,
@@ -324,7 +328,7 @@ class MedplumClient(BaseClient):
     @overload
     def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: None = None,
@@ -335,7 +339,7 @@ class MedplumClient(BaseClient):
     @overload
     def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: type[M],
@@ -345,7 +349,7 @@ class MedplumClient(BaseClient):
     ) -> M: ...
     def vread_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         version_id: str,
         as_fhir: type[M] | None = None,
@@ -408,7 +412,7 @@ class MedplumClient(BaseClient):
 
     def update_with_retry(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         mutator: Callable[[dict[str, Any]], dict[str, Any] | None],
         *,
@@ -442,7 +446,7 @@ class MedplumClient(BaseClient):
     @overload
     def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -454,7 +458,7 @@ class MedplumClient(BaseClient):
     @overload
     def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -465,7 +469,7 @@ class MedplumClient(BaseClient):
     ) -> M: ...
     def patch_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         operations: Sequence[Mapping[str, Any]],
         *,
@@ -480,7 +484,7 @@ class MedplumClient(BaseClient):
 
     def delete_resource(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         resource_id: str,
         *,
         headers: Mapping[str, str] | None = None,
@@ -491,127 +495,40 @@ class MedplumClient(BaseClient):
 
     # ------------------------------------------------------------ search
 
-    @overload
-    def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        return_bundle: Literal[False] = False,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any]: ...
-    @overload
-    def search_resources(
+    # The public search_resources, search_one and search_resource_pages, with one overload
+    # per resource type, are generated (pymedplum._generated.async_search); these are
+    # their implementations.
+
+    def _search_resources(
         self,
         resource_type: str,
         query: Query | None,
-        return_bundle: Literal[True],
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[M]: ...
-    @overload
-    def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        *,
-        return_bundle: Literal[True],
-        as_fhir: type[M],
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[M]: ...
-    @overload
-    def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        *,
-        return_bundle: Literal[True],
-        as_fhir: None = None,
-        on_behalf_of: str | None = None,
-    ) -> FHIRBundle[Any]: ...
-    def search_resources(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        return_bundle: bool = False,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
+        return_bundle: bool,
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
     ) -> dict[str, Any] | FHIRBundle[Any]:
-        """Search: the Bundle as a dict, or with `return_bundle=True` a FHIRBundle.
-
-        `query` is a dict (a list value repeats the parameter) or a list of pairs.
-        `as_fhir` types the FHIRBundle's resources.
-        """
         bundle = self._json(self._build_search(resource_type, query), on_behalf_of)
         return FHIRBundle(bundle, as_fhir) if return_bundle else bundle
 
-    @overload
-    def search_one(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any] | None: ...
-    @overload
-    def search_one(
+    def _search_one(
         self,
         resource_type: str,
         query: Query | None,
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> M | None: ...
-    def search_one(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> dict[str, Any] | M | None:
-        """The first match of a search (`_count=1`), or None."""
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
+    ) -> Any:
         call = self._build_search(resource_type, _core.search_one_query(query))
         bundle = self._json(call, on_behalf_of)
-        return _core.as_result(_core.first_match(bundle), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(_core.first_match(bundle), as_fhir)
 
-    @overload
-    def search_resource_pages(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: None = None,
-        *,
-        on_behalf_of: str | None = None,
-    ) -> collections.abc.Iterator[dict[str, Any]]: ...
-    @overload
-    def search_resource_pages(
+    def _search_resource_pages(
         self,
         resource_type: str,
         query: Query | None,
-        as_fhir: type[M],
-        *,
-        on_behalf_of: str | None = None,
-    ) -> collections.abc.Iterator[M]: ...
-    def search_resource_pages(
-        self,
-        resource_type: str,
-        query: Query | None = None,
-        as_fhir: type[M] | None = None,
-        *,
-        on_behalf_of: str | None = None,
+        as_fhir: type[M] | None,
+        on_behalf_of: str | None,
     ) -> collections.abc.Iterator[Any]:
-        """Every resource of a search, page after page (`for`).
-
-        Follows each page's `next` link after checking it is on the client's origin
-        (else UnsafeRedirectError). The acting membership is resolved once, at the
-        first page, and used for every page. With `as_fhir`, resources of other types
-        (`_include`) are skipped.
-        """
+        # The acting membership is resolved once, at the first page, for every page.
         acting = self._obo.resolve(on_behalf_of) or ""
         call: Call | None = self._build_search(resource_type, query)
         while call is not None:
@@ -623,7 +540,7 @@ class MedplumClient(BaseClient):
     @overload
     def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,
@@ -644,7 +561,7 @@ class MedplumClient(BaseClient):
     @overload
     def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,
@@ -664,7 +581,7 @@ class MedplumClient(BaseClient):
     ) -> FHIRBundle[Any]: ...
     def search_with_options(
         self,
-        resource_type: str,
+        resource_type: ResourceType,
         query: Query | None = None,
         *,
         summary: str | None = None,
