@@ -44,9 +44,13 @@ NAME_RULES: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
-    "AsyncTypedSearch": "TypedSearch",
     "async_search": "sync_search",
+    "_async": "_sync",
 }
+
+# Any other name `Async<Capitalized>` (our class names) loses its prefix.
+ASYNC_CLASS_RULE = r"Async[A-Z]\w*"
+_ASYNC_CLASS = re.compile(ASYNC_CLASS_RULE + "$")
 
 # Word rewrites inside strings and comments (docstrings, examples).
 TEXT_RULES: tuple[tuple[str, str], ...] = (
@@ -91,6 +95,10 @@ def unasync_source(source: str, used: Counter[str]) -> str:
         elif token.type == tokenize.NAME and token.string in NAME_RULES:
             edits.append((start, end, NAME_RULES[token.string]))
             used[token.string] += 1
+        elif token.type == tokenize.NAME and _ASYNC_CLASS.match(token.string):
+            # Our async classes (AsyncBotMethods, ...) are named like their sync twins.
+            edits.append((start, end, token.string.removeprefix("Async")))
+            used[ASYNC_CLASS_RULE] += 1
         elif token.type in (tokenize.STRING, tokenize.COMMENT):
             rewritten = _rewrite_text(token.string, used)
             if rewritten != token.string:
@@ -125,6 +133,7 @@ def render(repo_root: Path) -> dict[str, str]:
     unused = (
         [k for k in DROPPED if not used[k]]
         + [k for k in NAME_RULES if not used[k]]
+        + [k for k in (ASYNC_CLASS_RULE,) if not used[k]]
         + [k for k, _ in TEXT_RULES if not used[k]]
     )
     if unused:

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import collections.abc
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _core, _hooks, _security
-from pymedplum._core import BaseClient, Call, CallState, Query, Resource, UpdateResult
+from pymedplum import _core
+from pymedplum._core import Call, Query, Resource, UpdateResult
 from pymedplum._generated.sync_search import TypedSearch
-from pymedplum._obo import OnBehalfOfContext
+from pymedplum._sync._base import ClientBase
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
 
@@ -32,7 +30,7 @@ __all__ = ["MedplumClient"]
 M = TypeVar("M", bound=BaseModel)
 
 
-class MedplumClient(TypedSearch, BaseClient):
+class MedplumClient(TypedSearch, ClientBase):
     """A Medplum FHIR R4 client.
 
     Example:
@@ -64,145 +62,6 @@ class MedplumClient(TypedSearch, BaseClient):
         failed_refresh_cooldown: seconds without refresh attempts after one fails.
         default_on_behalf_of: the ProjectMembership every request acts as by default.
     """
-
-    def __init__(
-        self,
-        base_url: str = "https://api.medplum.com/",
-        *,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        access_token: str | None = None,
-        project_id: str | None = None,
-        fhir_url_path: str = "fhir/R4/",
-        timeout: float = 30.0,
-        http_client: httpx.Client | None = None,
-        before_request: Callable[..., Any] | None = None,
-        on_request_complete: Callable[..., Any] | None = None,
-        allow_insecure_http: bool = False,
-        failed_refresh_cooldown: float = 1.0,
-        default_on_behalf_of: str | None = None,
-    ) -> None:
-        self._configure(
-            base_url=base_url,
-            client_id=client_id,
-            client_secret=client_secret,
-            access_token=access_token,
-            project_id=project_id,
-            fhir_url_path=fhir_url_path,
-            before_request=before_request,
-            on_request_complete=on_request_complete,
-            allow_insecure_http=allow_insecure_http,
-            failed_refresh_cooldown=failed_refresh_cooldown,
-            default_on_behalf_of=default_on_behalf_of,
-            async_hooks=_hooks.SYNC_HOOKS_ONLY,
-        )
-        if http_client is not None:
-            _security.check_http_client(http_client, httpx.Client)
-        self._owns_http = http_client is None
-        self._http: httpx.Client = http_client or httpx.Client(
-            **self._default_http_options(timeout)
-        )
-        self._refresh_lock = _backend.SyncLock()
-
-    # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> MedplumClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the connection pool (not a caller-supplied http_client)."""
-        if self._owns_http:
-            self._http.close()
-
-    def on_behalf_of(self, membership: str | Mapping[str, Any] | BaseModel) -> OnBehalfOfContext:
-        """Act as `membership` (a `ProjectMembership/<id>`) for every request in the block.
-
-        Example:
-            with client.on_behalf_of("ProjectMembership/abc"):
-                patient = client.read_resource("Patient", "123")
-
-        A per-call `on_behalf_of=` still wins; `""` clears the ambient value in the block.
-        """
-        return self._obo.scope(membership)
-
-    # ------------------------------------------------------------ the wire
-
-    def _bearer(self, state: CallState) -> str | None:
-        """The token for the next attempt: cached, or from one shared refresh."""
-        tokens = self._token
-        if not state.force_refresh:
-            token = tokens.fresh(self._clock())
-            if token is not None or not tokens.can_refresh:
-                state.ticket = tokens.ticket
-                return token
-            state.ticket = tokens.ticket
-        with self._refresh_lock:
-            token = tokens.settle(state.ticket, state.force_refresh, self._clock())
-            if token is None and tokens.can_refresh:
-                token = self._refresh()
-            state.force_refresh = False
-            state.ticket = tokens.ticket
-        return token
-
-    def _refresh(self) -> str:
-        """One client-credentials login; called under the refresh lock."""
-        url, headers, body = self._token.token_request()
-        failure = None
-        try:
-            response = self._http.post(url, headers=headers, content=body)
-        except httpx.RequestError as exc:
-            failure = self._token_transport_error(exc)
-        if failure is not None:
-            raise failure
-        return self._token.accept(
-            response.status_code, response.headers, response.content, self._clock()
-        )
-
-    def _prepare_attempt(self, state: CallState) -> None:
-        hook = self._before_request
-        if hook is not None:
-            original = self._prepared(state.call)
-            returned = _hooks.run_before_request(hook, original)
-            state.attempt_call = self._apply_hook_result(state.call, original, returned)
-
-    def _send(self, call: Call, on_behalf_of: str | None) -> httpx.Response:
-        """Run one logical call through its attempts; fire on_request_complete once."""
-        state = self._begin(call, on_behalf_of)
-        try:
-            while True:
-                token = self._bearer(state)
-                self._prepare_attempt(state)
-                request = state.request(self._http, token)
-                try:
-                    response = self._http.send(request, follow_redirects=False)
-                except httpx.RequestError as exc:
-                    delay = state.after_transport_error(exc)
-                else:
-                    delay = state.after_response(response)
-                if delay is None:
-                    return state.result()
-                if delay:
-                    _backend.sync_sleep(delay)
-        except BaseException as exc:
-            state.final_exception = exc
-            raise
-        finally:
-            hook = self._on_request_complete
-            if hook is not None:
-                event = state.event()
-                if event is not None:
-                    _hooks.run_complete(hook, event)
-
-    def _json(self, call: Call, on_behalf_of: str | None) -> Any:
-        return _core.parse_json(self._send(call, on_behalf_of))
 
     # ------------------------------------------------------------ create
 
