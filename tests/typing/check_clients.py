@@ -20,10 +20,15 @@ def sync_client(client: MedplumClient) -> None:
     assert_type(client.create_resource(Patient(gender="female")), dict[str, Any])
     assert_type(client.search_resources("Patient", {"family": "Smith"}), dict[str, Any])
     assert_type(
-        client.search_resources("Patient", {"name:exact": "Ann"}, return_bundle=True, as_fhir=Patient),
+        client.search_resources(
+            "Patient", {"name:exact": "Ann"}, return_bundle=True, as_fhir=Patient
+        ),
         FHIRBundle[Patient],
     )
-    assert_type(client.search_one("Observation", {"code": "1234-5"}, as_fhir=Observation), Observation | None)
+    assert_type(
+        client.search_one("Observation", {"code": "1234-5"}, as_fhir=Observation),
+        Observation | None,
+    )
     assert_type(client.search_resource_pages("Patient", {"_count": 50}), Iterator[dict[str, Any]])
     assert_type(client.search_resource_pages("Patient", as_fhir=Patient), Iterator[Patient])
     # Chains and anything unlisted go as (name, value) pairs.
@@ -39,9 +44,12 @@ async def async_client(client: AsyncMedplumClient) -> None:
     assert_type(await client.read_resource("Patient", "1", as_fhir=Patient), Patient)
     assert_type(await client.search_resources("Patient", {"family": "Smith"}), dict[str, Any])
     assert_type(
-        await client.search_resources("Patient", return_bundle=True, as_fhir=Patient), FHIRBundle[Patient]
+        await client.search_resources("Patient", return_bundle=True, as_fhir=Patient),
+        FHIRBundle[Patient],
     )
-    assert_type(await client.search_one("Patient", {"identifier": "x|1"}, as_fhir=Patient), Patient | None)
+    assert_type(
+        await client.search_one("Patient", {"identifier": "x|1"}, as_fhir=Patient), Patient | None
+    )
     assert_type(client.search_resource_pages("Patient", as_fhir=Patient), AsyncIterator[Patient])
     await client.search_resources("Patient", {"familly": "Smith"})  # type: ignore[call-overload]
     await client.read_resource("Patinet", "1")  # type: ignore[call-overload]

@@ -16,6 +16,13 @@ from pydantic import BaseModel
 
 from pymedplum import _core
 from pymedplum._async._base import AsyncClientBase
+from pymedplum._async.binary import AsyncBinaryMethods
+from pymedplum._async.bots import AsyncBotMethods
+from pymedplum._async.bundles import AsyncBundleMethods
+from pymedplum._async.history import AsyncHistoryMethods
+from pymedplum._async.jobs import AsyncJobMethods
+from pymedplum._async.operations import AsyncOperationMethods
+from pymedplum._async.projects import AsyncProjectMethods
 from pymedplum._core import Call, Query, Resource, UpdateResult
 from pymedplum._generated.async_search import AsyncTypedSearch
 from pymedplum.bundle import FHIRBundle
@@ -29,7 +36,17 @@ __all__ = ["AsyncMedplumClient"]
 M = TypeVar("M", bound=BaseModel)
 
 
-class AsyncMedplumClient(AsyncTypedSearch, AsyncClientBase):
+class AsyncMedplumClient(
+    AsyncTypedSearch,
+    AsyncProjectMethods,
+    AsyncJobMethods,
+    AsyncBinaryMethods,
+    AsyncOperationMethods,
+    AsyncBotMethods,
+    AsyncBundleMethods,
+    AsyncHistoryMethods,
+    AsyncClientBase,
+):
     """A Medplum FHIR R4 client.
 
     Example:

@@ -19,6 +19,13 @@ from pymedplum import _core
 from pymedplum._core import Call, Query, Resource, UpdateResult
 from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._sync._base import ClientBase
+from pymedplum._sync.binary import BinaryMethods
+from pymedplum._sync.bots import BotMethods
+from pymedplum._sync.bundles import BundleMethods
+from pymedplum._sync.history import HistoryMethods
+from pymedplum._sync.jobs import JobMethods
+from pymedplum._sync.operations import OperationMethods
+from pymedplum._sync.projects import ProjectMethods
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
 
@@ -30,7 +37,17 @@ __all__ = ["MedplumClient"]
 M = TypeVar("M", bound=BaseModel)
 
 
-class MedplumClient(TypedSearch, ClientBase):
+class MedplumClient(
+    TypedSearch,
+    ProjectMethods,
+    JobMethods,
+    BinaryMethods,
+    OperationMethods,
+    BotMethods,
+    BundleMethods,
+    HistoryMethods,
+    ClientBase,
+):
     """A Medplum FHIR R4 client.
 
     Example:
