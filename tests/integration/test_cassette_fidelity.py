@@ -25,7 +25,21 @@ RECORDED_BASE = "http://localhost:8103/"
 # The OBO cassette's restricted membership and its Practitioner, mapped onto the seed's.
 RECORDED_RESTRICTED_MEMBERSHIP = "b3b7b728-c710-4ddd-8a53-03d04cc515a0"
 RECORDED_RESTRICTED_PRACTITIONER = "49da3c42-98e6-46d7-95c9-3fab005793e2"
-SENT_HEADERS = {"content-type", "if-match", "if-none-exist", "x-medplum-on-behalf-of", "x-medplum"}
+SENT_HEADERS = {
+    "accept",
+    "content-type",
+    "if-match",
+    "if-none-exist",
+    "prefer",
+    "x-medplum-on-behalf-of",
+    "x-medplum",
+}
+RECORDED_ECHO_BOT = "0308641c-a0fe-4972-87d7-2fcb8d9649e7"
+ECHO_BOT_CODE = """
+exports.handler = async function (medplum, event) {
+  return { echoed: event.input, contentType: event.contentType };
+};
+"""
 COMPARED_HEADERS = ("etag", "location", "last-modified", "retry-after")
 
 pytestmark = pytest.mark.skipif(not CASSETTES.is_dir(), reason=f"no cassettes at {CASSETTES}")
@@ -240,15 +254,76 @@ def test_token_cassette_answers(medplum: LocalMedplumServer) -> None:
     assert wrong.json() == json.loads(recorded[2]["response"]["body"]["string"])
 
 
-@pytest.mark.parametrize(
-    ("cassette", "why"),
-    [
-        ("binary.yaml", "Binary with raw bytes is not served by the local server"),
-        ("bot-execute.yaml", "Bots do not run on the local server"),
-        ("export.yaml", "$export and async jobs are issue 4"),
-    ],
-)
-@pytest.mark.server_limit
-def test_cassettes_the_local_server_does_not_replay(cassette: str, why: str) -> None:
-    assert (CASSETTES / cassette).is_file()
-    pytest.skip(why)
+def test_binary_cassette_replays_with_the_same_answers(medplum: LocalMedplumServer) -> None:
+    replay(medplum, "binary.yaml")
+
+
+def test_bot_execute_cassette_replays_against_a_deployed_echo_bot(
+    medplum: LocalMedplumServer, admin_token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    bot = httpx.post(
+        medplum.fhir_base_url + "Bot",
+        json={"resourceType": "Bot", "name": "echo", "runtimeVersion": "vmcontext"},
+        headers=auth,
+    ).json()
+    deployed = httpx.post(
+        f"{medplum.fhir_base_url}Bot/{bot['id']}/$deploy",
+        json={"code": ECHO_BOT_CODE},
+        headers=auth,
+    )
+    assert deployed.status_code == 200
+    replayer = Replayer(medplum)
+    replayer.ids[RECORDED_ECHO_BOT] = bot["id"]
+    [recorded] = interactions("bot-execute.yaml")
+    ours = replayer.send(recorded["request"])
+    assert_same_answer(replayer, 0, recorded, ours)
+    assert ours.json() == json.loads(recorded["response"]["body"]["string"])
+
+
+def test_export_cassette_kickoff_polls_and_ndjson_download(
+    medplum: LocalMedplumServer, admin_token: str
+) -> None:
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    for family in ("PageTest", "Txn"):
+        httpx.post(
+            medplum.fhir_base_url + "Patient",
+            json={"resourceType": "Patient", "name": [{"family": family}]},
+            headers=auth,
+        )
+    replayer = Replayer(medplum)
+    kickoff, pending, done, download = interactions("export.yaml")
+
+    ours = replayer.send(kickoff["request"])
+    response = kickoff["response"]
+    assert ours.status_code == response["status"]["code"] == 202
+    assert ours.headers["content-type"] == header(response["headers"], "content-type")
+    recorded_location = header(response["headers"], "content-location")
+    assert recorded_location is not None
+    replayer.ids[recorded_location] = ours.headers["content-location"]
+    recorded_outcome = json.loads(response["body"]["string"])
+    assert strip_tracing(ours.json()) == strip_tracing(
+        json.loads(replayer.substitute(json.dumps(recorded_outcome)))
+    )
+
+    for recorded in (pending, done):
+        assert_same_answer(replayer, 1, recorded, replayer.send(recorded["request"]))
+    status = httpx.get(replayer.substitute(done["request"]["uri"]), headers=auth).json()
+    recorded_status = json.loads(done["response"]["body"]["string"])
+    assert [o["type"] for o in status["output"]] == [o["type"] for o in recorded_status["output"]]
+    replayer.ids[recorded_status["output"][0]["url"]] = status["output"][0]["url"]
+
+    ours = replayer.send(download["request"])
+    assert ours.status_code == download["response"]["status"]["code"]
+    assert ours.headers["content-type"] == header(download["response"]["headers"], "content-type")
+    recorded_lines = download["response"]["body"]["string"].splitlines()
+    our_lines = ours.text.splitlines()
+    assert {json.loads(line)["resourceType"] for line in our_lines} == {
+        json.loads(line)["resourceType"] for line in recorded_lines
+    }
+    # Exported resources hide the server-only meta fields, as recorded.
+    assert all(
+        set(json.loads(line)["meta"])
+        <= {"versionId", "lastUpdated", "tag", "onBehalfOf", "accounts"}
+        for line in our_lines
+    )

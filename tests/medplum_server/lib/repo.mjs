@@ -213,6 +213,15 @@ export class ServerRepository extends MemoryRepository {
     if (this.seeding || this.ctx.system) {
       return prepared;
     }
+    if (create) {
+      // POST ignores a client id unless the router assigned it (batch urn:uuid entries). An id
+      // key present in the input keeps its place (Medplum's Binary handler puts it second).
+      const id = options?.assignedId && prepared.id ? prepared.id : this.generateId();
+      if (!options?.keepIdPosition || !('id' in prepared)) {
+        delete prepared.id;
+      }
+      prepared.id = id;
+    }
     const hadMeta = prepared.meta !== undefined;
     const meta = { ...(prepared.meta ?? {}) };
     for (const key of [...SERVER_META, 'versionId', 'lastUpdated']) {
@@ -228,12 +237,6 @@ export class ServerRepository extends MemoryRepository {
     } else {
       validateResource(prepared);
     }
-    if (create) {
-      // POST ignores a client id unless the router assigned it (batch urn:uuid entries).
-      const id = options?.assignedId && prepared.id ? prepared.id : this.generateId();
-      delete prepared.id;
-      prepared.id = id;
-    }
     prepared.meta = meta; // in place if the client sent meta, else last
     // A placeholder keeps meta non-empty through MemoryRepository's stringify (which would drop
     // an empty one and re-add it last); the base replaces it with the real version id.
@@ -242,13 +245,16 @@ export class ServerRepository extends MemoryRepository {
   }
 
   /** Puts the stored version's meta in Medplum's order (client keys, then server keys). */
-  stampMeta(stored) {
+  stampMeta(stored, accounts) {
     const ctx = this.ctx;
     if (this.seeding || ctx.system) {
       return;
     }
     const { versionId, lastUpdated, ...clientMeta } = stored.meta;
     const meta = { ...clientMeta, versionId, lastUpdated };
+    if (accounts?.length) {
+      meta.accounts = accounts;
+    }
     if (ctx.author) {
       meta.author = ctx.author;
     }
@@ -257,7 +263,7 @@ export class ServerRepository extends MemoryRepository {
     }
     if (ctx.projectRef) {
       meta.project = ctx.projectRef.reference.split('/')[1];
-      meta.compartment = [ctx.projectRef];
+      meta.compartment = [ctx.projectRef, ...(accounts ?? []).map((a) => ({ reference: a.reference }))];
     }
     stored.meta = meta; // the same object is the current version and the history entry
   }
@@ -268,9 +274,10 @@ export class ServerRepository extends MemoryRepository {
     if (!this.policyAdmits({ ...prepared, meta: { ...prepared.meta, ...this.serverMeta() } }, true)) {
       throw new OperationOutcomeError(forbidden);
     }
+    const previous = update ? this.rawGet(resource.resourceType, resource.id) : undefined;
     const result = await super.createResource(prepared, options, update);
     const stored = this.rawGet(result.resourceType, result.id);
-    this.stampMeta(stored);
+    this.stampMeta(stored, this.accountsFor(resource, previous));
     this.deleted.delete(`${result.resourceType}/${result.id}`);
     return this.present(stored);
   }
@@ -293,10 +300,22 @@ export class ServerRepository extends MemoryRepository {
     const result = await super.conditionalCreate(prepared, search, { ...options, assignedId: true });
     const stored = this.rawGet(result.resource.resourceType, result.resource.id);
     if (result.outcome.id === 'created') {
-      this.stampMeta(stored);
+      this.stampMeta(stored, this.accountsFor(resource, undefined));
       this.deleted.delete(`${stored.resourceType}/${stored.id}`);
     }
     return { ...result, resource: this.present(stored) };
+  }
+
+  /**
+   * meta.accounts of a write: what a project admin sends, else what the resource had (Medplum
+   * ignores accounts from other callers and keeps the existing ones on update).
+   */
+  accountsFor(resource, previous) {
+    const sent = resource.meta?.accounts ?? (resource.meta?.account ? [resource.meta.account] : undefined);
+    if (this.ctx.admin && sent) {
+      return sent;
+    }
+    return previous?.meta?.accounts;
   }
 
   /** The meta fields this request's writes get (for policy checks before storing). */
@@ -322,7 +341,11 @@ export class ServerRepository extends MemoryRepository {
         throw new OperationOutcomeError(preconditionFailed);
       }
     }
-    if (existing && !this.seeding && isNotModified(existing, resource)) {
+    const accountsChanged =
+      (this.ctx.admin || this.ctx.system) &&
+      resource.meta?.accounts !== undefined &&
+      JSON.stringify(resource.meta.accounts) !== JSON.stringify(existing?.meta?.accounts);
+    if (existing && !this.seeding && !accountsChanged && isNotModified(existing, resource)) {
       // Medplum keeps the current version when nothing changed.
       return this.present(existing);
     }

@@ -48,6 +48,9 @@ export function seedResources() {
       resourceType: 'Project',
       id: PROJECT_ID,
       name: 'pymedplum test project',
+      // Bots run only in projects with this feature (execute.ts isBotEnabled); not a super admin
+      // project, so $expunge is refused until a test turns that on.
+      features: ['bots'],
     },
     {
       resourceType: 'ClientApplication',
@@ -118,10 +121,67 @@ export function seedResources() {
       }
     );
   }
+  resources.push(...terminologyResources());
   return resources.map((r) => ({
     ...r,
     meta: { project: PROJECT_ID, compartment: [{ reference: `Project/${PROJECT_ID}` }] },
   }));
+}
+
+const CODE_SYSTEM_ID = '5eed0000-0000-4000-8000-0000000000d1';
+const VALUE_SET_ID = '5eed0000-0000-4000-8000-0000000000d2';
+const CONCEPT_MAP_ID = '5eed0000-0000-4000-8000-0000000000d3';
+const TERMINOLOGY = {
+  code_system: { id: CODE_SYSTEM_ID, url: 'http://example.org/fhir/CodeSystem/sdk-test-colors' },
+  value_set: { id: VALUE_SET_ID, url: 'http://example.org/fhir/ValueSet/sdk-test-warm-colors' },
+  concept_map: { id: CONCEPT_MAP_ID, url: 'http://example.org/fhir/ConceptMap/sdk-test-colors-to-legacy' },
+  target_system: 'http://example.org/fhir/CodeSystem/sdk-test-legacy-colors',
+};
+
+/** A tiny CodeSystem, a ValueSet over part of it and a ConceptMap, for terminology operations. */
+function terminologyResources() {
+  return [
+    {
+      resourceType: 'CodeSystem',
+      id: CODE_SYSTEM_ID,
+      url: TERMINOLOGY.code_system.url,
+      name: 'SdkTestColors',
+      title: 'SDK test colors',
+      status: 'active',
+      content: 'complete',
+      property: [{ code: 'warm', description: 'Whether the color is warm', type: 'boolean' }],
+      concept: [
+        { code: 'red', display: 'Red', property: [{ code: 'warm', valueBoolean: true }] },
+        { code: 'orange', display: 'Orange', property: [{ code: 'warm', valueBoolean: true }] },
+        { code: 'blue', display: 'Blue', property: [{ code: 'warm', valueBoolean: false }] },
+      ],
+    },
+    {
+      resourceType: 'ValueSet',
+      id: VALUE_SET_ID,
+      url: TERMINOLOGY.value_set.url,
+      name: 'SdkTestWarmColors',
+      status: 'active',
+      compose: { include: [{ system: TERMINOLOGY.code_system.url, concept: [{ code: 'red' }, { code: 'orange' }] }] },
+    },
+    {
+      resourceType: 'ConceptMap',
+      id: CONCEPT_MAP_ID,
+      url: TERMINOLOGY.concept_map.url,
+      name: 'SdkTestColorsToLegacy',
+      status: 'active',
+      group: [
+        {
+          source: TERMINOLOGY.code_system.url,
+          target: TERMINOLOGY.target_system,
+          element: [
+            { code: 'red', target: [{ code: 'R', display: 'Legacy red', equivalence: 'equivalent' }] },
+            { code: 'blue', target: [{ code: 'B', display: 'Legacy blue', equivalence: 'wider' }] },
+          ],
+        },
+      ],
+    },
+  ];
 }
 
 /** What `GET /__test__/info` tells tests about the seed (base URLs are added by the server). */
@@ -157,5 +217,6 @@ export function seedInfo() {
     },
     practitioners,
     restricted_tag: RESTRICTED_TAG,
+    terminology: TERMINOLOGY,
   };
 }
