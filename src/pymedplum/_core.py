@@ -64,6 +64,8 @@ _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z_$][A-Za-z_\-$]*$")
 _MUTATION = re.compile(r"^\s*mutation\b", re.MULTILINE)
+# An absolute URL starts with a scheme; `identifier=http://x|1` is a query, not a URL.
+_ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +482,7 @@ class BaseClient:
 
     def _url(self, path: str, query: Query | None = None) -> str:
         """An absolute URL for a path relative to base_url (or a same-origin absolute URL)."""
-        if "://" in path:
+        if _ABSOLUTE_URL.match(path):
             require_same_origin(path, self._origin, "request URL")
             url = path
         else:
@@ -516,7 +518,7 @@ class BaseClient:
     def _if_none_exist_query(self, if_none_exist: str) -> str:
         """The search query of If-None-Exist: `?` stripped, a same-origin URL's query."""
         value = if_none_exist.strip()
-        if "://" in value:
+        if _ABSOLUTE_URL.match(value):
             require_same_origin(value, self._origin, "if_none_exist URL")
             logger.warning("if_none_exist was a full URL: only its query string is sent")
             value = urlsplit(value).query

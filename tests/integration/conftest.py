@@ -58,3 +58,13 @@ def fhir(medplum: LocalMedplumServer, admin_token: str) -> Iterator[httpx.Client
         trust_env=False,
     ) as client:
         yield client
+
+
+# The client end-to-end fixtures (client, make_client, flavour, no_sleep, anyio_backend).
+from tests.integration.conftest_clients import (  # noqa: E402, F401
+    anyio_backend,
+    client_fixture,
+    flavour,
+    make_client,
+    no_sleep,
+)
