@@ -87,6 +87,75 @@ if TYPE_CHECKING:
     from pymedplum.exceptions import (
         ValidationError as ValidationError,
     )
+    from pymedplum.extensions import (
+        SERVICE_TYPE_REFERENCE_URL as SERVICE_TYPE_REFERENCE_URL,
+    )
+    from pymedplum.extensions import (
+        get_extension as get_extension,
+    )
+    from pymedplum.extensions import (
+        get_extension_value as get_extension_value,
+    )
+    from pymedplum.extensions import (
+        get_extensions as get_extensions,
+    )
+    from pymedplum.extensions import (
+        get_nested_value as get_nested_value,
+    )
+    from pymedplum.extensions import (
+        read_service_type_references as read_service_type_references,
+    )
+    from pymedplum.extensions import (
+        remove_extension as remove_extension,
+    )
+    from pymedplum.extensions import (
+        service_type_reference_extension as service_type_reference_extension,
+    )
+    from pymedplum.extensions import (
+        set_extension as set_extension,
+    )
+    from pymedplum.extensions import (
+        upsert_extension as upsert_extension,
+    )
+    from pymedplum.helpers import (
+        build_reference as build_reference,
+    )
+    from pymedplum.helpers import (
+        coding_parts as coding_parts,
+    )
+    from pymedplum.helpers import (
+        decode_jwt_exp as decode_jwt_exp,
+    )
+    from pymedplum.helpers import (
+        extract_account_references as extract_account_references,
+    )
+    from pymedplum.helpers import (
+        extract_identifier as extract_identifier,
+    )
+    from pymedplum.helpers import (
+        get_code_by_system as get_code_by_system,
+    )
+    from pymedplum.helpers import (
+        get_code_display as get_code_display,
+    )
+    from pymedplum.helpers import (
+        get_patient_display_name as get_patient_display_name,
+    )
+    from pymedplum.helpers import (
+        get_resource_accounts as get_resource_accounts,
+    )
+    from pymedplum.helpers import (
+        parse_reference as parse_reference,
+    )
+    from pymedplum.helpers import (
+        resolve_id as resolve_id,
+    )
+    from pymedplum.helpers import (
+        resource_has_account as resource_has_account,
+    )
+    from pymedplum.helpers import (
+        to_fhir_json as to_fhir_json,
+    )
     from pymedplum.hooks import (
         PreparedRequest as PreparedRequest,
     )
@@ -95,6 +164,48 @@ if TYPE_CHECKING:
     )
     from pymedplum.hooks import (
         RequestEvent as RequestEvent,
+    )
+    from pymedplum.parameters import (
+        dict_to_parameters as dict_to_parameters,
+    )
+    from pymedplum.parameters import (
+        get_parameter as get_parameter,
+    )
+    from pymedplum.parameters import (
+        get_parameter_resource as get_parameter_resource,
+    )
+    from pymedplum.parameters import (
+        parameters_to_dict as parameters_to_dict,
+    )
+    from pymedplum.project_membership import (
+        MergeResult as MergeResult,
+    )
+    from pymedplum.project_membership import (
+        build_merged_access as build_merged_access,
+    )
+    from pymedplum.project_membership import (
+        get_project_membership_access_parameter as get_project_membership_access_parameter,
+    )
+    from pymedplum.project_membership import (
+        get_project_membership_access_policy_id as get_project_membership_access_policy_id,
+    )
+    from pymedplum.project_membership import (
+        make_project_membership_access as make_project_membership_access,
+    )
+    from pymedplum.project_membership import (
+        merged_equals_remote as merged_equals_remote,
+    )
+    from pymedplum.project_membership import (
+        normalize_access_policy_id as normalize_access_policy_id,
+    )
+    from pymedplum.project_membership import (
+        normalize_access_policy_reference as normalize_access_policy_reference,
+    )
+    from pymedplum.project_membership import (
+        partition_access as partition_access,
+    )
+    from pymedplum.project_membership import (
+        validate_managed_access as validate_managed_access,
     )
 
 __version__ = "0.1.0"
@@ -120,6 +231,49 @@ _EXCEPTIONS = (
     "ValidationError",
 )
 
+# FHIR helpers and extension helpers (pymedplum.helpers, pymedplum.extensions).
+_HELPERS = (
+    "build_reference",
+    "coding_parts",
+    "decode_jwt_exp",
+    "extract_account_references",
+    "extract_identifier",
+    "get_code_by_system",
+    "get_code_display",
+    "get_patient_display_name",
+    "get_resource_accounts",
+    "parse_reference",
+    "resolve_id",
+    "resource_has_account",
+    "to_fhir_json",
+)
+_EXTENSIONS = (
+    "SERVICE_TYPE_REFERENCE_URL",
+    "get_extension",
+    "get_extension_value",
+    "get_extensions",
+    "get_nested_value",
+    "read_service_type_references",
+    "remove_extension",
+    "service_type_reference_extension",
+    "set_extension",
+    "upsert_extension",
+)
+
+# ProjectMembership.access helpers (pymedplum.project_membership).
+_PROJECT_MEMBERSHIP = (
+    "MergeResult",
+    "build_merged_access",
+    "get_project_membership_access_parameter",
+    "get_project_membership_access_policy_id",
+    "make_project_membership_access",
+    "merged_equals_remote",
+    "normalize_access_policy_id",
+    "normalize_access_policy_reference",
+    "partition_access",
+    "validate_managed_access",
+)
+
 # Public name -> the module that defines it.
 _IMPORT_MAP: dict[str, str] = {
     "AsyncMedplumClient": "pymedplum._async.client",
@@ -132,7 +286,14 @@ _IMPORT_MAP: dict[str, str] = {
     "PreparedRequest": "pymedplum.hooks",
     "RequestAttempt": "pymedplum.hooks",
     "RequestEvent": "pymedplum.hooks",
+    "dict_to_parameters": "pymedplum.parameters",
+    "get_parameter": "pymedplum.parameters",
+    "get_parameter_resource": "pymedplum.parameters",
+    "parameters_to_dict": "pymedplum.parameters",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
+    **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
+    **dict.fromkeys(_HELPERS, "pymedplum.helpers"),
+    **dict.fromkeys(_EXTENSIONS, "pymedplum.extensions"),
 }
 
 __all__ = sorted(_IMPORT_MAP)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pymedplum._convert import dict_to_model
 from pymedplum.exceptions import BundleEntryError
 
-__all__ = ["FHIRBundle", "BundleEntryResult", "model_resource_type"]
+__all__ = ["FHIRBundle", "BundleEntryResult", "BatchCreateResult", "model_resource_type"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -210,3 +210,32 @@ class FHIRBundle(Generic[M]):
     def __repr__(self) -> str:
         entries = len(self.entries)
         return f"<FHIRBundle type={self.bundle_type} entries={entries} total={self.total}>"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCreateResult:
+    """What `conditional_create_batch` did, entry by entry.
+
+    Every input entry is in exactly one list; each result's `index` is its position in
+    the `entries` the caller passed (across chunks).
+
+    Attributes:
+        created: 201: a new resource was created.
+        existed: 200: a resource already matched the query; nothing was created.
+        failed: any other status (or no answer for the entry); collected, never raised.
+    """
+
+    created: list[BundleEntryResult]
+    existed: list[BundleEntryResult]
+    failed: list[BundleEntryResult]
+
+    @property
+    def ok(self) -> bool:
+        """True when no entry failed."""
+        return not self.failed
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchCreateResult created={len(self.created)} existed={len(self.existed)} "
+            f"failed={len(self.failed)}>"
+        )

@@ -160,4 +160,3 @@ class AsyncClientBase(BaseClient):
 
     async def _json(self, call: Call, on_behalf_of: str | None) -> Any:
         return _core.parse_json(await self._send(call, on_behalf_of))
-

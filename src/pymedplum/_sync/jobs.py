@@ -3,8 +3,84 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from pymedplum import _backend, _core, _jobs
+from pymedplum._core import Call
 from pymedplum._sync._base import ClientBase
 
 
 class JobMethods(ClientBase):
     """Asynchronous jobs: status and waiting (bulk export, long operations)."""
+
+    def get_async_job_status(
+        self,
+        job: str | Mapping[str, Any] | BaseModel,
+        *,
+        on_behalf_of: str | None = None,
+    ) -> dict[str, Any]:
+        """The AsyncJob behind `job`, as it is now (`status`: accepted, active, completed, ...).
+
+        Example:
+            started = client.set_accounts(
+                "Patient/123", "Organization/a", propagate=True, prefer_async=True
+            )
+            job = client.get_async_job_status(started)
+            if job["status"] == "completed":
+                print(job["output"])
+
+        `job` is the 202 OperationOutcome that started it (dict or model), its status URL,
+        a job id or `AsyncJob/<id>`. The status URL is polled (a URL on another origin
+        raises UnsafeRedirectError: the client never sends its token elsewhere); when it
+        answers without the job (an empty 202, an `$export` manifest), the AsyncJob is read.
+        """
+        ref = _jobs.job_ref(job, self._origin, self.fhir_base_url)
+        return self._job_status(ref, on_behalf_of)
+
+    def _job_status(self, ref: _jobs.JobRef, on_behalf_of: str | None) -> dict[str, Any]:
+        """Poll the status URL; read the AsyncJob when the answer is not the job itself."""
+        answer = self._json(Call("GET", ref.status_url, _core._merge_headers(None)), on_behalf_of)
+        if _jobs.is_async_job(answer):
+            return answer  # type: ignore[no-any-return]
+        call = self._build_read("AsyncJob", (ref.id,), None)
+        return self._json(call, on_behalf_of)  # type: ignore[no-any-return]
+
+    def wait_for_async_job(
+        self,
+        job: str | Mapping[str, Any] | BaseModel,
+        poll_interval: float = 1.0,
+        timeout: float | None = None,
+        *,
+        on_behalf_of: str | None = None,
+    ) -> dict[str, Any]:
+        """Poll the AsyncJob every `poll_interval` seconds until it is completed, error or cancelled.
+
+        Example:
+            job = client.wait_for_async_job(started, timeout=60)
+            print(job["status"])  # "completed"
+
+        Returns the final AsyncJob (check `status`: a failed job is returned, not raised).
+        Raises TimeoutError when `timeout` seconds pass first (None waits indefinitely).
+        Every poll acts as the same membership (resolved at the first).
+        """  # noqa: E501
+        _jobs.check_polling(poll_interval, timeout)
+        ref = _jobs.job_ref(job, self._origin, self.fhir_base_url)
+        acting = self._obo.resolve(on_behalf_of) or ""
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            current = self._job_status(ref, acting)
+            status = current.get("status") if isinstance(current, dict) else None
+            if status in _jobs.TERMINAL_STATUSES:
+                return current
+            delay = poll_interval
+            if deadline is not None:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"the async job did not finish within {timeout} s (last status: {status!r})"
+                    )
+                delay = min(delay, remaining)
+            _backend.sync_sleep(delay)
