@@ -452,3 +452,24 @@ def test_export_ccda_returns_the_xml(make: Callable[..., Driver], fake: FakeMedp
     )
     assert make().export_ccda("p1", document_type="referral") == xml
     assert query(fake.api_requests[0]) == {"type": ["referral"]}
+
+
+def test_upload_goes_through_hooks_and_on_behalf_of(
+    streaming: Callable[..., Driver], tmp_path: Path
+) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"x" * 10)
+    seen: list[str] = []
+    events: list[RequestEvent] = []
+    server = StreamingServer(created)
+    driver = streaming(
+        server,
+        before_request=lambda prepared: seen.append(prepared.method + " " + prepared.url),
+        on_request_complete=events.append,
+    )
+    driver.upload_binary(path, "text/plain", on_behalf_of="ProjectMembership/pm-1")
+    ((request, _),) = server.requests
+    assert request.headers["x-medplum-on-behalf-of"] == "ProjectMembership/pm-1"
+    assert seen == [f"POST {BASE}fhir/R4/Binary"]
+    (event,) = events
+    assert event.action == "create" and event.final_status_code == 201
