@@ -425,6 +425,8 @@ class BaseClient:
     _http: httpx.Client | httpx.AsyncClient
     #: The clock of token expiry and cooldown (monotonic seconds); tests replace it.
     _clock: Callable[[], float] = staticmethod(time.monotonic)
+    #: The last `RateLimit` response header and when it arrived (see `rate_limit_status()`).
+    _last_rate_limit: tuple[str, datetime] | None = None
 
     def _configure(
         self,
@@ -757,6 +759,9 @@ class CallState:
 
     def after_response(self, response: httpx.Response) -> float | None:
         """Seconds to wait before the next attempt, or None when the call is over."""
+        rate_limit = response.headers.get("ratelimit")
+        if rate_limit is not None:  # Medplum's quota report, kept for rate_limit_status()
+            self.core._last_rate_limit = (rate_limit, datetime.now(UTC))
         status = response.status_code
         if status < 300 or status == 304:
             self.response = response

@@ -77,7 +77,7 @@ def conditional_criteria(
     """
     if isinstance(query, str):
         text = query.strip()
-        if text.lower().startswith(("http://", "https://")):
+        if _core._ABSOLUTE_URL.match(text):
             require_same_origin(text, core._origin, f"{what} URL")
             text = urlsplit(text).query
         else:
@@ -180,7 +180,7 @@ def reference_target(reference: object, core: BaseClient) -> ReferenceTarget:
         )
     if ref == "system":
         raise ValueError("'system' names Medplum's system actor, not a resource to read")
-    if ref.lower().startswith(("http://", "https://")):
+    if _core._ABSOLUTE_URL.match(ref):
         require_same_origin(ref, core._origin, "the reference")
         parts = urlsplit(ref)
         if parts.query or parts.fragment:

@@ -117,9 +117,7 @@ def test_upsert_creates_then_updates_the_same_resource(client: Driver) -> None:
 
 
 def test_upsert_sends_one_conditional_put(client: Driver, medplum: LocalMedplumServer) -> None:
-    client.upsert_resource(
-        Patient(identifier=[{"system": MRN_SYSTEM, "value": "u2"}]), criteria("u2")
-    )
+    client.upsert_resource(Patient.model_validate(mrn_patient("u2")), criteria("u2"))
     logged = medplum.fhir_requests()
     assert [(r["method"], r["path"]) for r in logged] == [("PUT", "/fhir/R4/Patient")]
     assert logged[0]["query"] == {"identifier": [f"{MRN_SYSTEM}|u2"]}

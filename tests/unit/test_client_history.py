@@ -224,7 +224,7 @@ def test_upsert_refuses_criteria_of_the_wrong_type(make: Callable[..., Driver]) 
 def test_upsert_of_a_model_with_accounts_returns_a_model(
     make: Callable[..., Driver], fake: FakeMedplum
 ) -> None:
-    patient = Patient(identifier=[{"system": "http://mrn", "value": "123"}])
+    patient = Patient.model_validate(MRN_PATIENT)
     result = make().upsert_resource(
         patient, MRN, accounts="Organization/o1", as_fhir=Patient, headers={"X-Trace": "t"}
     )
@@ -367,8 +367,8 @@ def test_read_reference_of_a_version_reads_that_version(
 
 
 def test_read_reference_as_fhir(make: Callable[..., Driver], fake: FakeMedplum) -> None:
-    observation = Observation(
-        status="final", code={"text": "x"}, subject={"reference": "Patient/p1"}
+    observation = Observation.model_validate(
+        {"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}}
     )
     patient = make().read_reference(observation.subject, Patient)
     assert isinstance(patient, Patient) and patient.id == "p1"
@@ -515,3 +515,21 @@ def test_rate_limit_status_records_the_429_that_ends_a_call(
     assert status is not None and status.exhausted
     assert status.most_constrained is not None
     assert status.most_constrained.name == "fhirInteractions"
+
+
+def test_criteria_values_may_hold_urls_and_question_marks(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    make().conditional_delete("Questionnaire", "url=http://x.org/q?v=2")
+    assert query(fake.api_requests[0]) == {"url": ["http://x.org/q?v=2"]}
+
+
+def test_a_reference_or_criteria_url_of_another_scheme_is_refused(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    client = make()
+    with pytest.raises(UnsafeRedirectError):
+        client.read_reference("ftp://medplum.test/fhir/R4/Patient/p1")
+    with pytest.raises(UnsafeRedirectError):
+        client.conditional_delete("Patient", "ftp://medplum.test/fhir/R4/Patient?" + MRN)
+    assert fake.api_requests == []

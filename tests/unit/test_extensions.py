@@ -27,7 +27,7 @@ from pymedplum.fhir import Extension, HumanName, Patient, Schedule
 
 FLAG = "https://example.org/flag"
 OTHER = "https://example.org/other"
-WINDOW = {
+WINDOW: dict[str, Any] = {
     "url": "https://example.org/window",
     "extension": [
         {"url": "start", "valueDateTime": "2026-01-01T09:00:00Z"},
@@ -110,7 +110,9 @@ def test_reading_changes_nothing(element: Any) -> None:
 
 
 def test_extensions_of_a_nested_element() -> None:
-    name = HumanName(family="Lee", extension=[{"url": FLAG, "valueString": "x"}])
+    name = HumanName.model_validate(
+        {"family": "Lee", "extension": [{"url": FLAG, "valueString": "x"}]}
+    )
     assert get_extension_value(name, FLAG) == "x"
 
 

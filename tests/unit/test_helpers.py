@@ -278,3 +278,22 @@ def test_decode_jwt_exp_reads_exp_as_utc() -> None:
 )
 def test_decode_jwt_exp_returns_none_for_what_it_cannot_read(token: str) -> None:
     assert decode_jwt_exp(token) is None
+
+
+# ---- the docstring examples ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["pymedplum.helpers", "pymedplum.extensions"])
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    # to_fhir_json and parse_resource show abbreviated model reprs, not runnable output.
+    skipped = ("to_fhir_json", "parse_resource")
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = doctest.DocTestFinder().find(importlib.import_module(module))
+    for test in tests:
+        if not test.name.endswith(skipped):
+            runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted >= 9 and results.failed == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections.abc
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
@@ -26,10 +25,6 @@ _ANY_RESOURCE = frozenset({"Resource", "DomainResource"})
 
 class AsyncHistoryMethods(AsyncClientBase):
     """History, conditional writes, references and rate-limit status."""
-
-    # Set by the shared core on every response that carries a `RateLimit` header:
-    # (the header, when it arrived).
-    _last_rate_limit: tuple[str, datetime] | None
 
     # ------------------------------------------------------------ history
 
