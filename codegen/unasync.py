@@ -44,6 +44,8 @@ NAME_RULES: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
+    "aread": "read",
+    "aiter_bytes": "iter_bytes",
     "async_search": "sync_search",
     "_async": "_sync",
 }

@@ -1,9 +1,8 @@
 """Binary content without the wire: upload bodies, download sinks, attachment-shaped resources.
 
 Uploads and downloads stream in CHUNK_SIZE pieces, so a payload is never held in memory
-whole (unless the caller asks for bytes). Both clients drive the same pieces; the little
-that differs between an async and a sync httpx response lives in `AsyncStreamedResponse` /
-`StreamedResponse`, named so that codegen/unasync.py maps one to the other.
+whole (unless the caller asks for bytes). The clients' one send loop (`_send` in
+pymedplum/_async/_base.py) drives an `UploadBody` per attempt and a `DownloadSink`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,8 +27,6 @@ __all__ = [
     "ProgressCallback",
     "UploadBody",
     "DownloadSink",
-    "AsyncStreamedResponse",
-    "StreamedResponse",
     "upload_body",
     "binary_id",
     "attachment_for",
@@ -296,44 +293,6 @@ class DownloadSink:
         """The collected bytes of a `to_memory` sink."""
         assert isinstance(self._target, io.BytesIO)
         return self._target.getvalue()
-
-
-class AsyncStreamedResponse:
-    """An httpx response opened with `stream=True`, as the async client reads it."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-
-    def chunks(self) -> AsyncIterator[bytes]:
-        """The decoded body, chunk by chunk."""
-        return self.response.aiter_bytes(CHUNK_SIZE)
-
-    async def read(self) -> None:
-        """Read the whole body (an error or a small JSON answer)."""
-        await self.response.aread()
-
-    async def close(self) -> None:
-        """Release the connection."""
-        await self.response.aclose()
-
-
-class StreamedResponse:
-    """An httpx response opened with `stream=True`, as the sync client reads it."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-
-    def chunks(self) -> Iterator[bytes]:
-        """The decoded body, chunk by chunk."""
-        return self.response.iter_bytes(CHUNK_SIZE)
-
-    def read(self) -> None:
-        """Read the whole body (an error or a small JSON answer)."""
-        self.response.read()
-
-    def close(self) -> None:
-        """Release the connection."""
-        self.response.close()
 
 
 # ---------------------------------------------------------------- resources

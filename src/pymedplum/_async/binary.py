@@ -3,115 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
-import httpx
-
-from pymedplum import _backend, _binary, _core, _hooks
+from pymedplum import _binary, _core
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._binary import (
-    AsyncStreamedResponse,
     BinarySource,
     DownloadSink,
     ProgressCallback,
-    UploadBody,
 )
 from pymedplum._core import Call, _merge_headers
-from pymedplum.exceptions import NetworkError
-
-
-async def _send_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """The request body as the transport reads it, one chunk at a time."""
-    for chunk in chunks:  # noqa: UP028 - async twin
-        yield chunk
 
 
 class AsyncBinaryMethods(AsyncClientBase):
     """Binary content, attachments, media and documents."""
-
-    # ------------------------------------------------------------ the streaming wire
-
-    async def _stream(
-        self,
-        call: Call,
-        on_behalf_of: str | None,
-        *,
-        upload: UploadBody | None = None,
-        sink: DownloadSink | None = None,
-    ) -> httpx.Response:
-        """Run one call as `_send` does, streaming the request body from `upload` and the
-        response body into `sink` (without a sink the response, a small JSON, is read).
-
-        Retries, token refresh, hooks and On-Behalf-Of go through the same CallState as
-        every other call; only the bodies never sit in memory whole.
-        """
-        state = self._begin(call, on_behalf_of)
-        streamed: AsyncStreamedResponse | None = None
-        try:
-            while True:
-                token = await self._bearer(state)
-                await self._prepare_attempt(state)
-                request = state.request(self._http, token)
-                if upload is not None:
-                    request = httpx.Request(
-                        request.method,
-                        request.url,
-                        headers=_binary.stream_headers(request.headers, upload.size),
-                        content=_send_chunks(upload.open_attempt()),
-                        extensions=request.extensions,
-                    )
-                try:
-                    response = await self._http.send(request, stream=True, follow_redirects=False)
-                except httpx.RequestError as exc:
-                    delay = state.after_transport_error(exc)
-                else:
-                    streamed = AsyncStreamedResponse(response)
-                    if not 200 <= response.status_code < 300:
-                        await streamed.read()  # an error body: small, and parsed for the error
-                        await streamed.close()
-                        streamed = None
-                    delay = state.after_response(response)
-                finally:
-                    if upload is not None:
-                        upload.close_attempt()
-                if delay is None:
-                    response = state.result()
-                    break
-                if delay:
-                    await _backend.async_sleep(delay)
-            assert streamed is not None
-            try:
-                if sink is None:
-                    await streamed.read()
-                else:
-                    sink.start(response.headers)
-                    async for chunk in streamed.chunks():
-                        sink.write(chunk)
-                    sink.finish()
-            except httpx.RequestError as exc:
-                template = state.route.template
-                raise NetworkError(
-                    f"{type(exc).__name__} while reading the response body | "
-                    f"{call.method} {template}",
-                    possibly_committed=call.method != "GET",
-                    method=call.method,
-                    path_template=template,
-                ) from None
-            return response
-        except BaseException as exc:
-            state.final_exception = exc
-            if sink is not None:
-                sink.abandon()
-            raise
-        finally:
-            if streamed is not None:
-                await streamed.close()
-            hook = self._on_request_complete
-            if hook is not None:
-                event = state.event()
-                if event is not None:
-                    await _hooks.run_complete_async(hook, event)
 
     # ------------------------------------------------------------ Binary
 
@@ -146,7 +52,7 @@ class AsyncBinaryMethods(AsyncClientBase):
         )
         url = self._url(self.fhir_base_url + "Binary", params)
         call = Call("POST", url, headers, None, None, replay_safe=False)
-        response = await self._stream(call, on_behalf_of, upload=upload)
+        response = await self._send(call, on_behalf_of, upload=upload)
         return _core.parse_json(response)  # type: ignore[no-any-return]
 
     async def download_binary(
@@ -167,7 +73,7 @@ class AsyncBinaryMethods(AsyncClientBase):
         `download_binary_to_file`, which streams to disk.
         """
         sink = DownloadSink.to_memory(max_bytes)
-        await self._stream(self._build_download(binary_id), on_behalf_of, sink=sink)
+        await self._send(self._build_download(binary_id), on_behalf_of, sink=sink)
         return sink.value()
 
     async def download_binary_to_file(
@@ -191,7 +97,7 @@ class AsyncBinaryMethods(AsyncClientBase):
         the server does not announce it).
         """
         sink = DownloadSink.to_destination(destination, max_bytes, on_progress)
-        await self._stream(self._build_download(binary_id), on_behalf_of, sink=sink)
+        await self._send(self._build_download(binary_id), on_behalf_of, sink=sink)
         return sink.done
 
     def _build_download(self, binary_id: str) -> Call:

@@ -8,16 +8,24 @@ async code; codegen/unasync.py generates the sync twin in pymedplum/_sync/.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _core, _hooks, _security
+from pymedplum import _backend, _binary, _core, _hooks, _security
+from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
+from pymedplum.exceptions import NetworkError
+
+
+def _send_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A streamed request body, as the transport reads it: one chunk at a time."""
+    for chunk in chunks:  # noqa: UP028 - the sync twin is a plain generator
+        yield chunk
 
 
 class ClientBase(BaseClient):
@@ -131,26 +139,59 @@ class ClientBase(BaseClient):
             returned = _hooks.run_before_request(hook, original)
             state.attempt_call = self._apply_hook_result(state.call, original, returned)
 
-    def _send(self, call: Call, on_behalf_of: str | None) -> httpx.Response:
-        """Run one logical call through its attempts; fire on_request_complete once."""
+    def _send(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        *,
+        upload: UploadBody | None = None,
+        sink: DownloadSink | None = None,
+    ) -> httpx.Response:
+        """Run one logical call through its attempts; fire on_request_complete once.
+
+        With `upload`, every attempt streams its request body from it; with `sink`, the
+        body of the final successful response is streamed into it before the call ends
+        (so the audit event covers the download, failures included). Neither body is
+        ever held in memory whole.
+        """
         state = self._begin(call, on_behalf_of)
         try:
             while True:
                 token = self._bearer(state)
                 self._prepare_attempt(state)
                 request = state.request(self._http, token)
+                if upload is not None:
+                    request = httpx.Request(
+                        request.method,
+                        request.url,
+                        headers=_binary.stream_headers(request.headers, upload.size),
+                        content=_send_chunks(upload.open_attempt()),
+                        extensions=request.extensions,
+                    )
                 try:
-                    response = self._http.send(request, follow_redirects=False)
+                    response = self._http.send(
+                        request, stream=sink is not None, follow_redirects=False
+                    )
+                    if sink is not None and not 200 <= response.status_code < 300:
+                        response.read()  # an error body: small, and parsed for the error
                 except httpx.RequestError as exc:
                     delay = state.after_transport_error(exc)
                 else:
                     delay = state.after_response(response)
+                finally:
+                    if upload is not None:
+                        upload.close_attempt()
                 if delay is None:
-                    return state.result()
+                    result = state.result()
+                    if sink is not None:
+                        self._receive(result, sink, state)
+                    return result
                 if delay:
                     _backend.sync_sleep(delay)
         except BaseException as exc:
             state.final_exception = exc
+            if sink is not None:
+                sink.abandon()
             raise
         finally:
             hook = self._on_request_complete
@@ -158,6 +199,25 @@ class ClientBase(BaseClient):
                 event = state.event()
                 if event is not None:
                     _hooks.run_complete(hook, event)
+
+    def _receive(self, response: httpx.Response, sink: DownloadSink, state: CallState) -> None:
+        """Stream a response body into `sink`; a connection lost meanwhile is a NetworkError."""
+        try:
+            sink.start(response.headers)
+            for chunk in response.iter_bytes(_binary.CHUNK_SIZE):
+                sink.write(chunk)
+            sink.finish()
+        except httpx.RequestError as exc:
+            template = state.route.template
+            raise NetworkError(
+                f"{type(exc).__name__} while reading the response body | "
+                f"{state.call.method} {template}",
+                possibly_committed=state.call.method != "GET",
+                method=state.call.method,
+                path_template=template,
+            ) from None
+        finally:
+            response.close()
 
     def _json(self, call: Call, on_behalf_of: str | None) -> Any:
         return _core.parse_json(self._send(call, on_behalf_of))
