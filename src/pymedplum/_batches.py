@@ -11,27 +11,11 @@ from pymedplum._core import BaseClient, Call, Resource, _check_type
 from pymedplum.bundle import BatchCreateResult, BundleEntryResult, FHIRBundle
 
 __all__ = [
-    "if_none_exist_criteria",
     "conditional_entries",
     "build_conditional_batch",
     "chunk_results",
     "classify",
 ]
-
-
-def if_none_exist_criteria(base: BaseClient, if_none_exist: str) -> str:
-    """The search query of an `ifNoneExist`: `?` stripped, a same-origin URL's query.
-
-    Only a value that starts with a scheme is a URL: a query's values often hold one
-    (`identifier=http://hospital.org/mrn|123`).
-    """
-    value = if_none_exist.strip()
-    if value.lower().startswith(("http://", "https://")):
-        return base._if_none_exist_query(value)
-    value = value.lstrip("?")
-    if not value:
-        raise ValueError("if_none_exist must be a non-empty search query")
-    return value
 
 
 def conditional_entries(
@@ -54,7 +38,7 @@ def conditional_entries(
             raise ValueError(f"entries[{index}]: the resource has no resourceType")
         if not isinstance(if_none_exist, str):
             raise TypeError(f"entries[{index}]: if_none_exist must be a search query string")
-        criteria = if_none_exist_criteria(base, if_none_exist)
+        criteria = base._if_none_exist_query(if_none_exist)
         url = _check_type(rtype)
         prepared.append(
             {"resource": body, "request": {"method": "POST", "url": url, "ifNoneExist": criteria}}
