@@ -64,6 +64,7 @@ _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z_$][A-Za-z_\-$]*$")
 _MUTATION = re.compile(r"^\s*mutation\b", re.MULTILINE)
+_URL_SAFE_PART = re.compile(r"^[A-Za-z0-9\-._$]+$")
 # An absolute URL starts with a scheme; `identifier=http://x|1` is a query, not a URL.
 _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -425,8 +426,9 @@ class BaseClient:
     _http: httpx.Client | httpx.AsyncClient
     #: The clock of token expiry and cooldown (monotonic seconds); tests replace it.
     _clock: Callable[[], float] = staticmethod(time.monotonic)
-    #: The last `RateLimit` response header and when it arrived (see `rate_limit_status()`).
-    _last_rate_limit: tuple[str, datetime] | None = None
+    #: The last `RateLimit` response header and when it arrived, in seconds since the epoch
+    #: (see `rate_limit_status()`).
+    _last_rate_limit: tuple[str, float] | None = None
 
     def _configure(
         self,
@@ -497,7 +499,8 @@ class BaseClient:
     def _resource_url(self, resource_type: str, *parts: str) -> str:
         url = self.fhir_base_url + _check_type(resource_type)
         for part in parts:
-            url += "/" + quote(part, safe="$_")
+            # Ids and operation names are URL-safe already: quote only what is not.
+            url += "/" + (part if _URL_SAFE_PART.match(part) else quote(part, safe="$_"))
         return url
 
     # -- builders: one Call per public operation
@@ -761,7 +764,7 @@ class CallState:
         """Seconds to wait before the next attempt, or None when the call is over."""
         rate_limit = response.headers.get("ratelimit")
         if rate_limit is not None:  # Medplum's quota report, kept for rate_limit_status()
-            self.core._last_rate_limit = (rate_limit, datetime.now(UTC))
+            self.core._last_rate_limit = (rate_limit, time.time())
         status = response.status_code
         if status < 300 or status == 304:
             self.response = response

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from pymedplum import _retry
 
@@ -135,9 +135,10 @@ def parse_rate_limit_header(value: str) -> tuple[RateLimitPolicy, ...]:
     return tuple(policies)
 
 
-def status_from(recorded: tuple[str, datetime] | None) -> RateLimitStatus | None:
-    """The status for the client's last recorded `(header, observed_at)`, or None."""
+def status_from(recorded: tuple[str, float] | None) -> RateLimitStatus | None:
+    """The status for the client's last recorded `(header, epoch seconds)`, or None."""
     if recorded is None:
         return None
     header, observed_at = recorded
-    return RateLimitStatus(parse_rate_limit_header(header), observed_at, header)
+    observed = datetime.fromtimestamp(observed_at, UTC)
+    return RateLimitStatus(parse_rate_limit_header(header), observed, header)

@@ -59,7 +59,7 @@ def test_status_from_nothing_recorded_is_none() -> None:
 
 def test_status_keeps_the_header_and_when_it_was_seen() -> None:
     header = '"requests";r=10;t=60, "fhirInteractions";r=0;t=30'
-    status = status_from((header, SEEN))
+    status = status_from((header, SEEN.timestamp()))
     assert status is not None
     assert status.header == header and status.observed_at == SEEN
     assert status.requests == RateLimitPolicy("requests", 10, 60)
