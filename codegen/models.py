@@ -16,8 +16,9 @@ FHIR_TYPE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/structuredefiniti
 REGEX_EXTENSION = "http://hl7.org/fhir/StructureDefinition/regex"
 SYSTEM_PREFIX = "http://hl7.org/fhirpath/System."
 
-# Abstract bases with hand-written behaviour; the polymorphic `Resource` type code is
-# validated by resourceType into the right model (see pymedplum._fhirmodel.AnyResource).
+# Elements of the polymorphic type code `Resource` are annotated `AnyResource` (defined in
+# the generated resource.py with pymedplum._fhirmodel.PolymorphicResource): validated by
+# resourceType into the right model.
 POLYMORPHIC_RESOURCE = "AnyResource"
 
 _INT32 = (-(2**31), 2**31 - 1)

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from pymedplum._obo import (
         OnBehalfOfContext as OnBehalfOfContext,
     )
+    from pymedplum._ratelimit import (
+        RateLimitPolicy as RateLimitPolicy,
+    )
+    from pymedplum._ratelimit import (
+        RateLimitStatus as RateLimitStatus,
+    )
     from pymedplum._retry import (
         MAX_RETRY_DELAY_SECONDS as MAX_RETRY_DELAY_SECONDS,
     )
@@ -290,6 +296,8 @@ _IMPORT_MAP: dict[str, str] = {
     "get_parameter": "pymedplum.parameters",
     "get_parameter_resource": "pymedplum.parameters",
     "parameters_to_dict": "pymedplum.parameters",
+    "RateLimitStatus": "pymedplum._ratelimit",
+    "RateLimitPolicy": "pymedplum._ratelimit",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
     **dict.fromkeys(_HELPERS, "pymedplum.helpers"),

@@ -67,7 +67,8 @@ class OnBehalfOf:
     def resolve(self, explicit: str | None) -> str | None:
         """The membership to send, or None for no header."""
         if explicit is not None:
-            return explicit or None
+            # Checked as the other two ways are: a header value never carries a line break.
+            return membership_reference(explicit) if explicit else None
         ambient = self._var.get()
         if ambient is not None:
             return ambient or None

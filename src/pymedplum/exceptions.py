@@ -231,7 +231,9 @@ class RateLimitError(OperationOutcomeError):
 
 
 class ServerError(OperationOutcomeError):
-    """5xx. `possibly_committed` is True when a write may have been applied anyway."""
+    """5xx. `possibly_committed` is True when the request reached the server and its
+    outcome is unknown (502/503/504): a write may have been applied anyway. It is also True
+    for reads, where it is harmless."""
 
     def __init__(self, message: str = "", *, possibly_committed: bool = False, **kw: Any) -> None:
         self.possibly_committed = possibly_committed

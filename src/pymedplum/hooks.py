@@ -51,7 +51,8 @@ class PreparedRequest:
     """A request as a `before_request` hook sees it: no bearer token, no OBO header.
 
     Attributes:
-        method: the HTTP method. Read-only: a changed method is discarded.
+        method: the HTTP method. Read-only: a returned copy with another method is
+            discarded whole (logged at WARNING) and the original request is sent.
         url: the full URL, query string included. Changes must stay on the same origin.
         headers: the headers to send, read-only.
         json_body: the JSON body (dict or list), or None. Treat it as read-only; return
@@ -126,7 +127,7 @@ class RequestEvent:
     Attributes:
         event_id: a unique id (UUID4 hex), for de-duplicating in the audit store.
         method: the HTTP method.
-        origin: scheme://host[:port] of the server.
+        origin: `scheme://host:port` of the server (the port always written).
         path: the URL path, ids included (PHI).
         path_template: `path` with ids replaced: `/fhir/R4/Patient/{id}` (no PHI).
         query_params: the parsed query (PHI), or None when there was none.
