@@ -211,3 +211,14 @@ def test_paging_keeps_the_identity_of_the_first_page(
         ids = [p["id"] for p in api.search_resource_pages("Patient")]
     assert ids == ["1", "2"]
     assert [header(r, OBO_HEADER) for r in fake.api_requests] == [A, A]
+
+
+def test_a_per_call_value_with_a_line_break_is_refused_like_the_others() -> None:
+    from pymedplum._obo import OnBehalfOf
+
+    obo = OnBehalfOf(None)
+    with pytest.raises(ValueError, match="line breaks"):
+        obo.resolve("ProjectMembership/a\r\nX-Injected: 1")
+    with pytest.raises(ValueError, match="line breaks"):
+        obo.scope("ProjectMembership/a\nX")
+    assert obo.resolve("ProjectMembership/a") == "ProjectMembership/a"
