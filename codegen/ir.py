@@ -68,6 +68,7 @@ class Primitive:
     fhir_type: str  # e.g. "dateTime"
     python_type: str  # "str", "int", "bool", "Decimal"
     pattern: str | None  # anchored regular expression
+    server_pattern: str | None  # what Medplum also accepts, for data read from a server
     max_length: int | None
     minimum: int | None
     maximum: int | None

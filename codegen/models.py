@@ -28,6 +28,21 @@ _INTEGER_BOUNDS = {
     "unsignedInt": (0, _INT32[1]),
     "integer64": (-(2**63), 2**63 - 1),
 }
+# Where Medplum's own validator (@medplum/core's validationRegexes) accepts more than the
+# specification's regular expression, data read from a Medplum server may hold it: strings
+# with a no-break space or any other character from U+0020 up (the spec's `\S` excludes
+# Unicode spaces), and dateTimes with a time but no time zone. Models validating server data
+# (`from_server`) accept these too; models built or validated by users do not.
+MEDPLUM_SERVER_PATTERNS = {
+    "string": r"^[\r\n\t\x{20}-\x{10FFFF}]+$",
+    "markdown": r"^[\r\n\t\x{20}-\x{10FFFF}]+$",
+    "dateTime": (
+        r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
+        r"|3[0-1])(T([01][0-9]|2[0-3])(:[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?)?)?)?"
+        r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?$"
+    ),
+}
+
 _PYTHON_TYPES = {
     "boolean": "bool",
     "decimal": "Decimal",
@@ -100,6 +115,7 @@ class ModelBuilder:
                     python_type=python_type,
                     # Numbers and booleans are checked by JSON type, not by their text.
                     pattern=f"^(?:{pattern})$" if pattern and python_type == "str" else None,
+                    server_pattern=MEDPLUM_SERVER_PATTERNS.get(fhir_type),
                     max_length=value.get("maxLength"),
                     minimum=minimum,
                     maximum=maximum,

@@ -40,6 +40,7 @@ __all__ = [
     "FHIRValidationError",
     "Opt",
     "FhirDecimalSchema",
+    "FhirTextSchema",
     "PolymorphicResource",
     "LENIENT",
 ]
@@ -141,6 +142,46 @@ class FhirDecimalSchema:
             serialization=core_schema.plain_serializer_function_ser_schema(
                 _decimal_json, info_arg=True, when_used="json"
             ),
+        )
+
+
+def _server_only(value: str, info: ValidationInfo) -> str:
+    if not _is_lenient(info):
+        raise PydanticCustomError("fhir_format", "not server data")
+    return value
+
+
+class FhirTextSchema:
+    """A FHIR string-like primitive checked by the specification's regular expression, or,
+    in data read from a server (`from_server`), by what Medplum's validator also accepts
+    (a no-break space in a string, a dateTime without a time zone)."""
+
+    def __init__(
+        self, fhir_type: str, *, pattern: str, server_pattern: str, max_length: int | None
+    ) -> None:
+        self.fhir_type = fhir_type
+        self.pattern = pattern
+        self.server_pattern = server_pattern
+        self.max_length = max_length
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        def text(pattern: str) -> Any:
+            return core_schema.str_schema(
+                pattern=pattern, min_length=1, max_length=self.max_length, strict=True
+            )
+
+        # Left to right: the server-only branch (a Python call) runs only when the
+        # specification's pattern has already failed.
+        return core_schema.union_schema(
+            [
+                text(self.pattern),
+                core_schema.with_info_after_validator_function(
+                    _server_only, text(self.server_pattern)
+                ),
+            ],
+            mode="left_to_right",
+            custom_error_type="fhir_format",
+            custom_error_message=f"Input is not a valid FHIR {self.fhir_type}",
         )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from pymedplum._fhirmodel import FhirDecimalSchema
+from pymedplum._fhirmodel import FhirDecimalSchema, FhirTextSchema
 
 FhirBase64Binary = Annotated[
     str,
@@ -42,9 +42,11 @@ FhirDate = Annotated[
 
 FhirDateTime = Annotated[
     str,
-    StringConstraints(
-        min_length=1,
+    FhirTextSchema(
+        "dateTime",
         pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?)$",
+        server_pattern="^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3])(:[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]{1,9})?)?)?)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?$",
+        max_length=None,
     ),
 ]
 """FHIR dateTime: Base StructureDefinition for dateTime Type: A date, date-time or partial date (e.g."""
@@ -72,7 +74,12 @@ FhirInteger = Annotated[int, Field(ge=-2147483648, le=2147483647)]
 
 FhirMarkdown = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:[ \\r\\n\\t\\S]+)$"),
+    FhirTextSchema(
+        "markdown",
+        pattern="^(?:[ \\r\\n\\t\\S]+)$",
+        server_pattern="^[\\r\\n\\t\\x{20}-\\x{10FFFF}]+$",
+        max_length=None,
+    ),
 ]
 """FHIR markdown: Base StructureDefinition for markdown type: A string that may contain Github Flavored Markdown syntax for optional processing by a mark down presentation engine"""
 
@@ -87,7 +94,12 @@ FhirPositiveInt = Annotated[int, Field(ge=1, le=2147483647)]
 
 FhirString = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=1048576, pattern="^(?:[ \\r\\n\\t\\S]+)$"),
+    FhirTextSchema(
+        "string",
+        pattern="^(?:[ \\r\\n\\t\\S]+)$",
+        server_pattern="^[\\r\\n\\t\\x{20}-\\x{10FFFF}]+$",
+        max_length=1048576,
+    ),
 ]
 """FHIR string: Base StructureDefinition for string Type: A sequence of Unicode characters"""
 
