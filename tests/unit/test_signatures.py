@@ -49,9 +49,9 @@ def test_async_methods_are_coroutines_and_sync_ones_are_not() -> None:
     ):
         assert inspect.iscoroutinefunction(getattr(AsyncMedplumClient, name))
         assert not inspect.iscoroutinefunction(getattr(MedplumClient, name))
-    # search_resource_pages returns the iterator its implementation generates.
-    assert inspect.isasyncgenfunction(AsyncMedplumClient._search_resource_pages)
-    assert inspect.isgeneratorfunction(MedplumClient._search_resource_pages)
+    # Paging methods return the iterator the shared _pages generator makes.
+    assert inspect.isasyncgenfunction(AsyncMedplumClient._pages)
+    assert inspect.isgeneratorfunction(MedplumClient._pages)
 
 
 def test_public_methods_have_docstrings() -> None:

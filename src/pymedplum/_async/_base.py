@@ -222,3 +222,17 @@ class AsyncClientBase(BaseClient):
 
     async def _json(self, call: Call, on_behalf_of: str | None) -> Any:
         return _core.parse_json(await self._send(call, on_behalf_of))
+
+    async def _pages(
+        self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None
+    ) -> AsyncIterator[Any]:
+        """Every resource of a Bundle and of the pages its `next` links lead to (each link
+        checked to be on the client's origin). The acting membership is resolved once, at
+        the first page, and used for every page."""
+        acting = self._obo.resolve(on_behalf_of) or ""
+        page: Call | None = call
+        while page is not None:
+            bundle = await self._json(page, acting)
+            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
+                yield resource
+            page = self._build_next_page(bundle)

@@ -23,7 +23,7 @@ from pymedplum._async.history import AsyncHistoryMethods
 from pymedplum._async.jobs import AsyncJobMethods
 from pymedplum._async.operations import AsyncOperationMethods
 from pymedplum._async.projects import AsyncProjectMethods
-from pymedplum._core import Call, Query, Resource, UpdateResult
+from pymedplum._core import Query, Resource, UpdateResult
 from pymedplum._generated.async_search import AsyncTypedSearch
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
@@ -398,21 +398,14 @@ class AsyncMedplumClient(
         bundle = await self._json(call, on_behalf_of)
         return _core.as_result(_core.first_match(bundle), as_fhir)
 
-    async def _search_resource_pages(
+    def _search_resource_pages(
         self,
         resource_type: str,
         query: Query | None,
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
     ) -> collections.abc.AsyncIterator[Any]:
-        # The acting membership is resolved once, at the first page, for every page.
-        acting = self._obo.resolve(on_behalf_of) or ""
-        call: Call | None = self._build_search(resource_type, query)
-        while call is not None:
-            bundle = await self._json(call, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
-                yield resource
-            call = self._build_next_page(bundle)
+        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
 
     @overload
     async def search_with_options(

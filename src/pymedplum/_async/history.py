@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from pymedplum import _core, _history, _ratelimit
 from pymedplum._async._base import AsyncClientBase
-from pymedplum._core import Call, Query, Resource
+from pymedplum._core import Query, Resource
 from pymedplum.bundle import FHIRBundle, model_resource_type
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class AsyncHistoryMethods(AsyncClientBase):
         bundle = await self._json(call, on_behalf_of)
         return FHIRBundle(bundle, as_fhir) if return_bundle else bundle
 
-    async def read_history_pages(
+    def read_history_pages(
         self,
         resource_type: ResourceType,
         resource_id: str,
@@ -93,13 +93,8 @@ class AsyncHistoryMethods(AsyncClientBase):
         origin raises UnsafeRedirectError; the acting membership is resolved once, at the
         first page, for every page.
         """
-        acting = self._obo.resolve(on_behalf_of) or ""
-        call: Call | None = _history.build_history(self, resource_type, resource_id, headers)
-        while call is not None:
-            bundle = await self._json(call, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
-                yield resource
-            call = self._build_next_page(bundle)
+        call = _history.build_history(self, resource_type, resource_id, headers)
+        return self._pages(call, on_behalf_of, as_fhir)
 
     # ------------------------------------------------------------ conditional writes
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from pydantic import BaseModel
 
 from pymedplum import _core
-from pymedplum._core import Call, Query, Resource, UpdateResult
+from pymedplum._core import Query, Resource, UpdateResult
 from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._sync._base import ClientBase
 from pymedplum._sync.binary import BinaryMethods
@@ -404,14 +404,7 @@ class MedplumClient(
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
     ) -> collections.abc.Iterator[Any]:
-        # The acting membership is resolved once, at the first page, for every page.
-        acting = self._obo.resolve(on_behalf_of) or ""
-        call: Call | None = self._build_search(resource_type, query)
-        while call is not None:
-            bundle = self._json(call, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
-                yield resource
-            call = self._build_next_page(bundle)
+        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
 
     @overload
     def search_with_options(

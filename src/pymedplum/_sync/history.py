@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from pydantic import BaseModel
 
 from pymedplum import _core, _history, _ratelimit
-from pymedplum._core import Call, Query, Resource
+from pymedplum._core import Query, Resource
 from pymedplum._sync._base import ClientBase
 from pymedplum.bundle import FHIRBundle, model_resource_type
 
@@ -94,13 +94,8 @@ class HistoryMethods(ClientBase):
         origin raises UnsafeRedirectError; the acting membership is resolved once, at the
         first page, for every page.
         """
-        acting = self._obo.resolve(on_behalf_of) or ""
-        call: Call | None = _history.build_history(self, resource_type, resource_id, headers)
-        while call is not None:
-            bundle = self._json(call, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
-                yield resource
-            call = self._build_next_page(bundle)
+        call = _history.build_history(self, resource_type, resource_id, headers)
+        return self._pages(call, on_behalf_of, as_fhir)
 
     # ------------------------------------------------------------ conditional writes
 
