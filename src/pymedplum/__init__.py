@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from pymedplum._obo import (
         OnBehalfOfContext as OnBehalfOfContext,
     )
+    from pymedplum._fhirmodel import (
+        FHIRValidationError as FHIRValidationError,
+    )
     from pymedplum._ratelimit import (
         RateLimitPolicy as RateLimitPolicy,
     )
@@ -297,6 +300,7 @@ _IMPORT_MAP: dict[str, str] = {
     "get_parameter_resource": "pymedplum.parameters",
     "parameters_to_dict": "pymedplum.parameters",
     "RateLimitStatus": "pymedplum._ratelimit",
+    "FHIRValidationError": "pymedplum._fhirmodel",
     "RateLimitPolicy": "pymedplum._ratelimit",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
