@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from pymedplum._core import (
         UpdateResult as UpdateResult,
     )
-    from pymedplum._obo import (
-        OnBehalfOfContext as OnBehalfOfContext,
-    )
     from pymedplum._fhirmodel import (
         FHIRValidationError as FHIRValidationError,
+    )
+    from pymedplum._obo import (
+        OnBehalfOfContext as OnBehalfOfContext,
     )
     from pymedplum._ratelimit import (
         RateLimitPolicy as RateLimitPolicy,

@@ -22,13 +22,21 @@ from __future__ import annotations
 import gc
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Optional, Self, TypeVar
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -232,6 +240,15 @@ class PolymorphicResource:
             _validate_resource, serialization=core_schema.simple_ser_schema("any")
         )
 
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        # Any resource: JSON Schema cannot name the model without loading every one.
+        return {
+            "type": "object",
+            "description": "A FHIR resource, validated as the model its resourceType names.",
+            "properties": {"resourceType": {"type": "string"}},
+            "required": ["resourceType"],
+        }
+
 
 class FHIRValidationError(pydantic_core.ValidationError):
     """A pydantic `ValidationError` whose locations are FHIR paths, such as
@@ -302,6 +319,11 @@ _KNOWN_TYPES = frozenset(
 )
 
 
+# First validations may race in threads: one binds a module's names while the other would
+# otherwise see the module marked done and build with names still missing.
+_BINDING = threading.RLock()
+
+
 def _load_dependencies(cls: type[BaseModel]) -> None:
     """Make the annotations of `cls`, and of every class it reaches, resolvable.
 
@@ -309,28 +331,35 @@ def _load_dependencies(cls: type[BaseModel]) -> None:
     imported here and bound in the module. pydantic evaluates inherited annotations in the
     subclass's module, so a module also receives what its bases' modules use.
     """
-    package = sys.modules["pymedplum.fhir"]
-    pending = [sys.modules[cls.__module__]]
-    while pending:
-        module = pending.pop()
-        namespace = module.__dict__
-        if namespace.get("_DEPENDENCIES_BOUND"):
-            continue
-        namespace["_DEPENDENCIES_BOUND"] = True
-        needed = set(namespace.get("_DEPENDENCIES", ()))
-        base_modules = _base_modules(module)
-        pending.extend(base_modules)  # so that typing.get_type_hints works on bases too
-        for base_module in base_modules:
-            for name, value in base_module.__dict__.items():
-                if not name.startswith("_") and name not in namespace:
-                    namespace[name] = value
-            needed.update(base_module.__dict__.get("_DEPENDENCIES", ()))
-        for name in sorted(needed):
-            target = namespace.get(name)
-            if target is None:
-                target = getattr(package, name)
-                namespace[name] = target
-            pending.append(sys.modules[target.__module__])
+    if sys.modules[cls.__module__].__dict__.get("_DEPENDENCIES_BOUND"):
+        return
+    with _BINDING:
+        package = sys.modules["pymedplum.fhir"]
+        pending = [sys.modules[cls.__module__]]
+        seen: set[str] = set()
+        while pending:
+            module = pending.pop()
+            namespace = module.__dict__
+            if namespace.get("_DEPENDENCIES_BOUND") or module.__name__ in seen:
+                continue
+            seen.add(module.__name__)
+            needed = set(namespace.get("_DEPENDENCIES", ()))
+            base_modules = _base_modules(module)
+            pending.extend(base_modules)  # so that typing.get_type_hints works on bases too
+            for base_module in base_modules:
+                for name, value in list(base_module.__dict__.items()):
+                    if not name.startswith("_") and name not in namespace:
+                        namespace[name] = value
+                needed.update(base_module.__dict__.get("_DEPENDENCIES", ()))
+            for name in sorted(needed):
+                target = namespace.get(name)
+                if target is None:
+                    target = getattr(package, name)
+                    namespace[name] = target
+                pending.append(sys.modules[target.__module__])
+        # Marked only once every module reached is bound.
+        for name in seen:
+            sys.modules[name].__dict__["_DEPENDENCIES_BOUND"] = True
 
 
 def _base_modules(module: Any) -> list[Any]:

@@ -50,3 +50,28 @@ def test_validating_patient_loads_what_patient_refers_to_but_not_other_resources
     )
     assert {"humanname", "extension", "meta"} <= loaded
     assert "observation" not in loaded and "bundle" not in loaded
+
+
+def test_first_validations_racing_in_threads_all_succeed() -> None:
+    code = (
+        "import threading\n"
+        "from pymedplum import fhir\n"
+        "types = ['Patient', 'Observation', 'Encounter', 'Condition', 'Claim',"
+        " 'ExplanationOfBenefit', 'MedicationRequest', 'Procedure']\n"
+        "barrier = threading.Barrier(len(types))\n"
+        "errors = []\n"
+        "def first(t):\n"
+        "    cls = fhir.resource_class(t)\n"
+        "    barrier.wait()\n"
+        "    try:\n"
+        "        cls.model_json_schema()\n"
+        "    except Exception as e:\n"
+        "        errors.append(repr(e))\n"
+        "threads = [threading.Thread(target=first, args=(t,)) for t in types]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print('ERRORS', errors)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stdout.strip().endswith("ERRORS []"), result.stdout + result.stderr

@@ -441,3 +441,10 @@ def test_server_data_is_still_checked() -> None:
         Patient.from_server({"resourceType": "Patient", "deceasedDateTime": "02/01/2020"})
     with pytest.raises(FHIRValidationError, match="not a valid FHIR string"):
         Patient.from_server({"resourceType": "Patient", "name": [{"family": "a\u000bb"}]})
+
+
+def test_models_have_a_json_schema() -> None:
+    # Used by FastAPI and friends: polymorphic resources are described, not fatal.
+    schema = Bundle.model_json_schema()
+    assert schema["title"] == "Bundle"
+    assert "resourceType" in schema["properties"]
