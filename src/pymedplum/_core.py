@@ -326,6 +326,9 @@ def describe_path(method: str, path: str, fhir_prefix: str) -> Route:
     if rest[0].startswith("_"):  # system-level _history and the like
         return Route(template=f"{head}/{rest[0]}", action="search")
     rtype = rest[0]
+    if not rtype[:1].isupper():  # not a resource: job/{id}/status, bulkdata/export/{id}
+        parts = [p if _PLAIN_SEGMENT.match(p) else "{id}" for p in rest]
+        return Route(template=f"{head}/" + "/".join(parts))
     if len(rest) == 1:
         return Route(f"{head}/{rtype}", rtype, action="create" if method == "POST" else "search")
     second = rest[1]

@@ -182,7 +182,11 @@ class FHIRBundle(Generic[M]):
         return iter(self.get_resources())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._raw_resources())
+        """How many resources iteration yields (of the bundle's model's type, if it has one)."""
+        if self.model is None:
+            return sum(1 for _ in self._raw_resources())
+        wanted = model_resource_type(self.model)
+        return sum(1 for r in self._raw_resources() if r.get("resourceType") == wanted)
 
     def entry_results(self) -> list[BundleEntryResult]:
         """One result per entry of a batch/transaction response, failures included."""

@@ -339,3 +339,22 @@ def test_low_level_methods(make: Callable[..., Driver], fake: FakeMedplum) -> No
 def test_custom_fhir_url_path(make: Callable[..., Driver], fake: FakeMedplum) -> None:
     make(fhir_url_path="/fhir/R4B").read_resource("Patient", "1")
     assert fake.api_requests[0].url.path == "/fhir/R4B/Patient/1"
+
+
+def test_a_typed_bundle_counts_what_it_yields() -> None:
+    from pymedplum import FHIRBundle
+    from pymedplum.fhir import Patient
+
+    bundle = FHIRBundle(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [
+                {"resource": {"resourceType": "Patient", "id": "1"}},
+                {"resource": {"resourceType": "Organization", "id": "2"}},
+            ],
+        },
+        Patient,
+    )
+    assert len(bundle) == len(list(bundle)) == 1
+    assert len(FHIRBundle(bundle.data)) == 2

@@ -277,3 +277,11 @@ def test_sync_client_refuses_async_hooks_at_construction() -> None:
 def test_non_callable_hook_is_refused() -> None:
     with pytest.raises(TypeError):
         MedplumClient(on_request_complete="log")  # type: ignore[arg-type]
+
+
+def test_job_status_polls_are_not_described_as_resources() -> None:
+    from pymedplum._core import describe_path
+
+    route = describe_path("GET", "/fhir/R4/job/5eed0000-aaaa/status", "/fhir/R4/")
+    assert route.template == "/fhir/R4/job/{id}/status"
+    assert route.resource_type is None and route.action is None
