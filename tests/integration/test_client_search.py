@@ -60,8 +60,9 @@ def test_search_with_as_fhir_skips_included_resources(client: Driver) -> None:
         return_bundle=True,
         as_fhir=Observation,
     )
-    assert len(bundle) == 2  # the match and the included Patient
+    assert len(bundle.entries) == 2  # the match and the included Patient
     assert [type(o) for o in bundle] == [Observation]
+    assert len(bundle) == 1  # what iteration yields
 
 
 def test_search_one_returns_the_first_match_or_none(
