@@ -1,4 +1,9 @@
-"""Where the shared test data lives: ../shared beside the repository (never copied in)."""
+"""Where the test data lives.
+
+In the repository (tests/data): the exchanges recorded from a real Medplum 4.5.2
+(`cassettes/`, listed in `cassettes/SCENARIOS.md`) and the hand-made invalid resources
+with their manifest (`invalid/`). Both were made for this project.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA = REPO_ROOT / "tests" / "data"
+CASSETTES = DATA / "cassettes"
+INVALID_DIR = DATA / "invalid"
 SHARED = REPO_ROOT.parent / "shared"
 EXAMPLES = SHARED / "fhir-examples"
-CASSETTES = SHARED / "medplum-cassettes"
 
 VALID_DIRS = ("official", "medplum", "synthea")
 
@@ -19,6 +26,5 @@ def valid_example_files() -> list[Path]:
 
 
 def invalid_manifest() -> list[dict[str, Any]]:
-    path = EXAMPLES / "invalid" / "manifest.json"
-    manifest: list[dict[str, Any]] = json.loads(path.read_bytes())
+    manifest: list[dict[str, Any]] = json.loads((INVALID_DIR / "manifest.json").read_bytes())
     return manifest

@@ -1,10 +1,10 @@
 """The local server answers as the recorded real Medplum did.
 
-Each cassette in ``../shared/medplum-cassettes`` (recorded from Medplum 4.5.2) is replayed in
+Each cassette in ``tests/data/cassettes`` (recorded from Medplum 4.5.2) is replayed in
 order against the local server: ids and version ids the real server assigned are mapped to the
 ones the local server assigns, and each answer is compared with the recorded one (status, the
 headers a client reads, OperationOutcome issues, Bundle shape and paging links, key order of
-resources). The cassettes are read in place, never copied into the repository.
+resources).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.support.medplum_server import REPO_ROOT, LocalMedplumServer
+from tests.shared_data import CASSETTES
+from tests.support.medplum_server import LocalMedplumServer
 
-CASSETTES = REPO_ROOT.parent / "shared" / "medplum-cassettes"
 RECORDED_BASE = "http://localhost:8103/"
 # The OBO cassette's restricted membership and its Practitioner, mapped onto the seed's.
 RECORDED_RESTRICTED_MEMBERSHIP = "b3b7b728-c710-4ddd-8a53-03d04cc515a0"
@@ -42,7 +42,6 @@ exports.handler = async function (medplum, event) {
 """
 COMPARED_HEADERS = ("etag", "location", "last-modified", "retry-after")
 
-pytestmark = pytest.mark.skipif(not CASSETTES.is_dir(), reason=f"no cassettes at {CASSETTES}")
 
 
 def interactions(name: str) -> list[dict[str, Any]]:

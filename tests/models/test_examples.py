@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from pymedplum import _json, fhir
 from pymedplum._fhirmodel import FHIRValidationError
 from pymedplum.helpers import fhir_json_bytes, parse_resource
-from tests.shared_data import EXAMPLES, invalid_manifest, valid_example_files
+from tests.shared_data import EXAMPLES, INVALID_DIR, invalid_manifest, valid_example_files
 
 VALID = valid_example_files()
 INVALID = invalid_manifest()
@@ -63,7 +63,7 @@ def _decimal_texts(raw: bytes) -> set[bytes]:
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c["file"])
 def test_invalid_example_is_rejected(case: dict[str, Any]) -> None:
-    data = _json.loads((EXAMPLES / "invalid" / case["file"]).read_bytes())
+    data = _json.loads((INVALID_DIR / case["file"]).read_bytes())
     model = getattr(fhir, case["expected_type"])
     with pytest.raises(FHIRValidationError) as raised:
         model.model_validate(data)

@@ -1,4 +1,4 @@
-"""Replays of real Medplum exchanges (../shared/medplum-cassettes) through the SDK.
+"""Replays of real Medplum exchanges (tests/data/cassettes) through the SDK.
 
 vcrpy serves the recorded responses; a request only matches when its method, URL
 (query in any order) and the headers that carry meaning (If-Match, If-None-Exist,
@@ -8,7 +8,6 @@ X-Medplum-On-Behalf-Of) equal what was recorded, so these also check what the SD
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,14 +24,13 @@ from pymedplum import (
     ValidationError,
 )
 from pymedplum._auth import TokenState
+from tests.shared_data import CASSETTES
 
 vcr = pytest.importorskip("vcr")
 
-CASSETTES = Path(__file__).resolve().parents[2].parent / "shared" / "medplum-cassettes"
 BASE = "http://localhost:8103/"
 MEANINGFUL = ("if-match", "if-none-exist", "x-medplum-on-behalf-of")
 
-pytestmark = pytest.mark.skipif(not CASSETTES.is_dir(), reason="../shared/medplum-cassettes absent")
 
 
 def _same_meaningful_headers(r1: Any, r2: Any) -> None:
