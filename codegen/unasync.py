@@ -46,6 +46,7 @@ NAME_RULES: dict[str, str] = {
     "aclose": "close",
     "aread": "read",
     "aiter_bytes": "iter_bytes",
+    "asynccontextmanager": "contextmanager",
     "async_search": "sync_search",
     "_async": "_sync",
 }
@@ -58,6 +59,7 @@ _ASYNC_CLASS = re.compile(ASYNC_CLASS_RULE + "$")
 TEXT_RULES: tuple[tuple[str, str], ...] = (
     (r"\bawait ", ""),
     (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
     (r"\bAsyncMedplumClient\b", "MedplumClient"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
 )
