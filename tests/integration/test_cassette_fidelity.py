@@ -43,7 +43,6 @@ exports.handler = async function (medplum, event) {
 COMPARED_HEADERS = ("etag", "location", "last-modified", "retry-after")
 
 
-
 def interactions(name: str) -> list[dict[str, Any]]:
     return list(yaml.safe_load((CASSETTES / name).read_text())["interactions"])
 

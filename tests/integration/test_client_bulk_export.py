@@ -10,6 +10,7 @@ import json
 import time
 import tracemalloc
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +133,38 @@ def test_parquet_rows_equal_the_exported_resources_and_duckdb_reads_them(
         f"SELECT gender, count(*) FROM '{tables['Patient']}' GROUP BY gender"
     ).fetchall()
     assert rows == [("female", 4)]
-    weights = duckdb.sql(
-        f"SELECT sum(CAST(valueQuantity->>'$.value' AS DECIMAL(10, 2))) FROM '{tables['Observation']}'"
-    ).fetchall()
+    weight = "CAST(valueQuantity->>'$.value' AS DECIMAL(10, 2))"
+    weights = duckdb.sql(f"SELECT sum({weight}) FROM '{tables['Observation']}'").fetchall()
     assert str(weights[0][0]) == "245.00"
+
+
+def test_the_duckdb_example_of_the_docs_runs_on_an_export(
+    client: Driver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("duckdb")
+    patient = client.create_resource({"resourceType": "Patient", "gender": "male"})
+    loinc = {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}
+    client.create_resource(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": loinc,
+            "subject": {"reference": f"Patient/{patient['id']}"},
+            "valueQuantity": {"value": 80.5, "unit": "kg"},
+        }
+    )
+    export = client.bulk_export(["Patient", "Observation"], poll_interval=0.05)
+    client.run(export.to_parquet(tmp_path / "out"))
+    docs = (Path(__file__).parents[2] / "docs" / "bulk_export.md").read_text()
+    blocks = [b.split("```")[0] for b in docs.split("```python\n")[1:]]
+    (example,) = [b for b in blocks if "duckdb.sql" in b]
+    monkeypatch.chdir(tmp_path)
+    results: list[Any] = []
+    code = example.replace("duckdb.sql(", "results.append(duckdb.sql(").replace(
+        ".show()", ".fetchall())"
+    )
+    exec(code, {"results": results})
+    assert results == [[("male", 1)], [(patient["id"], None, Decimal("80.50"))]]
 
 
 def test_download_writes_the_raw_ndjson(client: Driver, tmp_path: Path) -> None:
