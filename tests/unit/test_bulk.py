@@ -395,3 +395,33 @@ def test_resume_refuses_a_directory_without_state(
 def test_since_text_is_utc_with_milliseconds() -> None:
     assert _bulk.since_text(datetime(2026, 5, 1, tzinfo=UTC)) == "2026-05-01T00:00:00.000Z"
     assert _bulk.since_text("2026-05-01T00:00:00+02:00") == "2026-05-01T00:00:00+02:00"
+
+
+def test_each_file_read_is_one_audit_event_even_when_the_reader_stops_early(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum import RequestEvent
+
+    events: list[RequestEvent] = []
+    script_export(fake)
+    driver = make(on_request_complete=events.append)
+    export = driver.bulk_export()
+    events.clear()
+    if driver.is_async:
+
+        async def first() -> Any:
+            iterator = export.resources()
+            try:
+                return await iterator.__anext__()
+            finally:
+                await iterator.aclose()
+
+        resource = driver.run(first())
+    else:
+        iterator = export.resources()
+        resource = next(iterator)
+        iterator.close()
+    assert resource["id"] == "p0"
+    assert [(e.path, e.final_status_code, e.final_exception) for e in events] == [
+        (PATIENTS, 200, None)
+    ]

@@ -7,8 +7,8 @@ async code; codegen/unasync.py generates the sync twin in pymedplum/_sync/.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -171,7 +171,7 @@ class AsyncClientBase(BaseClient):
         call: Call,
         on_behalf_of: str | None,
         on_start: Callable[[httpx.Headers], None] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The body of `call`'s successful response, chunk by chunk as the caller reads it.
 
         One logical call like `_send` (same attempts, hooks and errors); its audit event
@@ -185,8 +185,9 @@ class AsyncClientBase(BaseClient):
                 except BaseException:
                     await response.aclose()
                     raise
-            async for chunk in self._body_chunks(response, state):  # noqa: UP028 - sync twin
-                yield chunk
+            async with aclosing(self._body_chunks(response, state)) as chunks:
+                async for chunk in chunks:  # noqa: UP028 - the sync twin is a plain generator
+                    yield chunk
 
     @asynccontextmanager
     async def _exchange(
@@ -254,7 +255,7 @@ class AsyncClientBase(BaseClient):
 
     async def _body_chunks(
         self, response: httpx.Response, state: CallState
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """A streamed response body; a connection lost meanwhile is a NetworkError."""
         try:
             async for chunk in response.aiter_bytes(_binary.CHUNK_SIZE):  # noqa: UP028 - sync twin

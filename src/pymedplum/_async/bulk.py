@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -202,26 +203,29 @@ class AsyncBulkExport:
         files = [f for f in self.files if wanted is None or f.resource_type == wanted]
         tracker = ProgressTracker(self._on_progress, len(files))
         for file in files:
-            async for number, line in self._lines(file, tracker):
-                resource = _bulk.decode_line(line, file, number)
-                tracker.add_resources(1)
-                yield _bulk.convert(resource, as_fhir, typed)
+            # aclosing: a reader that stops early closes the download at once.
+            async with aclosing(self._lines(file, tracker)) as lines:
+                async for number, line in lines:
+                    resource = _bulk.decode_line(line, file, number)
+                    tracker.add_resources(1)
+                    yield _bulk.convert(resource, as_fhir, typed)
 
     async def _lines(
         self, file: ExportFile, tracker: ProgressTracker
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         """The lines of one output file, numbered from 1, as its body streams in."""
         call = Call("GET", file.url, _merge_headers({"Accept": _bulk.NDJSON}))
         splitter = _bulk.LineSplitter()
-        chunks = self._client._stream(
+        stream = self._client._stream(
             call, self._acting, on_start=lambda headers: tracker.file_started(file, headers)
         )
         number = 0
-        async for chunk in chunks:
-            tracker.add_bytes(len(chunk))
-            for line in splitter.feed(chunk):
-                number += 1
-                yield number, line
+        async with aclosing(stream) as chunks:
+            async for chunk in chunks:
+                tracker.add_bytes(len(chunk))
+                for line in splitter.feed(chunk):
+                    number += 1
+                    yield number, line
         for line in splitter.end():
             yield number + 1, line
         tracker.file_done()
@@ -289,9 +293,10 @@ class AsyncBulkExport:
             writer = _parquet.ParquetTypeWriter(target, resource_type)
             try:
                 for file in files:
-                    async for number, line in self._lines(file, tracker):
-                        writer.add(_bulk.decode_line(line, file, number))
-                        tracker.add_resources(1)
+                    async with aclosing(self._lines(file, tracker)) as lines:
+                        async for number, line in lines:
+                            writer.add(_bulk.decode_line(line, file, number))
+                            tracker.add_resources(1)
                 rows = writer.close()
             except BaseException:
                 writer.abort()

@@ -8,8 +8,8 @@ async code; codegen/unasync.py generates the sync twin in pymedplum/_sync/.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing, contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -173,7 +173,7 @@ class ClientBase(BaseClient):
         call: Call,
         on_behalf_of: str | None,
         on_start: Callable[[httpx.Headers], None] | None = None,
-    ) -> Iterator[bytes]:
+    ) -> Generator[bytes, None]:
         """The body of `call`'s successful response, chunk by chunk as the caller reads it.
 
         One logical call like `_send` (same attempts, hooks and errors); its audit event
@@ -187,8 +187,9 @@ class ClientBase(BaseClient):
                 except BaseException:
                     response.close()
                     raise
-            for chunk in self._body_chunks(response, state):  # noqa: UP028 - sync twin
-                yield chunk
+            with closing(self._body_chunks(response, state)) as chunks:
+                for chunk in chunks:  # noqa: UP028 - the sync twin is a plain generator
+                    yield chunk
 
     @contextmanager
     def _exchange(
@@ -252,7 +253,7 @@ class ClientBase(BaseClient):
         finally:
             response.close()
 
-    def _body_chunks(self, response: httpx.Response, state: CallState) -> Iterator[bytes]:
+    def _body_chunks(self, response: httpx.Response, state: CallState) -> Generator[bytes, None]:
         """A streamed response body; a connection lost meanwhile is a NetworkError."""
         try:
             for chunk in response.iter_bytes(_binary.CHUNK_SIZE):  # noqa: UP028 - sync twin

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -203,24 +204,29 @@ class BulkExport:
         files = [f for f in self.files if wanted is None or f.resource_type == wanted]
         tracker = ProgressTracker(self._on_progress, len(files))
         for file in files:
-            for number, line in self._lines(file, tracker):
-                resource = _bulk.decode_line(line, file, number)
-                tracker.add_resources(1)
-                yield _bulk.convert(resource, as_fhir, typed)
+            # aclosing: a reader that stops early closes the download at once.
+            with closing(self._lines(file, tracker)) as lines:
+                for number, line in lines:
+                    resource = _bulk.decode_line(line, file, number)
+                    tracker.add_resources(1)
+                    yield _bulk.convert(resource, as_fhir, typed)
 
-    def _lines(self, file: ExportFile, tracker: ProgressTracker) -> Iterator[tuple[int, bytes]]:
+    def _lines(
+        self, file: ExportFile, tracker: ProgressTracker
+    ) -> Generator[tuple[int, bytes], None]:
         """The lines of one output file, numbered from 1, as its body streams in."""
         call = Call("GET", file.url, _merge_headers({"Accept": _bulk.NDJSON}))
         splitter = _bulk.LineSplitter()
-        chunks = self._client._stream(
+        stream = self._client._stream(
             call, self._acting, on_start=lambda headers: tracker.file_started(file, headers)
         )
         number = 0
-        for chunk in chunks:
-            tracker.add_bytes(len(chunk))
-            for line in splitter.feed(chunk):
-                number += 1
-                yield number, line
+        with closing(stream) as chunks:
+            for chunk in chunks:
+                tracker.add_bytes(len(chunk))
+                for line in splitter.feed(chunk):
+                    number += 1
+                    yield number, line
         for line in splitter.end():
             yield number + 1, line
         tracker.file_done()
@@ -288,9 +294,10 @@ class BulkExport:
             writer = _parquet.ParquetTypeWriter(target, resource_type)
             try:
                 for file in files:
-                    for number, line in self._lines(file, tracker):
-                        writer.add(_bulk.decode_line(line, file, number))
-                        tracker.add_resources(1)
+                    with closing(self._lines(file, tracker)) as lines:
+                        for number, line in lines:
+                            writer.add(_bulk.decode_line(line, file, number))
+                            tracker.add_resources(1)
                 rows = writer.close()
             except BaseException:
                 writer.abort()
