@@ -68,7 +68,8 @@ class Replayer:
                 "/"
             )[1],
         }
-        self.client = httpx.Client(timeout=30.0, trust_env=False)
+        # Generous: the server's first $graphql builds the whole schema (30 s on a busy machine).
+        self.client = httpx.Client(timeout=120.0, trust_env=False)
 
     def substitute(self, text: str) -> str:
         for recorded in sorted(self.ids, key=len, reverse=True):
