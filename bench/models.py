@@ -157,7 +157,8 @@ _IMPORT_ALL = (
     "for m in sorted(set(f._MODULES.values())): importlib.import_module('pymedplum.fhir.' + m)\n"
 )
 _BUILD_ALL = (
-    "import pymedplum.fhir as f\nfor t in f.RESOURCE_TYPES: f.resource_class(t).model_rebuild()\n"
+    "import pymedplum.fhir as f\n"
+    "for t in f.RESOURCE_TYPES: f.resource_class(t).model_rebuild()\n"
 )
 # Resident memory now, in kB (ru_maxrss would include the parent's peak from before exec).
 _RSS = (

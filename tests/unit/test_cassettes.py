@@ -32,6 +32,7 @@ BASE = "http://localhost:8103/"
 MEANINGFUL = ("if-match", "if-none-exist", "x-medplum-on-behalf-of")
 
 
+
 def _same_meaningful_headers(r1: Any, r2: Any) -> None:
     for name in MEANINGFUL:
         assert r1.headers.get(name) == r2.headers.get(name), name
