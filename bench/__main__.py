@@ -1,7 +1,7 @@
 """make bench: every benchmark, as ratios against baselines measured in the same run.
 
 python -m bench            all
-python -m bench models     the model benchmarks only
+python -m bench models     the model benchmarks only (also: client, bulk)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    which = set(argv) or {"models", "client"}
+    which = set(argv) or {"models", "client", "bulk"}
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
@@ -35,6 +35,10 @@ def main(argv: list[str]) -> int:
             print("(client benchmark not available)")
         else:
             print(_table("Client CPU time per call", client.rows()))
+    if "bulk" in which:
+        from bench import bulk
+
+        print(_table("Bulk export", bulk.rows()))
     return 0
 
 

@@ -41,11 +41,14 @@ NAME_RULES: dict[str, str] = {
     "run_complete_async": "run_complete",
     "ASYNC_HOOKS_ALLOWED": "SYNC_HOOKS_ONLY",
     "AsyncIterator": "Iterator",
+    "AsyncGenerator": "Generator",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
     "aread": "read",
     "aiter_bytes": "iter_bytes",
+    "asynccontextmanager": "contextmanager",
+    "aclosing": "closing",
     "async_search": "sync_search",
     "_async": "_sync",
 }
@@ -58,6 +61,7 @@ _ASYNC_CLASS = re.compile(ASYNC_CLASS_RULE + "$")
 TEXT_RULES: tuple[tuple[str, str], ...] = (
     (r"\bawait ", ""),
     (r"\basync with\b", "with"),
+    (r"\basync for\b", "for"),
     (r"\bAsyncMedplumClient\b", "MedplumClient"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
 )

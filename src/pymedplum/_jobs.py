@@ -23,10 +23,21 @@ from pymedplum._convert import resource_to_dict
 from pymedplum._core import _check_id
 from pymedplum._security import Origin, require_same_origin
 
-__all__ = ["TERMINAL_STATUSES", "JobRef", "job_ref", "check_polling"]
+__all__ = [
+    "TERMINAL_STATUSES",
+    "JobRef",
+    "JobPoll",
+    "job_ref",
+    "check_polling",
+    "async_job_poll",
+    "next_poll_delay",
+]
 
 #: AsyncJob.status values after which a job no longer changes.
 TERMINAL_STATUSES = frozenset({"completed", "error", "cancelled"})
+#: Bounds on the wait between two polls, whatever a server's `Retry-After` says.
+MIN_POLL_DELAY_SECONDS = 0.1
+MAX_POLL_DELAY_SECONDS = 300.0
 
 _STATUS_PATH = re.compile(
     r"/(?:job/(?P<job>[^/]+)/status|bulkdata/export/(?P<export>[^/]+)|AsyncJob/(?P<read>[^/]+))/?$"
@@ -97,3 +108,45 @@ def check_polling(poll_interval: float, timeout: float | None) -> None:
         raise ValueError("poll_interval must be > 0 seconds")
     if timeout is not None and not timeout >= 0:
         raise ValueError("timeout must be >= 0 seconds or None")
+
+
+@dataclass(frozen=True, slots=True)
+class JobPoll:
+    """What one status poll found: the job finished (with its `result`), or still running.
+
+    `status` names the job's state for messages; `server_delay` is the server's
+    `Retry-After` (seconds) and `progress` its `X-Progress` text, when it sent them.
+    """
+
+    done: bool
+    result: Any = None
+    status: str | None = None
+    server_delay: float | None = None
+    progress: str | None = None
+
+
+def async_job_poll(job: Any) -> JobPoll:
+    """The poll of an AsyncJob: done once its status is final."""
+    status = job.get("status") if isinstance(job, dict) else None
+    return JobPoll(status in TERMINAL_STATUSES, job, status if isinstance(status, str) else None)
+
+
+def next_poll_delay(
+    poll: JobPoll, poll_interval: float, remaining: float | None, timeout: float | None
+) -> float:
+    """Seconds to wait before the next poll; TimeoutError when no time is left.
+
+    The server's `Retry-After` replaces `poll_interval` (kept within 0.1 s and 300 s, so a
+    server can neither make the client spin nor park it for hours); the wait never passes
+    the deadline (`remaining` seconds, None for none).
+    """
+    delay = poll_interval
+    if poll.server_delay is not None:
+        delay = min(max(poll.server_delay, MIN_POLL_DELAY_SECONDS), MAX_POLL_DELAY_SECONDS)
+    if remaining is not None:
+        if remaining <= 0:
+            raise TimeoutError(
+                f"the async job did not finish within {timeout} s (last status: {poll.status!r})"
+            )
+        delay = min(delay, remaining)
+    return delay

@@ -43,7 +43,6 @@ exports.handler = async function (medplum, event) {
 COMPARED_HEADERS = ("etag", "location", "last-modified", "retry-after")
 
 
-
 def interactions(name: str) -> list[dict[str, Any]]:
     return list(yaml.safe_load((CASSETTES / name).read_text())["interactions"])
 
@@ -69,7 +68,8 @@ class Replayer:
                 "/"
             )[1],
         }
-        self.client = httpx.Client(timeout=30.0, trust_env=False)
+        # Generous: the server's first $graphql builds the whole schema (30 s on a busy machine).
+        self.client = httpx.Client(timeout=120.0, trust_env=False)
 
     def substitute(self, text: str) -> str:
         for recorded in sorted(self.ids, key=len, reverse=True):

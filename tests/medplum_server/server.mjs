@@ -926,6 +926,43 @@ async function handleControl(req, url, body) {
         const updated = state.repo.rawGet('Project', current.id);
         return jsonResponse(200, { features: updated.features ?? [], super_admin: Boolean(updated.superAdmin) });
       }
+      case 'POST /__test__/generate': {
+        // Many small Patients at once, for exports too large to create one request at a time.
+        const count = spec.count;
+        if (!Number.isInteger(count) || count < 1 || count > 1_000_000) {
+          return jsonResponse(400, { error: 'count must be an integer from 1 to 1000000' });
+        }
+        // Stored as MemoryRepository stores a create (current version + history), without
+        // a create's per-resource work: 100,000 take well under a second.
+        const project = seedInfo().project_id;
+        const repo = state.repo;
+        if (!repo.resources.has('Patient')) {
+          repo.resources.set('Patient', new Map());
+          repo.history.set('Patient', new Map());
+        }
+        const current = repo.resources.get('Patient');
+        const history = repo.history.get('Patient');
+        const lastUpdated = new Date().toISOString();
+        for (let i = 0; i < count; i++) {
+          const id = crypto.randomUUID();
+          const patient = {
+            resourceType: 'Patient',
+            id,
+            meta: {
+              versionId: crypto.randomUUID(),
+              lastUpdated,
+              project,
+              compartment: [{ reference: `Project/${project}` }],
+            },
+            name: [{ family: `Generated${i}`, given: ['Bulk'] }],
+            gender: i % 2 ? 'female' : 'male',
+            birthDate: '1990-01-01',
+          };
+          current.set(id, patient);
+          history.set(id, [patient]);
+        }
+        return jsonResponse(200, { created: count });
+      }
       case 'POST /__test__/tokens/expire':
       case 'POST /__test__/tokens/revoke':
         state.tokens.clear();

@@ -419,6 +419,10 @@ class LocalMedplumServer:
         """Jobs started since the last reset (``id``, ``resource_type``, ``status``, ...)."""
         return list(self._call("GET", "/__test__/async-jobs")["jobs"])
 
+    def generate_patients(self, count: int) -> None:
+        """Store `count` small Patients at once (for large exports), as the seed is stored."""
+        self._call("POST", "/__test__/generate", {"count": count})
+
     def set_rate_limit(
         self,
         *,

@@ -7,7 +7,8 @@ async code; codegen/unasync.py generates the sync twin in pymedplum/_sync/.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -153,6 +154,52 @@ class AsyncClientBase(BaseClient):
         (so the audit event covers the download, failures included). Neither body is
         ever held in memory whole.
         """
+        try:
+            async with self._exchange(
+                call, on_behalf_of, upload=upload, stream=sink is not None
+            ) as (response, state):
+                if sink is not None:
+                    await self._receive(response, sink, state)
+                return response
+        except BaseException:
+            if sink is not None:
+                sink.abandon()
+            raise
+
+    async def _stream(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        on_start: Callable[[httpx.Headers], None] | None = None,
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of `call`'s successful response, chunk by chunk as the caller reads it.
+
+        One logical call like `_send` (same attempts, hooks and errors); its audit event
+        fires when the body has been read to its end, or when the caller stops reading.
+        `on_start` sees the response headers before the first chunk.
+        """
+        async with self._exchange(call, on_behalf_of, stream=True) as (response, state):
+            if on_start is not None:
+                try:
+                    on_start(response.headers)
+                except BaseException:
+                    await response.aclose()
+                    raise
+            async with aclosing(self._body_chunks(response, state)) as chunks:
+                async for chunk in chunks:  # noqa: UP028 - the sync twin is a plain generator
+                    yield chunk
+
+    @asynccontextmanager
+    async def _exchange(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        *,
+        upload: UploadBody | None = None,
+        stream: bool = False,
+    ) -> AsyncIterator[tuple[httpx.Response, CallState]]:
+        """The attempts of one logical call; yields its final response (body unread when
+        `stream`), then fires on_request_complete once, after the caller's block."""
         state = self._begin(call, on_behalf_of)
         try:
             while True:
@@ -168,10 +215,8 @@ class AsyncClientBase(BaseClient):
                         extensions=request.extensions,
                     )
                 try:
-                    response = await self._http.send(
-                        request, stream=sink is not None, follow_redirects=False
-                    )
-                    if sink is not None and not 200 <= response.status_code < 300:
+                    response = await self._http.send(request, stream=stream, follow_redirects=False)
+                    if stream and not 200 <= response.status_code < 300:
                         await response.aread()  # an error body: small, and parsed for the error
                 except httpx.RequestError as exc:
                     delay = state.after_transport_error(exc)
@@ -181,16 +226,13 @@ class AsyncClientBase(BaseClient):
                     if upload is not None:
                         upload.close_attempt()
                 if delay is None:
-                    result = state.result()
-                    if sink is not None:
-                        await self._receive(result, sink, state)
-                    return result
+                    break
                 if delay:
                     await _backend.async_sleep(delay)
+            yield state.result(), state
         except BaseException as exc:
-            state.final_exception = exc
-            if sink is not None:
-                sink.abandon()
+            if not isinstance(exc, GeneratorExit):  # GeneratorExit: the caller stopped reading
+                state.final_exception = exc
             raise
         finally:
             hook = self._on_request_complete
@@ -202,12 +244,22 @@ class AsyncClientBase(BaseClient):
     async def _receive(
         self, response: httpx.Response, sink: DownloadSink, state: CallState
     ) -> None:
-        """Stream a response body into `sink`; a connection lost meanwhile is a NetworkError."""
+        """Stream a response body into `sink`."""
         try:
             sink.start(response.headers)
-            async for chunk in response.aiter_bytes(_binary.CHUNK_SIZE):
+            async for chunk in self._body_chunks(response, state):
                 sink.write(chunk)
             sink.finish()
+        finally:
+            await response.aclose()
+
+    async def _body_chunks(
+        self, response: httpx.Response, state: CallState
+    ) -> AsyncGenerator[bytes, None]:
+        """A streamed response body; a connection lost meanwhile is a NetworkError."""
+        try:
+            async for chunk in response.aiter_bytes(_binary.CHUNK_SIZE):  # noqa: UP028 - sync twin
+                yield chunk
         except httpx.RequestError as exc:
             template = state.route.template
             raise NetworkError(

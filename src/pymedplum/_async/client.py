@@ -18,6 +18,7 @@ from pymedplum import _core
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._async.binary import AsyncBinaryMethods
 from pymedplum._async.bots import AsyncBotMethods
+from pymedplum._async.bulk import AsyncBulkExportMethods
 from pymedplum._async.bundles import AsyncBundleMethods
 from pymedplum._async.history import AsyncHistoryMethods
 from pymedplum._async.jobs import AsyncJobMethods
@@ -39,6 +40,7 @@ M = TypeVar("M", bound=BaseModel)
 class AsyncMedplumClient(
     AsyncTypedSearch,
     AsyncProjectMethods,
+    AsyncBulkExportMethods,
     AsyncJobMethods,
     AsyncBinaryMethods,
     AsyncOperationMethods,

@@ -8,7 +8,8 @@ async code; codegen/unasync.py generates the sync twin in pymedplum/_sync/.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing, contextmanager
 from types import TracebackType
 from typing import Any, Self
 
@@ -154,6 +155,53 @@ class ClientBase(BaseClient):
         (so the audit event covers the download, failures included). Neither body is
         ever held in memory whole.
         """
+        try:
+            with self._exchange(call, on_behalf_of, upload=upload, stream=sink is not None) as (
+                response,
+                state,
+            ):
+                if sink is not None:
+                    self._receive(response, sink, state)
+                return response
+        except BaseException:
+            if sink is not None:
+                sink.abandon()
+            raise
+
+    def _stream(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        on_start: Callable[[httpx.Headers], None] | None = None,
+    ) -> Generator[bytes, None]:
+        """The body of `call`'s successful response, chunk by chunk as the caller reads it.
+
+        One logical call like `_send` (same attempts, hooks and errors); its audit event
+        fires when the body has been read to its end, or when the caller stops reading.
+        `on_start` sees the response headers before the first chunk.
+        """
+        with self._exchange(call, on_behalf_of, stream=True) as (response, state):
+            if on_start is not None:
+                try:
+                    on_start(response.headers)
+                except BaseException:
+                    response.close()
+                    raise
+            with closing(self._body_chunks(response, state)) as chunks:
+                for chunk in chunks:  # noqa: UP028 - the sync twin is a plain generator
+                    yield chunk
+
+    @contextmanager
+    def _exchange(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        *,
+        upload: UploadBody | None = None,
+        stream: bool = False,
+    ) -> Iterator[tuple[httpx.Response, CallState]]:
+        """The attempts of one logical call; yields its final response (body unread when
+        `stream`), then fires on_request_complete once, after the caller's block."""
         state = self._begin(call, on_behalf_of)
         try:
             while True:
@@ -169,10 +217,8 @@ class ClientBase(BaseClient):
                         extensions=request.extensions,
                     )
                 try:
-                    response = self._http.send(
-                        request, stream=sink is not None, follow_redirects=False
-                    )
-                    if sink is not None and not 200 <= response.status_code < 300:
+                    response = self._http.send(request, stream=stream, follow_redirects=False)
+                    if stream and not 200 <= response.status_code < 300:
                         response.read()  # an error body: small, and parsed for the error
                 except httpx.RequestError as exc:
                     delay = state.after_transport_error(exc)
@@ -182,16 +228,13 @@ class ClientBase(BaseClient):
                     if upload is not None:
                         upload.close_attempt()
                 if delay is None:
-                    result = state.result()
-                    if sink is not None:
-                        self._receive(result, sink, state)
-                    return result
+                    break
                 if delay:
                     _backend.sync_sleep(delay)
+            yield state.result(), state
         except BaseException as exc:
-            state.final_exception = exc
-            if sink is not None:
-                sink.abandon()
+            if not isinstance(exc, GeneratorExit):  # GeneratorExit: the caller stopped reading
+                state.final_exception = exc
             raise
         finally:
             hook = self._on_request_complete
@@ -201,12 +244,20 @@ class ClientBase(BaseClient):
                     _hooks.run_complete(hook, event)
 
     def _receive(self, response: httpx.Response, sink: DownloadSink, state: CallState) -> None:
-        """Stream a response body into `sink`; a connection lost meanwhile is a NetworkError."""
+        """Stream a response body into `sink`."""
         try:
             sink.start(response.headers)
-            for chunk in response.iter_bytes(_binary.CHUNK_SIZE):
+            for chunk in self._body_chunks(response, state):
                 sink.write(chunk)
             sink.finish()
+        finally:
+            response.close()
+
+    def _body_chunks(self, response: httpx.Response, state: CallState) -> Generator[bytes, None]:
+        """A streamed response body; a connection lost meanwhile is a NetworkError."""
+        try:
+            for chunk in response.iter_bytes(_binary.CHUNK_SIZE):  # noqa: UP028 - sync twin
+                yield chunk
         except httpx.RequestError as exc:
             template = state.route.template
             raise NetworkError(

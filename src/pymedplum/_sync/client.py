@@ -21,6 +21,7 @@ from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._sync._base import ClientBase
 from pymedplum._sync.binary import BinaryMethods
 from pymedplum._sync.bots import BotMethods
+from pymedplum._sync.bulk import BulkExportMethods
 from pymedplum._sync.bundles import BundleMethods
 from pymedplum._sync.history import HistoryMethods
 from pymedplum._sync.jobs import JobMethods
@@ -40,6 +41,7 @@ M = TypeVar("M", bound=BaseModel)
 class MedplumClient(
     TypedSearch,
     ProjectMethods,
+    BulkExportMethods,
     JobMethods,
     BinaryMethods,
     OperationMethods,

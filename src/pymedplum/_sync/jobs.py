@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from pymedplum import _backend, _core, _jobs
+from pymedplum import _backend, _bulk, _core, _jobs
 from pymedplum._core import Call
 from pymedplum._sync._base import ClientBase
 
@@ -69,18 +69,31 @@ class JobMethods(ClientBase):
         _jobs.check_polling(poll_interval, timeout)
         ref = _jobs.job_ref(job, self._origin, self.fhir_base_url)
         acting = self._obo.resolve(on_behalf_of) or ""
+        return self._poll_job(ref, acting, poll_interval, timeout)  # type: ignore[no-any-return]
+
+    def _poll_job(
+        self,
+        ref: _jobs.JobRef,
+        acting: str,
+        poll_interval: float,
+        timeout: float | None,
+        *,
+        export: bool = False,
+        on_wait: Callable[[_jobs.JobPoll], None] | None = None,
+    ) -> Any:
+        """Poll until the job is done; its result (the final AsyncJob, or with `export` the
+        bulk data manifest). `on_wait` sees every unfinished poll."""
         deadline = None if timeout is None else self._clock() + timeout
         while True:
-            current = self._job_status(ref, acting)
-            status = current.get("status") if isinstance(current, dict) else None
-            if status in _jobs.TERMINAL_STATUSES:
-                return current
-            delay = poll_interval
-            if deadline is not None:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"the async job did not finish within {timeout} s (last status: {status!r})"
-                    )
-                delay = min(delay, remaining)
+            if export:
+                call = Call("GET", ref.status_url, _core._merge_headers({"Accept": "*/*"}))
+                poll = _bulk.export_poll(self._send(call, acting))
+            else:
+                poll = _jobs.async_job_poll(self._job_status(ref, acting))
+            if poll.done:
+                return poll.result
+            if on_wait is not None:
+                on_wait(poll)
+            remaining = None if deadline is None else deadline - self._clock()
+            delay = _jobs.next_poll_delay(poll, poll_interval, remaining, timeout)
             _backend.sync_sleep(delay)

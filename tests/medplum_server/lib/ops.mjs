@@ -26,11 +26,12 @@ const NDJSON = 'application/fhir+ndjson';
 const CDA_XML = 'application/cda+xml';
 const JAVASCRIPT = 'text/javascript';
 const EXECUTE_CONTENT_TYPES = ['application/json', FHIR_JSON_TYPE, 'text/plain', 'x-application/hl7-v2+er7'];
-// Types a system export leaves out: the export files themselves, audit logs, and the
-// administrative types that carry credentials.
+// Types a system export leaves out: Medplum's list (export.ts unexportedResourceTypes and
+// core's protectedResourceTypes), plus the administrative types that carry credentials.
 const NOT_EXPORTED = new Set([
-  'AsyncJob', 'AuditEvent', 'Binary', 'BulkDataExport', 'ClientApplication', 'JsonWebKey', 'Login',
-  'Project', 'ProjectMembership', 'User', 'UserConfiguration',
+  'AsyncJob', 'AuditEvent', 'Binary', 'BulkDataExport', 'CodeSystem', 'DomainConfiguration',
+  'Enterprise', 'JsonWebKey', 'Login', 'SearchParameter', 'StructureDefinition', 'ValueSet',
+  'ClientApplication', 'Project', 'ProjectMembership', 'User', 'UserConfiguration',
 ]);
 const PRESIGNED_SECONDS = 3600;
 const BOT_TIMEOUT_MS = 10_000;
