@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core
+from pymedplum import _core, _obo
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._async.binary import AsyncBinaryMethods
 from pymedplum._async.bots import AsyncBotMethods
@@ -547,8 +547,14 @@ class AsyncMedplumClient(
         headers: Mapping[str, str] | None = None,
         on_behalf_of: str | None = None,
     ) -> Any:
-        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON."""
-        return await self._json(self._build_raw("GET", path, params, headers), on_behalf_of)
+        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON.
+
+        A path under `admin/` (Medplum's admin API) acts as the client: the ambient and
+        default on-behalf-of do not apply to it, an explicit `on_behalf_of=` does. The same
+        holds for `post`, `put` and `delete`.
+        """
+        acting = self._raw_on_behalf_of(path, on_behalf_of)
+        return await self._json(self._build_raw("GET", path, params, headers), acting)
 
     async def post(
         self,
@@ -562,7 +568,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return await self._json(call, on_behalf_of)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     async def put(
         self,
@@ -576,7 +582,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return await self._json(call, on_behalf_of)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     async def delete(
         self,
@@ -587,4 +593,11 @@ class AsyncMedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
-        return await self._json(self._build_raw("DELETE", path, params, headers), on_behalf_of)
+        call = self._build_raw("DELETE", path, params, headers)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+
+    def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
+        """The per-call value of a low-level call: admin API paths act as the client."""
+        if _obo.is_admin_path(self.base_url, path):
+            return _obo.admin_on_behalf_of(on_behalf_of)
+        return on_behalf_of

@@ -88,14 +88,20 @@ class ClientBase(BaseClient):
         if self._owns_http:
             self._http.close()
 
-    def on_behalf_of(self, membership: str | Mapping[str, Any] | BaseModel) -> OnBehalfOfContext:
-        """Act as `membership` (a `ProjectMembership/<id>`) for every request in the block.
+    def on_behalf_of(
+        self, membership: str | Mapping[str, Any] | BaseModel | None
+    ) -> OnBehalfOfContext:
+        """Act as `membership` for every request in the block.
 
         Example:
             with client.on_behalf_of("ProjectMembership/abc"):
                 patient = client.read_resource("Patient", "123")
 
-        A per-call `on_behalf_of=` still wins; `""` clears the ambient value in the block.
+        `membership` is a ProjectMembership id (sent as `ProjectMembership/<id>`),
+        `"ProjectMembership/<id>"`, a ProjectMembership resource, or the membership's profile
+        (`"Practitioner/<id>"`, ...). None acts as the client itself inside the block. An
+        empty or malformed value raises ValueError at once. A per-call `on_behalf_of=` still
+        wins; admin calls ignore the block (see docs/on_behalf_of.md).
         """
         return self._obo.scope(membership)
 

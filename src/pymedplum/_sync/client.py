@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core
+from pymedplum import _core, _obo
 from pymedplum._core import Query, Resource, UpdateResult
 from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._sync._base import ClientBase
@@ -546,8 +546,14 @@ class MedplumClient(
         headers: Mapping[str, str] | None = None,
         on_behalf_of: str | None = None,
     ) -> Any:
-        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON."""
-        return self._json(self._build_raw("GET", path, params, headers), on_behalf_of)
+        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON.
+
+        A path under `admin/` (Medplum's admin API) acts as the client: the ambient and
+        default on-behalf-of do not apply to it, an explicit `on_behalf_of=` does. The same
+        holds for `post`, `put` and `delete`.
+        """
+        acting = self._raw_on_behalf_of(path, on_behalf_of)
+        return self._json(self._build_raw("GET", path, params, headers), acting)
 
     def post(
         self,
@@ -561,7 +567,7 @@ class MedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     def put(
         self,
@@ -575,7 +581,7 @@ class MedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     def delete(
         self,
@@ -586,4 +592,11 @@ class MedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
-        return self._json(self._build_raw("DELETE", path, params, headers), on_behalf_of)
+        call = self._build_raw("DELETE", path, params, headers)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+
+    def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
+        """The per-call value of a low-level call: admin API paths act as the client."""
+        if _obo.is_admin_path(self.base_url, path):
+            return _obo.admin_on_behalf_of(on_behalf_of)
+        return on_behalf_of
