@@ -36,6 +36,15 @@ if TYPE_CHECKING:
     from pymedplum._sync.client import (
         MedplumClient as MedplumClient,
     )
+    from pymedplum._token_cache import (
+        CachedToken as CachedToken,
+    )
+    from pymedplum._token_cache import (
+        MemoryTokenCache as MemoryTokenCache,
+    )
+    from pymedplum._token_cache import (
+        TokenCache as TokenCache,
+    )
     from pymedplum.bundle import (
         BundleEntryResult as BundleEntryResult,
     )
@@ -302,6 +311,9 @@ _IMPORT_MAP: dict[str, str] = {
     "RateLimitStatus": "pymedplum._ratelimit",
     "FHIRValidationError": "pymedplum._fhirmodel",
     "RateLimitPolicy": "pymedplum._ratelimit",
+    "TokenCache": "pymedplum._token_cache",
+    "CachedToken": "pymedplum._token_cache",
+    "MemoryTokenCache": "pymedplum._token_cache",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
     **dict.fromkeys(_HELPERS, "pymedplum.helpers"),

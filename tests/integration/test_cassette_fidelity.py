@@ -359,3 +359,25 @@ def test_export_cassette_kickoff_polls_and_ndjson_download(
         <= {"versionId", "lastUpdated", "tag", "onBehalfOf", "accounts"}
         for line in our_lines
     )
+
+
+def test_token_rate_limit_cassette_429_is_reproduced_by_the_fault_control(
+    medplum: LocalMedplumServer,
+) -> None:
+    [recorded] = interactions("token-rate-limit.yaml")
+    medplum.rate_limit_next(path_prefix="/oauth2/token")
+    creds = medplum.admin_client
+    ours = httpx.post(
+        medplum.token_url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": creds.client_id,
+            "client_secret": creds.client_secret,
+        },
+    )
+    response = recorded["response"]
+    assert ours.status_code == response["status"]["code"] == 429
+    assert ours.headers.get_list("ratelimit") == response["headers"]["ratelimit"]
+    assert "retry-after" not in ours.headers and "retry-after" not in response["headers"]
+    assert ours.headers["content-type"] == header(response["headers"], "content-type")
+    assert ours.json() == json.loads(response["body"]["string"])

@@ -842,3 +842,18 @@ def test_reads_are_fast_enough_for_a_test_suite(fhir: httpx.Client) -> None:
     for _ in range(200):
         assert fhir.get(f"Patient/{patient_id}").status_code == 200
     assert time.monotonic() - started < 5
+
+
+def test_a_decimal_is_stored_as_a_javascript_number_like_medplum(fhir: httpx.Client) -> None:
+    # lenient-formats: real Medplum stores 1.50 as 1.5 (and 12500.00 as 12500).
+    raw = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+        b'"valueQuantity":{"value":1.50},"component":[{"code":{"text":"y"},'
+        b'"valueQuantity":{"value":12500.00}}]}'
+    )
+    created = fhir.post(
+        "Observation", content=raw, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert created.status_code == 201
+    text = fhir.get(f"Observation/{created.json()['id']}").text
+    assert '"value":1.5}' in text and '"value":12500}' in text

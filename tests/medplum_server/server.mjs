@@ -757,15 +757,30 @@ const FAULT_OUTCOMES = {
   429: tooManyRequests,
 };
 
-function faultResponse(fault) {
+// The 429 of Medplum's auth limiter (160 requests a minute per IP on /auth and /oauth2), as
+// recorded in token-rate-limit.yaml: plain JSON, no tracing, the limiter state in diagnostics.
+function authRateLimitResponse(headers) {
+  const outcome = structuredClone(tooManyRequests);
+  outcome.issue[0].diagnostics = JSON.stringify({
+    _remainingPoints: 0,
+    _msBeforeNext: 54116,
+    _consumedPoints: 162,
+    _isFirstInDuration: false,
+    limit: 160,
+  });
+  return { status: 429, headers: { 'Content-Type': JSON_TYPE, ...headers }, body: JSON.stringify(outcome) };
+}
+
+function faultResponse(fault, pathname) {
   const headers = {};
+  const auth = pathname.startsWith('/oauth2/') || pathname.startsWith('/auth/');
   if (fault.retry_after !== null) {
     headers['Retry-After'] = String(fault.retry_after);
   }
   if (fault.rate_limit) {
     // The recorded 429 carries both budgets, the FHIR one at zero, and no Retry-After.
-    headers.RateLimit =
-      fault.rate_limit === true ? ['"requests";r=59920;t=60', '"fhirInteractions";r=0;t=60'] : fault.rate_limit;
+    const recorded = auth ? '"requests";r=0;t=55' : ['"requests";r=59920;t=60', '"fhirInteractions";r=0;t=60'];
+    headers.RateLimit = fault.rate_limit === true ? recorded : fault.rate_limit;
   }
   Object.assign(headers, fault.headers);
   if (fault.body !== null) {
@@ -783,6 +798,9 @@ function faultResponse(fault) {
       },
     ],
   };
+  if (fault.status === 429 && auth) {
+    return authRateLimitResponse(headers);
+  }
   if (fault.status === 429) {
     // As recorded: the limiter's state in diagnostics.
     const throttled = structuredClone(outcome);
@@ -1001,7 +1019,7 @@ async function dispatch(req, res) {
       return;
     }
     if (fault.action === 'respond') {
-      const response = faultResponse(fault);
+      const response = faultResponse(fault, url.pathname);
       entry.status = response.status;
       send(res, response);
       return;

@@ -60,7 +60,9 @@ def client(sleeps: list[float]) -> Iterator[MedplumClient]:
 def test_token_login_is_parsed() -> None:
     with player.use_cassette("token.yaml", allow_playback_repeats=True):
         client = MedplumClient(BASE, client_id="141811de", client_secret="s")
-        token = client._refresh()
+        step = client._token.join(0, False, client._clock())
+        assert step.lead and step.flight is not None
+        token = client._refresh(step.flight)
     assert token == "SCRUBBED"
     assert client._token.fresh(client._clock()) == "SCRUBBED"
 
@@ -75,8 +77,10 @@ def test_token_wrong_secret_reply_is_an_authentication_error() -> None:
         cooldown=1.0,
     )
     body = reply["body"]["string"].encode()
+    step = state.join(0, False, 0.0)
+    assert step.flight is not None
     with pytest.raises(AuthenticationError, match="invalid_request"):
-        state.accept(reply["status"]["code"], {}, body, 0.0)
+        state.finish(step.flight, reply["status"]["code"], {}, body, 0.0)
 
 
 def test_crud_round_trip(client: MedplumClient) -> None:

@@ -61,8 +61,10 @@ class MedplumClient(
     Authentication is lazy: the first request logs in with the client credentials
     (`POST {base_url}/oauth2/token`); the token is refreshed shortly before it expires,
     and once more when the server answers 401 (the request is then replayed once).
-    Concurrent callers share one refresh. After a failed refresh, calls needing a token
-    raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
+    Every client in the process that logs in with the same base URL and credentials shares
+    the token and one refresh at a time, so a fresh client per task logs in once. A 429 from
+    the token endpoint is waited out as any 429 is. After a failed refresh, calls needing a
+    token raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
 
     Args:
         base_url: the Medplum server. https, unless loopback or `allow_insecure_http`.
@@ -78,6 +80,8 @@ class MedplumClient(
         allow_insecure_http: permit plain http to a non-loopback host (logs a WARNING).
         failed_refresh_cooldown: seconds without refresh attempts after one fails.
         default_on_behalf_of: the ProjectMembership every request acts as by default.
+        token_cache: where tokens are kept (a `pymedplum.TokenCache`); by default the
+            process-wide one, shared by every client with the same base URL and credentials.
     """
 
     # ------------------------------------------------------------ create
