@@ -39,6 +39,7 @@ from pymedplum._token_cache import (
 )
 from pymedplum.exceptions import (
     AuthenticationError,
+    ErrorResponse,
     MedplumError,
     OperationOutcomeError,
     RateLimitError,
@@ -285,19 +286,32 @@ class TokenState:
 
 
 def _token_error(status: int, headers: Mapping[str, str], body: bytes) -> OperationOutcomeError:
-    """Map a failed token reply to an exception naming the OAuth error code only."""
+    """Map a failed token reply to an exception naming the OAuth error code only.
+
+    The reply itself (an OAuth error or an OperationOutcome, never a credential) stays on
+    the exception as `response` / `response_data` / `outcome`.
+    """
     code = None
+    outcome = None
     try:
         data = _json.loads(body)
         if isinstance(data, dict):
-            code = data.get("error")
+            code = data.get("error") if isinstance(data.get("error"), str) else None
+            outcome = data if data.get("resourceType") == "OperationOutcome" else None
     except ValueError:
         pass
     described = f"token request failed: HTTP {status}" + (f" ({code})" if code else "")
+    kw: dict[str, Any] = {
+        "status_code": status,
+        "outcome": outcome,
+        "response": ErrorResponse(status, headers, body),
+        "method": "POST",
+        "path_template": "/oauth2/token",
+    }
     if status == 429:
         return RateLimitError(
-            described, status_code=status, retry_after=_retry.server_delay(headers, time.time())
+            described, retry_after=_retry.server_delay(headers, time.time()), **kw
         )
     if status >= 500:
-        return ServerError(described, status_code=status)
-    return AuthenticationError(described, status_code=status)
+        return ServerError(described, **kw)
+    return AuthenticationError(described, **kw)

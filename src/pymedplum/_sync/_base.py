@@ -111,6 +111,11 @@ class ClientBase(_backend.CloseName, BaseClient):
     # ------------------------------------------------------------ credentials
 
     @property
+    def fhir_url_path(self) -> str:
+        """The FHIR base path under `base_url` (`fhir/R4/`)."""
+        return self.fhir_base_url[len(self.base_url) :]
+
+    @property
     def client_id(self) -> str | None:
         """The OAuth client id (read-only)."""
         return self._token.client_id
