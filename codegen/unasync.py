@@ -37,6 +37,7 @@ NAME_RULES: dict[str, str] = {
     "AsyncClient": "Client",
     "async_sleep": "sync_sleep",
     "async_wait": "sync_wait",
+    "ASYNC_WAIT_BLOCKS": "SYNC_WAIT_BLOCKS",
     "run_before_request_async": "run_before_request",
     "run_complete_async": "run_complete",
     "ASYNC_HOOKS_ALLOWED": "SYNC_HOOKS_ONLY",

@@ -20,6 +20,7 @@ until it is due, or until the server refuses it and the client can log in instea
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -173,11 +174,15 @@ class TokenState:
         cached = self._cache.get(self._key)
         return cached.access_token if cached is not None and not cached.due(now) else None
 
-    def join(self, ticket: int, force: bool, now: float) -> Join:
+    def join(self, ticket: int, force: bool, now: float, blocking: bool = False) -> Join:
         """A token to use, or the flight to lead or to wait on.
 
         `force` (after a 401): a token from a refresh newer than `ticket` is taken; else
-        a new refresh is needed. Raises TokenRefreshCooldownError inside the cooldown.
+        a new refresh is needed. `blocking`: the caller waits by blocking its thread (the
+        sync client); if the refresh in flight is led on this very thread (an async client
+        on the event loop this sync call is blocking), waiting would never end, so the
+        caller leads a refresh of its own. Raises TokenRefreshCooldownError inside the
+        cooldown.
         """
         if self._key is None:
             return Join(token=self._own.access_token if self._own else None)
@@ -186,6 +191,8 @@ class TokenState:
         refreshes = self._refreshes
         with refreshes.lock:
             if refreshes.flight is not None:
+                if blocking and refreshes.flight.leader_thread == threading.get_ident():
+                    return Join(flight=Flight(), lead=True)  # not shared: no deadlock
                 return Join(flight=refreshes.flight)
             cached = self._cache.get(self._key)
             if (

@@ -1,8 +1,8 @@
 """The few primitives that differ between the async client and the generated sync one.
 
 Each comes as a pair named so that codegen/unasync.py maps one to the other
-(`async_sleep` -> `sync_sleep`, `async_wait` -> `sync_wait`, `AsyncCloseName` ->
-`CloseName`). Tests patch the sleeps.
+(`async_sleep` -> `sync_sleep`, `async_wait` -> `sync_wait`, `ASYNC_WAIT_BLOCKS` ->
+`SYNC_WAIT_BLOCKS`, `AsyncCloseName` -> `CloseName`). Tests patch the sleeps.
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ import time
 
 from pymedplum._token_cache import Flight
 
-__all__ = ["AsyncCloseName", "CloseName", "async_sleep", "sync_sleep", "async_wait", "sync_wait"]
+__all__ = [
+    "ASYNC_WAIT_BLOCKS",
+    "SYNC_WAIT_BLOCKS",
+    "AsyncCloseName",
+    "CloseName",
+    "async_sleep",
+    "async_wait",
+    "sync_sleep",
+    "sync_wait",
+]
 
 
 async def async_sleep(seconds: float) -> None:
@@ -23,6 +32,11 @@ async def async_sleep(seconds: float) -> None:
 def sync_sleep(seconds: float) -> None:
     """Wait before a retry."""
     time.sleep(seconds)
+
+
+#: Whether a caller waiting for another caller's token refresh blocks its thread.
+ASYNC_WAIT_BLOCKS = False
+SYNC_WAIT_BLOCKS = True
 
 
 async def async_wait(flight: Flight) -> str | None:

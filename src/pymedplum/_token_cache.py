@@ -128,9 +128,11 @@ class Flight:
     when the leader gave up (it was cancelled): waiters then try again.
     """
 
-    __slots__ = ("_lock", "_done", "_waiters", "token", "error")
+    __slots__ = ("_lock", "_done", "_waiters", "token", "error", "leader_thread")
 
     def __init__(self) -> None:
+        #: The thread the leader runs on: a blocking wait there would never end.
+        self.leader_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []

@@ -339,3 +339,37 @@ def test_sync_client_shares_with_async_client_while_threads_run(fake: FakeMedplu
 
     assert asyncio.run(main()) == sync.access_token == "tok-1"
     assert isinstance(sync, MedplumClient)
+
+
+def test_a_sync_call_on_the_loop_leading_a_login_does_not_wait_for_itself(
+    fake: FakeMedplum,
+) -> None:
+    # An async client's login is in flight on this event loop when code on the same loop
+    # calls a sync client (blocking the loop). Waiting for that login would never end: the
+    # sync call logs in by itself instead.
+    async def slow_token(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            fake.requests.append(request)
+            await asyncio.sleep(0.3)
+            return fake.issue_token(request)
+        return fake.handle(request)
+
+    async def main() -> list[str]:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(slow_token))
+        async with AsyncMedplumClient(
+            BASE, client_id="cid", client_secret="secret", http_client=http
+        ) as client:
+            leader = asyncio.ensure_future(client.read_resource("Patient", "a"))
+            await asyncio.sleep(0.05)  # the async login is now in flight
+            sync = fake.sync_client()
+            sync.read_resource("Patient", "s")  # blocks this loop's thread
+            await leader
+        return [header(r, "authorization") or "" for r in fake.api_requests]
+
+    outcome: list[Any] = []
+    runner = threading.Thread(target=lambda: outcome.append(asyncio.run(main())), daemon=True)
+    runner.start()
+    runner.join(timeout=20)
+    assert not runner.is_alive(), "deadlock: the sync call waited for a login on its own thread"
+    assert len(fake.token_requests) == 2
+    assert len(outcome[0]) == 2

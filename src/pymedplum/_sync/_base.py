@@ -169,7 +169,7 @@ class ClientBase(_backend.CloseName, BaseClient):
                 token = tokens.fresh(self._clock())
                 if token is not None or not tokens.can_refresh:
                     return token
-            step = tokens.join(state.ticket, force, self._clock())
+            step = tokens.join(state.ticket, force, self._clock(), _backend.SYNC_WAIT_BLOCKS)
             if step.flight is None:
                 token = step.token
             elif step.lead:
