@@ -86,7 +86,9 @@ class Replayer:
             ours = local[key]
             assert ours is not None
             self.ids[recorded] = ours.split("/")[1]
-        self.client = httpx.Client(timeout=30.0, trust_env=False)
+        # Generous: the first GraphQL request builds Medplum's whole schema, which takes tens
+        # of seconds on a loaded two-core machine.
+        self.client = httpx.Client(timeout=180.0, trust_env=False)
 
     def substitute(self, text: str) -> str:
         for recorded in sorted(self.ids, key=len, reverse=True):
