@@ -1020,6 +1020,7 @@ def _status_check(name: str) -> Check:
 
         assert getattr(exceptions, cls.__name__) is cls
 
+    check.__name__ = f"http_{status}_raises_{cls.__name__}"
     return check
 
 
