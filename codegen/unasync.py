@@ -4,7 +4,7 @@
     python -m codegen.unasync --check   fail if the sync tree differs in any byte or file
 
 The source is tokenized; code tokens are rewritten by exact name rules (`async` and
-`await` dropped with the space after them, `AsyncLock` -> `SyncLock`, ...) and strings
+`await` dropped with the space after them, `async_sleep` -> `sync_sleep`, ...) and strings
 and comments by word rules, so docstrings read right in both clients. Spans between
 tokens are copied untouched, so layout is preserved. A rule that no file used fails
 the run: a stale rule means the source changed shape without the rules noticing.
@@ -35,8 +35,9 @@ DROPPED = ("async", "await")
 NAME_RULES: dict[str, str] = {
     "AsyncMedplumClient": "MedplumClient",
     "AsyncClient": "Client",
-    "AsyncLock": "SyncLock",
     "async_sleep": "sync_sleep",
+    "async_wait": "sync_wait",
+    "ASYNC_WAIT_BLOCKS": "SYNC_WAIT_BLOCKS",
     "run_before_request_async": "run_before_request",
     "run_complete_async": "run_complete",
     "ASYNC_HOOKS_ALLOWED": "SYNC_HOOKS_ONLY",

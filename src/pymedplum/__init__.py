@@ -36,6 +36,15 @@ if TYPE_CHECKING:
     from pymedplum._sync.client import (
         MedplumClient as MedplumClient,
     )
+    from pymedplum._token_cache import (
+        CachedToken as CachedToken,
+    )
+    from pymedplum._token_cache import (
+        MemoryTokenCache as MemoryTokenCache,
+    )
+    from pymedplum._token_cache import (
+        TokenCache as TokenCache,
+    )
     from pymedplum.bundle import (
         BundleEntryResult as BundleEntryResult,
     )
@@ -205,6 +214,9 @@ if TYPE_CHECKING:
         merged_equals_remote as merged_equals_remote,
     )
     from pymedplum.project_membership import (
+        normalize_access_entry as normalize_access_entry,
+    )
+    from pymedplum.project_membership import (
         normalize_access_policy_id as normalize_access_policy_id,
     )
     from pymedplum.project_membership import (
@@ -215,6 +227,15 @@ if TYPE_CHECKING:
     )
     from pymedplum.project_membership import (
         validate_managed_access as validate_managed_access,
+    )
+    from pymedplum.types import (
+        PatchOperation as PatchOperation,
+    )
+    from pymedplum.types import (
+        SummaryMode as SummaryMode,
+    )
+    from pymedplum.types import (
+        TotalMode as TotalMode,
     )
 
 __version__ = "0.1.0"
@@ -277,6 +298,7 @@ _PROJECT_MEMBERSHIP = (
     "get_project_membership_access_policy_id",
     "make_project_membership_access",
     "merged_equals_remote",
+    "normalize_access_entry",
     "normalize_access_policy_id",
     "normalize_access_policy_reference",
     "partition_access",
@@ -302,6 +324,12 @@ _IMPORT_MAP: dict[str, str] = {
     "RateLimitStatus": "pymedplum._ratelimit",
     "FHIRValidationError": "pymedplum._fhirmodel",
     "RateLimitPolicy": "pymedplum._ratelimit",
+    "TokenCache": "pymedplum._token_cache",
+    "CachedToken": "pymedplum._token_cache",
+    "MemoryTokenCache": "pymedplum._token_cache",
+    "PatchOperation": "pymedplum.types",
+    "SummaryMode": "pymedplum.types",
+    "TotalMode": "pymedplum.types",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
     **dict.fromkeys(_HELPERS, "pymedplum.helpers"),

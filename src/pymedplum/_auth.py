@@ -1,32 +1,46 @@
 """Access-token bookkeeping, without I/O: when to log in, what to send, what a reply means.
 
-The client shells drive it under one lock (a threading.Lock in the sync client, an
-asyncio.Lock in the async one):
+A client with credentials keeps its tokens in a `TokenCache` (the process-wide one unless it
+was given another) shared with every client logging in with the same credentials, and
+refreshes through their common single flight (pymedplum._token_cache). The client shells
+drive it:
 
-    ticket = state.ticket                      # before waiting for the lock
-    with lock:
-        token = state.settle(ticket, force, now)   # token, or None: "you refresh"
-        if token is None:
-            ... send state.token_request() ...
-            token = state.accept(status, headers, body, now)  # or state.reject(exc, now)
+    token = state.fresh(now)                      # usable as is? (else None)
+    step = state.join(ticket, force, now)         # a token, or a flight to lead or wait on
+    ... the leader sends state.token_request(), waits out a 429 (state.retry_delay),
+        then state.finish(flight, status, headers, body, now) -> token (or raises) ...
+    ... a waiter: flight.wait() / await flight.wait_async() -> token, or None: join again
 
-`ticket` counts refresh attempts. A caller that finds the count moved while it waited
-takes that refresh's result, success or the very same exception, instead of starting
-another: one refresh serves every concurrent caller. After a failure, refreshes within
-the cooldown raise TokenRefreshCooldownError instead of calling the token endpoint.
+`ticket` is the `generation` the caller saw: after a 401, a caller whose ticket is stale takes
+the newer token instead of starting another refresh. After a failed refresh, refreshes
+within the cooldown raise TokenRefreshCooldownError instead of calling the token endpoint.
+A token given to this client (`access_token=`, `set_access_token`) is its own: it is used
+until it is due, or until the server refuses it and the client can log in instead.
 """
 
 from __future__ import annotations
 
-import base64
+import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from pymedplum import _json
+from pymedplum import _json, _retry
+from pymedplum._token_cache import (
+    CachedToken,
+    Flight,
+    Refreshes,
+    TokenCache,
+    refreshes_for,
+    shared_token_cache,
+    token_key,
+)
 from pymedplum.exceptions import (
     AuthenticationError,
+    ErrorResponse,
     MedplumError,
     OperationOutcomeError,
     RateLimitError,
@@ -34,36 +48,43 @@ from pymedplum.exceptions import (
     TokenRefreshCooldownError,
 )
 
-__all__ = ["TokenState", "REFRESH_MARGIN_SECONDS"]
+__all__ = ["TokenState", "Join", "REFRESH_MARGIN_SECONDS"]
 
 #: Refresh this long before expiry (or a tenth of the lifetime, if that is shorter).
 REFRESH_MARGIN_SECONDS = 60.0
 _FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 
-def _jwt_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT (Unix time), read without verifying: only a refresh hint."""
-    try:
-        payload = token.split(".")[1]
-        claims = _json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims.get("exp")
-        return float(exp) if exp is not None else None
-    except (IndexError, ValueError, TypeError, AttributeError):
-        return None
+def _margin(lifetime: float) -> float:
+    return min(REFRESH_MARGIN_SECONDS, max(lifetime, 0.0) / 10)
+
+
+def _lifetime_token(token: str, lifetime: float | None, now: float) -> CachedToken:
+    if lifetime is None:
+        return CachedToken(token)
+    return CachedToken(token, now + lifetime, now + lifetime - _margin(lifetime))
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """What a caller needing a token does next: use `token`, or lead or wait on `flight`."""
+
+    token: str | None = None
+    flight: Flight | None = None
+    lead: bool = False
 
 
 class TokenState:
-    """The current bearer token, its expiry, and the refresh bookkeeping."""
+    """One client's view of its bearer token: its own, or the shared one of its credentials."""
 
     __slots__ = (
         "token_url",
-        "_client_id",
+        "client_id",
         "_client_secret",
-        "_token",
-        "_refresh_at",
-        "ticket",
-        "_last_error",
-        "_failed_at",
+        "_own",
+        "_key",
+        "_cache",
+        "_refreshes",
         "cooldown",
     )
 
@@ -75,86 +96,155 @@ class TokenState:
         client_secret: str | None,
         access_token: str | None,
         cooldown: float,
+        cache: TokenCache | None = None,
     ) -> None:
         if cooldown < 0:
             raise ValueError("failed_refresh_cooldown must be >= 0")
         self.token_url = token_url
-        self._client_id = client_id
+        self.client_id = client_id
         self._client_secret = client_secret
-        self._token = access_token
-        self._refresh_at: float | None = None
-        if access_token:
-            expiry = _jwt_expiry(access_token)
-            if expiry is not None:
-                lifetime = expiry - time.time()
-                self._refresh_at = time.monotonic() + lifetime - self._margin(lifetime)
-        #: Number of refresh attempts so far (success or failure).
-        self.ticket = 0
-        self._last_error: MedplumError | None = None
-        self._failed_at: float | None = None
+        # A caller-supplied token carries no expiry unless one is given (set_access_token):
+        # it is used until the server refuses it.
+        self._own = CachedToken(access_token) if access_token else None
+        self._key = (
+            token_key(token_url, client_id, client_secret) if client_id and client_secret else None
+        )
+        self._cache: TokenCache = shared_token_cache() if cache is None else cache
+        # Without credentials there is nothing to share: a private, never-used flight record.
+        self._refreshes = refreshes_for(self._key) if self._key else Refreshes()
         self.cooldown = cooldown
 
     @property
     def can_refresh(self) -> bool:
         """Whether client credentials are configured (else the token is used as given)."""
-        return bool(self._client_id and self._client_secret)
+        return self._key is not None
 
-    @staticmethod
-    def _margin(lifetime: float) -> float:
-        return min(REFRESH_MARGIN_SECONDS, max(lifetime, 0.0) / 10)
+    @property
+    def client_secret(self) -> str | None:
+        """The client secret (never shown in a repr)."""
+        return self._client_secret
+
+    @property
+    def generation(self) -> int:
+        """How many refreshes of these credentials have finished in this process."""
+        return self._refreshes.generation
+
+    def _current(self) -> CachedToken | None:
+        if self._own is not None or self._key is None:
+            return self._own
+        return self._cache.get(self._key)
+
+    @property
+    def access_token(self) -> str | None:
+        """The token the next request would send, without refreshing (None before login)."""
+        current = self._current()
+        return current.access_token if current else None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the current token expires (UTC), or None when unknown or there is none."""
+        current = self._current()
+        if current is None or current.expires_at is None:
+            return None
+        return datetime.fromtimestamp(current.expires_at, UTC)
+
+    def set_access_token(self, token: str, expires_at: datetime | None, now: float) -> None:
+        """Use `token` from now on; with `expires_at`, refresh (with credentials) before it."""
+        if not isinstance(token, str) or not token:
+            raise ValueError("set_access_token: the token must be a non-empty str")
+        if "\r" in token or "\n" in token:
+            raise ValueError("set_access_token: the token must not contain line breaks")
+        if expires_at is None:
+            self._own = CachedToken(token)
+            return
+        if expires_at.tzinfo is None:
+            raise ValueError("set_access_token: expires_at needs a time zone (timezone.utc)")
+        expiry = expires_at.timestamp()
+        self._own = CachedToken(token, expiry, expiry - _margin(expiry - now))
 
     def fresh(self, now: float) -> str | None:
         """The token if it can be used without refreshing first, else None."""
-        token = self._token
-        if token is None and self.can_refresh:
+        own = self._own
+        if own is not None:
+            if self._key is None or not own.due(now):
+                return own.access_token
+            self._own = None  # due: the shared token of the credentials takes over
+        if self._key is None:
             return None
-        if self._refresh_at is not None and now >= self._refresh_at and self.can_refresh:
-            return None
-        return token
+        cached = self._cache.get(self._key)
+        return cached.access_token if cached is not None and not cached.due(now) else None
 
-    def settle(self, ticket: int, force: bool, now: float) -> str | None:
-        """Under the refresh lock: the token to use, or None when the caller must refresh.
+    def join(self, ticket: int, force: bool, now: float, blocking: bool = False) -> Join:
+        """A token to use, or the flight to lead or to wait on.
 
-        Raises the shared exception when the refresh this caller waited on failed, and
-        TokenRefreshCooldownError inside the cooldown window.
+        `force` (after a 401): a token from a refresh newer than `ticket` is taken; else
+        a new refresh is needed. `blocking`: the caller waits by blocking its thread (the
+        sync client); if the refresh in flight is led on this very thread (an async client
+        on the event loop this sync call is blocking), waiting would never end, so the
+        caller leads a refresh of its own. Raises TokenRefreshCooldownError inside the
+        cooldown.
         """
-        if self.ticket != ticket:  # someone refreshed while we waited: share the result
-            if self._last_error is not None:
-                raise self._last_error
-            if self._token is not None:
-                return self._token
-        if not force:
-            token = self.fresh(now)
-            if token is not None or not self.can_refresh:
-                return token
-        if not self.can_refresh:
-            return None
-        if self._failed_at is not None:
-            remaining = self._failed_at + self.cooldown - now
-            if remaining > 0:
-                raise TokenRefreshCooldownError(
-                    f"token refresh failed {now - self._failed_at:.2f}s ago; "
-                    f"not retrying for another {remaining:.2f}s",
-                    retry_after=remaining,
-                )
-        return None
+        if self._key is None:
+            return Join(token=self._own.access_token if self._own else None)
+        if force:
+            self._own = None  # the server refused it: log in instead
+        refreshes = self._refreshes
+        with refreshes.lock:
+            if refreshes.flight is not None:
+                if blocking and refreshes.flight.leader_thread == threading.get_ident():
+                    return Join(flight=Flight(), lead=True)  # not shared: no deadlock
+                return Join(flight=refreshes.flight)
+            cached = self._cache.get(self._key)
+            if (
+                cached is not None
+                and not cached.due(now)
+                and (not force or refreshes.generation != ticket)
+            ):
+                return Join(token=cached.access_token)
+            if refreshes.failed_at is not None:
+                remaining = refreshes.failed_at + self.cooldown - now
+                if remaining > 0:
+                    raise TokenRefreshCooldownError(
+                        f"token refresh failed {now - refreshes.failed_at:.2f}s ago; "
+                        f"not retrying for another {remaining:.2f}s",
+                        retry_after=remaining,
+                    )
+            if force and cached is not None:
+                self._cache.discard(self._key, cached.access_token)  # refused by the server
+            flight = refreshes.flight = Flight()
+        return Join(flight=flight, lead=True)
 
     def token_request(self) -> tuple[str, dict[str, str], bytes]:
         """URL, headers and form body of the client-credentials login."""
         body = urlencode(
             {
                 "grant_type": "client_credentials",
-                "client_id": self._client_id or "",
+                "client_id": self.client_id or "",
                 "client_secret": self._client_secret or "",
             }
         ).encode()
         return self.token_url, dict(_FORM), body
 
-    def accept(self, status: int, headers: Mapping[str, str], body: bytes, now: float) -> str:
-        """Take the token endpoint's reply: the new token, or raise (after `reject`)."""
+    @staticmethod
+    def retry_delay(status: int, headers: Mapping[str, str], retries_done: int) -> float | None:
+        """Seconds to wait before asking the token endpoint again, or None to stop.
+
+        Only a 429 is waited out, as a FHIR 429 is: Medplum's `RateLimit: "requests";r=0;
+        t=55` (or `Retry-After`), capped by MAX_RETRY_DELAY_SECONDS, at most MAX_RETRIES times.
+        """
+        if status != 429:
+            return None
+        return _retry.delay_after_status(
+            status, headers, replay_safe=True, retries_done=retries_done
+        )
+
+    def finish(
+        self, flight: Flight, status: int, headers: Mapping[str, str], body: bytes, now: float
+    ) -> str:
+        """Take the token endpoint's final reply: share the new token, or raise (shared)."""
         if status != 200:
-            error = _token_error(status, headers, body)
-            self.reject(error, now)
+            error: MedplumError = _token_error(status, headers, body)
+            self.fail(flight, error, now)
             raise error
         try:
             data: Any = _json.loads(body)
@@ -165,46 +255,70 @@ class TokenState:
             error = AuthenticationError(
                 "token endpoint answered 200 without an access_token", status_code=status
             )
-            self.reject(error, now)
+            self.fail(flight, error, now)
             raise error from None
-        lifetime: float | None
         try:
-            lifetime = float(data.get("expires_in"))
+            lifetime: float | None = float(data.get("expires_in"))
         except (TypeError, ValueError):
-            expiry = _jwt_expiry(token)
-            lifetime = None if expiry is None else expiry - time.time()
-        self._token = token
-        self._refresh_at = None if lifetime is None else now + lifetime - self._margin(lifetime)
-        self._last_error = None
-        self._failed_at = None
-        self.ticket += 1
+            lifetime = None
+        assert self._key is not None  # only a client with credentials leads a refresh
+        refreshes = self._refreshes
+        with refreshes.lock:
+            self._cache.put(self._key, _lifetime_token(token, lifetime, now))
+            refreshes.failed_at = refreshes.last_error = None
+            refreshes.generation += 1
+            if refreshes.flight is flight:
+                refreshes.flight = None
+        flight.finish(token, None)
         return token
 
-    def reject(self, error: MedplumError, now: float) -> None:
-        """Record a failed refresh: waiters get `error`, later callers the cooldown."""
-        self._token = None
-        self._last_error = error
-        self._failed_at = now
-        self.ticket += 1
+    def fail(self, flight: Flight, error: BaseException, now: float) -> None:
+        """End a flight without a token: a MedplumError is shared and starts the cooldown;
+        anything else (the leader was cancelled) lets the waiters try again."""
+        if flight.done:
+            return
+        refreshes = self._refreshes
+        shared = error if isinstance(error, MedplumError) else None
+        with refreshes.lock:
+            if shared is not None:
+                refreshes.failed_at, refreshes.last_error = now, shared
+                refreshes.generation += 1
+            if refreshes.flight is flight:
+                refreshes.flight = None
+        flight.finish(None, shared)
 
     def __repr__(self) -> str:
-        return f"<TokenState has_token={self._token is not None} ticket={self.ticket}>"
+        has_token = self.access_token is not None
+        return f"<TokenState has_token={has_token} client_id={self.client_id!r}>"
 
 
 def _token_error(status: int, headers: Mapping[str, str], body: bytes) -> OperationOutcomeError:
-    """Map a failed token reply to an exception naming the OAuth error code only."""
+    """Map a failed token reply to an exception naming the OAuth error code only.
+
+    The reply itself (an OAuth error or an OperationOutcome, never a credential) stays on
+    the exception as `response` / `response_data` / `outcome`.
+    """
     code = None
+    outcome = None
     try:
         data = _json.loads(body)
         if isinstance(data, dict):
-            code = data.get("error")
+            code = data.get("error") if isinstance(data.get("error"), str) else None
+            outcome = data if data.get("resourceType") == "OperationOutcome" else None
     except ValueError:
         pass
     described = f"token request failed: HTTP {status}" + (f" ({code})" if code else "")
+    kw: dict[str, Any] = {
+        "status_code": status,
+        "outcome": outcome,
+        "response": ErrorResponse(status, headers, body),
+        "method": "POST",
+        "path_template": "/oauth2/token",
+    }
     if status == 429:
-        from pymedplum._retry import server_delay
-
-        return RateLimitError(described, status_code=status, retry_after=server_delay(headers))
+        return RateLimitError(
+            described, retry_after=_retry.server_delay(headers, time.time()), **kw
+        )
     if status >= 500:
-        return ServerError(described, status_code=status)
-    return AuthenticationError(described, status_code=status)
+        return ServerError(described, **kw)
+    return AuthenticationError(described, **kw)

@@ -28,6 +28,7 @@ from pymedplum._auth import TokenState
 from pymedplum._convert import dict_to_model, resource_to_dict
 from pymedplum._obo import OBO_HEADER, OnBehalfOf
 from pymedplum._security import check_base_url, origin_of, require_same_origin
+from pymedplum._token_cache import TokenCache
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import (
     AuthenticationError,
@@ -427,8 +428,9 @@ class BaseClient:
     """Configuration and request building shared by both clients."""
 
     _http: httpx.Client | httpx.AsyncClient
-    #: The clock of token expiry and cooldown (monotonic seconds); tests replace it.
-    _clock: Callable[[], float] = staticmethod(time.monotonic)
+    #: The clock of token expiry, cooldown and job deadlines: Unix time, so that token
+    #: expiry means the same in every client sharing a token cache; tests replace it.
+    _clock: Callable[[], float] = staticmethod(time.time)
     #: The last `RateLimit` response header and when it arrived, in seconds since the epoch
     #: (see `rate_limit_status()`).
     _last_rate_limit: tuple[str, float] | None = None
@@ -448,6 +450,7 @@ class BaseClient:
         failed_refresh_cooldown: float,
         default_on_behalf_of: str | None,
         async_hooks: bool,
+        token_cache: TokenCache | None = None,
     ) -> None:
         if bool(client_id) != bool(client_secret):
             raise ValueError("client_id and client_secret must be given together")
@@ -464,6 +467,7 @@ class BaseClient:
             client_secret=client_secret,
             access_token=access_token,
             cooldown=failed_refresh_cooldown,
+            cache=token_cache,
         )
         self._obo = OnBehalfOf(default_on_behalf_of)
         self._before_request = before_request
@@ -677,15 +681,13 @@ class BaseClient:
         )
 
     def _token_transport_error(self, exc: httpx.RequestError) -> NetworkError:
-        """Record a token request that never got an answer; the error to raise."""
-        error = NetworkError(
+        """The error of a token request that never got an answer (the flight shares it)."""
+        return NetworkError(
             f"token request failed: {type(exc).__name__}",
             possibly_committed=False,
             method="POST",
             path_template="/oauth2/token",
         )
-        self._token.reject(error, self._clock())
-        return error
 
 
 class CallState:

@@ -41,6 +41,7 @@ from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError, core_schema
 
 from pymedplum import _json
+from pymedplum._medplum_meta import MedplumMeta
 
 __all__ = [
     "FHIRModel",
@@ -392,7 +393,7 @@ def _collection_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
-class FHIRModel(BaseModel):
+class FHIRModel(MedplumMeta, BaseModel):
     """Base of every generated FHIR model."""
 
     model_config = ConfigDict(

@@ -211,6 +211,24 @@ class FHIRBundle(Generic[M]):
         """The Bundle as a dict."""
         return self.data
 
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The Bundle as a dict (the same as `data`)."""
+        return self.data
+
+    def get_total(self) -> int:
+        """`Bundle.total`, or the number of entries carrying a resource when there is none."""
+        total = self.total
+        return total if total is not None else sum(1 for _ in self._raw_resources())
+
+    def is_empty(self) -> bool:
+        """Whether no entry carries a resource."""
+        return next(self._raw_resources(), None) is None
+
+    def get_next_link(self) -> str | None:
+        """The `next` page URL, or None on the last page (the same as `next_url`)."""
+        return self.next_url
+
     def __repr__(self) -> str:
         entries = len(self.entries)
         return f"<FHIRBundle type={self.bundle_type} entries={entries} total={self.total}>"

@@ -69,11 +69,24 @@ class ErrorResponse:
 
 
 class MedplumError(Exception):
-    """Base class of every exception the SDK raises."""
+    """Base class of every exception the SDK raises.
+
+    `status_code` is the HTTP status behind the error, or None when there was none (a
+    network failure, a refused URL). `response_data` is the server's parsed error body (an
+    OperationOutcome, an OAuth error), or None; it can echo submitted values, so it is never
+    in `str()`, `repr()` or `sanitize_for_logging()`.
+    """
+
+    status_code: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def response_data(self) -> dict[str, Any] | None:
+        """The server's parsed error body, when there was one (may hold PHI: don't log it)."""
+        return None
 
     def sanitize_for_logging(self) -> dict[str, Any]:
         """A JSON-safe dict for any log sink: no body, no diagnostics, no token."""
@@ -140,6 +153,41 @@ class OperationOutcomeError(MedplumError):
     def issues(self) -> list[dict[str, Any]]:
         """Severity, code and FHIRPath expressions of each issue (no free text)."""
         return _issues(self.outcome)
+
+    @property
+    def response_data(self) -> dict[str, Any] | None:
+        """The error body parsed as a JSON object (usually the OperationOutcome), or None.
+
+        It can echo submitted values (PHI): read it in code, never log it.
+        """
+        if self.response is not None:
+            try:
+                data = self.response.json()
+            except ValueError:
+                return self.outcome
+            return data if isinstance(data, dict) else self.outcome
+        return self.outcome
+
+    @property
+    def detail(self) -> str | None:
+        """The server's own words: each issue's `diagnostics` and `details.text`, joined.
+
+        For reading while debugging; like `response_data` it can hold PHI and is never in
+        `str()`, `repr()` or `sanitize_for_logging()`.
+        """
+        parts: list[str] = []
+        for issue in (self.outcome or {}).get("issue") or ():
+            if not isinstance(issue, Mapping):
+                continue
+            details = issue.get("details")
+            texts = [
+                issue.get("diagnostics"),
+                details.get("text") if isinstance(details, Mapping) else None,
+            ]
+            words = " | ".join(t for t in texts if isinstance(t, str) and t)
+            if words:
+                parts.append(words)
+        return "; ".join(parts) or None
 
     def _summary(self) -> str:
         parts = [f"HTTP {self.status_code}" if self.status_code else type(self).__name__]

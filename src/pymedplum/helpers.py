@@ -42,16 +42,19 @@ __all__ = [
 
 
 def to_fhir_json(model: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
-    """A model as a FHIR JSON object: camelCase keys, no `None`s.
+    """A model as a FHIR JSON object: camelCase keys, no `None`s; a dict as it is.
 
     Decimals stay `decimal.Decimal` so that `1.50` is not turned into `1.5`; write the dict
-    with `fhir_json_bytes` (or hand it to the client) to keep them exact on the wire.
+    with `fhir_json_bytes` (or hand it to the client) to keep them exact on the wire. A
+    `dict` is returned itself, not a copy (another mapping is copied into a dict).
 
         >>> to_fhir_json(Patient(birth_date="1990-01-01", active=True))
         {'resourceType': 'Patient', 'active': True, 'birthDate': '1990-01-01'}
     """
     from pymedplum._convert import resource_to_dict
 
+    if type(model) is dict:
+        return model
     return resource_to_dict(model)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "partition_access",
     "build_merged_access",
     "merged_equals_remote",
+    "normalize_access_entry",
     "validate_managed_access",
 ]
 
@@ -140,6 +141,19 @@ def entry_dict(entry: AccessEntry) -> dict[str, Any]:
     if isinstance(entry, BaseModel | Mapping):
         return resource_to_dict(entry)
     raise TypeError(f"an access entry must be a dict or a model, not {type(entry).__name__}")
+
+
+def normalize_access_entry(entry: AccessEntry) -> dict[str, Any]:
+    """An access entry (a dict or a `ProjectMembershipAccess` model) as a FHIR JSON dict.
+
+    A fresh deep copy with camelCase keys and no nulls: changing it never changes `entry`.
+    Raises TypeError for a value JSON cannot hold (a set, an object), or for a non-entry.
+
+    >>> normalize_access_entry({"policy": {"reference": "AccessPolicy/p"}})
+    {'policy': {'reference': 'AccessPolicy/p'}}
+    """
+    result: dict[str, Any] = _json.loads(_json.dumps(entry_dict(entry)))
+    return result
 
 
 def get_project_membership_access_policy_id(entry: AccessEntry) -> str | None:

@@ -53,7 +53,7 @@ class Driver:
 
         return call
 
-    def in_obo(self, membership: str, fn: Callable[[], Any]) -> Any:
+    def in_obo(self, membership: str | None, fn: Callable[[], Any]) -> Any:
         """Run `fn` (which calls this driver) inside `client.on_behalf_of(membership)`.
 
         The async client enters the context manager with `async with` inside one task, so

@@ -144,3 +144,78 @@ def test_concurrent_callers_after_a_401_share_one_refresh(
     assert medplum.token_stats()["token_requests"] == 2
     statuses = [r["status"] for r in medplum.fhir_requests()[1:]]
     assert statuses.count(200) == n
+
+
+# ---- one token cache per base URL and credentials --------------------------------------------
+
+
+def test_1000_tasks_each_with_a_fresh_client_cause_one_token_request(
+    medplum: LocalMedplumServer,
+) -> None:
+    # The worker pattern of on-behalf-of.md: a fresh client per task. Medplum would refuse
+    # the 161st login of a minute; the shared token cache makes it one.
+    medplum.delay_next(200, path_prefix="/oauth2/token")  # a slow login: many tasks queue
+    targets = obo_targets(medplum)
+    open_clients = asyncio.Semaphore(200)  # bounds sockets, not logins
+
+    async def task(n: int) -> None:
+        async with (
+            open_clients,
+            AsyncMedplumClient(
+                medplum.base_url + "/",
+                **admin_kwargs(medplum),
+                default_on_behalf_of=targets[n % len(targets)],
+            ) as client,
+        ):
+            await client.search_resources("Patient", {"family": f"task-{n}"})
+
+    async def main() -> None:
+        await asyncio.gather(*(task(n) for n in range(TASKS)))
+
+    asyncio.run(main())
+    assert medplum.token_stats()["token_requests"] == 1
+    logged = medplum.fhir_requests()
+    assert len(logged) == TASKS and all(r["status"] == 200 for r in logged)
+
+
+def test_threads_each_with_a_fresh_sync_client_cause_one_token_request(
+    medplum: LocalMedplumServer,
+) -> None:
+    medplum.delay_next(200, path_prefix="/oauth2/token")
+    start = threading.Barrier(CALLERS)
+
+    def call(n: int) -> Any:
+        start.wait(timeout=30)
+        with MedplumClient(medplum.base_url + "/", **admin_kwargs(medplum)) as client:
+            return client.search_resources("Patient", {"family": f"thread-{n}"})
+
+    with ThreadPoolExecutor(CALLERS) as pool:
+        results = list(pool.map(call, range(CALLERS)))
+    assert len(results) == CALLERS
+    assert medplum.token_stats()["token_requests"] == 1
+
+
+def test_a_rate_limited_login_is_waited_out(
+    medplum: LocalMedplumServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymedplum import _backend
+
+    waited: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waited.append(seconds)
+
+    monkeypatch.setattr(_backend, "async_sleep", record)
+    medplum.rate_limit_next(path_prefix="/oauth2/token")  # as token-rate-limit.yaml
+
+    async def main() -> None:
+        async with AsyncMedplumClient(medplum.base_url + "/", **admin_kwargs(medplum)) as client:
+            await asyncio.gather(
+                *(client.search_resources("Patient", {"family": "x"}) for _ in range(CALLERS))
+            )
+
+    asyncio.run(main())
+    assert waited == [55.0]  # RateLimit: "requests";r=0;t=55, no Retry-After
+    logins = [r["status"] for r in medplum.requests() if r["path"] == "/oauth2/token"]
+    assert logins == [429, 200]
+    assert len(medplum.fhir_requests()) == CALLERS

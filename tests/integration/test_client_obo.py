@@ -11,10 +11,11 @@ import asyncio
 import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
-from pymedplum import AsyncMedplumClient, MedplumClient, ValidationError
+from pymedplum import AsyncMedplumClient, AuthorizationError, MedplumClient
 from tests.integration.conftest_clients import Driver, new_client
 from tests.support.medplum_server import LocalMedplumServer
 
@@ -109,7 +110,7 @@ def test_precedence_kwarg_over_context_over_default_and_empty_string_clears(
     assert acting == [alice, bob, restricted] + [medplum.admin_client.membership] * 2
 
 
-def test_empty_string_context_clears_the_default_in_its_block(
+def test_a_none_context_acts_as_the_client_itself_in_its_block(
     make_client: Callable[..., Driver], medplum: LocalMedplumServer
 ) -> None:
     alice = medplum.practitioners["alice"].membership
@@ -121,7 +122,7 @@ def test_empty_string_context_clears_the_default_in_its_block(
             return c.search_resources("Patient", {"family": "x"})  # type: ignore[return-value]
         return c.search_resources("Patient", {"family": "x"})
 
-    client.in_obo("", block)
+    client.in_obo(None, block)
     assert received(medplum) == [None]
 
 
@@ -143,11 +144,11 @@ def test_obo_from_a_non_admin_client_is_refused(
 ) -> None:
     user = make_client(user=True)
     user.search_resources("Patient", {"family": "x"})  # the client itself may search
-    with pytest.raises(ValidationError) as caught:  # Medplum 5: 400 "Authentication error"
+    with pytest.raises(AuthorizationError) as caught:  # Medplum 4.5: 403 while authenticating
         user.search_resources(
             "Patient", {"family": "x"}, on_behalf_of=medplum.practitioners["alice"].membership
         )
-    assert caught.value.status_code == 400
+    assert caught.value.status_code == 403
     assert caught.value.outcome is not None
 
 
@@ -227,3 +228,61 @@ def test_two_gathered_tasks_each_send_their_own_obo(medplum: LocalMedplumServer)
     asyncio.run(main())
     by_family = {(r["query"]["family"][0], r["on_behalf_of"]) for r in medplum.fhir_requests()}
     assert by_family == {("a", alice), ("b", bob)}
+
+
+# ---- on-behalf-of forms (on-behalf-of-forms cassette) -----------------------------------------
+
+
+def restricted_patient(client: Driver, medplum: LocalMedplumServer) -> str:
+    tag = medplum.info["restricted_tag"]
+    created = client.create_resource({**PATIENT, "meta": {"tag": [tag]}}, on_behalf_of="")
+    return str(created["id"])
+
+
+def test_a_bare_membership_id_acts_as_that_membership_in_every_way(
+    make_client: Callable[..., Driver], medplum: LocalMedplumServer
+) -> None:
+    restricted = medplum.practitioners["restricted"]
+    bare = restricted.membership.split("/")[1]
+    client = make_client()
+    patient = restricted_patient(client, medplum)
+    client.read_resource("Patient", patient, on_behalf_of=bare)
+
+    def read() -> Any:
+        return client.client.read_resource("Patient", patient)
+
+    client.in_obo(bare, read)
+    make_client(default_on_behalf_of=bare).read_resource("Patient", patient)
+    reads = medplum.fhir_requests()[1:]
+    assert [r["status"] for r in reads] == [200, 200, 200]
+    assert {r["on_behalf_of"] for r in reads} == {restricted.membership}
+    assert {r["acting_membership"] for r in reads} == {restricted.membership}
+
+
+def test_a_membership_resource_and_a_profile_reference_act_as_that_membership(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    restricted = medplum.practitioners["restricted"]
+    patient = restricted_patient(client, medplum)
+    membership = client.read_resource("ProjectMembership", restricted.membership.split("/")[1])
+    client.read_resource("Patient", patient, on_behalf_of=membership)
+    client.read_resource("Patient", patient, on_behalf_of=restricted.practitioner)
+    reads = medplum.fhir_requests()[2:]
+    assert [r["on_behalf_of"] for r in reads] == [restricted.membership, restricted.practitioner]
+    assert {r["acting_membership"] for r in reads} == {restricted.membership}
+
+
+def test_malformed_on_behalf_of_values_are_refused_before_anything_is_sent(
+    make_client: Callable[..., Driver], medplum: LocalMedplumServer
+) -> None:
+    client = make_client()
+    for value in ("Organization/abc", "ProjectMembership/", "two words"):
+        with pytest.raises(ValueError, match="on_behalf_of"):
+            client.read_resource("Patient", "x", on_behalf_of=value)
+        with pytest.raises(ValueError, match="on_behalf_of"):
+            client.client.on_behalf_of(value)
+        with pytest.raises(ValueError, match="default_on_behalf_of"):
+            make_client(default_on_behalf_of=value)
+    with pytest.raises(ValueError, match="default_on_behalf_of"):
+        make_client(default_on_behalf_of="")
+    assert medplum.requests() == []

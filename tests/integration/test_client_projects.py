@@ -212,3 +212,92 @@ def test_invite_user_creates_a_membership(client: Driver, medplum: LocalMedplumS
     assert stored["profile"]["reference"].startswith("Practitioner/")
     invite = [r for r in medplum.requests() if r["path"].endswith("/invite")]
     assert [r["status"] for r in invite] == [200]
+
+
+# ---- admin calls act as the client (membership-admin-under-obo) ------------------------------
+
+
+def test_membership_access_helpers_act_as_the_client_under_a_default_obo(
+    make_client: Callable[..., Driver], medplum: LocalMedplumServer
+) -> None:
+    restricted = medplum.practitioners["restricted"].membership
+    client = make_client(default_on_behalf_of=restricted)
+    entry = make_project_membership_access(
+        f"AccessPolicy/{POLICY}", {"organization": "Organization/x"}
+    )
+
+    def merge() -> Any:
+        return client.client.merge_project_membership_access(
+            restricted, managed_access=[entry], managed_policy_ids={POLICY}
+        )
+
+    result = client.in_obo(restricted, merge)  # ambient and default: both ignored
+    assert result.updated
+    calls = medplum.fhir_requests()
+    assert [(r["method"], r["status"]) for r in calls] == [("GET", 200), ("PUT", 200)]
+    assert {r["on_behalf_of"] for r in calls} == {None}
+    assert {r["acting_membership"] for r in calls} == {medplum.admin_client.membership}
+
+
+def test_membership_access_helper_with_an_explicit_obo_is_refused_by_the_server(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    restricted = medplum.practitioners["restricted"].membership
+    with pytest.raises(AuthorizationError):
+        client.add_project_membership_access_entry(
+            restricted,
+            make_project_membership_access(f"AccessPolicy/{POLICY}", {"organization": "O/x"}),
+            managed_policy_ids={POLICY},
+            on_behalf_of=restricted,
+        )
+    assert medplum.fhir_requests()[-1]["on_behalf_of"] == restricted
+
+
+def test_invitations_act_as_the_client_under_a_default_obo(
+    make_client: Callable[..., Driver], medplum: LocalMedplumServer
+) -> None:
+    restricted = medplum.practitioners["restricted"].membership
+    client = make_client(default_on_behalf_of=restricted)
+    invited = client.invite_user(
+        medplum.project_id,
+        "Practitioner",
+        "Fox",
+        "Mulder",
+        email="fox@example.com",
+        send_email=False,
+    )
+    assert invited["resourceType"] == "ProjectMembership"
+    raw = client.post(
+        f"admin/projects/{medplum.project_id}/invite",
+        {
+            "resourceType": "Practitioner",
+            "firstName": "W",
+            "lastName": "Skinner",
+            "email": "walter@example.com",
+            "sendEmail": False,
+        },
+    )
+    assert raw["resourceType"] == "ProjectMembership"
+    invites = [r for r in medplum.requests() if r["path"].endswith("/invite")]
+    assert [(r["status"], r["on_behalf_of"]) for r in invites] == [(200, None), (200, None)]
+    with pytest.raises(AuthorizationError):  # an explicit value is still sent
+        client.invite_user(
+            medplum.project_id,
+            "Practitioner",
+            "J",
+            "Doggett",
+            email="john@example.com",
+            send_email=False,
+            on_behalf_of=restricted,
+        )
+
+
+def test_set_accounts_acts_as_the_client_under_a_default_obo(
+    make_client: Callable[..., Driver], medplum: LocalMedplumServer
+) -> None:
+    admin = make_client()
+    patient, _ = patient_with_observation(admin)
+    org = organization(admin, "Tenant")
+    client = make_client(default_on_behalf_of=medplum.practitioners["restricted"].membership)
+    client.set_accounts(f"Patient/{patient['id']}", org)
+    assert get_resource_accounts(admin.read_resource("Patient", patient["id"])) == [org]

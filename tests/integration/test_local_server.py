@@ -613,23 +613,67 @@ def test_obo_from_a_non_admin_client_is_refused(medplum: LocalMedplumServer) -> 
             "X-Medplum-On-Behalf-Of": medplum.practitioners["alice"].membership,
         },
     )
-    assert response.status_code == 400
-    issue = response.json()["issue"][0]
-    assert (issue["details"]["text"], issue["diagnostics"]) == ("Authentication error", "Forbidden")
+    # Medplum 4.5.2 refuses while authenticating: 403 forbidden, no tracing, no RateLimit.
+    assert response.status_code == 403
+    assert response.json() == FORBIDDEN
+    assert "ratelimit" not in response.headers
+
+
+FORBIDDEN = {
+    "resourceType": "OperationOutcome",
+    "id": "forbidden",
+    "issue": [{"severity": "error", "code": "forbidden", "details": {"text": "Forbidden"}}],
+}
 
 
 def test_obo_to_an_unknown_membership_is_refused(fhir: httpx.Client) -> None:
     response = fhir.get(
         "Patient", headers={"X-Medplum-On-Behalf-Of": "ProjectMembership/does-not-exist"}
     )
-    assert response.status_code == 400
-    assert response.json()["issue"][0]["diagnostics"] == "Not found"
+    assert response.status_code == 404
+    assert response.json()["issue"][0]["code"] == "not-found"
 
 
 def test_obo_to_an_unknown_profile_is_refused(fhir: httpx.Client) -> None:
     response = fhir.get("Patient", headers={"X-Medplum-On-Behalf-Of": "Practitioner/nobody"})
-    assert response.status_code == 400
-    assert response.json()["issue"][0]["diagnostics"] == "Forbidden"
+    assert response.status_code == 403
+    assert response.json() == FORBIDDEN
+
+
+def test_obo_with_a_bare_membership_id_is_read_as_a_profile_and_refused(
+    medplum: LocalMedplumServer, fhir: httpx.Client
+) -> None:
+    bare = medplum.practitioners["restricted"].membership.split("/")[1]
+    response = fhir.get("Patient", headers={"X-Medplum-On-Behalf-Of": bare})
+    assert response.status_code == 403
+    assert response.json() == FORBIDDEN
+
+
+def test_obo_to_a_membership_profile_acts_as_that_membership(
+    medplum: LocalMedplumServer, fhir: httpx.Client
+) -> None:
+    restricted = medplum.practitioners["restricted"]
+    response = fhir.get("Patient", headers={"X-Medplum-On-Behalf-Of": restricted.practitioner})
+    assert response.status_code == 200
+    assert medplum.fhir_requests()[-1]["acting_membership"] == restricted.membership
+
+
+def test_invite_honours_the_obo_header_like_the_fhir_api(
+    medplum: LocalMedplumServer, admin_token: str
+) -> None:
+    body = {
+        "resourceType": "Practitioner",
+        "firstName": "A",
+        "lastName": "B",
+        "email": "obo-invite@example.com",
+        "sendEmail": False,
+    }
+    url = f"{medplum.base_url}/admin/projects/{medplum.project_id}/invite"
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    restricted = medplum.practitioners["restricted"].membership
+    refused = httpx.post(url, json=body, headers={**auth, "X-Medplum-On-Behalf-Of": restricted})
+    assert refused.status_code == 403
+    assert httpx.post(url, json=body, headers=auth).status_code == 200
 
 
 def test_obo_applies_the_acting_membership_access_policy(
@@ -798,3 +842,18 @@ def test_reads_are_fast_enough_for_a_test_suite(fhir: httpx.Client) -> None:
     for _ in range(200):
         assert fhir.get(f"Patient/{patient_id}").status_code == 200
     assert time.monotonic() - started < 5
+
+
+def test_a_decimal_is_stored_as_a_javascript_number_like_medplum(fhir: httpx.Client) -> None:
+    # lenient-formats: real Medplum stores 1.50 as 1.5 (and 12500.00 as 12500).
+    raw = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+        b'"valueQuantity":{"value":1.50},"component":[{"code":{"text":"y"},'
+        b'"valueQuantity":{"value":12500.00}}]}'
+    )
+    created = fhir.post(
+        "Observation", content=raw, headers={"Content-Type": "application/fhir+json"}
+    )
+    assert created.status_code == 201
+    text = fhir.get(f"Observation/{created.json()['id']}").text
+    assert '"value":1.5}' in text and '"value":12500}' in text

@@ -353,28 +353,28 @@ function authenticate(header) {
   return membership ? { client, membership, scheme } : undefined;
 }
 
-// Medplum 5 wraps failures while resolving X-Medplum-On-Behalf-Of in a 400 "Authentication error"
-// whose diagnostics name the cause (server onbehalfof.int.test.ts: 'Forbidden for non-admin').
-function authenticationError(cause) {
-  const text = normalizeOperationOutcome(cause).issue?.[0]?.details?.text ?? 'Forbidden';
-  return {
-    resourceType: 'OperationOutcome',
-    issue: [{ severity: 'error', code: 'invalid', details: { text: 'Authentication error' }, diagnostics: text }],
-  };
+// Medplum 4.5.2 (the recorded server, oauth/middleware.ts tryAddOnBehalfOf) refuses an
+// On-Behalf-Of header while authenticating, before the rate limiter and the tracing: a
+// non-admin client, or a value that is no membership profile of the project, is 403
+// forbidden; an unknown `ProjectMembership/<id>` is 404 not-found (on-behalf-of-forms
+// cassette). Medplum 5 wraps both in a 400 "Authentication error" instead.
+function oboRefusal(outcome) {
+  return { status: getStatus(outcome), headers: { 'Content-Type': FHIR_JSON }, body: JSON.stringify(outcome) };
 }
 
-/** Resolves the On-Behalf-Of header as Medplum's tryAddOnBehalfOf does; throws an outcome. */
+/** Resolves the On-Behalf-Of header as Medplum's tryAddOnBehalfOf does; throws a response. */
 function resolveOnBehalfOf(value, membership) {
   if (!membership.admin) {
-    throw authenticationError(forbidden);
+    throw oboRefusal(forbidden);
   }
   let target;
   if (value.startsWith('ProjectMembership/')) {
     target = state.repo.rawGet('ProjectMembership', value.slice('ProjectMembership/'.length));
-    if (!target) {
-      throw authenticationError(notFound);
+    if (!target || target.project?.reference !== membership.project?.reference) {
+      throw oboRefusal(notFound);
     }
   } else {
+    // Anything else is looked up as a membership profile (a bare id matches none).
     for (const m of state.repo.resources.get('ProjectMembership')?.values() ?? []) {
       if (m.profile?.reference === value && m.project?.reference === membership.project?.reference) {
         target = m;
@@ -382,11 +382,8 @@ function resolveOnBehalfOf(value, membership) {
       }
     }
     if (!target) {
-      throw authenticationError(forbidden);
+      throw oboRefusal(forbidden);
     }
-  }
-  if (target.project?.reference !== membership.project?.reference) {
-    throw authenticationError(forbidden);
   }
   return target;
 }
@@ -520,8 +517,8 @@ async function handleFhir(req, url, body, entry) {
   if (oboHeader) {
     try {
       acting = resolveOnBehalfOf(oboHeader, membership);
-    } catch (outcome) {
-      return outcomeResponse(outcome);
+    } catch (refusal) {
+      return refusal;
     }
   }
   entry.acting_membership = `ProjectMembership/${acting.id}`;
@@ -666,17 +663,28 @@ async function handleInvite(req, url, body, entry) {
   const { client, membership } = auth;
   entry.client_id = client.id;
   entry.client_membership = `ProjectMembership/${membership.id}`;
-  entry.acting_membership = entry.client_membership;
+  // The admin API authenticates as the FHIR API does: an On-Behalf-Of header makes the
+  // named membership the caller, and verifyProjectAdmin then checks that membership.
+  let acting = membership;
+  const oboHeader = req.headers['x-medplum-on-behalf-of'];
+  if (oboHeader) {
+    try {
+      acting = resolveOnBehalfOf(oboHeader, membership);
+    } catch (refusal) {
+      return refusal;
+    }
+  }
+  entry.acting_membership = `ProjectMembership/${acting.id}`;
   const repo = state.repo.forRequest({
     author: createReference(client),
     projectRef: { reference: membership.project.reference },
-    admin: membership.admin === true,
+    admin: acting.admin === true,
     policy: undefined,
     extended: false,
   });
   const projectId = url.pathname.split('/')[3];
   return ops.invite(
-    { repo, client, admin: membership.admin === true, projectId: membership.project.reference.split('/')[1] },
+    { repo, client, admin: acting.admin === true, projectId: membership.project.reference.split('/')[1] },
     projectId,
     body
   );
@@ -749,15 +757,30 @@ const FAULT_OUTCOMES = {
   429: tooManyRequests,
 };
 
-function faultResponse(fault) {
+// The 429 of Medplum's auth limiter (160 requests a minute per IP on /auth and /oauth2), as
+// recorded in token-rate-limit.yaml: plain JSON, no tracing, the limiter state in diagnostics.
+function authRateLimitResponse(headers) {
+  const outcome = structuredClone(tooManyRequests);
+  outcome.issue[0].diagnostics = JSON.stringify({
+    _remainingPoints: 0,
+    _msBeforeNext: 54116,
+    _consumedPoints: 162,
+    _isFirstInDuration: false,
+    limit: 160,
+  });
+  return { status: 429, headers: { 'Content-Type': JSON_TYPE, ...headers }, body: JSON.stringify(outcome) };
+}
+
+function faultResponse(fault, pathname) {
   const headers = {};
+  const auth = pathname.startsWith('/oauth2/') || pathname.startsWith('/auth/');
   if (fault.retry_after !== null) {
     headers['Retry-After'] = String(fault.retry_after);
   }
   if (fault.rate_limit) {
     // The recorded 429 carries both budgets, the FHIR one at zero, and no Retry-After.
-    headers.RateLimit =
-      fault.rate_limit === true ? ['"requests";r=59920;t=60', '"fhirInteractions";r=0;t=60'] : fault.rate_limit;
+    const recorded = auth ? '"requests";r=0;t=55' : ['"requests";r=59920;t=60', '"fhirInteractions";r=0;t=60'];
+    headers.RateLimit = fault.rate_limit === true ? recorded : fault.rate_limit;
   }
   Object.assign(headers, fault.headers);
   if (fault.body !== null) {
@@ -775,6 +798,9 @@ function faultResponse(fault) {
       },
     ],
   };
+  if (fault.status === 429 && auth) {
+    return authRateLimitResponse(headers);
+  }
   if (fault.status === 429) {
     // As recorded: the limiter's state in diagnostics.
     const throttled = structuredClone(outcome);
@@ -1030,7 +1056,7 @@ async function dispatch(req, res) {
       return;
     }
     if (fault.action === 'respond') {
-      const response = faultResponse(fault);
+      const response = faultResponse(fault, url.pathname);
       entry.status = response.status;
       send(res, response);
       return;

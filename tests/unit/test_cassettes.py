@@ -32,7 +32,6 @@ BASE = "http://localhost:8103/"
 MEANINGFUL = ("if-match", "if-none-exist", "x-medplum-on-behalf-of")
 
 
-
 def _same_meaningful_headers(r1: Any, r2: Any) -> None:
     for name in MEANINGFUL:
         assert r1.headers.get(name) == r2.headers.get(name), name
@@ -61,7 +60,9 @@ def client(sleeps: list[float]) -> Iterator[MedplumClient]:
 def test_token_login_is_parsed() -> None:
     with player.use_cassette("token.yaml", allow_playback_repeats=True):
         client = MedplumClient(BASE, client_id="141811de", client_secret="s")
-        token = client._refresh()
+        step = client._token.join(0, False, client._clock())
+        assert step.lead and step.flight is not None
+        token = client._refresh(step.flight)
     assert token == "SCRUBBED"
     assert client._token.fresh(client._clock()) == "SCRUBBED"
 
@@ -76,8 +77,10 @@ def test_token_wrong_secret_reply_is_an_authentication_error() -> None:
         cooldown=1.0,
     )
     body = reply["body"]["string"].encode()
+    step = state.join(0, False, 0.0)
+    assert step.flight is not None
     with pytest.raises(AuthenticationError, match="invalid_request"):
-        state.accept(reply["status"]["code"], {}, body, 0.0)
+        state.finish(step.flight, reply["status"]["code"], {}, body, 0.0)
 
 
 def test_crud_round_trip(client: MedplumClient) -> None:
@@ -175,3 +178,70 @@ def test_rate_limit_header_of_a_real_429_sets_the_wait(
         with pytest.raises(CannotOverwriteExistingCassetteException):
             client.search_resources("Patient", {"_count": 1})
     assert sleeps == [60.0]  # `"fhirInteractions";r=0;t=60`, no Retry-After
+
+
+def _same_obo_reading_empty_as_absent(r1: Any, r2: Any) -> None:
+    # Medplum ignores an empty X-Medplum-On-Behalf-Of: recorded "" and "not sent" are the same.
+    name = "x-medplum-on-behalf-of"
+    assert (r1.headers.get(name) or None) == (r2.headers.get(name) or None)
+
+
+def _player(*matchers: str) -> Any:
+    replay = vcr.VCR(
+        cassette_library_dir=str(CASSETTES),
+        record_mode="none",
+        match_on=["method", "scheme", "host", "port", "path", "query", *matchers],
+    )
+    replay.register_matcher("obo", _same_obo_reading_empty_as_absent)
+    return replay
+
+
+RECORDED_RESTRICTED_ID = "7b65b01b-f883-492f-b7f1-7ba7bd9bc0d4"
+
+
+def test_on_behalf_of_forms_reach_the_member_medplum_accepts(sleeps: list[float]) -> None:
+    import json
+
+    recorded = interactions("on-behalf-of-forms.yaml")
+    patient_id = json.loads(recorded[0]["response"]["body"]["string"])["id"]
+    profile = recorded[3]["request"]["headers"]["x-medplum-on-behalf-of"][0]
+    unknown = recorded[4]["request"]["headers"]["x-medplum-on-behalf-of"][0]
+    with _player("obo").use_cassette("on-behalf-of-forms.yaml", allow_playback_repeats=True):
+        with MedplumClient(BASE, access_token="SCRUBBED") as client:
+            # A bare id is sent as ProjectMembership/<id>, never as the bare value that
+            # real Medplum answered 403 to.
+            read = client.read_resource("Patient", patient_id, on_behalf_of=RECORDED_RESTRICTED_ID)
+            assert read["id"] == patient_id
+            with client.on_behalf_of(RECORDED_RESTRICTED_ID):
+                assert client.read_resource("Patient", patient_id)["id"] == patient_id
+            assert client.read_resource("Patient", patient_id, on_behalf_of=profile)
+            with pytest.raises(NotFoundError):
+                client.read_resource("Patient", patient_id, on_behalf_of=unknown)
+            assert client.read_resource("Patient", patient_id, on_behalf_of="")["id"] == patient_id
+        with MedplumClient(
+            BASE, access_token="SCRUBBED", default_on_behalf_of=RECORDED_RESTRICTED_ID
+        ) as by_default:
+            assert by_default.read_resource("Patient", patient_id)["id"] == patient_id
+
+
+def test_membership_access_write_under_ambient_obo_acts_as_the_client(
+    sleeps: list[float],
+) -> None:
+    # Recorded: the admin client's GET and PUT of the membership answer 200; the same calls
+    # on behalf of the restricted member answer 403. The SDK's admin calls must send none.
+    with (
+        _player("obo").use_cassette("membership-admin-under-obo.yaml"),
+        MedplumClient(
+            BASE,
+            access_token="SCRUBBED",
+            default_on_behalf_of=f"ProjectMembership/{RECORDED_RESTRICTED_ID}",
+        ) as client,
+        client.on_behalf_of(RECORDED_RESTRICTED_ID),
+    ):
+        result = client.merge_project_membership_access(
+            RECORDED_RESTRICTED_ID,
+            managed_access=[],
+            managed_policy_ids={"practice-policy"},
+            force=True,
+        )
+    assert result.updated is True

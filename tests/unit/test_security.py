@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -155,3 +156,26 @@ def test_ids_cannot_escape_the_resource_path(make: Callable[..., Driver]) -> Non
 def test_client_repr_holds_no_secret(fake: FakeMedplum) -> None:
     client = fake.sync_client(client_secret="s3cr3t", access_token="tok-abc")
     assert "s3cr3t" not in repr(client) and "tok-abc" not in repr(client)
+
+
+def test_clients_share_one_tls_context_instead_of_loading_the_ca_bundle_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Loading the CA bundle costs about 0.2 s: a fresh client per task must not pay it.
+    import ssl
+
+    from pymedplum import AsyncMedplumClient, MedplumClient, _security
+
+    loaded: list[object] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        loaded.append(kwargs)
+        return real(*args, **kwargs)
+
+    _security.default_ssl_context.cache_clear()
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    for _ in range(5):
+        MedplumClient("https://medplum.test/", client_id="a", client_secret="b").close()
+        AsyncMedplumClient("https://medplum.test/", client_id="a", client_secret="b")
+    assert len(loaded) == 1

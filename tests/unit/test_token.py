@@ -215,7 +215,7 @@ def test_100_concurrent_threads_cause_one_token_request(fake: FakeMedplum) -> No
     assert len(fake.api_requests) == 100
 
 
-def test_token_state_settle_shares_a_refresh_that_happened_while_waiting() -> None:
+def test_a_forced_refresh_takes_a_token_from_a_refresh_newer_than_its_ticket() -> None:
     state = TokenState(
         token_url="https://x/oauth2/token",
         client_id="a",
@@ -223,10 +223,14 @@ def test_token_state_settle_shares_a_refresh_that_happened_while_waiting() -> No
         access_token=None,
         cooldown=1.0,
     )
-    ticket = state.ticket
-    assert state.settle(ticket, False, 0.0) is None  # first caller must refresh
-    state.accept(200, {}, b'{"access_token": "t", "expires_in": 3600}', 0.0)
-    assert state.settle(ticket, True, 1.0) == "t"  # a 401 waiter reuses the new token
+    ticket = state.generation
+    first = state.join(ticket, False, 0.0)
+    assert first.lead and first.flight is not None  # the first caller must refresh
+    assert state.join(ticket, False, 0.0).flight is first.flight  # others wait on it
+    state.finish(first.flight, 200, {}, b'{"access_token": "t", "expires_in": 3600}', 0.0)
+    assert state.join(ticket, True, 1.0).token == "t"  # a 401 waiter reuses the new token
+    again = state.join(state.generation, True, 2.0)  # "t" itself was refused: refresh
+    assert again.lead
 
 
 def test_token_state_repr_hides_the_token() -> None:

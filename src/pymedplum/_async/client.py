@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core
+from pymedplum import _core, _obo
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._async.binary import AsyncBinaryMethods
 from pymedplum._async.bots import AsyncBotMethods
@@ -62,8 +62,10 @@ class AsyncMedplumClient(
     Authentication is lazy: the first request logs in with the client credentials
     (`POST {base_url}/oauth2/token`); the token is refreshed shortly before it expires,
     and once more when the server answers 401 (the request is then replayed once).
-    Concurrent callers share one refresh. After a failed refresh, calls needing a token
-    raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
+    Every client in the process that logs in with the same base URL and credentials shares
+    the token and one refresh at a time, so a fresh client per task logs in once. A 429 from
+    the token endpoint is waited out as any 429 is. After a failed refresh, calls needing a
+    token raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
 
     Args:
         base_url: the Medplum server. https, unless loopback or `allow_insecure_http`.
@@ -79,6 +81,8 @@ class AsyncMedplumClient(
         allow_insecure_http: permit plain http to a non-loopback host (logs a WARNING).
         failed_refresh_cooldown: seconds without refresh attempts after one fails.
         default_on_behalf_of: the ProjectMembership every request acts as by default.
+        token_cache: where tokens are kept (a `pymedplum.TokenCache`); by default the
+            process-wide one, shared by every client with the same base URL and credentials.
     """
 
     # ------------------------------------------------------------ create
@@ -549,8 +553,14 @@ class AsyncMedplumClient(
         headers: Mapping[str, str] | None = None,
         on_behalf_of: str | None = None,
     ) -> Any:
-        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON."""
-        return await self._json(self._build_raw("GET", path, params, headers), on_behalf_of)
+        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON.
+
+        A path under `admin/` (Medplum's admin API) acts as the client: the ambient and
+        default on-behalf-of do not apply to it, an explicit `on_behalf_of=` does. The same
+        holds for `post`, `put` and `delete`.
+        """
+        acting = self._raw_on_behalf_of(path, on_behalf_of)
+        return await self._json(self._build_raw("GET", path, params, headers), acting)
 
     async def post(
         self,
@@ -564,7 +574,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return await self._json(call, on_behalf_of)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     async def put(
         self,
@@ -578,7 +588,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return await self._json(call, on_behalf_of)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     async def delete(
         self,
@@ -589,4 +599,11 @@ class AsyncMedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
-        return await self._json(self._build_raw("DELETE", path, params, headers), on_behalf_of)
+        call = self._build_raw("DELETE", path, params, headers)
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+
+    def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
+        """The per-call value of a low-level call: admin API paths act as the client."""
+        if _obo.is_admin_path(self.base_url, path):
+            return _obo.admin_on_behalf_of(on_behalf_of)
+        return on_behalf_of

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import closing, contextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -20,6 +21,7 @@ from pymedplum import _backend, _binary, _core, _hooks, _security
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
+from pymedplum._token_cache import Flight, TokenCache
 from pymedplum.exceptions import NetworkError
 
 
@@ -29,7 +31,7 @@ def _send_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-class ClientBase(BaseClient):
+class ClientBase(_backend.CloseName, BaseClient):
     """Transport, authentication and hooks; the methods live in subclasses and mixins."""
 
     def __init__(
@@ -48,6 +50,7 @@ class ClientBase(BaseClient):
         allow_insecure_http: bool = False,
         failed_refresh_cooldown: float = 1.0,
         default_on_behalf_of: str | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         self._configure(
             base_url=base_url,
@@ -62,14 +65,14 @@ class ClientBase(BaseClient):
             failed_refresh_cooldown=failed_refresh_cooldown,
             default_on_behalf_of=default_on_behalf_of,
             async_hooks=_hooks.SYNC_HOOKS_ONLY,
+            token_cache=token_cache,
         )
         if http_client is not None:
             _security.check_http_client(http_client, httpx.Client)
         self._owns_http = http_client is None
         self._http: httpx.Client = http_client or httpx.Client(
-            **self._default_http_options(timeout)
+            verify=_security.default_ssl_context(), **self._default_http_options(timeout)
         )
-        self._refresh_lock = _backend.SyncLock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -89,49 +92,126 @@ class ClientBase(BaseClient):
         if self._owns_http:
             self._http.close()
 
-    def on_behalf_of(self, membership: str | Mapping[str, Any] | BaseModel) -> OnBehalfOfContext:
-        """Act as `membership` (a `ProjectMembership/<id>`) for every request in the block.
+    def on_behalf_of(
+        self, membership: str | Mapping[str, Any] | BaseModel | None
+    ) -> OnBehalfOfContext:
+        """Act as `membership` for every request in the block.
 
         Example:
             with client.on_behalf_of("ProjectMembership/abc"):
                 patient = client.read_resource("Patient", "123")
 
-        A per-call `on_behalf_of=` still wins; `""` clears the ambient value in the block.
+        `membership` is a ProjectMembership id (sent as `ProjectMembership/<id>`),
+        `"ProjectMembership/<id>"`, a ProjectMembership resource, or the membership's profile
+        (`"Practitioner/<id>"`, ...). None acts as the client itself inside the block. An
+        empty or malformed value raises ValueError at once. A per-call `on_behalf_of=` still
+        wins; admin calls ignore the block (see docs/on_behalf_of.md).
         """
         return self._obo.scope(membership)
+
+    # ------------------------------------------------------------ credentials
+
+    @property
+    def fhir_url_path(self) -> str:
+        """The FHIR base path under `base_url` (`fhir/R4/`)."""
+        return self.fhir_base_url[len(self.base_url) :]
+
+    @property
+    def client_id(self) -> str | None:
+        """The OAuth client id (read-only)."""
+        return self._token.client_id
+
+    @property
+    def client_secret(self) -> str | None:
+        """The OAuth client secret (read-only; never in a repr, a log or an exception)."""
+        return self._token.client_secret
+
+    @property
+    def access_token(self) -> str | None:
+        """The bearer token the next request sends, or None before the first login.
+
+        Reading it never logs in or refreshes. Clients logging in with the same base URL
+        and credentials share it (see docs/reliability.md).
+        """
+        return self._token.access_token
+
+    @property
+    def token_expires_at(self) -> datetime | None:
+        """When the current token expires (UTC): from the login's `expires_in`, or the
+        `expires_at` given to `set_access_token`. None when unknown: a token passed as
+        `access_token=` (or to `set_access_token` without an expiry) is used until the
+        server answers 401, and then refreshed if the client has credentials."""
+        return self._token.expires_at
+
+    def set_access_token(self, token: str, expires_at: datetime | None = None) -> None:
+        """Send `token` from now on (a token obtained elsewhere), for this client only.
+
+        Example:
+            client.set_access_token(token, expires_at=datetime.now(timezone.utc) + ttl)
+
+        `expires_at` (timezone-aware) lets a client with credentials refresh shortly before
+        it; without it the token is used until the server refuses it.
+        """
+        self._token.set_access_token(token, expires_at, self._clock())
 
     # ------------------------------------------------------------ the wire
 
     def _bearer(self, state: CallState) -> str | None:
-        """The token for the next attempt: cached, or from one shared refresh."""
-        tokens = self._token
-        if not state.force_refresh:
-            token = tokens.fresh(self._clock())
-            if token is not None or not tokens.can_refresh:
-                state.ticket = tokens.ticket
-                return token
-            state.ticket = tokens.ticket
-        with self._refresh_lock:
-            token = tokens.settle(state.ticket, state.force_refresh, self._clock())
-            if token is None and tokens.can_refresh:
-                token = self._refresh()
-            state.force_refresh = False
-            state.ticket = tokens.ticket
-        return token
+        """The token for the next attempt: cached, or from the one refresh in flight.
 
-    def _refresh(self) -> str:
-        """One client-credentials login; called under the refresh lock."""
-        url, headers, body = self._token.token_request()
-        failure = None
+        Every client logging in with the same credentials shares the cache and the flight
+        (pymedplum._token_cache): one caller leads the refresh, the others wait for it.
+        """
+        tokens = self._token
+        force = state.force_refresh
+        while True:
+            if not force:
+                state.ticket = tokens.generation
+                token = tokens.fresh(self._clock())
+                if token is not None or not tokens.can_refresh:
+                    return token
+            step = tokens.join(state.ticket, force, self._clock(), _backend.SYNC_WAIT_BLOCKS)
+            if step.flight is None:
+                token = step.token
+            elif step.lead:
+                token = self._refresh(step.flight)
+            else:
+                token = _backend.sync_wait(step.flight)
+            if token is not None:  # else the leader gave up (cancelled): try again
+                state.force_refresh = False
+                state.ticket = tokens.generation
+                return token
+
+    def _refresh(self, flight: Flight) -> str:
+        """Lead one client-credentials login for every client sharing these credentials.
+
+        A 429 from the token endpoint (Medplum: `RateLimit: "requests";r=0;t=55`, no
+        Retry-After) is waited out as a FHIR 429 is, within the same limits; every waiter
+        keeps waiting meanwhile instead of calling the endpoint itself.
+        """
+        tokens = self._token
+        url, headers, body = tokens.token_request()
         try:
-            response = self._http.post(url, headers=headers, content=body)
-        except httpx.RequestError as exc:
-            failure = self._token_transport_error(exc)
-        if failure is not None:
-            raise failure
-        return self._token.accept(
-            response.status_code, response.headers, response.content, self._clock()
-        )
+            retries = 0
+            while True:
+                failure = None
+                try:
+                    response = self._http.post(url, headers=headers, content=body)
+                except httpx.RequestError as exc:
+                    failure = self._token_transport_error(exc)
+                if failure is not None:
+                    raise failure
+                delay = tokens.retry_delay(response.status_code, response.headers, retries)
+                if delay is None:
+                    break
+                retries += 1
+                _backend.sync_sleep(delay)
+            return tokens.finish(
+                flight, response.status_code, response.headers, response.content, self._clock()
+            )
+        except BaseException as exc:
+            tokens.fail(flight, exc, self._clock())  # the waiters get it (or try again)
+            raise
 
     def _prepare_attempt(self, state: CallState) -> None:
         hook = self._before_request

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core
+from pymedplum import _core, _obo
 from pymedplum._core import Query, Resource, UpdateResult
 from pymedplum._generated.sync_search import TypedSearch
 from pymedplum._sync._base import ClientBase
@@ -63,8 +63,10 @@ class MedplumClient(
     Authentication is lazy: the first request logs in with the client credentials
     (`POST {base_url}/oauth2/token`); the token is refreshed shortly before it expires,
     and once more when the server answers 401 (the request is then replayed once).
-    Concurrent callers share one refresh. After a failed refresh, calls needing a token
-    raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
+    Every client in the process that logs in with the same base URL and credentials shares
+    the token and one refresh at a time, so a fresh client per task logs in once. A 429 from
+    the token endpoint is waited out as any 429 is. After a failed refresh, calls needing a
+    token raise TokenRefreshCooldownError for `failed_refresh_cooldown` seconds.
 
     Args:
         base_url: the Medplum server. https, unless loopback or `allow_insecure_http`.
@@ -80,6 +82,8 @@ class MedplumClient(
         allow_insecure_http: permit plain http to a non-loopback host (logs a WARNING).
         failed_refresh_cooldown: seconds without refresh attempts after one fails.
         default_on_behalf_of: the ProjectMembership every request acts as by default.
+        token_cache: where tokens are kept (a `pymedplum.TokenCache`); by default the
+            process-wide one, shared by every client with the same base URL and credentials.
     """
 
     # ------------------------------------------------------------ create
@@ -548,8 +552,14 @@ class MedplumClient(
         headers: Mapping[str, str] | None = None,
         on_behalf_of: str | None = None,
     ) -> Any:
-        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON."""
-        return self._json(self._build_raw("GET", path, params, headers), on_behalf_of)
+        """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON.
+
+        A path under `admin/` (Medplum's admin API) acts as the client: the ambient and
+        default on-behalf-of do not apply to it, an explicit `on_behalf_of=` does. The same
+        holds for `post`, `put` and `delete`.
+        """
+        acting = self._raw_on_behalf_of(path, on_behalf_of)
+        return self._json(self._build_raw("GET", path, params, headers), acting)
 
     def post(
         self,
@@ -563,7 +573,7 @@ class MedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     def put(
         self,
@@ -577,7 +587,7 @@ class MedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
 
     def delete(
         self,
@@ -588,4 +598,11 @@ class MedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
-        return self._json(self._build_raw("DELETE", path, params, headers), on_behalf_of)
+        call = self._build_raw("DELETE", path, params, headers)
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+
+    def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
+        """The per-call value of a low-level call: admin API paths act as the client."""
+        if _obo.is_admin_path(self.base_url, path):
+            return _obo.admin_on_behalf_of(on_behalf_of)
+        return on_behalf_of

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core, _operations
+from pymedplum import _core, _obo, _operations
 from pymedplum._convert import resource_to_dict
 from pymedplum._core import FHIR_JSON, Call, Query, Resource, _merge_headers
 from pymedplum._security import require_same_origin
@@ -318,17 +318,18 @@ class OperationMethods(ClientBase):
         *,
         on_behalf_of: str | None = None,
     ) -> None:
-        """Permanently delete a resource and all its history (`$expunge`); project admins only.
+        """Permanently delete a resource and all its history (`$expunge`); super admins only.
 
         Irreversible, unlike `delete_resource`. `everything=True` also expunges every resource
-        in the resource's compartment (Medplum runs that as an async job for a Project).
+        in the resource's compartment (Medplum runs that as an async job for a Project). An
+        admin call: it acts as the client (the ambient and default on-behalf-of do not apply).
         """
         query = "?everything=true" if everything else ""
         url = _operations.operation_url(self.fhir_base_url, resource_type, resource_id, "expunge")
         # Not replayed after an ambiguous failure: a replay could answer an error for a
         # resource the first attempt already removed.
         call = Call("POST", url + query, _merge_headers(None), None, None, False)
-        self._send(call, on_behalf_of)
+        self._send(call, _obo.admin_on_behalf_of(on_behalf_of))
 
     def validate_resource(
         self,

@@ -1,5 +1,10 @@
 # Generated from src/pymedplum/_async/projects.py by codegen/unasync.py: run `make generate`.
-"""Projects: accounts on resources, ProjectMembership access, inviting users."""
+"""Projects: accounts on resources, ProjectMembership access, inviting users.
+
+These are admin calls: they act as the client itself. The ambient `client.on_behalf_of(...)`
+value and `default_on_behalf_of` never apply to them (Medplum answers 403 to admin work on
+behalf of a restricted member); an explicit `on_behalf_of=` is still sent.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from pydantic import BaseModel
 
-from pymedplum import _accounts, _core, project_membership
+from pymedplum import _accounts, _core, _obo, project_membership
 from pymedplum._core import _merge_headers
 from pymedplum._sync._base import ClientBase
 from pymedplum.exceptions import OperationOutcomeError
@@ -45,7 +50,8 @@ class ProjectMethods(ClientBase):
         (only together with `propagate`) asks the server to run that as a job and answer
         at once. Returns the Parameters with `resourcesUpdated`, or, for a job, the 202
         OperationOutcome whose `issue[0].diagnostics` is the status URL: pass it to
-        `wait_for_async_job`. Needs project-admin rights (403 otherwise).
+        `wait_for_async_job`. Needs project-admin rights (403 otherwise), so it acts as the
+        client: only an explicit `on_behalf_of=` is sent, never the ambient or default one.
         """
         resource_type, resource_id = _accounts.resource_path(resource_ref)
         accounts = _accounts.account_list(account_refs)
@@ -60,7 +66,8 @@ class ProjectMethods(ClientBase):
         # Setting the same accounts twice converges, so a replay is safe; a job is not
         # replayed (a second job would run beside the first).
         call = self._call("POST", url, headers, body, replay_safe=not background)
-        return self._json(call, on_behalf_of)  # type: ignore[no-any-return]
+        acting = _obo.admin_on_behalf_of(on_behalf_of)
+        return self._json(call, acting)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ ProjectMembership.access
 
@@ -73,7 +80,10 @@ class ProjectMethods(ClientBase):
         max_retries: int,
         on_behalf_of: str | None,
     ) -> MergeResult:
-        """Read, apply `change`, write back under If-Match; re-read and retry on 412."""
+        """Read, apply `change`, write back under If-Match; re-read and retry on 412.
+
+        An admin call: the read and the write act as the client unless `on_behalf_of` is given.
+        """
         member = project_membership.membership_id(membership_id)
 
         def mutate(membership: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +98,7 @@ class ProjectMethods(ClientBase):
             mutate,
             max_retries=max_retries,
             force=force,
-            on_behalf_of=on_behalf_of,
+            on_behalf_of=_obo.admin_on_behalf_of(on_behalf_of),
         )
         return project_membership.merge_result(
             result.wrote, result.version_id, result.resource, ids
@@ -123,6 +133,9 @@ class ProjectMethods(ClientBase):
         every other entry is kept. One read, then one PUT guarded by If-Match, skipped when
         nothing changes (unless `force`); a 412 (a concurrent writer) re-reads and retries
         up to `max_retries` times, then raises PreconditionFailedError.
+
+        An admin call: it acts as the client (the ambient and default on-behalf-of do not
+        apply); pass `on_behalf_of=` to send one explicitly.
         """
         ids = project_membership.managed_ids(managed_policy_ids)
         entries = [project_membership.entry_dict(e) for e in managed_access]
@@ -159,7 +172,7 @@ class ProjectMethods(ClientBase):
 
         Same contract as `merge_project_membership_access`: one If-Match PUT (none when
         nothing changes), retried on 412 against the fresh state, so concurrent changes
-        by other writers are kept.
+        by other writers are kept. An admin call: it acts as the client.
         """
         ids = project_membership.managed_ids(managed_policy_ids)
         new = project_membership.entry_dict(entry)
@@ -194,7 +207,8 @@ class ProjectMethods(ClientBase):
                 managed_policy_ids={"practice-policy"},
             )
 
-        Only the managed slice is searched; the other entries keep their places.
+        Only the managed slice is searched; the other entries keep their places. An admin
+        call: it acts as the client.
         """
         ids = project_membership.managed_ids(managed_policy_ids)
         old = project_membership.entry_dict(entry)
@@ -241,7 +255,8 @@ class ProjectMethods(ClientBase):
         the ProjectMembership and returns it. `membership` is a template for it (`access`,
         `accessPolicy`, `admin`, ...); `upsert=True` updates an existing membership instead
         of failing with 409. Unset options are left to the server (it emails the user
-        unless `send_email=False`). Needs project-admin rights.
+        unless `send_email=False`). Needs project-admin rights, so it acts as the client:
+        the ambient and default on-behalf-of do not apply (an explicit `on_behalf_of=` does).
 
         Raises OperationOutcomeError when the server answers 200 with an OperationOutcome
         (it does when the invitation email could not be sent: the user and membership
@@ -264,7 +279,7 @@ class ProjectMethods(ClientBase):
         path = f"admin/projects/{_core._check_id(project_id, 'project_id')}/invite"
         headers = _merge_headers(None, Content_Type="application/json")
         call = self._call("POST", self._url(path), headers, body)
-        result = self._json(call, on_behalf_of)
+        result = self._json(call, _obo.admin_on_behalf_of(on_behalf_of))
         if not isinstance(result, dict) or result.get("resourceType") != _MEMBERSHIP:
             outcome = result if isinstance(result, dict) else None
             if outcome is not None and outcome.get("resourceType") != "OperationOutcome":
