@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pymedplum import _json
+from pymedplum._security import RedactedBytes, RedactedStr
 from pymedplum.exceptions import (
     AuthenticationError,
     MedplumError,
@@ -80,8 +81,9 @@ class TokenState:
             raise ValueError("failed_refresh_cooldown must be >= 0")
         self.token_url = token_url
         self._client_id = client_id
-        self._client_secret = client_secret
-        self._token = access_token
+        # Secrets are kept redacted from repr(), so that no traceback's locals show them.
+        self._client_secret = RedactedStr.wrap(client_secret)
+        self._token = RedactedStr.wrap(access_token)
         self._refresh_at: float | None = None
         if access_token:
             expiry = _jwt_expiry(access_token)
@@ -140,15 +142,14 @@ class TokenState:
         return None
 
     def token_request(self) -> tuple[str, dict[str, str], bytes]:
-        """URL, headers and form body of the client-credentials login."""
-        body = urlencode(
-            {
-                "grant_type": "client_credentials",
-                "client_id": self._client_id or "",
-                "client_secret": self._client_secret or "",
-            }
-        ).encode()
-        return self.token_url, dict(_FORM), body
+        """URL, headers and form body of the client-credentials login (the body redacted
+        from repr: it holds the secret)."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id or "",
+            "client_secret": str(self._client_secret or ""),
+        }
+        return self.token_url, dict(_FORM), RedactedBytes(urlencode(form).encode())
 
     def accept(self, status: int, headers: Mapping[str, str], body: bytes, now: float) -> str:
         """Take the token endpoint's reply: the new token, or raise (after `reject`)."""
@@ -158,9 +159,10 @@ class TokenState:
             raise error
         try:
             data: Any = _json.loads(body)
-            token = data["access_token"]
-            if not isinstance(token, str) or not token:
+            raw = data.pop("access_token")
+            if not isinstance(raw, str) or not raw:
                 raise TypeError
+            token = RedactedStr(raw)
         except (ValueError, KeyError, TypeError):
             error = AuthenticationError(
                 "token endpoint answered 200 without an access_token", status_code=status

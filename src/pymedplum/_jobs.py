@@ -29,7 +29,7 @@ __all__ = ["TERMINAL_STATUSES", "JobRef", "job_ref", "check_polling"]
 TERMINAL_STATUSES = frozenset({"completed", "error", "cancelled"})
 
 _STATUS_PATH = re.compile(
-    r"/(?:job/(?P<job>[^/]+)/status|bulkdata/export/(?P<export>[^/]+)|AsyncJob/(?P<read>[^/]+))/?$"
+    r"/(?:job/(?P<job>[^/]+)/status|bulkdata/export/(?P<export>[^/]+)|AsyncJob/(?P<read>[^/]+))/?\Z"
 )
 
 

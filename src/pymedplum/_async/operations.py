@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -94,8 +95,9 @@ class AsyncOperationMethods(AsyncClientBase):
             method=method,
             wrap_params=wrap_params,
         )
-        data = await self._json(call, on_behalf_of)
-        return _operations.check_direct_result(data, as_fhir)
+        # Inside the call, so that an answer as_fhir cannot read fails its audit event too.
+        select = functools.partial(_operations.check_direct_result, as_fhir=as_fhir)
+        return await self._json(call, on_behalf_of, empty=None, select=select)
 
     async def _read_only_operation(
         self,

@@ -117,7 +117,7 @@ class MedplumClient(
         POST: it is never replayed after a failure that may have committed it.
         """
         call = self._build_create(resource, headers, accounts)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def create_resource_if_none_exist(
@@ -160,7 +160,7 @@ class MedplumClient(
         """
         criteria = self._if_none_exist_query(if_none_exist)
         call = self._build_create(resource, headers, accounts, criteria)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ read
 
@@ -199,7 +199,7 @@ class MedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def vread_resource(
@@ -240,7 +240,7 @@ class MedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
@@ -284,7 +284,7 @@ class MedplumClient(
         PreconditionFailedError.
         """
         call = self._build_update(resource, headers, accounts, if_match)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def update_with_retry(
         self,
@@ -356,7 +356,7 @@ class MedplumClient(
     ) -> dict[str, Any] | M:
         """Apply JSON Patch operations; `if_match` sends an explicit ETag (`W/"3"`)."""
         call = self._build_patch(resource_type, resource_id, operations, headers, if_match)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def delete_resource(
         self,
@@ -394,8 +394,7 @@ class MedplumClient(
         on_behalf_of: str | None,
     ) -> Any:
         call = self._build_search(resource_type, _core.search_one_query(query))
-        bundle = self._json(call, on_behalf_of)
-        return _core.as_result(_core.first_match(bundle), as_fhir)
+        return self._json(call, on_behalf_of, as_fhir, select=_core.first_match)
 
     def _search_resource_pages(
         self,
@@ -547,7 +546,8 @@ class MedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """GET a path relative to base_url (`fhir/R4/Patient/123`, `auth/me`): parsed JSON."""
-        return self._json(self._build_raw("GET", path, params, headers), on_behalf_of)
+        call = self._build_raw("GET", path, params, headers)
+        return self._json(call, on_behalf_of, empty=None)
 
     def post(
         self,
@@ -561,7 +561,7 @@ class MedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, on_behalf_of, empty=None)
 
     def put(
         self,
@@ -575,7 +575,7 @@ class MedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return self._json(call, on_behalf_of)
+        return self._json(call, on_behalf_of, empty=None)
 
     def delete(
         self,
@@ -586,4 +586,5 @@ class MedplumClient(
         on_behalf_of: str | None = None,
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
-        return self._json(self._build_raw("DELETE", path, params, headers), on_behalf_of)
+        call = self._build_raw("DELETE", path, params, headers)
+        return self._json(call, on_behalf_of, empty=None)

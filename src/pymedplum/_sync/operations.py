@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -95,8 +96,9 @@ class OperationMethods(ClientBase):
             method=method,
             wrap_params=wrap_params,
         )
-        data = self._json(call, on_behalf_of)
-        return _operations.check_direct_result(data, as_fhir)
+        # Inside the call, so that an answer as_fhir cannot read fails its audit event too.
+        select = functools.partial(_operations.check_direct_result, as_fhir=as_fhir)
+        return self._json(call, on_behalf_of, empty=None, select=select)
 
     def _read_only_operation(
         self,
