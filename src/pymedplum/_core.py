@@ -748,9 +748,10 @@ class BaseClient:
         require_same_origin(next_url, self._origin, "the next-page link")
         if next_url in read:
             route = describe_path("GET", urlsplit(next_url).path, self._fhir_prefix)
+            pages = f"{len(read)} page" + ("s" if len(read) != 1 else "")
             raise InvalidResponseError(
                 f"GET {route.template} | the next-page link leads back to a page already "
-                f"read (after {len(read)} pages): the server's paging loops, so it was stopped",
+                f"read: the server's paging loops, so paging stopped after {pages}",
                 status_code=200,
                 method="GET",
                 path_template=route.template,

@@ -181,11 +181,26 @@ def dumps(value: Any, *, indent: bool = False) -> bytes:
     except orjson.JSONEncodeError as exc:
         reason = str(exc)
         raise _explain(value, reason) from None
-    if b"null" in data:  # orjson writes NaN and infinities as null: look for them
+    if _may_hold_null(data):  # orjson writes NaN and infinities as null: look for them
         problem = _find_problem(value)
         if problem is not None:
             raise problem
     return data
+
+
+_AFTER_A_VALUE = frozenset(b",]}\n")
+
+
+def _may_hold_null(data: bytes) -> bool:
+    # A null value is followed by `,`, `]`, `}`, (indented) a line break, or the end. A
+    # string holding such text only costs a needless search. One pass over the bytes.
+    at = data.find(b"null")
+    while at != -1:
+        end = at + 4
+        if end == len(data) or data[end] in _AFTER_A_VALUE:
+            return True
+        at = data.find(b"null", end)
+    return False
 
 
 # ---------------------------------------------------------------- locating bad values

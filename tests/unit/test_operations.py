@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pymedplum import (
+    InvalidResponseError,
     MedplumError,
     NotFoundError,
     ServerError,
@@ -477,5 +478,5 @@ def test_everything_stops_on_a_repeating_next_link(
     path = FHIR + "Patient/p1/$everything"
     loop = f"https://medplum.test{path}"
     fake.script("GET", path, page(["a"], loop), page(["a"], loop))
-    with pytest.raises(MedplumError, match="repeats"):
+    with pytest.raises(InvalidResponseError, match="leads back to a page already read"):
         make().read_patient_everything("p1")
