@@ -185,7 +185,18 @@ def test_every_parsed_answer_holds_json_numbers(
             content=b'{"resourceType":"Parameters","parameter":[{"name":"mean","valueDecimal":4.10}]}',
         ),
     )
+    fake.script(
+        "GET",
+        "/fhir/R4/Observation",
+        httpx.Response(
+            200,
+            content=b'{"resourceType":"Bundle","type":"searchset","entry":[{"resource":'
+            b'{"resourceType":"Observation","valueQuantity":{"value":7.20}}}]}',
+        ),
+    )
     api = make()
+    (found,) = list(api.search_resources("Observation", return_bundle=True))
+    assert found["valueQuantity"]["value"] == 7.2 and str(found["valueQuantity"]["value"]) == "7.20"
     with pytest.raises(OperationOutcomeError) as caught:
         api.read_resource("Patient", "x")
     for holder in (caught.value.outcome, caught.value.response.json()):  # type: ignore[union-attr]
