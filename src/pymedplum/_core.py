@@ -894,6 +894,7 @@ class CallState:
         "attempt_started",
         "attempt_started_at",
         "body_bytes",
+        "attempt_seconds",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -916,6 +917,7 @@ class CallState:
         self.attempt_started = 0.0
         self.attempt_started_at: datetime | None = None
         self.body_bytes = 0
+        self.attempt_seconds: float | None = None
 
     @property
     def route(self) -> Route:
@@ -940,7 +942,8 @@ class CallState:
     def attempt_timeout(self, streamed: bool) -> float | None:
         """Seconds the next attempt may take in all (None: no bound). A streamed upload or
         download is bounded per network read only: its size, not the server, sets its time."""
-        return None if streamed else self.core._timeout
+        self.attempt_seconds = None if streamed else self.core._timeout
+        return self.attempt_seconds
 
     def received(self, response: httpx.Response, size: int) -> None:
         """After each chunk of a response body: refuse a body past `max_response_bytes` and
@@ -962,7 +965,7 @@ class CallState:
             self.error = error
             self._record(response.status_code, error, None)
             raise error
-        timeout = self.core._timeout
+        timeout = self.attempt_seconds
         if timeout is not None and time.perf_counter() - self.attempt_started > timeout:
             raise _retry.AttemptTimeout(
                 f"the attempt took longer than the client's timeout ({timeout:g} s)"

@@ -119,6 +119,9 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """
     try:
         return _DECODER.decode(data)
+    except UnicodeEncodeError as exc:  # str input holding a lone surrogate
+        code = ord(exc.object[exc.start])
+        raise ValueError(f"JSON text holds a lone surrogate (U+{code:04X})") from None
     except RecursionError:
         raise ValueError("JSON nested too deeply to parse") from None
 
@@ -139,7 +142,7 @@ def decimal_text(value: Decimal) -> str:
 
 
 def _default(value: Any) -> Any:
-    if type(value) is DecimalFloat:
+    if isinstance(value, DecimalFloat):
         return orjson.Fragment(value._text.encode())
     if isinstance(value, Decimal):
         return orjson.Fragment(decimal_text(value).encode())
@@ -205,7 +208,7 @@ def _path_text(parts: tuple[str | int, ...], root: str) -> str:
 
 def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float):
-        if type(value) is DecimalFloat or math.isfinite(value):
+        if isinstance(value, DecimalFloat) or math.isfinite(value):
             return None
         return f"{value} is not a JSON number (FHIR has no NaN or infinity)"
     if isinstance(value, Decimal) and not value.is_finite():

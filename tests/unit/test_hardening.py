@@ -372,6 +372,16 @@ def test_a_dict_nested_1000_deep_is_a_validation_error(
     assert fake.api_requests == []
 
 
+def test_a_lone_surrogate_in_json_text_is_a_validation_error() -> None:
+    from pymedplum.helpers import parse_resource
+
+    for text in ('{"resourceType": "Patient", "id": "\ud800"}', '{"resourceType": "\\ud800"}'):
+        for parse in (parse_resource, Patient.model_validate_json, Patient.from_server):
+            with pytest.raises(ValueError) as caught:
+                parse(text)
+            assert not isinstance(caught.value, UnicodeError)
+
+
 def test_deep_nesting_in_helpers_and_models_is_a_validation_error() -> None:
     with pytest.raises(ValueError):
         dict_to_parameters({"x": DEEP})
@@ -518,3 +528,45 @@ def test_redacted_secrets_still_reach_the_wire(
     make(client_secret=SECRET).read_resource("Patient", "1")
     assert f"client_secret={SECRET}" in fake.token_requests[0].content.decode()
     assert fake.api_requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
+# ------------------------------------------------------------ the attempt's time bound
+
+
+class _SlowClock:
+    """A clock for CallState in which every reading is 1,000 s after the one before."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1000.0
+        return self.now
+
+    def time(self) -> float:
+        return 0.0
+
+
+def test_a_body_arriving_past_the_timeout_fails_the_attempt(
+    make: Callable[..., Driver], fake: FakeMedplum, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked between body chunks too, for http clients whose sockets the SDK cannot bound."""
+    from pymedplum import _core
+
+    api = make(timeout=5.0)
+    api.read_resource("Patient", "warm")  # the token, before the clock runs fast
+    monkeypatch.setattr(_core, "time", _SlowClock())
+    with pytest.raises(NetworkError, match="AttemptTimeout"):
+        api.create_resource({"resourceType": "Patient"})
+
+
+def test_a_streamed_upload_is_bounded_per_read_not_as_a_whole(
+    make: Callable[..., Driver], fake: FakeMedplum, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymedplum import _core
+
+    fake.script("POST", FHIR + "Binary", httpx.Response(201, json={"resourceType": "Binary"}))
+    api = make(timeout=5.0)
+    api.read_resource("Patient", "warm")
+    monkeypatch.setattr(_core, "time", _SlowClock())
+    assert api.upload_binary(b"x" * 100, "text/plain") == {"resourceType": "Binary"}
