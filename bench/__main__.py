@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
+        print(_table("JSON dicts (client responses)", models.json_dicts()))
     if "client" in which:
         try:
             from bench import client

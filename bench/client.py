@@ -2,11 +2,12 @@
 
 What is compared. Both sides send the same request (method, URL, query, headers: bearer
 token, Accept, Content-Type, User-Agent) through an `httpx.Client` / `httpx.AsyncClient`
-with the same options, and both parse the response with `pymedplum._json.loads` (jiter in
-decimal mode: FHIR decimals must keep their text, so that is the parser any correct client
-pays for) and serialize a create's body with `pymedplum._json.dumps`. The ratio is
-therefore what the SDK adds on top of httpx: URL and header building, OBO resolution, token
-bookkeeping, the retry state machine, status-to-exception mapping. No hooks are set.
+with the same options, and both parse the response with `pymedplum._json.loads` (msgspec,
+each decimal a float that keeps its text: FHIR decimals must keep their text, so that is
+the parser any correct client pays for) and serialize a create's body with
+`pymedplum._json.dumps`. The ratio is therefore what the SDK adds on top of httpx: URL
+and header building, OBO resolution, token bookkeeping, the retry state machine,
+status-to-exception mapping. No hooks are set.
 
 Two settings, each measured in this run:
 - loopback: the local Medplum server (tests/medplum_server) on 127.0.0.1. CPU time of this

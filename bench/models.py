@@ -152,6 +152,47 @@ def synthea_bundle() -> list[Row]:
     ]
 
 
+def json_dicts() -> list[Row]:
+    """What the client does with every response body: JSON to a dict whose decimals keep
+    their text (DecimalFloat), and back; against orjson and the stdlib, in this run."""
+    path = max((EXAMPLES / "synthea").glob("*.json"), key=lambda p: p.stat().st_size)
+    raw = path.read_bytes()
+    raws = [raw for raw, _ in _examples()]
+    n = len(raws)
+    ours = best_of(lambda: _json.loads(raw))
+    floor = best_of(lambda: orjson.loads(raw))
+    stdlib = best_of(lambda: json.loads(raw))
+    ours_each = best_of(lambda: [_json.loads(r) for r in raws]) / n
+    floor_each = best_of(lambda: [orjson.loads(r) for r in raws]) / n
+    stdlib_each = best_of(lambda: [json.loads(r) for r in raws]) / n
+    data = _json.loads(raw)
+    plain = orjson.loads(raw)
+    ours_dump = best_of(lambda: _json.dumps(data))
+    floor_dump = best_of(lambda: orjson.dumps(plain))
+    size = f"{len(raw) / 1e6:.1f} MB"
+    return [
+        (
+            f"Synthea bundle ({size}) to a dict, decimals keeping their text",
+            ms(ours),
+            f"{ours / floor:.2f}x orjson.loads ({ms(floor)}), {ours / stdlib:.2f}x json.loads",
+            "",
+        ),
+        (
+            f"one example resource to a dict ({n} examples)",
+            us(ours_each),
+            f"{ours_each / floor_each:.2f}x orjson.loads ({us(floor_each)}), "
+            f"{ours_each / stdlib_each:.2f}x json.loads",
+            "",
+        ),
+        (
+            "the Synthea dict written back, decimal text exact",
+            ms(ours_dump),
+            f"{ours_dump / floor_dump:.2f}x orjson.dumps of plain floats ({ms(floor_dump)})",
+            "",
+        ),
+    ]
+
+
 _IMPORT_ALL = (
     "import importlib, pymedplum.fhir as f\n"
     "for m in sorted(set(f._MODULES.values())): importlib.import_module('pymedplum.fhir.' + m)\n"

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from pymedplum._fhirmodel import (
         FHIRValidationError as FHIRValidationError,
     )
+    from pymedplum._json import (
+        DecimalFloat as DecimalFloat,
+    )
     from pymedplum._obo import (
         OnBehalfOfContext as OnBehalfOfContext,
     )
@@ -73,6 +76,9 @@ if TYPE_CHECKING:
         InsecureTransportError as InsecureTransportError,
     )
     from pymedplum.exceptions import (
+        InvalidResponseError as InvalidResponseError,
+    )
+    from pymedplum.exceptions import (
         MedplumError as MedplumError,
     )
     from pymedplum.exceptions import (
@@ -92,6 +98,12 @@ if TYPE_CHECKING:
     )
     from pymedplum.exceptions import (
         RateLimitError as RateLimitError,
+    )
+    from pymedplum.exceptions import (
+        ResponseTooLargeError as ResponseTooLargeError,
+    )
+    from pymedplum.exceptions import (
+        ResponseValidationError as ResponseValidationError,
     )
     from pymedplum.exceptions import (
         ServerError as ServerError,
@@ -248,6 +260,7 @@ _EXCEPTIONS = (
     "ConflictError",
     "GoneError",
     "InsecureTransportError",
+    "InvalidResponseError",
     "MedplumError",
     "MissingVersionIdError",
     "NetworkError",
@@ -255,6 +268,8 @@ _EXCEPTIONS = (
     "OperationOutcomeError",
     "PreconditionFailedError",
     "RateLimitError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
     "ServerError",
     "TokenRefreshCooldownError",
     "UnsafeRedirectError",
@@ -323,6 +338,7 @@ _IMPORT_MAP: dict[str, str] = {
     "parameters_to_dict": "pymedplum.parameters",
     "RateLimitStatus": "pymedplum._ratelimit",
     "FHIRValidationError": "pymedplum._fhirmodel",
+    "DecimalFloat": "pymedplum._json",
     "RateLimitPolicy": "pymedplum._ratelimit",
     "TokenCache": "pymedplum._token_cache",
     "CachedToken": "pymedplum._token_cache",

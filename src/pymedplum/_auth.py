@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pymedplum import _json, _retry
+from pymedplum._security import RedactedBytes, RedactedStr
 from pymedplum._token_cache import (
     CachedToken,
     Flight,
@@ -102,10 +103,11 @@ class TokenState:
             raise ValueError("failed_refresh_cooldown must be >= 0")
         self.token_url = token_url
         self.client_id = client_id
-        self._client_secret = client_secret
+        # Secrets are kept redacted from repr(), so that no traceback's locals show them.
+        self._client_secret = RedactedStr.wrap(client_secret)
         # A caller-supplied token carries no expiry unless one is given (set_access_token):
         # it is used until the server refuses it.
-        self._own = CachedToken(access_token) if access_token else None
+        self._own = CachedToken(RedactedStr(access_token)) if access_token else None
         self._key = (
             token_key(token_url, client_id, client_secret) if client_id and client_secret else None
         )
@@ -154,6 +156,7 @@ class TokenState:
             raise ValueError("set_access_token: the token must be a non-empty str")
         if "\r" in token or "\n" in token:
             raise ValueError("set_access_token: the token must not contain line breaks")
+        token = RedactedStr(token)
         if expires_at is None:
             self._own = CachedToken(token)
             return
@@ -215,15 +218,14 @@ class TokenState:
         return Join(flight=flight, lead=True)
 
     def token_request(self) -> tuple[str, dict[str, str], bytes]:
-        """URL, headers and form body of the client-credentials login."""
-        body = urlencode(
-            {
-                "grant_type": "client_credentials",
-                "client_id": self.client_id or "",
-                "client_secret": self._client_secret or "",
-            }
-        ).encode()
-        return self.token_url, dict(_FORM), body
+        """URL, headers and form body of the client-credentials login (the body redacted
+        from repr: it holds the secret)."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id or "",
+            "client_secret": str(self._client_secret or ""),
+        }
+        return self.token_url, dict(_FORM), RedactedBytes(urlencode(form).encode())
 
     @staticmethod
     def retry_delay(status: int, headers: Mapping[str, str], retries_done: int) -> float | None:
@@ -248,9 +250,10 @@ class TokenState:
             raise error
         try:
             data: Any = _json.loads(body)
-            token = data["access_token"]
-            if not isinstance(token, str) or not token:
+            raw = data.pop("access_token")
+            if not isinstance(raw, str) or not raw:
                 raise TypeError
+            token = RedactedStr(raw)
         except (ValueError, KeyError, TypeError):
             error = AuthenticationError(
                 "token endpoint answered 200 without an access_token", status_code=status

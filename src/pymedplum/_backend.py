@@ -2,23 +2,44 @@
 
 Each comes as a pair named so that codegen/unasync.py maps one to the other
 (`async_sleep` -> `sync_sleep`, `async_wait` -> `sync_wait`, `ASYNC_WAIT_BLOCKS` ->
-`SYNC_WAIT_BLOCKS`, `AsyncCloseName` -> `CloseName`). Tests patch the sleeps.
+`SYNC_WAIT_BLOCKS`, `AsyncCloseName` -> `CloseName`, `AsyncDeadline` -> `Deadline`,
+`new_async_http_client` -> `new_sync_http_client`). Tests patch the sleeps.
+
+The client's `timeout` bounds each attempt as a whole. The async client cancels the
+attempt when it runs out (`asyncio.timeout`). The sync client cannot cancel a blocking
+read, so every socket operation of an attempt waits at most for what remains of it: the
+httpx client it creates uses a network backend that reads the attempt's deadline from a
+ContextVar (`Deadline`). A server that sends one byte every 0.15 s cannot hold an attempt
+past its timeout either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import ssl
 import time
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any
 
+import httpcore
+import httpx
+
+from pymedplum._retry import AttemptTimeout
 from pymedplum._token_cache import Flight
 
 __all__ = [
     "ASYNC_WAIT_BLOCKS",
     "SYNC_WAIT_BLOCKS",
     "AsyncCloseName",
+    "AsyncDeadline",
     "CloseName",
+    "Deadline",
     "async_sleep",
     "async_wait",
+    "new_async_http_client",
+    "new_sync_http_client",
     "sync_sleep",
     "sync_wait",
 ]
@@ -62,3 +83,162 @@ class AsyncCloseName:
 
 class CloseName:
     """The sync client's `close()` is its own: nothing to add."""
+
+
+def _expired(seconds: float) -> AttemptTimeout:
+    return AttemptTimeout(f"the attempt took longer than the client's timeout ({seconds:g} s)")
+
+
+class AsyncDeadline:
+    """`async with AsyncDeadline(seconds)`: cancel the block after `seconds` (None: never),
+    raising AttemptTimeout (an httpx.TimeoutException) in its place."""
+
+    __slots__ = ("_seconds", "_timeout")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._timeout: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        if self._seconds is not None:
+            self._timeout = asyncio.timeout(self._seconds)
+            await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        timeout = self._timeout
+        if timeout is None:
+            return
+        try:
+            await timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+            raise _expired(self._seconds or 0.0) from None
+
+
+_DEADLINE: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "pymedplum_attempt_deadline", default=None
+)
+
+
+class Deadline:
+    """`with Deadline(seconds)`: every socket operation in the block, on an httpx client
+    made by `new_sync_http_client`, waits at most for what remains of `seconds`."""
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._seconds = seconds
+        self._token: contextvars.Token[tuple[float, float] | None] | None = None
+
+    def __enter__(self) -> None:
+        if self._seconds is not None:
+            self._token = _DEADLINE.set((time.monotonic() + self._seconds, self._seconds))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _DEADLINE.reset(self._token)
+            self._token = None
+
+
+def _remaining(timeout: float | None, *, connecting: bool = False) -> float | None:
+    """The timeout for one socket operation: httpx's own, cut to what the attempt has left."""
+    current = _DEADLINE.get()
+    if current is None:
+        return timeout
+    deadline, seconds = current
+    left = deadline - time.monotonic()
+    if left <= 0:
+        if connecting:  # nothing was sent yet: a plain connect timeout, retried as such
+            raise httpcore.ConnectTimeout(str(_expired(seconds)))
+        raise _expired(seconds)
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _remaining(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _remaining(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(ssl_context, server_hostname, _remaining(timeout))
+        return _DeadlineStream(stream)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, with every operation bounded by the attempt's deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _remaining(timeout, connecting=True)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _remaining(timeout, connecting=True)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def new_async_http_client(options: dict[str, Any]) -> httpx.AsyncClient:
+    """The async client's own httpx client (AsyncDeadline bounds its attempts)."""
+    return httpx.AsyncClient(**options)
+
+
+def new_sync_http_client(options: dict[str, Any]) -> httpx.Client:
+    """The sync client's own httpx client, its sockets bounded by `Deadline`.
+
+    httpx offers no public way to pass httpcore a network backend, so it is set on the
+    default transport's connection pool; should httpx change that layout, the client
+    still works, with body reads checked against the deadline between chunks only.
+    """
+    client = httpx.Client(**options)
+    pool = getattr(getattr(client, "_transport", None), "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return client

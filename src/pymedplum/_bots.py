@@ -92,11 +92,17 @@ def encode_input(input_data: Any, content_type: str) -> bytes:
         return _json.dumps(input_data)
     if isinstance(input_data, bytes | bytearray):
         return bytes(input_data)
-    if isinstance(input_data, str):
-        return input_data.encode("utf-8")
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media == FORM_CONTENT_TYPE and isinstance(input_data, Mapping):
-        return urlencode(_core.query_pairs(input_data), doseq=False).encode("ascii")
+    try:
+        if isinstance(input_data, str):
+            return input_data.encode("utf-8")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media == FORM_CONTENT_TYPE and isinstance(input_data, Mapping):
+            return urlencode(_core.query_pairs(input_data), doseq=False).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"execute_bot: input_data holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}), "
+            "which is not valid Unicode"
+        ) from None
     raise TypeError(
         f"execute_bot: a {type(input_data).__name__} cannot be sent as {content_type}; "
         "pass str or bytes (or use a JSON content type)"

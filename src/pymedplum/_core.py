@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
@@ -22,12 +23,13 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import httpx
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from pymedplum import _hooks, _json, _retry
 from pymedplum._auth import TokenState
 from pymedplum._convert import dict_to_model, resource_to_dict
 from pymedplum._obo import OBO_HEADER, OnBehalfOf
-from pymedplum._security import check_base_url, origin_of, require_same_origin
+from pymedplum._security import RedactedStr, check_base_url, origin_of, require_same_origin
 from pymedplum._token_cache import TokenCache
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import (
@@ -37,6 +39,7 @@ from pymedplum.exceptions import (
     ConflictError,
     ErrorResponse,
     GoneError,
+    InvalidResponseError,
     MedplumError,
     MissingVersionIdError,
     NetworkError,
@@ -44,28 +47,44 @@ from pymedplum.exceptions import (
     OperationOutcomeError,
     PreconditionFailedError,
     RateLimitError,
+    ResponseTooLargeError,
+    ResponseValidationError,
     ServerError,
     ValidationError,
 )
 from pymedplum.hooks import PreparedRequest, RequestAction, RequestAttempt, RequestEvent
 
-__all__ = ["BaseClient", "Call", "CallState", "UpdateResult", "encode_query", "describe_path"]
+__all__ = [
+    "BaseClient",
+    "Call",
+    "CallState",
+    "JsonReader",
+    "UpdateResult",
+    "encode_query",
+    "describe_path",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+]
 
 logger = logging.getLogger("pymedplum")
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 Query = Mapping[str, Any] | Sequence[tuple[str, Any]]
 Resource = Mapping[str, Any] | BaseModel
 
 USER_AGENT = "pymedplum/0.1.0"
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
+#: The largest response body the client reads by default (`max_response_bytes`): 64 MiB.
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _BASE_HEADERS = {"Accept": FHIR_JSON}
-_RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_PLAIN_SEGMENT = re.compile(r"^[A-Za-z_$][A-Za-z_\-$]*$")
+# `\Z`, not `$`: `$` also matches before a final line break ("abc\n").
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}\Z")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z_$][A-Za-z_\-$]*\Z")
 _MUTATION = re.compile(r"^\s*mutation\b", re.MULTILINE)
-_URL_SAFE_PART = re.compile(r"^[A-Za-z0-9\-._$]+$")
+_URL_SAFE_PART = re.compile(r"[A-Za-z0-9\-._$]+\Z")
+_OBO_HEADER_LOWER = OBO_HEADER.lower()
 # An absolute URL starts with a scheme; `identifier=http://x|1` is a query, not a URL.
 _ABSOLUTE_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -100,11 +119,13 @@ class Call:
 # ---------------------------------------------------------------- building requests
 
 
-def _query_value(value: Any) -> str:
+def _query_value(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return _json.decimal_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"query parameter {key!r}: {value} is not a number FHIR can search")
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
@@ -123,10 +144,25 @@ def encode_query(query: Query | None) -> str:
         if value is None:
             continue
         if isinstance(value, list | tuple | set | frozenset):
-            pairs.extend((key, _query_value(v)) for v in value if v is not None)
+            pairs.extend((key, _query_value(key, v)) for v in value if v is not None)
         else:
-            pairs.append((key, _query_value(value)))
-    return urlencode(pairs, safe=",:|$")
+            pairs.append((key, _query_value(key, value)))
+    try:
+        return urlencode(pairs, safe=",:|$")
+    except UnicodeEncodeError as exc:  # a lone surrogate: not Unicode text
+        bad = next(k for k, v in pairs if not _is_unicode(k) or not _is_unicode(v))
+        raise ValueError(
+            f"query parameter {bad if _is_unicode(bad) else '?'!r}: the text holds a lone "
+            f"surrogate (U+{ord(exc.object[exc.start]):04X}), which is not valid Unicode"
+        ) from None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_type(resource_type: str) -> str:
@@ -143,7 +179,11 @@ def _check_id(value: str, what: str) -> str:
 
 
 def _merge_headers(extra: Mapping[str, str] | None, **sdk: str | None) -> dict[str, str]:
-    """SDK headers, then the caller's, which win (case-insensitively)."""
+    """SDK headers, then the caller's, which win (case-insensitively).
+
+    The caller's `Authorization` is refused (the client owns the credentials); an
+    `X-Medplum-On-Behalf-Of` is kept under that exact name, for `split_obo_header`.
+    """
     headers = dict(_BASE_HEADERS)
     for name, value in sdk.items():
         if value is not None:
@@ -151,11 +191,47 @@ def _merge_headers(extra: Mapping[str, str] | None, **sdk: str | None) -> dict[s
     if extra:
         lowered = {k.lower(): k for k in headers}
         for name, value in extra.items():
-            existing = lowered.get(name.lower())
+            key = _check_header(name, value)
+            existing = lowered.get(key)
             if existing is not None:
                 del headers[existing]
+            if key == _OBO_HEADER_LOWER:
+                name = OBO_HEADER
             headers[name] = value
+            lowered[key] = name
     return headers
+
+
+def _check_header(name: object, value: object) -> str:
+    """The lowercased name of a caller's header; ValueError when it cannot be sent."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        raise TypeError("headers: names and values must be strings")
+    shown = name if name.isascii() and name.isprintable() else ascii(name)
+    if not name or not name.isascii() or not name.isprintable() or ":" in name or " " in name:
+        raise ValueError(f"headers: {shown!r} is not a valid header name")
+    key = name.lower()
+    if key in ("authorization", "proxy-authorization"):
+        raise ValueError(
+            f"headers: {name} is set by the client from its credentials (access_token=, or "
+            "client_id and client_secret); it cannot be given per call"
+        )
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(
+            f"headers: the value of {shown!r} must be printable ASCII (no line breaks)"
+        )
+    return key
+
+
+def split_obo_header(headers: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """The headers without `X-Medplum-On-Behalf-Of` (any case), and its value if present."""
+    value = None
+    rest = headers
+    for name in headers:
+        if name.lower() == _OBO_HEADER_LOWER:
+            rest = {k: v for k, v in headers.items() if k.lower() != _OBO_HEADER_LOWER}
+            value = headers[name]
+            break
+    return rest, value
 
 
 def _stamp_accounts(resource: dict[str, Any], accounts: str | Sequence[str] | None) -> None:
@@ -366,6 +442,56 @@ def parse_json(response: httpx.Response) -> Any:
     return _json.loads(content)
 
 
+class EmptyBodyError(ValueError):
+    """A response had no body where JSON was expected (turned into InvalidResponseError)."""
+
+
+#: `JsonReader(empty=REFUSE_EMPTY)`: an empty body is an error.
+REFUSE_EMPTY: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReader:
+    """How a JSON response becomes a call's result: parsed, optionally narrowed by
+    `select`, validated into `as_fhir`. It runs inside the call (`_send(decode=...)`), so a
+    body that cannot be used fails the call and its audit event.
+
+    `empty` is what an empty body stands for (`None` for the low-level methods, documented
+    to return None then); by default an empty body is an error.
+    """
+
+    as_fhir: type[BaseModel] | None = None
+    empty: Any = REFUSE_EMPTY
+    select: Callable[[Any], Any] | None = None
+
+    def __call__(self, response: httpx.Response) -> Any:
+        content = response.content
+        if content:
+            data = _json.loads(content)
+        elif self.empty is REFUSE_EMPTY:
+            raise EmptyBodyError("the response body is empty, where JSON was expected")
+        else:
+            data = self.empty
+        if self.select is not None:
+            data = self.select(data)
+        return as_result(data, self.as_fhir)
+
+
+#: The reader of a plain JSON call (no model, empty body refused).
+JSON = JsonReader()
+
+
+@dataclass(frozen=True, slots=True)
+class PageReader:
+    """A search or history page: (the Bundle, its resources as dicts or `as_fhir` models)."""
+
+    as_fhir: type[BaseModel] | None = None
+
+    def __call__(self, response: httpx.Response) -> tuple[Any, list[Any]]:
+        bundle = JSON(response)
+        return bundle, page_resources(bundle, self.as_fhir)
+
+
 def _outcome_of(content: bytes) -> dict[str, Any] | None:
     try:
         data = _json.loads(content) if content else None
@@ -374,6 +500,22 @@ def _outcome_of(content: bytes) -> dict[str, Any] | None:
     if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
         return data
     return None
+
+
+_READS = frozenset({"GET", "HEAD"})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+def _error_path(error: Any) -> str:
+    """A validation error's location as a FHIR path (the errors of our models carry one)."""
+    loc: tuple[Any, ...] = tuple(error.get("loc") or ())
+    if len(loc) == 1 and isinstance(loc[0], str) and "." in loc[0]:
+        return loc[0]
+    return ".".join(str(part) for part in loc) or "(root)"
 
 
 _STATUS_ERRORS: dict[int, type[OperationOutcomeError]] = {
@@ -450,10 +592,20 @@ class BaseClient:
         failed_refresh_cooldown: float,
         default_on_behalf_of: str | None,
         async_hooks: bool,
+        timeout: float | None = 30.0,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         token_cache: TokenCache | None = None,
     ) -> None:
         if bool(client_id) != bool(client_secret):
             raise ValueError("client_id and client_secret must be given together")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if max_response_bytes is not None and (
+            isinstance(max_response_bytes, bool) or max_response_bytes < 1
+        ):
+            raise ValueError("max_response_bytes must be a positive int, or None for no cap")
+        self._timeout = timeout
+        self._max_response_bytes = max_response_bytes
         _hooks.check_hook("before_request", before_request, async_hooks)
         _hooks.check_hook("on_request_complete", on_request_complete, async_hooks)
         self.base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
@@ -464,8 +616,8 @@ class BaseClient:
         self._token = TokenState(
             token_url=self.base_url + "oauth2/token",
             client_id=client_id,
-            client_secret=client_secret,
-            access_token=access_token,
+            client_secret=RedactedStr.wrap(client_secret),
+            access_token=RedactedStr.wrap(access_token),
             cooldown=failed_refresh_cooldown,
             cache=token_cache,
         )
@@ -474,7 +626,7 @@ class BaseClient:
         self._on_request_complete = on_request_complete
 
     @staticmethod
-    def _default_http_options(timeout: float) -> dict[str, Any]:
+    def _default_http_options(timeout: float | None) -> dict[str, Any]:
         return {
             "timeout": timeout,
             "follow_redirects": False,
@@ -482,7 +634,8 @@ class BaseClient:
         }
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} base_url={self.base_url!r}>"
+        # Safe on a client whose construction failed half way (tracebacks show it).
+        return f"<{type(self).__name__} base_url={getattr(self, 'base_url', None)!r}>"
 
     @property
     def default_on_behalf_of(self) -> str | None:
@@ -493,6 +646,8 @@ class BaseClient:
 
     def _url(self, path: str, query: Query | None = None) -> str:
         """An absolute URL for a path relative to base_url (or a same-origin absolute URL)."""
+        if not isinstance(path, str) or not _is_unicode(path):
+            raise ValueError("path: not a valid URL path (it holds a lone surrogate)")
         if _ABSOLUTE_URL.match(path):
             require_same_origin(path, self._origin, "request URL")
             url = path
@@ -588,12 +743,23 @@ class BaseClient:
         encoded = encode_query(query)
         return Call("GET", url + "?" + encoded if encoded else url, _merge_headers(None))
 
-    def _build_next_page(self, bundle: Any) -> Call | None:
-        """The call for a search page's `next` link; refuses another origin."""
+    def _build_next_page(self, bundle: Any, read: set[str]) -> Call | None:
+        """The call for a page's `next` link; refuses another origin and a page in `read`
+        (the URLs already read), which would page forever."""
         next_url = FHIRBundle(bundle).next_url if isinstance(bundle, Mapping) else None
         if not next_url:
             return None
         require_same_origin(next_url, self._origin, "the next-page link")
+        if next_url in read:
+            route = describe_path("GET", urlsplit(next_url).path, self._fhir_prefix)
+            pages = f"{len(read)} page" + ("s" if len(read) != 1 else "")
+            raise InvalidResponseError(
+                f"GET {route.template} | the next-page link leads back to a page already "
+                f"read: the server's paging loops, so paging stopped after {pages}",
+                status_code=200,
+                method="GET",
+                path_template=route.template,
+            )
         return Call("GET", next_url, _merge_headers(None))
 
     def _build_bundle(
@@ -657,8 +823,28 @@ class BaseClient:
 
     # -- running a call
 
+    def _acting(self, call: Call, on_behalf_of: str | None) -> tuple[Call, str | None]:
+        """The call without an `X-Medplum-On-Behalf-Of` in its headers, and the membership
+        it acts as. Such a header is a per-call `on_behalf_of` (the same rules apply, and
+        the header sent is the resolved one); with the kwarg too, both must agree."""
+        headers, from_header = split_obo_header(call.headers)
+        if from_header is not None:
+            if on_behalf_of is not None and (
+                self._obo.resolve(on_behalf_of) != self._obo.resolve(from_header)
+            ):
+                raise ValueError(
+                    "on_behalf_of and headers['X-Medplum-On-Behalf-Of'] name different "
+                    "memberships: give one of them"
+                )
+            on_behalf_of = from_header
+            call = Call(
+                call.method, call.url, headers, call.content, call.json_body, call.replay_safe
+            )
+        return call, self._obo.resolve(on_behalf_of)
+
     def _begin(self, call: Call, on_behalf_of: str | None) -> CallState:
-        return CallState(self, call, self._obo.resolve(on_behalf_of))
+        call, acting = self._acting(call, on_behalf_of)
+        return CallState(self, call, acting)
 
     def _prepared(self, call: Call) -> PreparedRequest:
         return _hooks.prepared(call.method, call.url, call.headers, call.json_body)
@@ -709,6 +895,8 @@ class CallState:
         "started_at",
         "attempt_started",
         "attempt_started_at",
+        "body_bytes",
+        "attempt_seconds",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -730,6 +918,8 @@ class CallState:
         self.started_at = datetime.now(UTC) if self.attempts is not None else None
         self.attempt_started = 0.0
         self.attempt_started_at: datetime | None = None
+        self.body_bytes = 0
+        self.attempt_seconds: float | None = None
 
     @property
     def route(self) -> Route:
@@ -742,13 +932,98 @@ class CallState:
         call = self.attempt_call
         headers = call.headers.copy()
         if token:
-            headers["Authorization"] = "Bearer " + token
+            headers["Authorization"] = RedactedStr("Bearer " + token)
         if self.obo:
             headers[OBO_HEADER] = self.obo
         if self.attempts is not None:
             self.attempt_started_at = datetime.now(UTC)
         self.attempt_started = time.perf_counter()
+        self.body_bytes = 0
         return http.build_request(call.method, call.url, headers=headers, content=call.content)
+
+    def attempt_timeout(self, streamed: bool) -> float | None:
+        """Seconds the next attempt may take in all (None: no bound). A streamed upload or
+        download is bounded per network read only: its size, not the server, sets its time."""
+        self.attempt_seconds = None if streamed else self.core._timeout
+        return self.attempt_seconds
+
+    def received(self, response: httpx.Response, size: int) -> None:
+        """After each chunk of a response body: refuse a body past `max_response_bytes` and
+        an attempt past its timeout (checked here too, for http clients the SDK did not make)."""
+        self.body_bytes += size
+        limit = self.core._max_response_bytes
+        if limit is not None and self.body_bytes > limit:
+            call = self.attempt_call
+            template = self.route.template
+            error = ResponseTooLargeError(
+                f"{call.method} {template} | the response body is larger than "
+                f"max_response_bytes ({limit} bytes): refused",
+                limit=limit,
+                status_code=response.status_code,
+                method=call.method,
+                path_template=template,
+                possibly_committed=call.method not in _READS,
+            )
+            self.error = error
+            self._record(response.status_code, error, None)
+            raise error
+        timeout = self.attempt_seconds
+        if timeout is not None and time.perf_counter() - self.attempt_started > timeout:
+            raise _retry.AttemptTimeout(
+                f"the attempt took longer than the client's timeout ({timeout:g} s)"
+            )
+
+    def decode(self, response: httpx.Response, read: Callable[[httpx.Response], R]) -> R:
+        """`read(response)`, the call's result; a body it cannot use fails the call (and its
+        audit event) with InvalidResponseError."""
+        try:
+            return read(response)
+        except MedplumError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            error = self._unusable(response, exc)
+        if self.attempts:  # the attempt got its answer; the call failed on it
+            self.attempts[-1] = replace(self.attempts[-1], exception=error)
+        self.error = error
+        raise error
+
+    def _unusable(self, response: httpx.Response, exc: BaseException) -> InvalidResponseError:
+        call = self.attempt_call
+        template = self.route.template
+        status = response.status_code
+        kw: dict[str, Any] = {
+            "status_code": status,
+            "method": call.method,
+            "path_template": template,
+            "possibly_committed": call.method not in _READS,
+            "response": ErrorResponse(status, response.headers, response.content),
+        }
+        head = f"HTTP {status} | {call.method} {template} | "
+        tail = (
+            "; the write was applied: read the resource before retrying"
+            if kw["possibly_committed"]
+            else ""
+        )
+        if isinstance(exc, PydanticValidationError):
+            paths = sorted({_error_path(e) for e in exc.errors(include_url=False)})
+            listed = ", ".join(paths[:5]) + (", ..." if len(paths) > 5 else "")
+            model = exc.title
+            return ResponseValidationError(
+                f"{head}the response does not validate as {model} "
+                f"({exc.error_count()} errors at {listed}){tail}",
+                validation_error=exc,
+                **kw,
+            )
+        if isinstance(exc, EmptyBodyError):
+            reason = "the response body is empty, where JSON was expected"
+        elif isinstance(exc, RecursionError):
+            reason = "the response body is nested too deeply to read"
+        else:
+            reason = f"the response body is not valid JSON ({_first_line(exc)})"
+        content_type = response.headers.get("content-type")
+        if content_type and "json" not in content_type:
+            reason += f" but {content_type.split(';', 1)[0]}"
+        return InvalidResponseError(head + reason + tail, **kw)
 
     def _record(self, status: int | None, error: MedplumError | None, delay: float | None) -> None:
         if self.attempts is None:
@@ -807,6 +1082,8 @@ class CallState:
                 retries_done=self.retries,
             )
         template = self.route.template
+        if isinstance(exc, _retry.AttemptTimeout):
+            sent = True  # it may have been: a replay is for replay-safe requests only
         if sent and not call.replay_safe:
             detail = "after the request was sent: the write may have been committed, so it was not replayed; read before retrying"  # noqa: E501
         elif sent:

@@ -85,6 +85,11 @@ def _float_to_decimal(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
+def _decimal_float_to_decimal(value: _json.DecimalFloat) -> Decimal:
+    # A float read from JSON by the client: its text, not its binary value, is the decimal.
+    return Decimal(value.text)
+
+
 # Serialization context of FHIR JSON output. pydantic's JSON writer can only write a Decimal
 # as a string, so on the wire each decimal is written as a marked string and the marks are
 # then removed from the bytes, leaving the number exactly as it was read.
@@ -115,6 +120,8 @@ def _extra_json(value: Any, info: core_schema.SerializationInfo) -> Any:
     """Elements unknown to our definitions are plain JSON; their decimals stay exact too."""
     if isinstance(value, Decimal):
         return _decimal_json(value, info)
+    if isinstance(value, _json.DecimalFloat):
+        return _DECIMAL_MARK + value.text if _on_the_wire(info) else float(value)
     if isinstance(value, dict):
         return {key: _extra_json(item, info) for key, item in value.items()}
     if isinstance(value, list):
@@ -132,12 +139,16 @@ class _ExtraElement:
 
 
 class FhirDecimalSchema:
-    """A FHIR decimal: a `Decimal` (as parsed from JSON text), or an int or float given in
-    Python; never a bool or a string. In JSON it is written as the number it was read."""
+    """A FHIR decimal: a `Decimal`, a `DecimalFloat` read from JSON (its text is the value),
+    or an int or float given in Python; never a bool or a string. In JSON it is written as
+    the number it was read."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
         return core_schema.union_schema(
             [
+                core_schema.no_info_after_validator_function(
+                    _decimal_float_to_decimal, core_schema.is_instance_schema(_json.DecimalFloat)
+                ),
                 core_schema.decimal_schema(strict=True, allow_inf_nan=False),
                 core_schema.no_info_after_validator_function(
                     _int_to_decimal, core_schema.int_schema(strict=True)
@@ -146,6 +157,7 @@ class FhirDecimalSchema:
                     _float_to_decimal, core_schema.float_schema(strict=True, allow_inf_nan=False)
                 ),
             ],
+            mode="left_to_right",
             custom_error_type="fhir_decimal_type",
             custom_error_message="Input should be a decimal (a JSON number)",
             serialization=core_schema.plain_serializer_function_ser_schema(
@@ -448,6 +460,18 @@ class FHIRModel(MedplumMeta, BaseModel):
             with _collection_paused(len(data)):
                 return cls.model_validate(_json.loads(data), extra="allow", context=LENIENT)
         return cls.model_validate(data, extra="allow", context=LENIENT)
+
+    def __repr__(self) -> str:
+        try:
+            return super().__repr__()
+        except RecursionError:  # a model nested too deeply to show: shown cut short
+            return f"{type(self).__name__}(...)"
+
+    def __str__(self) -> str:
+        try:
+            return super().__str__()
+        except RecursionError:
+            return f"{type(self).__name__}(...)"
 
     def to_fhir_dict(self) -> dict[str, Any]:
         """FHIR JSON as a dict: camelCase keys, no nulls, decimals as exact `Decimal`s."""

@@ -56,7 +56,7 @@ RESULT_PARAMETERS = frozenset(
 )
 
 
-_TYPE_PREFIX = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
+_TYPE_PREFIX = re.compile(r"[A-Z][A-Za-z]{0,63}\Z")
 
 
 def _shown(value: str) -> str:

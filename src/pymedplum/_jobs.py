@@ -40,7 +40,7 @@ MIN_POLL_DELAY_SECONDS = 0.1
 MAX_POLL_DELAY_SECONDS = 300.0
 
 _STATUS_PATH = re.compile(
-    r"/(?:job/(?P<job>[^/]+)/status|bulkdata/export/(?P<export>[^/]+)|AsyncJob/(?P<read>[^/]+))/?$"
+    r"/(?:job/(?P<job>[^/]+)/status|bulkdata/export/(?P<export>[^/]+)|AsyncJob/(?P<read>[^/]+))/?\Z"
 )
 
 

@@ -36,7 +36,7 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 # Operation codes are FHIR tokens (`everything`, `validate-code`, `set-accounts`).
-_OPERATION = re.compile(r"^[A-Za-z][A-Za-z0-9_\-.]{0,63}$")
+_OPERATION = re.compile(r"[A-Za-z][A-Za-z0-9_\-.]{0,63}\Z")
 
 
 def operation_name(operation: str) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "delay_after_transport_error",
     "was_sent",
     "is_replay_safe",
+    "AttemptTimeout",
 ]
 
 #: The longest the client waits before a retry, whatever the server asks for.
@@ -48,6 +49,12 @@ AMBIGUOUS_STATUSES = frozenset({502, 503, 504})
 # Transport failures that provably happened before a byte of the request left.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _NEVER_SENT_OTHER = (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.ProxyError)
+
+
+class AttemptTimeout(httpx.TimeoutException):
+    """An attempt ran past the client's `timeout`, which bounds the whole attempt (sending,
+    waiting and reading the body), not each network read. The request may have been sent."""
+
 
 _RATE_LIMIT_PARAM = re.compile(r";\s*([a-z]+)\s*=\s*([^;,\s]+)")
 

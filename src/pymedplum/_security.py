@@ -15,6 +15,8 @@ from pymedplum.exceptions import InsecureTransportError, UnsafeRedirectError
 __all__ = [
     "LOOPBACK_HOSTS",
     "Origin",
+    "RedactedBytes",
+    "RedactedStr",
     "check_base_url",
     "default_ssl_context",
     "origin_of",
@@ -27,6 +29,33 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+
+
+class RedactedStr(str):
+    """A str whose `repr()` hides it. The client secret, access tokens and the
+    Authorization header value are kept in these, so that a traceback printed with its
+    frames' locals (`capture_locals=True`, Sentry, pytest's `--showlocals`), a debugger's
+    variable view or a logged dict never shows them. It is still a str: `str()`,
+    f-strings and comparisons see the value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+    @classmethod
+    def wrap(cls, value: str | None) -> RedactedStr | None:
+        """`value` as a RedactedStr (None stays None)."""
+        return None if value is None else cls(value)
+
+
+class RedactedBytes(bytes):
+    """Bytes whose `repr()` hides them (a token request's body, which holds the secret)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "b'<redacted>'"
 
 
 def _is_loopback(host: str) -> bool:

@@ -32,6 +32,9 @@ __all__ = [
     "TokenRefreshCooldownError",
     "MissingVersionIdError",
     "BundleEntryError",
+    "InvalidResponseError",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
     "ErrorResponse",
 ]
 
@@ -368,3 +371,75 @@ class BundleEntryError(MedplumError):
             "type": type(self).__name__,
             "entries": [{"index": e.index, "status_code": e.status_code} for e in self.entries],
         }
+
+
+class InvalidResponseError(MedplumError, ValueError):
+    """The server answered, but not with anything the client can use: a success status
+    whose body is not JSON, is empty where a resource was expected, is larger than the
+    client's `max_response_bytes`, or does not validate as the `as_fhir` model; or paging
+    whose `next` link leads back to a page already read.
+
+    A ValueError too, as a body that does not parse always was. The audit event of the
+    call records it as the call's failure.
+
+    Attributes:
+        status_code: the HTTP status of the answer.
+        method: the HTTP method of the request.
+        path_template: the request path with ids replaced (`/fhir/R4/Patient/{id}`).
+        possibly_committed: True when the request was a write (any method but GET and
+            HEAD): the server answered after acting on it, so read before retrying.
+        response: the status, headers and body (`ErrorResponse`), or None when the body
+            was not kept (too large). The body may hold PHI: never log it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str | None = None,
+        path_template: str | None = None,
+        possibly_committed: bool = False,
+        response: ErrorResponse | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.method = method
+        self.path_template = path_template
+        self.possibly_committed = possibly_committed
+        self.response = response
+        super().__init__(message)
+
+    def sanitize_for_logging(self) -> dict[str, Any]:
+        """Type, message, status, method, path template and `possibly_committed`."""
+        return {
+            **super().sanitize_for_logging(),
+            "status_code": self.status_code,
+            "method": self.method,
+            "path_template": self.path_template,
+            "possibly_committed": self.possibly_committed,
+        }
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """The response body grew past the client's `max_response_bytes` and was abandoned.
+
+    `limit` is that cap in bytes. Raise it (`max_response_bytes=None` removes the cap) or
+    page the request (`_count`) to read more.
+    """
+
+    def __init__(self, message: str, *, limit: int, **kw: Any) -> None:
+        self.limit = limit
+        super().__init__(message, **kw)
+
+
+class ResponseValidationError(InvalidResponseError):
+    """The response does not validate as the `as_fhir` model.
+
+    `validation_error` is the model's own error (a `FHIRValidationError` for our models),
+    whose messages may quote values from the response (PHI): the message of this
+    exception names only the failing element paths.
+    """
+
+    def __init__(self, message: str, *, validation_error: Exception, **kw: Any) -> None:
+        self.validation_error = validation_error
+        super().__init__(message, **kw)

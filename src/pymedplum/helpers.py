@@ -93,8 +93,9 @@ def parse_resource(
 
 # ---------------------------------------------------------------- reading dicts and models
 
-_FHIR_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# `\Z`, not `$`: `$` also matches before a final line break ("abc\n").
+_FHIR_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}\Z")
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
 
 
 @functools.cache

@@ -13,6 +13,7 @@ Python, without losing a value or changing its text:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from pymedplum._convert import resource_to_dict
+from pymedplum._json import DecimalFloat
 
 __all__ = [
     "dict_to_parameters",
@@ -82,28 +84,37 @@ def _complex_key(data: Mapping[str, Any]) -> str | None:
     return ""  # no datatype matched: nested `part`s
 
 
+# Each level of nested `part`s is two levels of JSON; the JSON writer stops at 254.
+_MAX_PART_DEPTH = 100
+
+
 def parameter_entry(name: str, value: Any) -> dict[str, Any]:
     """One `Parameters.parameter` entry for a Python value.
 
     str -> valueString, bool -> valueBoolean, int -> valueInteger (a 64-bit value ->
-    valueDecimal, exactly), Decimal/float -> valueDecimal, datetime (with a timezone, as
-    FHIR requires) -> valueDateTime, date -> valueDate, time -> valueTime; a resource (a
-    dict or model with `resourceType`) -> resource; a dict shaped as a Coding, Reference,
+    valueDecimal, exactly), Decimal/float -> valueDecimal (a `DecimalFloat`: a float that
+    is written with the decimal's exact digits), datetime (with a timezone, as FHIR
+    requires) -> valueDateTime, date -> valueDate, time -> valueTime; a resource (a dict or
+    model with `resourceType`) -> resource; a dict shaped as a Coding, Reference,
     CodeableConcept, Quantity or Period -> that `value[x]`; any other dict -> nested
-    `part`s (read back by `parameters_to_dict`).
+    `part`s (read back by `parameters_to_dict`). NaN and infinities raise ValueError.
     """
+    return _entry(name, value, 0)
+
+
+def _entry(name: str, value: Any, depth: int) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise ValueError("a parameter name must be a non-empty string")
     if isinstance(value, bool):
         return {"name": name, "valueBoolean": value}
     if isinstance(value, int):
         key = "valueInteger" if value in _INT32 else "valueDecimal"
-        return {"name": name, key: value if key == "valueInteger" else Decimal(value)}
-    if isinstance(value, Decimal):
-        return {"name": name, "valueDecimal": value}
-    if isinstance(value, float):
-        # repr() is the shortest text that reads back as the same float.
-        return {"name": name, "valueDecimal": Decimal(repr(value))}
+        return {"name": name, key: value}
+    if isinstance(value, Decimal | float):
+        if not (value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)):
+            raise ValueError(f"parameter {name!r}: {value} is not a FHIR decimal")
+        # A float's repr() is the shortest text that reads back as the same float.
+        return {"name": name, "valueDecimal": DecimalFloat(value)}
     if isinstance(value, str):
         return {"name": name, "valueString": value}
     if isinstance(value, datetime):
@@ -121,22 +132,26 @@ def parameter_entry(name: str, value: Any) -> dict[str, Any]:
             return {"name": name, "resource": data}
         if kind:
             return {"name": name, kind: data}
-        return {"name": name, "part": _entries(data)}
+        if depth >= _MAX_PART_DEPTH:
+            raise ValueError(
+                f"parameter {name!r}: nested more than {_MAX_PART_DEPTH} levels of parts deep"
+            )
+        return {"name": name, "part": _entries(data, depth + 1)}
     raise TypeError(
         f"parameter {name!r}: cannot send a {type(value).__name__} as a FHIR value; "
         "pass a str, number, bool, date, dict or model"
     )
 
 
-def _entries(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _entries(params: Mapping[str, Any], depth: int = 0) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for name, value in params.items():
         if value is None:
             continue
         if isinstance(value, list | tuple):
-            entries.extend(parameter_entry(name, item) for item in value if item is not None)
+            entries.extend(_entry(name, item, depth) for item in value if item is not None)
         else:
-            entries.append(parameter_entry(name, value))
+            entries.append(_entry(name, value, depth))
     return entries
 
 

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 AccessEntry = Mapping[str, Any] | BaseModel
-_TYPED_REFERENCE = re.compile(r"^[A-Z][A-Za-z]{0,63}/[A-Za-z0-9\-.]{1,64}$")
+_TYPED_REFERENCE = re.compile(r"[A-Z][A-Za-z]{0,63}/[A-Za-z0-9\-.]{1,64}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,7 @@ __all__ = [
 
 # Medplum's pattern for a local bundle reference (batch.ts `localBundleReference`).
 _PLACEHOLDER = re.compile(
-    r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z"
 )
 _URN_UUID = re.compile(r"^urn:uuid:", re.IGNORECASE)
 
@@ -124,16 +124,20 @@ def _query_text(query: str | _core.Query, what: str) -> str:
 
 
 def _references(value: Any) -> Iterator[str]:
-    """Every `reference` string inside a resource (Reference.reference), at any depth."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                yield item
-            else:
-                yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
+    """Every `reference` string inside a resource (Reference.reference), at any depth.
+
+    Iterative: a structure nested deeper than recursion allows is left for the JSON
+    writer to refuse with a clear error.
+    """
+    stack: list[tuple[object, Any]] = [(None, value)]
+    while stack:
+        key, item = stack.pop()
+        if key == "reference" and isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            stack.extend(reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((None, child) for child in reversed(item))
 
 
 class TransactionBuilder:

@@ -12,10 +12,12 @@ import httpx
 import pytest
 
 from pymedplum import (
+    InvalidResponseError,
     MedplumError,
     NotFoundError,
     ServerError,
     UnsafeRedirectError,
+    _json,
     dict_to_parameters,
     get_parameter,
     get_parameter_resource,
@@ -60,14 +62,32 @@ def test_dict_to_parameters_types_each_value() -> None:
         {"name": "s", "valueString": "x"},
         {"name": "b", "valueBoolean": True},
         {"name": "i", "valueInteger": 3},
-        {"name": "big", "valueDecimal": Decimal(2**40)},
-        {"name": "d", "valueDecimal": Decimal("1.50")},
-        {"name": "f", "valueDecimal": Decimal("0.1")},
+        {"name": "big", "valueDecimal": 2**40},
+        {"name": "d", "valueDecimal": 1.5},
+        {"name": "f", "valueDecimal": 0.1},
         {"name": "day", "valueDate": "2024-01-02"},
         {"name": "at", "valueDateTime": "2024-01-02T03:04:05+00:00"},
         {"name": "many", "valueString": "a"},
         {"name": "many", "valueString": "b"},
     ]
+    # JSON-native numbers that keep their decimal text on the wire.
+    json.dumps(built)
+    assert b'"valueDecimal":1.50' in _json.dumps(built)
+    assert b'"valueDecimal":0.1}' in _json.dumps(built)
+
+
+def test_parameters_refuse_nan_and_parts_nested_too_deeply() -> None:
+    with pytest.raises(ValueError, match="'x': nan is not a FHIR decimal"):
+        dict_to_parameters({"x": float("nan")})
+    with pytest.raises(ValueError, match="'x': -Infinity is not a FHIR decimal"):
+        dict_to_parameters({"x": Decimal("-Infinity")})
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(1000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(ValueError, match="nested more than 100 levels of parts deep"):
+        dict_to_parameters({"x": deep})
 
 
 def test_dict_to_parameters_recognizes_datatypes_and_resources() -> None:
@@ -458,5 +478,5 @@ def test_everything_stops_on_a_repeating_next_link(
     path = FHIR + "Patient/p1/$everything"
     loop = f"https://medplum.test{path}"
     fake.script("GET", path, page(["a"], loop), page(["a"], loop))
-    with pytest.raises(MedplumError, match="repeats"):
+    with pytest.raises(InvalidResponseError, match="leads back to a page already read"):
         make().read_patient_everything("p1")

@@ -52,8 +52,7 @@ class AsyncBinaryMethods(AsyncClientBase):
         )
         url = self._url(self.fhir_base_url + "Binary", params)
         call = Call("POST", url, headers, None, None, replay_safe=False)
-        response = await self._send(call, on_behalf_of, upload=upload)
-        return _core.parse_json(response)  # type: ignore[no-any-return]
+        return await self._send(call, on_behalf_of, upload=upload, decode=_core.JSON)
 
     async def download_binary(
         self,

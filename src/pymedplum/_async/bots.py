@@ -55,7 +55,7 @@ class AsyncBotMethods(AsyncClientBase):
     ) -> dict[str, Any] | M:
         """Read a Bot by id: a dict, or an `as_fhir` model (`pymedplum.fhir.Bot`)."""
         call = self._build_read("Bot", (_core._check_id(bot_id, "bot_id"),), None)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     async def update_bot(self, bot: Resource, *, on_behalf_of: str | None = None) -> dict[str, Any]:
         """Replace a Bot (it needs an id); guarded by If-Match when it has a `meta.versionId`.
@@ -172,4 +172,4 @@ class AsyncBotMethods(AsyncClientBase):
         call = _bots.build_execute(
             self.fhir_base_url, bot_id, identifier, input_data, content_type, headers
         )
-        return _bots.parse_answer(await self._send(call, on_behalf_of))
+        return await self._send(call, on_behalf_of, decode=_bots.parse_answer)

@@ -122,7 +122,7 @@ class AsyncMedplumClient(
         POST: it is never replayed after a failure that may have committed it.
         """
         call = self._build_create(resource, headers, accounts)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     async def create_resource_if_none_exist(
@@ -165,7 +165,7 @@ class AsyncMedplumClient(
         """
         criteria = self._if_none_exist_query(if_none_exist)
         call = self._build_create(resource, headers, accounts, criteria)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ read
 
@@ -204,7 +204,7 @@ class AsyncMedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     async def vread_resource(
@@ -245,7 +245,7 @@ class AsyncMedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
@@ -289,7 +289,7 @@ class AsyncMedplumClient(
         PreconditionFailedError.
         """
         call = self._build_update(resource, headers, accounts, if_match)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     async def update_with_retry(
         self,
@@ -363,7 +363,7 @@ class AsyncMedplumClient(
     ) -> dict[str, Any] | M:
         """Apply JSON Patch operations; `if_match` sends an explicit ETag (`W/"3"`)."""
         call = self._build_patch(resource_type, resource_id, operations, headers, if_match)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     async def delete_resource(
         self,
@@ -401,8 +401,7 @@ class AsyncMedplumClient(
         on_behalf_of: str | None,
     ) -> Any:
         call = self._build_search(resource_type, _core.search_one_query(query))
-        bundle = await self._json(call, on_behalf_of)
-        return _core.as_result(_core.first_match(bundle), as_fhir)
+        return await self._json(call, on_behalf_of, as_fhir, select=_core.first_match)
 
     def _search_resource_pages(
         self,
@@ -560,7 +559,8 @@ class AsyncMedplumClient(
         holds for `post`, `put` and `delete`.
         """
         acting = self._raw_on_behalf_of(path, on_behalf_of)
-        return await self._json(self._build_raw("GET", path, params, headers), acting)
+        call = self._build_raw("GET", path, params, headers)
+        return await self._json(call, acting, empty=None)
 
     async def post(
         self,
@@ -574,7 +574,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     async def put(
         self,
@@ -588,7 +588,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     async def delete(
         self,
@@ -600,7 +600,7 @@ class AsyncMedplumClient(
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("DELETE", path, params, headers)
-        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return await self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
         """The per-call value of a low-level call: admin API paths act as the client."""

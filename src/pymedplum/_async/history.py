@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core, _history, _ratelimit
+from pymedplum import _history, _ratelimit
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._core import Query, Resource
 from pymedplum.bundle import FHIRBundle, model_resource_type
@@ -146,10 +146,8 @@ class AsyncHistoryMethods(AsyncClientBase):
             )
         """
         call = _history.build_conditional_update(self, resource, search_params, headers, accounts)
-        result = await self._json(call, on_behalf_of)
-        if result is None:  # 304 Not Modified: as @medplum/core, the resource as sent
-            result = call.json_body
-        return _core.as_result(result, as_fhir)  # type: ignore[no-any-return]
+        # An empty answer (304 Not Modified) stands, as in @medplum/core, for the resource sent.
+        return await self._json(call, on_behalf_of, as_fhir, empty=call.json_body)  # type: ignore[no-any-return]
 
     @overload
     async def conditional_patch(
@@ -197,7 +195,7 @@ class AsyncHistoryMethods(AsyncClientBase):
         call = _history.build_conditional_patch(
             self, resource_type, search_params, operations, headers
         )
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     async def conditional_delete(
         self,
@@ -270,7 +268,7 @@ class AsyncHistoryMethods(AsyncClientBase):
         if target.version_id is not None:
             parts = (target.resource_id, "_history", target.version_id)
         call = self._build_read(target.resource_type, parts, headers)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ rate limits
 

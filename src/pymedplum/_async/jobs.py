@@ -42,7 +42,7 @@ class AsyncJobMethods(AsyncClientBase):
     async def _job_status(self, ref: _jobs.JobRef, on_behalf_of: str | None) -> dict[str, Any]:
         """Poll the status URL; read the AsyncJob when the answer is not the job itself."""
         answer = await self._json(
-            Call("GET", ref.status_url, _core._merge_headers(None)), on_behalf_of
+            Call("GET", ref.status_url, _core._merge_headers(None)), on_behalf_of, empty=None
         )
         if _jobs.is_async_job(answer):
             return answer  # type: ignore[no-any-return]

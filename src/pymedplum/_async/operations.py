@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -11,7 +12,6 @@ from pymedplum import _core, _obo, _operations
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._convert import resource_to_dict
 from pymedplum._core import FHIR_JSON, Call, Query, Resource, _merge_headers
-from pymedplum._security import require_same_origin
 from pymedplum.exceptions import MedplumError, ValidationError
 
 if TYPE_CHECKING:
@@ -94,8 +94,9 @@ class AsyncOperationMethods(AsyncClientBase):
             method=method,
             wrap_params=wrap_params,
         )
-        data = await self._json(call, on_behalf_of)
-        return _operations.check_direct_result(data, as_fhir)
+        # Inside the call, so that an answer as_fhir cannot read fails its audit event too.
+        select = functools.partial(_operations.check_direct_result, as_fhir=as_fhir)
+        return await self._json(call, on_behalf_of, empty=None, select=select)
 
     async def _read_only_operation(
         self,
@@ -429,17 +430,10 @@ class AsyncOperationMethods(AsyncClientBase):
         pages: list[dict[str, Any]] = []
         seen: set[str] = set()
         while call is not None:
+            seen.add(call.url)
             page = await self._json(call, acting)
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise MedplumError("$everything did not answer a Bundle")
             pages.append(page)
-            seen.add(call.url)
-            next_url = _operations.next_page_url(page)
-            if next_url is None:
-                call = None
-                continue
-            require_same_origin(next_url, self._origin, "the next-page link")
-            if next_url in seen:
-                raise MedplumError("$everything: the next-page link repeats a page already read")
-            call = Call("GET", next_url, _merge_headers(None))
+            call = self._build_next_page(page, seen)  # same origin, and no page twice
         return _core.as_result(_operations.merge_pages(pages), as_fhir)  # type: ignore[no-any-return]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
@@ -21,8 +21,11 @@ from pymedplum import _backend, _binary, _core, _hooks, _security
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
+from pymedplum._security import RedactedStr
 from pymedplum._token_cache import Flight, TokenCache
 from pymedplum.exceptions import NetworkError
+
+R = TypeVar("R")
 
 
 def _send_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -43,7 +46,7 @@ class ClientBase(_backend.CloseName, BaseClient):
         access_token: str | None = None,
         project_id: str | None = None,
         fhir_url_path: str = "fhir/R4/",
-        timeout: float = 30.0,
+        timeout: float | None = 30.0,
         http_client: httpx.Client | None = None,
         before_request: Callable[..., Any] | None = None,
         on_request_complete: Callable[..., Any] | None = None,
@@ -51,7 +54,11 @@ class ClientBase(_backend.CloseName, BaseClient):
         failed_refresh_cooldown: float = 1.0,
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
+        max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        # Redacted first thing, so that no traceback through this frame shows them.
+        client_secret = RedactedStr.wrap(client_secret)
+        access_token = RedactedStr.wrap(access_token)
         self._configure(
             base_url=base_url,
             client_id=client_id,
@@ -66,12 +73,14 @@ class ClientBase(_backend.CloseName, BaseClient):
             default_on_behalf_of=default_on_behalf_of,
             async_hooks=_hooks.SYNC_HOOKS_ONLY,
             token_cache=token_cache,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
         )
         if http_client is not None:
             _security.check_http_client(http_client, httpx.Client)
         self._owns_http = http_client is None
-        self._http: httpx.Client = http_client or httpx.Client(
-            verify=_security.default_ssl_context(), **self._default_http_options(timeout)
+        self._http: httpx.Client = http_client or _backend.new_sync_http_client(
+            {"verify": _security.default_ssl_context(), **self._default_http_options(timeout)}
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -220,6 +229,7 @@ class ClientBase(_backend.CloseName, BaseClient):
             returned = _hooks.run_before_request(hook, original)
             state.attempt_call = self._apply_hook_result(state.call, original, returned)
 
+    @overload
     def _send(
         self,
         call: Call,
@@ -227,13 +237,38 @@ class ClientBase(_backend.CloseName, BaseClient):
         *,
         upload: UploadBody | None = None,
         sink: DownloadSink | None = None,
-    ) -> httpx.Response:
+        decode: None = None,
+    ) -> httpx.Response: ...
+    @overload
+    def _send(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        *,
+        upload: UploadBody | None = None,
+        sink: DownloadSink | None = None,
+        decode: Callable[[httpx.Response], R],
+    ) -> R: ...
+    def _send(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        *,
+        upload: UploadBody | None = None,
+        sink: DownloadSink | None = None,
+        decode: Callable[[httpx.Response], Any] | None = None,
+    ) -> Any:
         """Run one logical call through its attempts; fire on_request_complete once.
+
+        Each attempt, body included, is bounded by the client's `timeout`, and a body
+        larger than `max_response_bytes` is refused. With `decode`, the call's result is
+        `decode(response)`, run inside the call so that a body it cannot use fails the
+        call and its audit event (InvalidResponseError).
 
         With `upload`, every attempt streams its request body from it; with `sink`, the
         body of the final successful response is streamed into it before the call ends
         (so the audit event covers the download, failures included). Neither body is
-        ever held in memory whole.
+        ever held in memory whole, and both are bounded per network read, not in all.
         """
         try:
             with self._exchange(call, on_behalf_of, upload=upload, stream=sink is not None) as (
@@ -242,7 +277,7 @@ class ClientBase(_backend.CloseName, BaseClient):
             ):
                 if sink is not None:
                     self._receive(response, sink, state)
-                return response
+                return response if decode is None else state.decode(response, decode)
         except BaseException:
             if sink is not None:
                 sink.abandon()
@@ -283,6 +318,7 @@ class ClientBase(_backend.CloseName, BaseClient):
         """The attempts of one logical call; yields its final response (body unread when
         `stream`), then fires on_request_complete once, after the caller's block."""
         state = self._begin(call, on_behalf_of)
+        streamed = upload is not None or stream
         try:
             while True:
                 token = self._bearer(state)
@@ -297,9 +333,10 @@ class ClientBase(_backend.CloseName, BaseClient):
                         extensions=request.extensions,
                     )
                 try:
-                    response = self._http.send(request, stream=stream, follow_redirects=False)
-                    if stream and not 200 <= response.status_code < 300:
-                        response.read()  # an error body: small, and parsed for the error
+                    with _backend.Deadline(state.attempt_timeout(streamed)):
+                        response = self._http.send(request, stream=True, follow_redirects=False)
+                        if not stream or not 200 <= response.status_code < 300:
+                            self._read_body(response, state)
                 except httpx.RequestError as exc:
                     delay = state.after_transport_error(exc)
                 else:
@@ -322,6 +359,18 @@ class ClientBase(_backend.CloseName, BaseClient):
                 event = state.event()
                 if event is not None:
                     _hooks.run_complete(hook, event)
+
+    def _read_body(self, response: httpx.Response, state: CallState) -> None:
+        """Read a response body (into `response.content`), chunk by chunk, so that one
+        larger than `max_response_bytes` is refused before it is all in memory."""
+        chunks: list[bytes] = []
+        try:
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                state.received(response, len(chunk))
+        finally:
+            response.close()
+        response._content = b"".join(chunks)
 
     def _receive(self, response: httpx.Response, sink: DownloadSink, state: CallState) -> None:
         """Stream a response body into `sink`."""
@@ -350,19 +399,37 @@ class ClientBase(_backend.CloseName, BaseClient):
         finally:
             response.close()
 
-    def _json(self, call: Call, on_behalf_of: str | None) -> Any:
-        return _core.parse_json(self._send(call, on_behalf_of))
+    def _json(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        as_fhir: type[BaseModel] | None = None,
+        *,
+        empty: Any = _core.REFUSE_EMPTY,
+        select: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """The call's JSON answer, or with `as_fhir` that model (see JsonReader). An empty
+        body is an error unless `empty` says what it stands for."""
+        if as_fhir is None and empty is _core.REFUSE_EMPTY and select is None:
+            reader = _core.JSON
+        else:
+            reader = _core.JsonReader(as_fhir, empty, select)
+        return self._send(call, on_behalf_of, decode=reader)
 
     def _pages(
         self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None
     ) -> Iterator[Any]:
         """Every resource of a Bundle and of the pages its `next` links lead to (each link
-        checked to be on the client's origin). The acting membership is resolved once, at
-        the first page, and used for every page."""
-        acting = self._obo.resolve(on_behalf_of) or ""
-        page: Call | None = call
+        checked to be on the client's origin, and not to lead back to a page already
+        read). The acting membership is resolved once, at the first page, and used for
+        every page."""
+        first, acting = self._acting(call, on_behalf_of)
+        page: Call | None = first
+        read: set[str] = set()
+        reader = _core.PageReader(as_fhir)
         while page is not None:
-            bundle = self._json(page, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
+            read.add(page.url)
+            bundle, resources = self._send(page, acting or "", decode=reader)
+            for resource in resources:  # noqa: UP028 - the sync twin is a plain generator
                 yield resource
-            page = self._build_next_page(bundle)
+            page = self._build_next_page(bundle, read)

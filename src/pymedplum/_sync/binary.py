@@ -53,8 +53,7 @@ class BinaryMethods(ClientBase):
         )
         url = self._url(self.fhir_base_url + "Binary", params)
         call = Call("POST", url, headers, None, None, replay_safe=False)
-        response = self._send(call, on_behalf_of, upload=upload)
-        return _core.parse_json(response)  # type: ignore[no-any-return]
+        return self._send(call, on_behalf_of, upload=upload, decode=_core.JSON)
 
     def download_binary(
         self,

@@ -54,7 +54,7 @@ class BotMethods(ClientBase):
     ) -> dict[str, Any] | M:
         """Read a Bot by id: a dict, or an `as_fhir` model (`pymedplum.fhir.Bot`)."""
         call = self._build_read("Bot", (_core._check_id(bot_id, "bot_id"),), None)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def update_bot(self, bot: Resource, *, on_behalf_of: str | None = None) -> dict[str, Any]:
         """Replace a Bot (it needs an id); guarded by If-Match when it has a `meta.versionId`.
@@ -169,4 +169,4 @@ class BotMethods(ClientBase):
         call = _bots.build_execute(
             self.fhir_base_url, bot_id, identifier, input_data, content_type, headers
         )
-        return _bots.parse_answer(self._send(call, on_behalf_of))
+        return self._send(call, on_behalf_of, decode=_bots.parse_answer)

@@ -123,7 +123,7 @@ class MedplumClient(
         POST: it is never replayed after a failure that may have committed it.
         """
         call = self._build_create(resource, headers, accounts)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def create_resource_if_none_exist(
@@ -166,7 +166,7 @@ class MedplumClient(
         """
         criteria = self._if_none_exist_query(if_none_exist)
         call = self._build_create(resource, headers, accounts, criteria)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ read
 
@@ -205,7 +205,7 @@ class MedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def vread_resource(
@@ -246,7 +246,7 @@ class MedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
@@ -290,7 +290,7 @@ class MedplumClient(
         PreconditionFailedError.
         """
         call = self._build_update(resource, headers, accounts, if_match)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def update_with_retry(
         self,
@@ -362,7 +362,7 @@ class MedplumClient(
     ) -> dict[str, Any] | M:
         """Apply JSON Patch operations; `if_match` sends an explicit ETag (`W/"3"`)."""
         call = self._build_patch(resource_type, resource_id, operations, headers, if_match)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def delete_resource(
         self,
@@ -400,8 +400,7 @@ class MedplumClient(
         on_behalf_of: str | None,
     ) -> Any:
         call = self._build_search(resource_type, _core.search_one_query(query))
-        bundle = self._json(call, on_behalf_of)
-        return _core.as_result(_core.first_match(bundle), as_fhir)
+        return self._json(call, on_behalf_of, as_fhir, select=_core.first_match)
 
     def _search_resource_pages(
         self,
@@ -559,7 +558,8 @@ class MedplumClient(
         holds for `post`, `put` and `delete`.
         """
         acting = self._raw_on_behalf_of(path, on_behalf_of)
-        return self._json(self._build_raw("GET", path, params, headers), acting)
+        call = self._build_raw("GET", path, params, headers)
+        return self._json(call, acting, empty=None)
 
     def post(
         self,
@@ -573,7 +573,7 @@ class MedplumClient(
     ) -> Any:
         """POST JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("POST", path, params, headers, json, content)
-        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     def put(
         self,
@@ -587,7 +587,7 @@ class MedplumClient(
     ) -> Any:
         """PUT JSON (or raw `content`) to a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("PUT", path, params, headers, json, content)
-        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     def delete(
         self,
@@ -599,7 +599,7 @@ class MedplumClient(
     ) -> Any:
         """DELETE a path relative to base_url: parsed JSON or None."""
         call = self._build_raw("DELETE", path, params, headers)
-        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of))
+        return self._json(call, self._raw_on_behalf_of(path, on_behalf_of), empty=None)
 
     def _raw_on_behalf_of(self, path: str, on_behalf_of: str | None) -> str | None:
         """The per-call value of a low-level call: admin API paths act as the client."""

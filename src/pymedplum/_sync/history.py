@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from pymedplum import _core, _history, _ratelimit
+from pymedplum import _history, _ratelimit
 from pymedplum._core import Query, Resource
 from pymedplum._sync._base import ClientBase
 from pymedplum.bundle import FHIRBundle, model_resource_type
@@ -147,10 +147,8 @@ class HistoryMethods(ClientBase):
             )
         """
         call = _history.build_conditional_update(self, resource, search_params, headers, accounts)
-        result = self._json(call, on_behalf_of)
-        if result is None:  # 304 Not Modified: as @medplum/core, the resource as sent
-            result = call.json_body
-        return _core.as_result(result, as_fhir)  # type: ignore[no-any-return]
+        # An empty answer (304 Not Modified) stands, as in @medplum/core, for the resource sent.
+        return self._json(call, on_behalf_of, as_fhir, empty=call.json_body)  # type: ignore[no-any-return]
 
     @overload
     def conditional_patch(
@@ -198,7 +196,7 @@ class HistoryMethods(ClientBase):
         call = _history.build_conditional_patch(
             self, resource_type, search_params, operations, headers
         )
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     def conditional_delete(
         self,
@@ -271,7 +269,7 @@ class HistoryMethods(ClientBase):
         if target.version_id is not None:
             parts = (target.resource_id, "_history", target.version_id)
         call = self._build_read(target.resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ rate limits
 

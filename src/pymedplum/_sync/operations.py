@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
@@ -11,7 +12,6 @@ from pydantic import BaseModel
 from pymedplum import _core, _obo, _operations
 from pymedplum._convert import resource_to_dict
 from pymedplum._core import FHIR_JSON, Call, Query, Resource, _merge_headers
-from pymedplum._security import require_same_origin
 from pymedplum._sync._base import ClientBase
 from pymedplum.exceptions import MedplumError, ValidationError
 
@@ -95,8 +95,9 @@ class OperationMethods(ClientBase):
             method=method,
             wrap_params=wrap_params,
         )
-        data = self._json(call, on_behalf_of)
-        return _operations.check_direct_result(data, as_fhir)
+        # Inside the call, so that an answer as_fhir cannot read fails its audit event too.
+        select = functools.partial(_operations.check_direct_result, as_fhir=as_fhir)
+        return self._json(call, on_behalf_of, empty=None, select=select)
 
     def _read_only_operation(
         self,
@@ -428,17 +429,10 @@ class OperationMethods(ClientBase):
         pages: list[dict[str, Any]] = []
         seen: set[str] = set()
         while call is not None:
+            seen.add(call.url)
             page = self._json(call, acting)
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise MedplumError("$everything did not answer a Bundle")
             pages.append(page)
-            seen.add(call.url)
-            next_url = _operations.next_page_url(page)
-            if next_url is None:
-                call = None
-                continue
-            require_same_origin(next_url, self._origin, "the next-page link")
-            if next_url in seen:
-                raise MedplumError("$everything: the next-page link repeats a page already read")
-            call = Call("GET", next_url, _merge_headers(None))
+            call = self._build_next_page(page, seen)  # same origin, and no page twice
         return _core.as_result(_operations.merge_pages(pages), as_fhir)  # type: ignore[no-any-return]
