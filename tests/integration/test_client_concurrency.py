@@ -55,8 +55,10 @@ def test_1000_concurrent_tasks_each_send_only_their_own_obo(medplum: LocalMedplu
     async def main() -> None:
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
         async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+            # The attempt timeout counts the wait for one of the 16 connections: as generous
+            # as the pool's, so that a loaded machine causes no retries (they would be logged).
             client = AsyncMedplumClient(
-                medplum.base_url + "/", http_client=http, **admin_kwargs(medplum)
+                medplum.base_url + "/", http_client=http, timeout=60, **admin_kwargs(medplum)
             )
             async with client:
                 await asyncio.gather(*(task(client, i) for i in range(TASKS)))
