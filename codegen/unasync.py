@@ -43,6 +43,7 @@ NAME_RULES: dict[str, str] = {
     "AsyncIterator": "Iterator",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
     "aclose": "close",
     "aread": "read",
     "aiter_bytes": "iter_bytes",

@@ -216,6 +216,12 @@ if TYPE_CHECKING:
     from pymedplum.project_membership import (
         validate_managed_access as validate_managed_access,
     )
+    from pymedplum.subscriptions import (
+        SubscriptionError as SubscriptionError,
+    )
+    from pymedplum.subscriptions import (
+        SubscriptionEvent as SubscriptionEvent,
+    )
 
 __version__ = "0.1.0"
 
@@ -302,6 +308,8 @@ _IMPORT_MAP: dict[str, str] = {
     "RateLimitStatus": "pymedplum._ratelimit",
     "FHIRValidationError": "pymedplum._fhirmodel",
     "RateLimitPolicy": "pymedplum._ratelimit",
+    "SubscriptionError": "pymedplum.subscriptions",
+    "SubscriptionEvent": "pymedplum.subscriptions",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
     **dict.fromkeys(_HELPERS, "pymedplum.helpers"),
