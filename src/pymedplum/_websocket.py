@@ -133,7 +133,8 @@ class WebSocketConnection:
         from websockets.sync.client import connect
 
         try:
-            connection = connect(url, **_options(url, open_timeout))
+            # Entered by hand: the stream, not a `with` block, decides when it closes.
+            connection = connect(url, **_options(url, open_timeout)).__enter__()
         except _connection_errors() as exc:
             raise _closed(exc) from None
         return cls(connection)

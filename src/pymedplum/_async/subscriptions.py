@@ -46,8 +46,10 @@ class AsyncSubscriptionStream(Generic[R]):
     Entering creates a Subscription (channel `websocket`), fetches a binding token and binds
     a socket; iterating waits for notifications, pings the server when the socket is quiet,
     renews the binding token before it expires, and after a lost socket connects again
-    (with backoff) and searches for what changed meanwhile. Closing deletes the
-    Subscriptions it created and closes the socket.
+    (with backoff) and searches for what changed meanwhile. All of that happens while you
+    iterate: between two events nothing runs, and a long pause is made up on the next
+    iteration. Closing deletes the Subscriptions it created and closes the socket; closing
+    from another task (or thread, for the sync stream) ends an iteration waiting for events.
 
     Example:
         async with client.subscribe("Observation?subject=Patient/123") as events:
@@ -151,10 +153,11 @@ class AsyncSubscriptionStream(Generic[R]):
     async def _events(self) -> AsyncIterator[SubscriptionEvent[R]]:
         try:
             await self._start()
-            while True:
+            while not self._closed:
                 if self._socket is None:
                     await self._connect_until_bound(first=False)
                     await self._delete_stale()
+                    continue
                 if self._catch_up_from is not None:
                     async for caught_up in self._catch_up():  # noqa: UP028 - the sync twin
                         yield caught_up
@@ -267,7 +270,7 @@ class AsyncSubscriptionStream(Generic[R]):
     async def _connect_until_bound(self, *, first: bool) -> None:
         """Bind a new socket, retrying transient failures with backoff; others raise."""
         attempt = 0
-        while True:
+        while not self._closed:
             if not (first and attempt == 0):
                 await _backend.async_sleep(self._delay(attempt))
             try:
@@ -304,6 +307,10 @@ class AsyncSubscriptionStream(Generic[R]):
         except Exception:
             await self._delete(subscription_id)
             raise
+        if self._closed:  # closed meanwhile (from another task or thread)
+            await socket.aclose()
+            await self._delete(subscription_id)
+            return
         now = client._clock()
         self._socket = socket
         self._subscription_id = subscription_id

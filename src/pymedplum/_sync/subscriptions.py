@@ -47,8 +47,10 @@ class SubscriptionStream(Generic[R]):
     Entering creates a Subscription (channel `websocket`), fetches a binding token and binds
     a socket; iterating waits for notifications, pings the server when the socket is quiet,
     renews the binding token before it expires, and after a lost socket connects again
-    (with backoff) and searches for what changed meanwhile. Closing deletes the
-    Subscriptions it created and closes the socket.
+    (with backoff) and searches for what changed meanwhile. All of that happens while you
+    iterate: between two events nothing runs, and a long pause is made up on the next
+    iteration. Closing deletes the Subscriptions it created and closes the socket; closing
+    from another task (or thread, for the sync stream) ends an iteration waiting for events.
 
     Example:
         with client.subscribe("Observation?subject=Patient/123") as events:
@@ -152,10 +154,11 @@ class SubscriptionStream(Generic[R]):
     def _events(self) -> Iterator[SubscriptionEvent[R]]:
         try:
             self._start()
-            while True:
+            while not self._closed:
                 if self._socket is None:
                     self._connect_until_bound(first=False)
                     self._delete_stale()
+                    continue
                 if self._catch_up_from is not None:
                     for caught_up in self._catch_up():  # noqa: UP028 - the sync twin
                         yield caught_up
@@ -268,7 +271,7 @@ class SubscriptionStream(Generic[R]):
     def _connect_until_bound(self, *, first: bool) -> None:
         """Bind a new socket, retrying transient failures with backoff; others raise."""
         attempt = 0
-        while True:
+        while not self._closed:
             if not (first and attempt == 0):
                 _backend.sync_sleep(self._delay(attempt))
             try:
@@ -305,6 +308,10 @@ class SubscriptionStream(Generic[R]):
         except Exception:
             self._delete(subscription_id)
             raise
+        if self._closed:  # closed meanwhile (from another task or thread)
+            socket.close()
+            self._delete(subscription_id)
+            return
         now = client._clock()
         self._socket = socket
         self._subscription_id = subscription_id
