@@ -120,13 +120,6 @@ def event_key(event: SubscriptionEvent[Any]) -> tuple[str, str | None]:
     return event.resource_id, event.version_id
 
 
-def subscriptions(server: LocalMedplumServer, action: str = "", **spec: Any) -> dict[str, Any]:
-    path = f"{server.base_url}/__test__/subscriptions{action}"
-    response = httpx.post(path, json=spec) if action or spec else httpx.get(path)
-    response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
-
-
 @pytest.fixture
 def patient(writer: httpx.Client) -> str:
     return create(writer, {"resourceType": "Patient", "name": [{"family": "Subscriber"}]})["id"]
@@ -176,7 +169,7 @@ def test_a_dropped_socket_loses_nothing_and_repeats_nothing(
     before = events.take(2)
     first_subscription = events.stream.subscription_id
 
-    assert subscriptions(medplum, "/drop")["dropped"] == 1
+    assert medplum.drop_subscription_sockets() == 1
     # Made while no socket is bound: only the catch-up search can find these.
     three = create(writer, obs(patient, 3))
     one_again = update(writer, one, valueQuantity={"value": 11})
@@ -192,7 +185,7 @@ def test_a_dropped_socket_loses_nothing_and_repeats_nothing(
     assert after.source == "notification"
     assert events.stream.reconnects == 1
     assert events.stream.subscription_id != first_subscription
-    state = subscriptions(medplum)
+    state = medplum.subscriptions()
     assert [b["subscription_id"] for b in state["bindings"]] == [events.stream.subscription_id]
     # The dropped Subscription is gone (the server drops it; the stream deletes it too).
     old = writer.get(f"Subscription/{first_subscription}")
@@ -209,7 +202,7 @@ def test_a_socket_that_stops_answering_pings_is_replaced(
     one = create(writer, obs(patient, 1))
     assert event_key(events.next()) == key(one)
 
-    subscriptions(medplum, "/drop", mode="silence")  # open, but nothing comes back
+    medplum.drop_subscription_sockets("silence")  # open, but nothing comes back
     two = create(writer, obs(patient, 2))
     caught_up = events.next()
     three = create(writer, obs(patient, 3))
@@ -230,7 +223,7 @@ def test_a_failing_reconnect_is_retried_with_backoff(
     events = subscribe(f"Observation?subject=Patient/{patient}")
     create(writer, obs(patient, 1))
     events.next()
-    subscriptions(medplum, "/drop")
+    medplum.drop_subscription_sockets()
     # The next two Subscription creates fail (a plain POST 503 is not replayed).
     medplum.fail_next(503, count=2, method="POST", path_prefix="/fhir/R4/Subscription")
     two = create(writer, obs(patient, 2))
@@ -247,20 +240,20 @@ def test_a_binding_token_is_renewed_and_a_late_renewal_catches_up(
     medplum: LocalMedplumServer,
     patient: str,
 ) -> None:
-    subscriptions(medplum, token_lifetime_seconds=1)
+    medplum.set_subscriptions(token_lifetime_seconds=1)
     events = subscribe(f"Observation?subject=Patient/{patient}")
     one = create(writer, obs(patient, 1))
     assert event_key(events.next()) == key(one)
 
     time.sleep(1.5)  # the token expires while nobody iterates: the server stops notifying
     two = create(writer, obs(patient, 2))
-    assert subscriptions(medplum)["notifications_sent"] == 1
+    assert medplum.subscriptions()["notifications_sent"] == 1
     caught_up = events.next()
     assert (event_key(caught_up), caught_up.source) == (key(two), "catch-up")
 
     three = create(writer, obs(patient, 3))
     assert event_key(events.next()) == key(three)
-    state = subscriptions(medplum)
+    state = medplum.subscriptions()
     assert state["binds"] >= 2  # the same socket was bound again with a fresh token
     assert events.stream.reconnects == 0
 
@@ -299,7 +292,7 @@ def test_closing_the_stream_deletes_its_subscription(
     ]
     assert [r["path"] for r in deletes] == [f"/fhir/R4/Subscription/{subscription_id}"]
     assert deletes[0]["status"] == 200  # deleted before the socket closed
-    assert subscriptions(medplum)["sockets"] == 0
+    assert medplum.subscriptions()["sockets"] == 0
     with pytest.raises(RuntimeError, match="closed"):
         client.run(stream.__aenter__() if client.is_async else stream.__enter__())
 
@@ -321,7 +314,7 @@ def test_breaking_out_of_a_plain_for_loop_deletes_the_subscription(
         assert event.resource_type == "Observation"
         break
     # CPython closes the abandoned generator at once; its `finally` closes the stream.
-    assert subscriptions(medplum)["sockets"] == 0
+    assert medplum.subscriptions()["sockets"] == 0
     assert any(
         r["method"] == "DELETE" and r["path"].startswith("/fhir/R4/Subscription/")
         for r in medplum.fhir_requests()
@@ -363,7 +356,7 @@ def test_a_socket_url_on_another_origin_is_refused(
     stream = client.client.subscribe("Patient")
     with pytest.raises(UnsafeRedirectError):
         client.run(stream.__aenter__() if client.is_async else stream.__enter__())
-    assert subscriptions(medplum)["sockets"] == 0
+    assert medplum.subscriptions()["sockets"] == 0
 
 
 def test_a_refused_binding_token_is_a_subscription_error(
@@ -403,7 +396,7 @@ def test_every_call_of_the_stream_acts_on_behalf_of_the_membership(
     events = subscribe(f"Observation?subject=Patient/{patient}", on_behalf_of=alice)
     one = create(writer, obs(patient, 1))
     events.next()
-    subscriptions(medplum, "/drop")
+    medplum.drop_subscription_sockets()
     update(writer, one, valueQuantity={"value": 2})
     assert events.next().source == "catch-up"
 
@@ -414,7 +407,7 @@ def test_every_call_of_the_stream_acts_on_behalf_of_the_membership(
     assert any(r["query"].get("_lastUpdated") for r in calls)  # the catch-up search
     assert {r["on_behalf_of"] for r in calls} == {alice}
     assert {r["acting_membership"] for r in calls} == {alice}
-    assert [b["membership"] for b in subscriptions(medplum)["bindings"]] == [alice]
+    assert [b["membership"] for b in medplum.subscriptions()["bindings"]] == [alice]
 
 
 def test_notifications_follow_the_acting_memberships_access_policy(
