@@ -341,8 +341,10 @@ export function createSubscriptions(env) {
   // ---- test controls (/__test__/subscriptions) ---------------------------------------------------
 
   function status() {
+    // Sockets still open: one whose close handshake has begun no longer counts.
+    const open = [...sockets].filter(([socket]) => socket.readyState === socket.OPEN);
     const bindings = [];
-    for (const entry of sockets.values()) {
+    for (const [, entry] of open) {
       for (const b of entry.bindings.values()) {
         const subscription = state.repo.rawGet('Subscription', b.subscriptionId);
         bindings.push({
@@ -355,7 +357,7 @@ export function createSubscriptions(env) {
       }
     }
     return {
-      sockets: sockets.size,
+      sockets: open.length,
       bindings,
       heartbeat_ms: settings.heartbeatMs,
       token_lifetime_seconds: settings.tokenLifetimeSeconds,
