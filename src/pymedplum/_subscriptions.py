@@ -60,6 +60,9 @@ BIND_TIMEOUT_SECONDS = 30.0
 #: Renew a binding token this long before it expires (Medplum's client: 5 minutes), or
 #: halfway through its lifetime when that is shorter.
 TOKEN_RENEWAL_LEAD_SECONDS = 300.0
+#: Count a binding token as expired this much before its stated expiration (a JWT's `exp`
+#: is in whole seconds and may come before the `expiration` parameter).
+TOKEN_EXPIRY_SLACK_SECONDS = 1.0
 #: Results per catch-up search page.
 CATCH_UP_PAGE_SIZE = 100
 #: Query parameters of the criteria that a catch-up search replaces.
@@ -396,8 +399,8 @@ class TokenSchedule:
             self.renew_at = self.expires_at = float("inf")
             return
         left = (expiration - handshake).total_seconds()
-        self.expires_at = received_at + left
-        self.renew_at = self.expires_at - min(TOKEN_RENEWAL_LEAD_SECONDS, max(left, 0.0) / 2)
+        self.renew_at = received_at + left - min(TOKEN_RENEWAL_LEAD_SECONDS, max(left, 0.0) / 2)
+        self.expires_at = received_at + left - TOKEN_EXPIRY_SLACK_SECONDS
 
     @classmethod
     def awaiting_handshake(cls, now: float, *, expired: bool) -> TokenSchedule:

@@ -245,7 +245,7 @@ def test_a_binding_token_is_renewed_and_a_late_renewal_catches_up(
     one = create(writer, obs(patient, 1))
     assert event_key(events.next()) == key(one)
 
-    time.sleep(1.5)  # the token expires while nobody iterates: the server stops notifying
+    time.sleep(2.2)  # the token (exp: whole seconds, up to 2 s) expires while nobody iterates
     two = create(writer, obs(patient, 2))
     assert medplum.subscriptions()["notifications_sent"] == 1
     caught_up = events.next()
@@ -256,6 +256,38 @@ def test_a_binding_token_is_renewed_and_a_late_renewal_catches_up(
     state = medplum.subscriptions()
     assert state["binds"] >= 2  # the same socket was bound again with a fresh token
     assert events.stream.reconnects == 0
+
+
+def test_a_refused_token_renewal_binds_a_new_socket(
+    subscribe: Callable[..., Events],
+    writer: httpx.Client,
+    medplum: LocalMedplumServer,
+    patient: str,
+) -> None:
+    medplum.set_subscriptions(token_lifetime_seconds=1)
+    events = subscribe(f"Observation?subject=Patient/{patient}")
+    medplum.add_fault(  # the renewal gets a token the server will refuse on the socket
+        "respond",
+        status=200,
+        method="GET",
+        path_prefix="/fhir/R4/Subscription/",
+        body={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "token", "valueString": "refused-token"},
+                {"name": "websocket-url", "valueUrl": "ws://127.0.0.1:1/ignored"},
+            ],
+        },
+    )
+    time.sleep(1.0)  # the renewal is due
+    one = create(writer, obs(patient, 1))
+    first = events.next()
+    two = create(writer, obs(patient, 2))
+    second = events.next()
+
+    assert [event_key(first), event_key(second)] == [key(one), key(two)]
+    assert events.stream.reconnects == 1
+    assert medplum.faults()[0]["hits"] == 1
 
 
 def test_since_first_delivers_what_changed_before_the_stream_started(

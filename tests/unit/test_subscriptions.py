@@ -230,13 +230,15 @@ def test_a_pong_keeps_the_socket_alive() -> None:
 def test_a_token_is_renewed_five_minutes_before_expiry_or_halfway() -> None:
     expires = datetime(2026, 1, 1, 1, tzinfo=UTC)
     hour = TokenSchedule(expires, "2026-01-01T00:00:00.000Z", received_at=100.0)
-    assert hour.expires_at == 100.0 + 3600
     assert hour.renew_at == 100.0 + 3600 - 300
+    # Counted as expired a second early: a JWT's exp is whole seconds.
+    assert hour.expires_at == 100.0 + 3600 - 1
     short = TokenSchedule(
-        datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC), "2026-01-01T00:00:00Z", received_at=0.0
+        datetime(2026, 1, 1, 0, 0, 4, tzinfo=UTC), "2026-01-01T00:00:00Z", received_at=0.0
     )
-    assert (short.renew_at, short.expires_at) == (1.0, 2.0)
-    assert not short.due(0.9) and short.due(1.0) and not short.expired(1.5)
+    assert (short.renew_at, short.expires_at) == (2.0, 3.0)
+    assert not short.due(1.9) and short.due(2.0) and not short.expired(2.9)
+    assert short.expired(3.0)
     assert TokenSchedule(None, None, 0.0).renew_at == float("inf")
 
 

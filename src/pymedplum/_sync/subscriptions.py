@@ -92,6 +92,7 @@ class SubscriptionStream(Generic[R]):
         self._token = TokenSchedule(None, None, 0.0)
         self._renewal: Binding | None = None  # a new token sent, its handshake not yet back
         self._renewal_late = False
+        self._drop_requested = False
         self._started = False
         self._closed = False
         #: How many times the stream connected again after losing its socket.
@@ -192,15 +193,22 @@ class SubscriptionStream(Generic[R]):
             logger.info("pymedplum: subscription socket lost; reconnecting")
             self._drop()
             return None
-        return self._handle(_subscriptions.parse_message(data))
+        event = self._handle(_subscriptions.parse_message(data))
+        if self._drop_requested:
+            logger.info("pymedplum: renewed subscription token refused; reconnecting")
+            self._drop()
+        return event
 
     def _handle(self, message: Message) -> SubscriptionEvent[R] | None:
         if message.kind == "pong":
             self._liveness.on_pong()
         elif message.kind == "error":
-            raise SubscriptionError(
-                "the server refused the subscription binding", outcome=message.outcome
-            )
+            if self._renewal is None:
+                raise SubscriptionError(
+                    "the server refused the subscription binding", outcome=message.outcome
+                )
+            # A renewed token refused (it may have expired in flight): bind anew instead.
+            self._drop_requested = True
         elif message.kind in ("handshake", "heartbeat"):
             self._ledger.observe(message.timestamp)
             if message.kind == "handshake" and self._renewal is not None:
@@ -378,6 +386,7 @@ class SubscriptionStream(Generic[R]):
     def _drop(self) -> None:
         """Forget a lost socket; the next iteration connects again and catches up."""
         socket, self._socket = self._socket, None
+        self._drop_requested = False
         if self._subscription_id is not None:
             self._stale.append(self._subscription_id)
             self._subscription_id = None

@@ -110,6 +110,8 @@ export function createSubscriptions(env) {
     const now = Date.now();
     const lifetime = settings.tokenLifetimeSeconds;
     const iat = Math.floor(now / 1000);
+    // Never before the advertised expiration (JWT times are whole seconds).
+    const exp = Math.ceil((now + lifetime * 1000) / 1000);
     const token = signToken({
       client_id: r.client.id,
       login_id: crypto.randomUUID(),
@@ -118,7 +120,7 @@ export function createSubscriptions(env) {
       membership_id: r.membership.id, // whose access policy filters the notifications
       subscription_id: subscriptionId,
       iat,
-      exp: iat + lifetime,
+      exp,
     });
     const wsBase = state.baseUrl.replace(/^http:\/\//, 'ws://').replace(/^https:\/\//, 'wss://');
     const parameters = {
