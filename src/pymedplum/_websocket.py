@@ -22,7 +22,12 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection as AsyncClientConnection
     from websockets.sync.client import ClientConnection
 
-__all__ = ["AsyncWebSocketConnection", "WebSocketClosed", "WebSocketConnection"]
+__all__ = [
+    "AsyncWebSocketConnection",
+    "WebSocketClosed",
+    "WebSocketConnection",
+    "require_websockets",
+]
 
 #: The largest message accepted (a notification carries one resource).
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -74,11 +79,12 @@ def _options(url: str, open_timeout: float) -> dict[str, Any]:
     return options
 
 
-def _require_websockets() -> None:
+def require_websockets() -> None:
+    """Raise an ImportError naming the extra when the websockets package is missing."""
     try:
         import websockets  # noqa: F401
     except ImportError:
-        raise ImportError(INSTALL_HINT) from None
+        raise ImportError(INSTALL_HINT, name="websockets") from None
 
 
 class AsyncWebSocketConnection:
@@ -89,7 +95,7 @@ class AsyncWebSocketConnection:
 
     @classmethod
     async def open(cls, url: str, *, open_timeout: float) -> Self:
-        _require_websockets()
+        require_websockets()
         from websockets.asyncio.client import connect
 
         try:
@@ -129,7 +135,7 @@ class WebSocketConnection:
 
     @classmethod
     def open(cls, url: str, *, open_timeout: float) -> Self:
-        _require_websockets()
+        require_websockets()
         from websockets.sync.client import connect
 
         try:

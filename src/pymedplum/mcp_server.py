@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from pymedplum import AsyncMedplumClient
     from pymedplum.cli._config import Settings
 
-__all__ = ["MAX_SEARCH_RESULTS", "build_server", "serve"]
+__all__ = ["INSTALL_HINT", "MAX_SEARCH_RESULTS", "build_server", "require_mcp", "serve"]
+
+INSTALL_HINT = "`pymedplum mcp` needs the mcp package: pip install 'pymedplum[mcp]'"
 
 #: The most resources one search_resources call returns (a model's context is finite).
 MAX_SEARCH_RESULTS = 200
@@ -50,6 +52,14 @@ ClientFactory = Callable[[], "AsyncMedplumClient"]
 
 class _Holder:
     client: AsyncMedplumClient | None = None
+
+
+def require_mcp() -> None:
+    """Raise an ImportError naming the extra when the `mcp` package is missing."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError:
+        raise ImportError(INSTALL_HINT, name="mcp") from None
 
 
 def _tool_error(exc: BaseException) -> Exception:

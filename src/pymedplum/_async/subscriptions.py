@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pymedplum import _backend, _core, _subscriptions
 from pymedplum._async._base import AsyncClientBase
 from pymedplum._subscriptions import Binding, Ledger, Liveness, Message, TokenSchedule
-from pymedplum._websocket import AsyncWebSocketConnection, WebSocketClosed
+from pymedplum._websocket import AsyncWebSocketConnection, WebSocketClosed, require_websockets
 from pymedplum.exceptions import (
     MedplumError,
     NetworkError,
@@ -75,6 +75,7 @@ class AsyncSubscriptionStream(Generic[R]):
             raise ValueError("catch_up_margin must be >= 0")
         if since is not None and _subscriptions.parse_instant(since) is None:
             raise ValueError("since must be a FHIR instant such as '2026-01-31T09:30:00Z'")
+        require_websockets()
         self._client = client
         self._criteria = _subscriptions.parse_criteria(criteria)
         self._as_fhir = as_fhir

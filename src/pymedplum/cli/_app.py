@@ -596,12 +596,12 @@ def mcp(allow_writes: bool, allowed_memberships: tuple[str, ...], **options: Any
     (or MEDPLUM_ON_BEHALF_OF) when set; a tool may name another membership only from
     --allow-on-behalf-of. Needs `pip install 'pymedplum[mcp]'`. See docs/mcp.md.
     """
+    from pymedplum import mcp_server
+
     try:
-        from pymedplum import mcp_server
-    except ImportError as exc:
-        if getattr(exc, "name", "") and str(exc.name).split(".")[0] == "mcp":
-            raise CommandError("`pymedplum mcp` needs: pip install 'pymedplum[mcp]'") from None
-        raise
+        mcp_server.require_mcp()
+    except ImportError:
+        raise CommandError(mcp_server.INSTALL_HINT) from None
     settings = _settings(options)
     if not settings.has_credentials:
         raise CommandError(
