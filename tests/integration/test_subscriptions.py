@@ -353,6 +353,36 @@ def test_breaking_out_of_a_plain_for_loop_deletes_the_subscription(
     )
 
 
+def test_closing_from_another_thread_ends_a_blocked_sync_loop(
+    make_client: Callable[..., Driver],
+    writer: httpx.Client,
+    medplum: LocalMedplumServer,
+    patient: str,
+    flavour: str,
+) -> None:
+    if flavour == "async":
+        pytest.skip("the sync stream's thread case; aclose() from another task is the same path")
+    driver = make_client()
+    stream = driver.client.subscribe(f"Observation?subject=Patient/{patient}")
+    seen: list[SubscriptionEvent[Any]] = []
+
+    def consume() -> None:
+        for event in stream:  # blocks waiting for events
+            seen.append(event)
+
+    with stream, ThreadPoolExecutor(1) as pool:  # bound before anything changes
+        loop = pool.submit(consume)
+        one = create(writer, obs(patient, 1))
+        deadline = time.monotonic() + EVENT_DEADLINE
+        while not seen and time.monotonic() < deadline:
+            assert not loop.done(), loop.exception()
+            time.sleep(0.05)
+        stream.close()
+        loop.result(timeout=EVENT_DEADLINE)  # the loop ended instead of waiting on
+    assert [event_key(e) for e in seen] == [key(one)]
+    assert medplum.subscriptions()["sockets"] == 0
+
+
 def test_a_project_without_websocket_subscriptions_is_refused_and_left_clean(
     client: Driver, medplum: LocalMedplumServer
 ) -> None:
