@@ -46,6 +46,7 @@ NAME_RULES: dict[str, str] = {
     "AsyncGenerator": "Generator",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
+    "__aiter__": "__iter__",
     "aclose": "close",
     "aiter_bytes": "iter_bytes",
     "asynccontextmanager": "contextmanager",

@@ -240,6 +240,12 @@ if TYPE_CHECKING:
     from pymedplum.project_membership import (
         validate_managed_access as validate_managed_access,
     )
+    from pymedplum.subscriptions import (
+        SubscriptionError as SubscriptionError,
+    )
+    from pymedplum.subscriptions import (
+        SubscriptionEvent as SubscriptionEvent,
+    )
     from pymedplum.types import (
         PatchOperation as PatchOperation,
     )
@@ -346,6 +352,8 @@ _IMPORT_MAP: dict[str, str] = {
     "PatchOperation": "pymedplum.types",
     "SummaryMode": "pymedplum.types",
     "TotalMode": "pymedplum.types",
+    "SubscriptionError": "pymedplum.subscriptions",
+    "SubscriptionEvent": "pymedplum.subscriptions",
     **dict.fromkeys(_EXCEPTIONS, "pymedplum.exceptions"),
     **dict.fromkeys(_PROJECT_MEMBERSHIP, "pymedplum.project_membership"),
     **dict.fromkeys(_HELPERS, "pymedplum.helpers"),

@@ -36,6 +36,7 @@ import { FhirRouter } from '@medplum/fhir-router';
 import { createOps } from './lib/ops.mjs';
 import { ServerRepository, compileAccessPolicy } from './lib/repo.mjs';
 import { seedInfo, seedResources } from './lib/seed.mjs';
+import { createSubscriptions } from './lib/subscriptions.mjs';
 
 // The installed versions (the packages do not export their package.json).
 const PACKAGE_VERSIONS = Object.fromEntries(
@@ -159,9 +160,13 @@ const ops = createOps({
   core: { parseSearchRequest },
 });
 
+const subscriptions = createSubscriptions({ state, FHIR_PREFIX, FHIR_JSON, outcomeResponse, rateLimitHeaders });
+state.repo.onWrite = subscriptions.onWrite;
+
 async function seed() {
   state.repo.clearAll();
   ops.reset();
+  subscriptions.reset();
   await state.repo.withSeeding(async () => {
     for (const resource of seedResources()) {
       await state.repo.createResource(resource);
@@ -543,7 +548,7 @@ async function handleFhir(req, url, body, entry) {
   const params = new URLSearchParams(url.search);
 
   // Binary content, $export, async jobs, bots and the other operations Medplum's server adds.
-  const opRoute = ops.findRoute(method, path);
+  const opRoute = ops.findRoute(method, path) ?? subscriptions.findRoute(method, path);
   if (opRoute) {
     const r = {
       req,
@@ -555,6 +560,7 @@ async function handleFhir(req, url, body, entry) {
       repo,
       client,
       admin: acting.admin === true,
+      membership: acting,
       projectId: membership.project.reference.split('/')[1],
       mediaType: mediaType(req),
     };
@@ -993,8 +999,10 @@ async function handleControl(req, url, body) {
       case 'POST /__test__/tokens/revoke':
         state.tokens.clear();
         return jsonResponse(200, tokenStatus());
-      default:
-        return jsonResponse(404, { error: `no test control ${route}` });
+      default: {
+        const answer = subscriptions.control(req.method, url.pathname.replace(/\/+$/, ''), spec);
+        return answer ? jsonResponse(...answer) : jsonResponse(404, { error: `no test control ${route}` });
+      }
     }
   } catch (err) {
     return jsonResponse(400, { error: String(err?.message ?? err) });
@@ -1100,6 +1108,7 @@ async function main() {
       }
     });
   });
+  server.on('upgrade', subscriptions.handleUpgrade);
   // Medplum keeps idle connections for 90 s; a shorter timeout races with pooled clients.
   server.keepAliveTimeout = 90_000;
   server.headersTimeout = 95_000;

@@ -445,14 +445,45 @@ class LocalMedplumServer:
     def set_project(
         self, *, features: list[str] | None = None, super_admin: bool | None = None
     ) -> dict[str, Any]:
-        """Set the seeded Project's ``features`` (seeded with ``["bots"]``) or ``superAdmin``
-        (seeded false; ``$expunge`` needs it). Reset restores the seed."""
+        """Set the seeded Project's ``features`` (seeded with ``bots`` and
+        ``websocket-subscriptions``) or ``superAdmin`` (seeded false; ``$expunge`` needs it).
+        Reset restores the seed."""
         spec: dict[str, Any] = {}
         if features is not None:
             spec["features"] = features
         if super_admin is not None:
             spec["super_admin"] = super_admin
         return dict(self._call("POST", "/__test__/project", spec))
+
+    # ---- WebSocket subscriptions ------------------------------------------------------------
+
+    def subscriptions(self) -> dict[str, Any]:
+        """Open subscription sockets and their bindings (``subscription_id``, ``criteria``,
+        ``membership``, ``expires_at``), the settings, and counters (``notifications_sent``,
+        ``heartbeats_sent``, ``binds``)."""
+        return dict(self._call("GET", "/__test__/subscriptions"))
+
+    def set_subscriptions(
+        self, *, heartbeat_ms: int | None = None, token_lifetime_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Heartbeat interval (default 10 s) and binding-token lifetime (default 3600 s)
+        of subscriptions from now on (until reset)."""
+        spec: dict[str, Any] = {}
+        if heartbeat_ms is not None:
+            spec["heartbeat_ms"] = heartbeat_ms
+        if token_lifetime_seconds is not None:
+            spec["token_lifetime_seconds"] = token_lifetime_seconds
+        return dict(self._call("POST", "/__test__/subscriptions", spec))
+
+    def drop_subscription_sockets(
+        self, mode: Literal["terminate", "close", "silence"] = "terminate"
+    ) -> int:
+        """Break every bound subscription socket; how many.
+
+        ``terminate`` destroys the connection (a network drop), ``close`` sends a close frame,
+        ``silence`` keeps it open but sends and answers nothing more (a half-open connection).
+        """
+        return int(self._call("POST", "/__test__/subscriptions/drop", {"mode": mode})["dropped"])
 
     @property
     def terminology(self) -> dict[str, Any]:

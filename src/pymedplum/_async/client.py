@@ -24,6 +24,7 @@ from pymedplum._async.history import AsyncHistoryMethods
 from pymedplum._async.jobs import AsyncJobMethods
 from pymedplum._async.operations import AsyncOperationMethods
 from pymedplum._async.projects import AsyncProjectMethods
+from pymedplum._async.subscriptions import AsyncSubscriptionMethods
 from pymedplum._core import Query, Resource, UpdateResult
 from pymedplum._generated.async_search import AsyncTypedSearch
 from pymedplum.bundle import FHIRBundle
@@ -47,6 +48,7 @@ class AsyncMedplumClient(
     AsyncBotMethods,
     AsyncBundleMethods,
     AsyncHistoryMethods,
+    AsyncSubscriptionMethods,
     AsyncClientBase,
 ):
     """A Medplum FHIR R4 client.

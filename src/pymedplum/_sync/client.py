@@ -27,6 +27,7 @@ from pymedplum._sync.history import HistoryMethods
 from pymedplum._sync.jobs import JobMethods
 from pymedplum._sync.operations import OperationMethods
 from pymedplum._sync.projects import ProjectMethods
+from pymedplum._sync.subscriptions import SubscriptionMethods
 from pymedplum.bundle import FHIRBundle
 from pymedplum.exceptions import PreconditionFailedError
 
@@ -48,6 +49,7 @@ class MedplumClient(
     BotMethods,
     BundleMethods,
     HistoryMethods,
+    SubscriptionMethods,
     ClientBase,
 ):
     """A Medplum FHIR R4 client.

@@ -63,6 +63,13 @@ export class ServerRepository extends MemoryRepository {
 
   // ---- helpers --------------------------------------------------------------------------
 
+  /** Tells the write listener (subscriptions) about a committed write; never while seeding. */
+  written(resource, previous, interaction) {
+    if (!this.seeding) {
+      this.onWrite?.(resource, previous, interaction);
+    }
+  }
+
   rawGet(resourceType, id) {
     return this.resources.get(resourceType)?.get(id);
   }
@@ -279,6 +286,7 @@ export class ServerRepository extends MemoryRepository {
     const stored = this.rawGet(result.resourceType, result.id);
     this.stampMeta(stored, this.accountsFor(resource, previous));
     this.deleted.delete(`${result.resourceType}/${result.id}`);
+    this.written(stored, previous, previous ? 'update' : 'create');
     return this.present(stored);
   }
 
@@ -369,6 +377,7 @@ export class ServerRepository extends MemoryRepository {
     }
     this.resources.get(resourceType)?.delete(id);
     this.deleted.add(`${resourceType}/${id}`);
+    this.written(existing, existing, 'delete'); // as Medplum: the last version, for subscriptions
     // A tombstone in the history, so that history shows the delete and vread of it is 410.
     this.history
       .get(resourceType)

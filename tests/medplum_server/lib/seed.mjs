@@ -48,9 +48,10 @@ export function seedResources() {
       resourceType: 'Project',
       id: PROJECT_ID,
       name: 'pymedplum test project',
-      // Bots run only in projects with this feature (execute.ts isBotEnabled); not a super admin
-      // project, so $expunge is refused until a test turns that on.
-      features: ['bots'],
+      // Bots run only in projects with this feature (execute.ts isBotEnabled), WebSocket
+      // subscriptions with theirs (getwsbindingtoken.ts); not a super admin project, so $expunge
+      // is refused until a test turns that on.
+      features: ['bots', 'websocket-subscriptions'],
     },
     {
       resourceType: 'ClientApplication',
