@@ -41,7 +41,28 @@ def test_the_local_server_runs_the_same_medplum_version_as_the_models() -> None:
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
 
 
-def test_generated_files_name_the_definitions_they_come_from() -> None:
-    package = Definitions().package
+GENERATED_DIRS = ("src/pymedplum/fhir", "src/pymedplum/_generated", "src/pymedplum/_sync")
+
+
+def _generated_files() -> list[Path]:
+    return sorted(p for d in GENERATED_DIRS for p in (REPO_ROOT / d).rglob("*.py"))
+
+
+def test_generated_file_headers_name_the_package_but_not_its_version() -> None:
+    definitions = Definitions()
+    name, version = definitions.lock["package"], definitions.lock["version"]
     for path in (REPO_ROOT / "src/pymedplum/fhir").glob("*.py"):
-        assert package in path.read_text().splitlines()[0], path.name
+        first = path.read_text().splitlines()[0]
+        assert f"from {name} (" in first, path.name
+        assert version not in first, path.name
+
+
+def test_exactly_one_generated_line_names_the_definitions_version() -> None:
+    version = Definitions().lock["version"]
+    lines = [
+        f"{path.relative_to(REPO_ROOT)}: {line}"
+        for path in _generated_files()
+        for line in path.read_text().splitlines()
+        if version in line
+    ]
+    assert lines == [f'src/pymedplum/fhir/__init__.py: DEFINITIONS = "{Definitions().package}"']
