@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,43 @@ def test_generated_file_headers_name_the_package_but_not_its_version() -> None:
         first = path.read_text().splitlines()[0]
         assert f"from {name} (" in first, path.name
         assert version not in first, path.name
+
+
+# Where a bump writes the version. Anything else naming it would go stale on the next bump.
+VERSIONED_FILES = {
+    "specs/SPEC.lock",
+    "tests/medplum_server/package.json",
+    "tests/medplum_server/package-lock.json",
+    "src/pymedplum/fhir/__init__.py",
+}
+
+
+NOT_SOURCES = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache"}
+
+
+def _repository_files() -> list[str]:
+    """The files of the repository: git's list, or the tree minus installs and caches."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True)
+    if listed.returncode == 0:
+        return [name for name in listed.stdout.decode().split("\0") if name]
+    return [
+        str(path.relative_to(REPO_ROOT))
+        for path in REPO_ROOT.rglob("*")
+        if path.is_file() and not NOT_SOURCES & set(path.relative_to(REPO_ROOT).parts)
+    ]
+
+
+def test_only_the_files_a_bump_writes_name_the_definitions_version() -> None:
+    version = Definitions().lock["version"].encode()
+    naming = {
+        name
+        for name in _repository_files()
+        # tests/data/definitions-x.y.z: other versions, vendored for the generator's tests
+        if not name.startswith("tests/data/definitions-")
+        and (REPO_ROOT / name).is_file()
+        and version in (REPO_ROOT / name).read_bytes()
+    }
+    assert naming == VERSIONED_FILES
 
 
 def test_exactly_one_generated_line_names_the_definitions_version() -> None:
