@@ -2,7 +2,7 @@
 
     python -m codegen.specs x.y.z       (what `make specs VERSION=x.y.z` runs, then
                                          `make generate`)
-    python -m codegen.specs 5.1.37 --into tests/data/definitions-5.1.37
+    python -m codegen.specs x.y.z --into tests/data/definitions-x.y.z
                                         (vendor another version elsewhere, for tests;
                                          nothing else is touched)
 

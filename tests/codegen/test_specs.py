@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -84,13 +85,15 @@ def _repository_files() -> list[str]:
 
 def test_only_the_files_a_bump_writes_name_the_definitions_version() -> None:
     version = Definitions().lock["version"].encode()
+    # tests/data/definitions-x.y.z holds another version, vendored for the generator's tests:
+    # the folder and its name are not stale when the bump happens to go to that version.
+    vendored = re.compile(rb"definitions-" + re.escape(version))
     naming = {
         name
         for name in _repository_files()
-        # tests/data/definitions-x.y.z: other versions, vendored for the generator's tests
         if not name.startswith("tests/data/definitions-")
         and (REPO_ROOT / name).is_file()
-        and version in (REPO_ROOT / name).read_bytes()
+        and version in vendored.sub(b"", (REPO_ROOT / name).read_bytes())
     }
     assert naming == VERSIONED_FILES
 

