@@ -19,7 +19,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.shared_data import CASSETTES
-from tests.support.medplum_server import LocalMedplumServer
+from tests.support.medplum_server import READ_TIMEOUT, LocalMedplumServer
 
 RECORDED_BASE = "http://localhost:8103/"
 # The OBO cassette's restricted membership and its Practitioner, mapped onto the seed's.
@@ -69,7 +69,7 @@ class Replayer:
                 "/"
             )[1],
         }
-        self.client = httpx.Client(timeout=30.0, trust_env=False)
+        self.client = httpx.Client(timeout=READ_TIMEOUT, trust_env=False)
 
     def substitute(self, text: str) -> str:
         for recorded in sorted(self.ids, key=len, reverse=True):
