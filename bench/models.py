@@ -1,5 +1,9 @@
 """Model benchmarks: parse and serialize against orjson/json (the floor) and fhir.resources
-(R4B models), all measured in this run; import time and memory in fresh processes."""
+(R4B models), all measured in this run; import time and memory in fresh processes.
+
+The data: the official FHIR R4 examples (installed by `make install`) that are instances of
+clinical and administrative resources, with our hand-written Medplum resources; and the
+largest Synthea-like patient bundle made by tests/support/synthetic.py."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ import orjson
 
 from bench._timing import best_of, fresh_process, fresh_process_output, ms, us
 from pymedplum import _json, fhir
-from tests.shared_data import EXAMPLES
+from tests.shared_data import known_invalid_examples, medplum_example_files, official_example_files
+from tests.support import synthetic
 
 Row = tuple[str, str, str, str]
 
@@ -26,11 +31,41 @@ def _fhir_resources_model(resource_type: str) -> Any:
         return None
 
 
+# Definitions rather than data: left out of the per-resource figures, as are the multi-megabyte
+# Bundles of definitions (a per-resource average is about resources as a client sees them).
+_DEFINITIONAL = frozenset(
+    {
+        "CapabilityStatement",
+        "CodeSystem",
+        "CompartmentDefinition",
+        "ConceptMap",
+        "ExampleScenario",
+        "GraphDefinition",
+        "ImplementationGuide",
+        "MessageDefinition",
+        "NamingSystem",
+        "OperationDefinition",
+        "SearchParameter",
+        "StructureDefinition",
+        "StructureMap",
+        "TerminologyCapabilities",
+        "ValueSet",
+    }
+)
+_LARGEST_EXAMPLE = 1_000_000  # bytes
+
+
 def _examples() -> list[tuple[bytes, dict[str, Any]]]:
-    files = sorted((EXAMPLES / "official").glob("*.json")) + sorted(
-        (EXAMPLES / "medplum").glob("*.json")
-    )
-    return [(p.read_bytes(), _json.loads(p.read_bytes())) for p in files]
+    invalid = known_invalid_examples()
+    files = [
+        p
+        for p in official_example_files()
+        if p.name not in invalid and p.stat().st_size <= _LARGEST_EXAMPLE
+    ] + medplum_example_files()
+    examples = [(p.read_bytes(), _json.loads(p.read_bytes())) for p in files]
+    if not examples:
+        raise SystemExit("no examples: run `make install` (it installs the official examples)")
+    return [(raw, data) for raw, data in examples if data["resourceType"] not in _DEFINITIONAL]
 
 
 def per_resource() -> list[Row]:
@@ -119,8 +154,7 @@ def per_resource() -> list[Row]:
 
 
 def synthea_bundle() -> list[Row]:
-    path = max((EXAMPLES / "synthea").glob("*.json"), key=lambda p: p.stat().st_size)
-    raw = path.read_bytes()
+    raw = synthetic.bundle_bytes("large")
     fhir.Bundle.model_validate_json(raw)
     floor = best_of(lambda: orjson.loads(raw))
     ours = best_of(lambda: fhir.Bundle.model_validate_json(raw))
@@ -136,14 +170,14 @@ def synthea_bundle() -> list[Row]:
     size = f"{len(raw) / 1e6:.1f} MB"
     return [
         (
-            f"Synthea bundle ({size}), typed and validated parse",
+            f"Synthea-like patient bundle ({size}), typed and validated parse",
             ms(ours),
             f"{ours / floor:.1f}x orjson.loads ({ms(floor)}); "
             f"{theirs_parse / ours:.1f}x faster than fhir.resources",
             f"fhir.resources {ms(theirs_parse)}",
         ),
         (
-            "Synthea bundle, serialize",
+            "Synthea-like patient bundle, serialize",
             ms(ours_dump),
             f"{ours_dump / floor_dump:.1f}x orjson.dumps ({ms(floor_dump)}); "
             f"{theirs_dump / ours_dump:.1f}x faster than fhir.resources",
@@ -155,8 +189,7 @@ def synthea_bundle() -> list[Row]:
 def json_dicts() -> list[Row]:
     """What the client does with every response body: JSON to a dict whose decimals keep
     their text (DecimalFloat), and back; against orjson and the stdlib, in this run."""
-    path = max((EXAMPLES / "synthea").glob("*.json"), key=lambda p: p.stat().st_size)
-    raw = path.read_bytes()
+    raw = synthetic.bundle_bytes("large")
     raws = [raw for raw, _ in _examples()]
     n = len(raws)
     ours = best_of(lambda: _json.loads(raw))
@@ -198,8 +231,7 @@ _IMPORT_ALL = (
     "for m in sorted(set(f._MODULES.values())): importlib.import_module('pymedplum.fhir.' + m)\n"
 )
 _BUILD_ALL = (
-    "import pymedplum.fhir as f\n"
-    "for t in f.RESOURCE_TYPES: f.resource_class(t).model_rebuild()\n"
+    "import pymedplum.fhir as f\nfor t in f.RESOURCE_TYPES: f.resource_class(t).model_rebuild()\n"
 )
 # Resident memory now, in kB (ru_maxrss would include the parent's peak from before exec).
 _RSS = (

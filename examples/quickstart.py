@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import httpx
+
 from pymedplum import AsyncMedplumClient, MedplumClient, PreconditionFailedError
 from pymedplum.fhir import Patient
 from pymedplum.hooks import RequestEvent
@@ -122,21 +124,37 @@ def crud(client: MedplumClient) -> Patient:
     client.update_resource(current, if_match=f'W/"{current["meta"]["versionId"]}"')  # custom
     say("if_match='W/\"<ver>\"'   -> written with the given ETag")
 
-    step("exact decimals: 1.50 is sent as 1.50, never through a float")
-    observation = client.create_resource(
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": "body weight"},
-            "subject": {"reference": f"Patient/{model.id}"},
-            "valueQuantity": {"value": Decimal("1.50"), "unit": "kg"},
-        }
-    )
-    stored = observation["valueQuantity"]["value"]
-    # Medplum runs on JavaScript and keeps the number 1.5; the client returns the server's
-    # text as a Decimal, never a float.
-    say(f"sent 1.50; the server answered {stored} -> {stored!r}")
     return model
+
+
+def exact_decimals(config: dict[str, str], patient_id: str) -> None:
+    step("exact decimals: the SDK sends 1.50 as written; Medplum stores a JavaScript number")
+    bodies: list[bytes] = []
+
+    def record_body(request: httpx.Request) -> None:  # what goes on the wire, byte for byte
+        if request.method == "POST" and request.url.path.endswith("/Observation"):
+            bodies.append(request.content)
+
+    with (
+        httpx.Client(event_hooks={"request": [record_body]}) as http,
+        MedplumClient(**config, http_client=http) as client,
+    ):
+        observation = client.create_resource(
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "body weight"},
+                "subject": {"reference": f"Patient/{patient_id}"},
+                "valueQuantity": {"value": Decimal("1.50"), "unit": "kg"},
+            }
+        )
+    check(bool(bodies) and b'"value":1.50' in bodies[-1], "the request carries the text 1.50")
+    say('request body: "valueQuantity":{"value":1.50,...}  (the SDK writes the text 1.50)')
+    stored = observation["valueQuantity"]["value"]
+    say(f"the server answered {stored}: Medplum stores decimals as JavaScript numbers, which")
+    say("drop the trailing zero (the same number; FHIR itself would keep the text 1.50)")
+    say(f"the SDK returns the server's text as {stored!r}, never a float")
+    check(stored == Decimal("1.50") and isinstance(stored, Decimal), "the same number, exact")
 
 
 def search(client: MedplumClient) -> None:
@@ -183,10 +201,11 @@ def on_behalf_of(client: MedplumClient, sent: SentAs, patient_id: str, acting: l
     )
     say(f"meta.onBehalfOf = {stamped['meta'].get('onBehalfOf', {}).get('reference')}")
 
-    step("OBO threads: ThreadPoolExecutor.submit does not propagate the context")
+    step("OBO threads: ThreadPoolExecutor.submit does not copy the context (the caveat)")
     with client.on_behalf_of(a), ThreadPoolExecutor() as pool:
         pool.submit(client.read_resource, "Patient", patient_id).result()
-    say(f"BROKEN  plain submit        -> {sent.shown()}")
+    say(f"caveat: plain submit        -> {sent.shown()}")
+    say("the worker thread did not see the block's OBO, as documented; the three fixes:")
     check(sent.last is None, "plain submit loses the OBO, as documented")
     with client.on_behalf_of(a):
         ctx = contextvars.copy_context()
@@ -249,6 +268,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         print(f"pymedplum quickstart against {config['base_url']}")
         with MedplumClient(**config, on_request_complete=sent) as client:
             patient = crud(client)
+            exact_decimals(config, str(patient.id))
             search(client)
             acting = memberships(client, env)
             if len(acting) < 2:

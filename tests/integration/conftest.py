@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.medplum_server import LocalMedplumServer
+from tests.support.medplum_server import READ_TIMEOUT, LocalMedplumServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,7 +54,7 @@ def fhir(medplum: LocalMedplumServer, admin_token: str) -> Iterator[httpx.Client
     with httpx.Client(
         base_url=medplum.fhir_base_url,
         headers={"Authorization": f"Bearer {admin_token}"},
-        timeout=30.0,
+        timeout=READ_TIMEOUT,
         trust_env=False,
     ) as client:
         yield client

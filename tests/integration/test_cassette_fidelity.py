@@ -19,7 +19,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.shared_data import CASSETTES
-from tests.support.medplum_server import LocalMedplumServer
+from tests.support.medplum_server import READ_TIMEOUT, LocalMedplumServer
 
 RECORDED_BASE = "http://localhost:8103/"
 # The OBO cassette's restricted membership and its Practitioner, mapped onto the seed's.
@@ -85,9 +85,7 @@ class Replayer:
             ours = local[key]
             assert ours is not None
             self.ids[recorded] = ours.split("/")[1]
-        # Generous: the first GraphQL request builds Medplum's whole schema, which takes tens
-        # of seconds on a loaded two-core machine.
-        self.client = httpx.Client(timeout=180.0, trust_env=False)
+        self.client = httpx.Client(timeout=READ_TIMEOUT, trust_env=False)
 
     def substitute(self, text: str) -> str:
         for recorded in sorted(self.ids, key=len, reverse=True):

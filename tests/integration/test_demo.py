@@ -37,6 +37,11 @@ def test_quickstart_runs_every_step_against_the_local_server(
     assert "All quickstart steps behaved as documented." in out.out, out.err
     for section in ("OBO 1", "OBO 2", "OBO 3", "OBO async", "Option A", "Option B", "Option C"):
         assert section in out.out
+    # What it shows reads as what it is: a demonstrated caveat is not a failure, and the
+    # decimal step says why Medplum answers 1.5 to the 1.50 the SDK sent.
+    assert "BROKEN" not in out.out
+    assert "caveat" in out.out
+    assert '"value":1.50' in out.out and "JavaScript number" in out.out
     # Nothing secret is printed: no client secret, no bearer token (JWTs start with eyJ).
     assert creds.client_secret not in out.out + out.err
     assert "eyJ" not in out.out + out.err

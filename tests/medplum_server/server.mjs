@@ -2,9 +2,10 @@
 //
 //   node --experimental-websocket server.mjs [--port N] [--token-lifetime S] [--parent-pid P]
 //
-// Built on Medplum's own FhirRouter + MemoryRepository (@medplum/fhir-router 5.2.13); this file
-// adds what the Medplum server does around them (OAuth client credentials, bearer checks,
-// On-Behalf-Of, response headers, paging links) and test-only controls under /__test__/.
+// Built on Medplum's own FhirRouter + MemoryRepository (@medplum/fhir-router, at the version
+// pinned in package.json); this file adds what the Medplum server does around them (OAuth
+// client credentials, bearer checks, On-Behalf-Of, response headers, paging links) and
+// test-only controls under /__test__/.
 // Listens on 127.0.0.1 only. Prints `MEDPLUM_TEST_SERVER_READY port=N base_url=URL` when ready.
 import crypto from 'node:crypto';
 import http from 'node:http';

@@ -39,6 +39,10 @@ SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
 SERVER_SCRIPT = SERVER_DIR / "server.mjs"
 READY_PREFIX = "MEDPLUM_TEST_SERVER_READY"
 DEFAULT_STARTUP_TIMEOUT = 30.0
+# How long a test's raw HTTP client waits for an answer. Generous on purpose (tests never
+# check timing): the first GraphQL query builds Medplum's whole GraphQL schema, which takes
+# seconds on a quiet machine and over 30 s on a loaded 2-core one.
+READ_TIMEOUT = 120.0
 
 FaultAction = Literal["respond", "drop_before", "drop_after", "delay"]
 
