@@ -204,18 +204,37 @@ class ModelBuilder:
             uses_choice_check=uses_choice,
         )
 
-    def _inherited_names(self, base: str) -> set[str]:
-        """JSON names of the elements a base class already declares."""
+    def _inherited(self, base: str) -> dict[str, JSON]:
+        """The elements a base class already declares, by JSON name."""
         if base in ("FHIRModel",):
-            return set()
+            return {}
         _, sd = self._sds[base]
         elements = sd["snapshot"]["element"]
         root = elements[0]["path"]
         return {
-            e["path"].split(".", 1)[1]
+            e["path"].split(".", 1)[1]: e
             for e in elements[1:]
             if e["path"].count(".") == 1 and e["path"].startswith(root)
         }
+
+    def _own_elements(self, elements: list[JSON], base: str, resource_root: bool) -> list[JSON]:
+        """The elements a class declares itself: new ones, and inherited ones it redefines
+        with another type or cardinality (Medplum's UserConfiguration.option.id is a
+        required code, where Element.id is an optional string)."""
+        inherited = self._inherited(base)
+
+        def signature(element: JSON) -> tuple[Any, ...]:
+            types = sorted(_type_code(t, element, resource_root) for t in element.get("type", []))
+            return (types, element.get("min", 0), element.get("max"))
+
+        return [
+            e
+            for e in elements
+            if _json_base_name(e) not in inherited
+            # A resource's own id is an id, however a definition labels it.
+            or (not (resource_root and _json_base_name(e) == "id"))
+            and signature(e) != signature(inherited[_json_base_name(e)])
+        ]
 
     def _root_class(
         self,
@@ -230,11 +249,9 @@ class ModelBuilder:
             fields: tuple[ir.Field, ...] = ()
             groups: tuple[ir.ChoiceGroup, ...] = ()
         else:
-            inherited = self._inherited_names(base)
-            own = [e for e in children.get(root_path, []) if _json_base_name(e) not in inherited]
-            fields, groups = self._fields(
-                type_name, own, ctx, resource_root=sd["kind"] == "resource"
-            )
+            resource_root = sd["kind"] == "resource"
+            own = self._own_elements(children.get(root_path, []), base, resource_root)
+            fields, groups = self._fields(type_name, own, ctx, resource_root=resource_root)
         concrete = sd["kind"] == "resource" and not sd.get("abstract")
         return ir.ModelClass(
             name=type_name,
@@ -254,8 +271,7 @@ class ModelBuilder:
         path = _fhir_path(type_name, element["path"])
         codes = [t["code"] for t in element.get("type", [])]
         base = "BackboneElement" if "BackboneElement" in codes else "Element"
-        inherited = self._inherited_names(base)
-        own = [e for e in children[element["path"]] if _json_base_name(e) not in inherited]
+        own = self._own_elements(children[element["path"]], base, resource_root=False)
         fields, groups = self._fields(type_name, own, ctx, resource_root=False)
         return ir.ModelClass(
             name=class_name(path),

@@ -24,6 +24,7 @@ from pymedplum.fhir import (
     Quantity,
     StructureMap,
     Task,
+    UserConfiguration,
 )
 from pymedplum.helpers import fhir_json_bytes, parse_resource, to_fhir_json
 
@@ -347,6 +348,23 @@ def test_medplum_resources_and_meta_fields_come_from_the_definitions() -> None:
     )
     assert meta.on_behalf_of is not None and meta.on_behalf_of.reference == "Practitioner/2"
     assert Project.model_validate({"resourceType": "Project", "name": "x"}).name == "x"
+
+
+def test_an_element_redefined_by_a_definition_keeps_its_own_type() -> None:
+    # Medplum's UserConfiguration.option.id is a required code; Element.id is an optional
+    # string.
+    option = {"id": "theme", "valueString": "dark"}
+    config = UserConfiguration.model_validate(
+        {"resourceType": "UserConfiguration", "option": [option]}
+    )
+    assert config.option is not None and config.option[0].id == "theme"
+    for bad, message in (
+        ({"valueString": "dark"}, "Field required"),
+        ({**option, "id": "a  b"}, "code"),
+    ):
+        with pytest.raises(FHIRValidationError, match=message) as raised:
+            UserConfiguration.model_validate({"resourceType": "UserConfiguration", "option": [bad]})
+        assert _error_paths(raised) == ["UserConfiguration.option[0].id"]
 
 
 # 11. Unknown elements ------------------------------------------------------------------
