@@ -803,6 +803,23 @@ class Report:
             lines.append(f"| {category.name} | {category.rejected_by} | {count} | {category.why} |")
         return "\n".join(lines)
 
+    def kinds_table(self) -> str:
+        """Verdicts per kind of mutation (and for the files as they are), as Markdown."""
+        rows: dict[str, Counter[str]] = {}
+        for case in self.cases:
+            kind = case.label.split(" ~ ", 1)[1].split(" @ ", 1)[0] if case.base else "(the files)"
+            if case.ours_ok == case.medplum_ok:
+                verdict = "both accept" if case.ours_ok else "both reject"
+            else:
+                verdict = "only Medplum accepts" if case.medplum_ok else "only we accept"
+            rows.setdefault(kind, Counter())[verdict] += 1
+        columns = ("both accept", "both reject", "only Medplum accepts", "only we accept")
+        lines = ["| resources | " + " | ".join(columns) + " |", "|---" * 5 + "|"]
+        order = ["(the files)", *(name for name, _ in MUTATIONS)]
+        for kind, counts in sorted(rows.items(), key=lambda row: order.index(row[0])):
+            lines.append(f"| {kind} | " + " | ".join(str(counts[c]) for c in columns) + " |")
+        return "\n".join(lines)
+
 
 def cases_from(files: Sequence[Path], *, bases: int, per_base: int, seed: int = SEED) -> list[Case]:
     """The example files as they are, then `per_base` mutations of each of `bases`
@@ -876,6 +893,8 @@ def main(argv: list[str]) -> int:
     files = [Path(a) for a in argv] or default_files()
     report = run(cases_from(files, bases=BASES, per_base=PER_BASE), _node_command())
     print(report.table())
+    print()
+    print(report.kinds_table())
     for case in report.unexplained:
         print(describe(case))
     return 1 if report.unexplained else 0
