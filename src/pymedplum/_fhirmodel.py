@@ -5,10 +5,14 @@ config; what no type can say lives here once:
 
 - `Opt[T]`: an optional element. Absent is fine; an explicit JSON `null` is not.
 - `FhirDecimalSchema`: decimals as `Decimal`, so `1.50` keeps its precision.
+- `FhirTemporalSchema`: date, dateTime, instant and time; the one relaxation of the spec
+  (a dateTime's time without a zone, refused again inside `pymedplum.fhir.strict()`), and
+  Python `date`/`datetime`/`time` values written as FHIR text.
 - `PolymorphicResource`: an element of type `Resource` (`Bundle.entry.resource`,
   `contained`, ...) is validated into the model its `resourceType` names.
 - `ChoiceChecked`: at most one alternative of a choice element `value[x]`.
 - Errors carry FHIR paths (`Observation.valueQuantity.comparator`).
+- A document validated as a resource carries its `resourceType`.
 - Lazy building: a module names the classes of other modules it needs (`_DEPENDENCIES`);
   they are imported on the first validation, not when the model is imported.
 
