@@ -67,8 +67,11 @@ class Primitive:
     name: str  # Python alias, e.g. "FhirDateTime"
     fhir_type: str  # e.g. "dateTime"
     python_type: str  # "str", "int", "bool", "Decimal"
-    pattern: str | None  # anchored regular expression
-    server_pattern: str | None  # what Medplum also accepts, for data read from a server
+    base_type: str | None  # the primitive type it specializes (markdown: string), if any
+    pattern: str | None  # the spec's expression, translated and anchored
+    temporal: bool  # date, dateTime, instant, time: Python date/time objects accepted too
+    zoneless_pattern: str | None  # dateTime, instant: the expression with the zone optional
+    zoneless_unless_strict: bool  # a time without a zone is accepted unless strict()
     max_length: int | None
     minimum: int | None
     maximum: int | None

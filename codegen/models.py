@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from codegen import ir
+from codegen import ir, xsd_regex
 from codegen.naming import attribute_name, class_name, module_name, upper_first
 from codegen.valuesets import ValueSetExpander
 
@@ -28,20 +28,14 @@ _INTEGER_BOUNDS = {
     "unsignedInt": (0, _INT32[1]),
     "integer64": (-(2**63), 2**63 - 1),
 }
-# Where Medplum's own validator (@medplum/core's validationRegexes) accepts more than the
-# specification's regular expression, data read from a Medplum server may hold it: strings
-# with a no-break space or any other character from U+0020 up (the spec's `\S` excludes
-# Unicode spaces), and dateTimes with a time but no time zone. Models validating server data
-# (`from_server`) accept these too; models built or validated by users do not.
-MEDPLUM_SERVER_PATTERNS = {
-    "string": r"^[\r\n\t\x{20}-\x{10FFFF}]+$",
-    "markdown": r"^[\r\n\t\x{20}-\x{10FFFF}]+$",
-    "dateTime": (
-        r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
-        r"|3[0-1])(T([01][0-9]|2[0-3])(:[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?)?)?)?"
-        r"(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?$"
-    ),
-}
+# Types whose values may also be given as Python date/datetime/time objects.
+TEMPORAL_TYPES = frozenset({"date", "dateTime", "instant", "time"})
+# The time zone at the end of the spec's dateTime and instant expressions.
+_TIME_ZONE = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+# The one relaxation of the spec the models apply by default (pymedplum.fhir.strict() turns
+# it off): a dateTime with a time but no time zone, which Medplum stores verbatim and which
+# Python's datetime.now().isoformat() writes. An instant keeps requiring its zone.
+ZONELESS_UNLESS_STRICT = frozenset({"dateTime"})
 
 _PYTHON_TYPES = {
     "boolean": "bool",
@@ -52,6 +46,30 @@ _PYTHON_TYPES = {
 
 class DefinitionError(Exception):
     """The definitions hold something the generator does not know how to model."""
+
+
+def _anchored(xsd_pattern: str) -> str:
+    """A spec regular expression (XML Schema, implicitly anchored) for pydantic-core."""
+    try:
+        return f"^(?:{xsd_regex.translate(xsd_pattern)})$"
+    except xsd_regex.RegexError as error:
+        raise DefinitionError(str(error)) from None
+
+
+def _base_primitive(sd: JSON, primitive_types: list[str]) -> str | None:
+    base = str(sd.get("baseDefinition", "")).rsplit("/", 1)[-1]
+    return base if base in primitive_types else None
+
+
+def _zoneless_pattern(fhir_type: str, xsd_pattern: str | None) -> str | None:
+    """For the types whose time carries a required zone (dateTime, instant): the spec's
+    expression with the zone made optional. It names the error of a zone-less value, and is
+    what a dateTime accepts unless strict."""
+    if fhir_type not in ("dateTime", "instant"):
+        return None
+    if xsd_pattern is None or xsd_pattern.count(_TIME_ZONE) != 1:
+        raise DefinitionError(f"{fhir_type}: the time zone of its expression was not found")
+    return _anchored(xsd_pattern.replace(_TIME_ZONE, _TIME_ZONE + "?"))
 
 
 def primitive_alias(fhir_type: str) -> str:
@@ -108,14 +126,19 @@ class ModelBuilder:
                         pattern = ext["valueString"]
             python_type = _PYTHON_TYPES.get(fhir_type, "str")
             minimum, maximum = _INTEGER_BOUNDS.get(fhir_type, (None, None))
+            # Numbers and booleans are checked by JSON type, not by their text.
+            if python_type != "str":
+                pattern = None
             result.append(
                 ir.Primitive(
                     name=primitive_alias(fhir_type),
                     fhir_type=fhir_type,
                     python_type=python_type,
-                    # Numbers and booleans are checked by JSON type, not by their text.
-                    pattern=f"^(?:{pattern})$" if pattern and python_type == "str" else None,
-                    server_pattern=MEDPLUM_SERVER_PATTERNS.get(fhir_type),
+                    base_type=_base_primitive(sd, self.primitive_types),
+                    pattern=_anchored(pattern) if pattern else None,
+                    temporal=fhir_type in TEMPORAL_TYPES,
+                    zoneless_pattern=_zoneless_pattern(fhir_type, pattern),
+                    zoneless_unless_strict=fhir_type in ZONELESS_UNLESS_STRICT,
                     max_length=value.get("maxLength"),
                     minimum=minimum,
                     maximum=maximum,
@@ -181,18 +204,37 @@ class ModelBuilder:
             uses_choice_check=uses_choice,
         )
 
-    def _inherited_names(self, base: str) -> set[str]:
-        """JSON names of the elements a base class already declares."""
+    def _inherited(self, base: str) -> dict[str, JSON]:
+        """The elements a base class already declares, by JSON name."""
         if base in ("FHIRModel",):
-            return set()
+            return {}
         _, sd = self._sds[base]
         elements = sd["snapshot"]["element"]
         root = elements[0]["path"]
         return {
-            e["path"].split(".", 1)[1]
+            e["path"].split(".", 1)[1]: e
             for e in elements[1:]
             if e["path"].count(".") == 1 and e["path"].startswith(root)
         }
+
+    def _own_elements(self, elements: list[JSON], base: str, resource_root: bool) -> list[JSON]:
+        """The elements a class declares itself: new ones, and inherited ones it redefines
+        with another type or cardinality (Medplum's UserConfiguration.option.id is a
+        required code, where Element.id is an optional string)."""
+        inherited = self._inherited(base)
+
+        def signature(element: JSON) -> tuple[Any, ...]:
+            types = sorted(_type_code(t, element, resource_root) for t in element.get("type", []))
+            return (types, element.get("min", 0), element.get("max"))
+
+        return [
+            e
+            for e in elements
+            if _json_base_name(e) not in inherited
+            # A resource's own id is an id, however a definition labels it.
+            or (not (resource_root and _json_base_name(e) == "id"))
+            and signature(e) != signature(inherited[_json_base_name(e)])
+        ]
 
     def _root_class(
         self,
@@ -207,11 +249,9 @@ class ModelBuilder:
             fields: tuple[ir.Field, ...] = ()
             groups: tuple[ir.ChoiceGroup, ...] = ()
         else:
-            inherited = self._inherited_names(base)
-            own = [e for e in children.get(root_path, []) if _json_base_name(e) not in inherited]
-            fields, groups = self._fields(
-                type_name, own, ctx, resource_root=sd["kind"] == "resource"
-            )
+            resource_root = sd["kind"] == "resource"
+            own = self._own_elements(children.get(root_path, []), base, resource_root)
+            fields, groups = self._fields(type_name, own, ctx, resource_root=resource_root)
         concrete = sd["kind"] == "resource" and not sd.get("abstract")
         return ir.ModelClass(
             name=type_name,
@@ -231,8 +271,7 @@ class ModelBuilder:
         path = _fhir_path(type_name, element["path"])
         codes = [t["code"] for t in element.get("type", [])]
         base = "BackboneElement" if "BackboneElement" in codes else "Element"
-        inherited = self._inherited_names(base)
-        own = [e for e in children[element["path"]] if _json_base_name(e) not in inherited]
+        own = self._own_elements(children[element["path"]], base, resource_root=False)
         fields, groups = self._fields(type_name, own, ctx, resource_root=False)
         return ir.ModelClass(
             name=class_name(path),

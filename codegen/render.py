@@ -83,7 +83,9 @@ def render_model(model: ir.Model) -> dict[str, str]:
             fhirmodel_imports=sorted(fhirmodel_names),
         )
     files[f"{FHIR_DIR}/_primitives.py"] = env.get_template("primitives.py.j2").render(
-        header=header(model.package_name, "profiles-types.json"), primitives=model.primitives
+        header=header(model.package_name, "profiles-types.json"),
+        primitives=model.primitives,
+        pattern_types=_pattern_types(model.primitives),
     )
     module_map = sorted(
         (cls.name, module.name) for module in model.modules for cls in module.classes
@@ -105,6 +107,21 @@ def render_model(model: ir.Model) -> dict[str, str]:
     files[f"{FHIR_DIR}/py.typed"] = ""
     files.update(render_client_typing(model, env))
     return files
+
+
+def _pattern_types(primitives: tuple[ir.Primitive, ...]) -> list[tuple[str, str]]:
+    """Each plain-string pattern with the type its errors name: when types share a pattern
+    (string and markdown; uri, url and canonical), the one the others specialize."""
+    by_pattern: dict[str, list[ir.Primitive]] = {}
+    for p in primitives:
+        if p.pattern and not p.temporal:
+            by_pattern.setdefault(p.pattern, []).append(p)
+    named = []
+    for pattern, sharing in by_pattern.items():
+        types = {p.fhir_type for p in sharing}
+        bases = [p.fhir_type for p in sharing if p.base_type not in types]
+        named.append((pattern, bases[0] if len(bases) == 1 else " or ".join(sorted(types))))
+    return named
 
 
 GENERATED_DIR = "src/pymedplum/_generated"

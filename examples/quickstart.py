@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from pymedplum import AsyncMedplumClient, MedplumClient, PreconditionFailedError
+from pymedplum import AsyncMedplumClient, DecimalFloat, MedplumClient, PreconditionFailedError
 from pymedplum.fhir import Patient
 from pymedplum.hooks import RequestEvent
 
@@ -153,8 +153,14 @@ def exact_decimals(config: dict[str, str], patient_id: str) -> None:
     stored = observation["valueQuantity"]["value"]
     say(f"the server answered {stored}: Medplum stores decimals as JavaScript numbers, which")
     say("drop the trailing zero (the same number; FHIR itself would keep the text 1.50)")
-    say(f"the SDK returns the server's text as {stored!r}, never a float")
-    check(stored == Decimal("1.50") and isinstance(stored, Decimal), "the same number, exact")
+    say(f"the dict holds a float that keeps the server's text ({stored.text!r}): == 1.5, and")
+    say("json.dumps works; written back through the SDK it is sent as that text")
+    check(
+        isinstance(stored, DecimalFloat)
+        and stored == 1.5
+        and stored.as_decimal() == Decimal("1.5"),
+        "the same number, exact",
+    )
 
 
 def search(client: MedplumClient) -> None:

@@ -5,10 +5,14 @@ config; what no type can say lives here once:
 
 - `Opt[T]`: an optional element. Absent is fine; an explicit JSON `null` is not.
 - `FhirDecimalSchema`: decimals as `Decimal`, so `1.50` keeps its precision.
+- `FhirTemporalSchema`: date, dateTime, instant and time; the one relaxation of the spec
+  (a dateTime's time without a zone, refused again inside `pymedplum.fhir.strict()`), and
+  Python `date`/`datetime`/`time` values written as FHIR text.
 - `PolymorphicResource`: an element of type `Resource` (`Bundle.entry.resource`,
   `contained`, ...) is validated into the model its `resourceType` names.
 - `ChoiceChecked`: at most one alternative of a choice element `value[x]`.
 - Errors carry FHIR paths (`Observation.valueQuantity.comparator`).
+- A document validated as a resource carries its `resourceType`.
 - Lazy building: a module names the classes of other modules it needs (`_DEPENDENCIES`);
   they are imported on the first validation, not when the model is imported.
 
@@ -19,12 +23,14 @@ our definitions in `model_extra` and writes them back unchanged.
 
 from __future__ import annotations
 
+import functools
 import gc
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Optional, Self, TypeVar
 
@@ -42,6 +48,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from pymedplum import _json
 from pymedplum._medplum_meta import MedplumMeta
+from pymedplum._strict import _STRICT
 
 __all__ = [
     "FHIRModel",
@@ -49,7 +56,7 @@ __all__ = [
     "FHIRValidationError",
     "Opt",
     "FhirDecimalSchema",
-    "FhirTextSchema",
+    "FhirTemporalSchema",
     "PolymorphicResource",
     "LENIENT",
 ]
@@ -166,44 +173,143 @@ class FhirDecimalSchema:
         )
 
 
-def _server_only(value: str, info: ValidationInfo) -> str:
-    if not _is_lenient(info):
-        raise PydanticCustomError("fhir_format", "not server data")
-    return value
+class FhirTemporalSchema:
+    """A FHIR date, dateTime, instant or time.
 
+    A string must match the specification's regular expression and is kept exactly as
+    written. A Python value is written in FHIR format (`isoformat()`): a `date` for a date
+    or a dateTime, a `datetime` for a dateTime or an instant, a `time` (without a zone) for
+    a time. A dateTime with a time but no zone is accepted unless `pymedplum.fhir.strict()`
+    is on; an instant always needs its zone.
 
-class FhirTextSchema:
-    """A FHIR string-like primitive checked by the specification's regular expression, or,
-    in data read from a server (`from_server`), by what Medplum's validator also accepts
-    (a no-break space in a string, a dateTime without a time zone)."""
+    The common case (a valid string) is checked in Rust without a Python call: the
+    strictness check runs only for zone-less dateTimes, the conversion only for Python
+    values. Errors are worded by `_format_message` from the failing input.
+    """
 
     def __init__(
-        self, fhir_type: str, *, pattern: str, server_pattern: str, max_length: int | None
+        self,
+        fhir_type: str,
+        *,
+        pattern: str,
+        zoneless_pattern: str | None = None,
+        zoneless_unless_strict: bool = False,
     ) -> None:
         self.fhir_type = fhir_type
         self.pattern = pattern
-        self.server_pattern = server_pattern
-        self.max_length = max_length
+        self.zoneless_pattern = zoneless_pattern
+        self.zoneless_unless_strict = zoneless_unless_strict
+        _TEMPORAL[fhir_type] = self
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        def text(pattern: str) -> Any:
-            return core_schema.str_schema(
-                pattern=pattern, min_length=1, max_length=self.max_length, strict=True
+        text_branches: list[core_schema.CoreSchema] = [
+            core_schema.str_schema(pattern=self.pattern, min_length=1, strict=True)
+        ]
+        if self.zoneless_unless_strict and self.zoneless_pattern:
+            text_branches.append(
+                core_schema.no_info_after_validator_function(
+                    _zoneless_unless_strict,
+                    core_schema.str_schema(pattern=self.zoneless_pattern, strict=True),
+                )
             )
-
-        # Left to right: the server-only branch (a Python call) runs only when the
-        # specification's pattern has already failed.
-        return core_schema.union_schema(
+        text = (
+            text_branches[0]
+            if len(text_branches) == 1
+            else core_schema.union_schema(list(text_branches), mode="left_to_right")
+        )
+        python_value = core_schema.chain_schema(
             [
-                text(self.pattern),
-                core_schema.with_info_after_validator_function(
-                    _server_only, text(self.server_pattern)
-                ),
-            ],
+                core_schema.is_instance_schema(time if self.fhir_type == "time" else date),
+                core_schema.no_info_plain_validator_function(_TO_TEXT[self.fhir_type]),
+                text,  # the text it gives is checked like any other
+            ]
+        )
+        return core_schema.union_schema(
+            [*text_branches, python_value],
             mode="left_to_right",
             custom_error_type="fhir_format",
             custom_error_message=f"Input is not a valid FHIR {self.fhir_type}",
+            custom_error_context={"fhir_type": self.fhir_type},
         )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return {"type": "string", "pattern": self.pattern}
+
+    @functools.cached_property
+    def zoneless(self) -> re.Pattern[str] | None:
+        """The zone-less form of this type, to explain an error."""
+        return re.compile(self.zoneless_pattern) if self.zoneless_pattern else None
+
+
+_TEMPORAL: dict[str, FhirTemporalSchema] = {}
+
+
+def _zoneless_unless_strict(value: str) -> str:
+    if _STRICT.get():
+        raise PydanticCustomError("fhir_format", "strict")  # worded by _format_message
+    return value
+
+
+def _date_text(value: date) -> str:
+    if isinstance(value, datetime):  # would lose its time
+        raise PydanticCustomError("fhir_format", "a datetime")
+    return value.isoformat()
+
+
+def _date_time_text(value: date) -> str:
+    return value.isoformat()
+
+
+def _instant_text(value: date) -> str:
+    if not isinstance(value, datetime):
+        raise PydanticCustomError("fhir_format", "a date")
+    return value.isoformat()
+
+
+def _time_text(value: time) -> str:
+    if value.utcoffset() is not None:
+        raise PydanticCustomError("fhir_format", "a time zone")
+    return value.isoformat()
+
+
+_TO_TEXT: dict[str, Callable[[Any], str]] = {
+    "date": _date_text,
+    "dateTime": _date_time_text,
+    "instant": _instant_text,
+    "time": _time_text,
+}
+
+_ADD_A_ZONE = (
+    "add one ('Z', '+01:00'), or from Python use an aware datetime such as "
+    "datetime.now(timezone.utc)"
+)
+
+
+def _format_message(fhir_type: str, value: Any) -> str:
+    """The error of a date, dateTime, instant or time, saying how to fix the value."""
+    message = f"Input is not a valid FHIR {fhir_type}"
+    schema = _TEMPORAL.get(fhir_type)
+    if fhir_type == "date" and isinstance(value, datetime):
+        return f"{message}: a FHIR date has no time; pass value.date()"
+    if fhir_type == "time" and isinstance(value, time) and value.utcoffset() is not None:
+        return f"{message}: a FHIR time has no time zone"
+    if fhir_type == "instant" and isinstance(value, date) and not isinstance(value, datetime):
+        return f"{message}: an instant needs a date, a time and a time zone"
+    if isinstance(value, datetime) and value.utcoffset() is None:
+        value = value.isoformat()
+    if (
+        schema is None
+        or schema.zoneless is None
+        or not isinstance(value, str)
+        or schema.zoneless.fullmatch(value) is None
+    ):
+        return message
+    if schema.zoneless_unless_strict:
+        return (
+            f"{message}: it has a time but no time zone, which strict validation "
+            f"(pymedplum.fhir.strict()) refuses; {_ADD_A_ZONE}"
+        )
+    return f"{message}: it has no time zone; {_ADD_A_ZONE}"
 
 
 def _resource_class(resource_type: str) -> type[FHIRModel] | None:
@@ -300,6 +406,9 @@ def _fhir_error(cls: type[BaseModel], error: pydantic_core.ValidationError) -> F
         elif kind == "string_pattern_mismatch":
             fhir_type = PATTERN_TYPES.get(item.get("ctx", {}).get("pattern", ""), "value")
             kind = PydanticCustomError("fhir_format", f"Input is not a valid FHIR {fhir_type}")
+        elif kind == "fhir_format" and "fhir_type" in item.get("ctx", {}):
+            message = _format_message(item["ctx"]["fhir_type"], item["input"])
+            kind = PydanticCustomError("fhir_format", message.replace("{", "{{").replace("}", "}}"))
         elif kind not in _KNOWN_TYPES:
             kind = PydanticCustomError(str(kind), item["msg"].replace("{", "{{").replace("}", "}}"))
         entry: dict[str, Any] = {"type": kind, "loc": loc, "input": value}
@@ -307,6 +416,20 @@ def _fhir_error(cls: type[BaseModel], error: pydantic_core.ValidationError) -> F
             entry["ctx"] = item["ctx"]
         line_errors.append(entry)
     return FHIRValidationError.from_exception_data(cls.__name__, line_errors)
+
+
+def _missing_resource_type(model_name: str, resource_type: str) -> FHIRValidationError:
+    message = f'A FHIR resource needs its resourceType: add "resourceType": "{resource_type}"'
+    return FHIRValidationError.from_exception_data(
+        model_name,
+        [
+            {
+                "type": PydanticCustomError("missing", message.replace("{", "{{")),
+                "loc": (f"{model_name}.resourceType",),
+                "input": "{...}",
+            }
+        ],
+    )
 
 
 # Error types pydantic can rebuild from their context.
@@ -422,6 +545,16 @@ class FHIRModel(MedplumMeta, BaseModel):
     # Kept unknown elements (from_server): any JSON, written back exactly.
     __pydantic_extra__: dict[str, Annotated[Any, _ExtraElement()]] = PydanticField(init=False)
 
+    # The resourceType of a concrete resource class (its `resource_type` default), else None.
+    __fhir_resource_type__: ClassVar[str | None] = None
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("resource_type")
+        default = field.default if field is not None else None
+        cls.__fhir_resource_type__ = default if isinstance(default, str) else None
+
     @classmethod
     def model_rebuild(cls, *args: Any, **kwargs: Any) -> bool | None:
         # Called by pydantic on the first validation of a deferred model.
@@ -441,6 +574,15 @@ class FHIRModel(MedplumMeta, BaseModel):
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
         kwargs.setdefault("extra", "forbid")
+        if (
+            cls.__fhir_resource_type__ is not None
+            and isinstance(obj, Mapping)
+            and "resourceType" not in obj
+            and "resource_type" not in obj
+        ):
+            # FHIR JSON names its resource type; only a model built in Python (`Patient()`)
+            # gets the class's as a default.
+            raise _missing_resource_type(cls.__name__, cls.__fhir_resource_type__)
         try:
             return super().model_validate(obj, **kwargs)
         except pydantic_core.ValidationError as error:

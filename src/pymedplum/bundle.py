@@ -14,6 +14,8 @@ from pymedplum.exceptions import BundleEntryError
 __all__ = ["FHIRBundle", "BundleEntryResult", "BatchCreateResult", "model_resource_type"]
 
 M = TypeVar("M", bound=BaseModel)
+# What iterating a bundle yields: its model, or `dict[str, Any]` for a bundle without one.
+R = TypeVar("R")
 
 
 def model_resource_type(model: type[BaseModel]) -> str:
@@ -93,12 +95,14 @@ def _entry_result(index: int, entry: Mapping[str, Any]) -> BundleEntryResult:
     )
 
 
-class FHIRBundle(Generic[M]):
+class FHIRBundle(Generic[R]):
     """A Bundle with helpers. Iterating yields each entry's resource.
 
     With a model (`search_resources(..., return_bundle=True, as_fhir=Patient)`),
     iteration and `get_resources()` yield that model for entries of its resource type
     and skip the others (for example `_include`d resources); without one they yield dicts.
+    Type checkers see the same: iterating a `FHIRBundle[Patient]` gives `Patient`s, and
+    `FHIRBundle(data)` is a `FHIRBundle[dict[str, Any]]`.
 
     Example:
         bundle = client.search_resources("Patient", {"family": "Smith"}, return_bundle=True)
@@ -109,7 +113,17 @@ class FHIRBundle(Generic[M]):
 
     __slots__ = ("data", "model")
 
-    def __init__(self, data: Mapping[str, Any], model: type[M] | None = None) -> None:
+    @overload
+    def __init__(
+        self: FHIRBundle[dict[str, Any]], data: Mapping[str, Any], model: None = None
+    ) -> None: ...
+    @overload
+    def __init__(self: FHIRBundle[M], data: Mapping[str, Any], model: type[M]) -> None: ...
+    @overload
+    def __init__(
+        self: FHIRBundle[Any], data: Mapping[str, Any], model: type[BaseModel] | None
+    ) -> None: ...
+    def __init__(self, data: Mapping[str, Any], model: type[BaseModel] | None = None) -> None:
         if not isinstance(data, Mapping):
             raise TypeError(f"FHIRBundle expects a Bundle dict, got {type(data).__name__}")
         self.data: dict[str, Any] = dict(data)
@@ -153,11 +167,11 @@ class FHIRBundle(Generic[M]):
                 yield resource
 
     @overload
-    def get_resources(self, max_resources: int | None = None) -> list[Any]: ...
+    def get_resources(self, max_resources: int | None = None) -> list[R]: ...
     @overload
     def get_resources(self, max_resources: int | None = None, *, model: type[M]) -> list[M]: ...
     def get_resources(
-        self, max_resources: int | None = None, *, model: type[M] | None = None
+        self, max_resources: int | None = None, *, model: type[BaseModel] | None = None
     ) -> list[Any]:
         """Entry resources (dicts, or the bundle's model); entries without one are skipped.
 
@@ -178,7 +192,7 @@ class FHIRBundle(Generic[M]):
         """The entries whose resource type is `model`'s, as `model` instances."""
         return self.get_resources(model=model)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[R]:
         return iter(self.get_resources())
 
     def __len__(self) -> int:

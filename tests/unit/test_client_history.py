@@ -368,7 +368,12 @@ def test_read_reference_of_a_version_reads_that_version(
 
 def test_read_reference_as_fhir(make: Callable[..., Driver], fake: FakeMedplum) -> None:
     observation = Observation.model_validate(
-        {"status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/p1"}}
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/p1"},
+        }
     )
     patient = make().read_reference(observation.subject, Patient)
     assert isinstance(patient, Patient) and patient.id == "p1"

@@ -89,7 +89,7 @@ def test_get_extension_value(element: Any) -> None:
 
 def test_a_complex_value_comes_back_as_json_from_a_model_too() -> None:
     reference = {"url": FLAG, "valueReference": {"reference": "Practitioner/1"}}
-    model = Patient.model_validate({"extension": [reference]})
+    model = Patient.model_validate({"resourceType": "Patient", "extension": [reference]})
     assert get_extension_value(model, FLAG) == {"reference": "Practitioner/1"}
     assert get_extension_value({"extension": [reference]}, FLAG) == {"reference": "Practitioner/1"}
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import pymedplum
 from pymedplum import (
     AsyncMedplumClient,
     AuthenticationError,
@@ -409,6 +411,10 @@ SECRET = "client-SECRET-7f3a9"
 TOKEN = "access-TOKEN-51c2e"
 
 
+# The SDK's own files (the checkout's folder may be named pymedplum too).
+PACKAGE_DIR = Path(pymedplum.__file__).resolve().parent
+
+
 def _locals_text(error: BaseException) -> str:
     """The locals of the SDK's frames in the error's traceback (and its chained errors'),
     as `capture_locals=True` prints them. The test's own frames hold the secret: skipped."""
@@ -421,7 +427,7 @@ def _locals_text(error: BaseException) -> str:
         if current is None:
             continue
         for frame in current.stack:
-            if "/pymedplum/" in frame.filename.replace("\\", "/"):
+            if Path(frame.filename).resolve().is_relative_to(PACKAGE_DIR):
                 shown.append(f"{frame.name}: {frame.locals}")
         pending += [current.__cause__, current.__context__]
     assert shown, "the error never passed through the SDK"

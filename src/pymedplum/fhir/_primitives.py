@@ -8,11 +8,13 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from pymedplum._fhirmodel import FhirDecimalSchema, FhirTextSchema
+from pymedplum._fhirmodel import FhirDecimalSchema, FhirTemporalSchema
 
 FhirBase64Binary = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+)$"),
+    StringConstraints(
+        min_length=1, pattern="^(?:([ \\t\\n\\r]*([0-9a-zA-Z\\+/=]){4}[ \\t\\n\\r]*)+)$"
+    ),
 ]
 """FHIR base64Binary: Base StructureDefinition for base64Binary Type: A stream of bytes"""
 
@@ -21,20 +23,25 @@ FhirBoolean = bool
 
 FhirCanonical = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:\\S*)$"),
+    StringConstraints(
+        min_length=1, pattern="^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]*)$"
+    ),
 ]
 """FHIR canonical: Base StructureDefinition for canonical type: A URI that is a reference to a canonical URL on a FHIR resource"""
 
 FhirCode = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:[^\\s]+(\\s[^\\s]+)*)$"),
+    StringConstraints(
+        min_length=1,
+        pattern="^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+([ \\t\\n\\r][\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+)*)$",
+    ),
 ]
 """FHIR code: Base StructureDefinition for code type: A string which has at least one character and no leading or trailing whitespace and where there is no whitespace other than single spaces in the contents"""
 
 FhirDate = Annotated[
     str,
-    StringConstraints(
-        min_length=1,
+    FhirTemporalSchema(
+        "date",
         pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?)$",
     ),
 ]
@@ -42,11 +49,11 @@ FhirDate = Annotated[
 
 FhirDateTime = Annotated[
     str,
-    FhirTextSchema(
+    FhirTemporalSchema(
         "dateTime",
         pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?)$",
-        server_pattern="^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3])(:[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]{1,9})?)?)?)?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00)?)?)?$",
-        max_length=None,
+        zoneless_pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)?)?)?)$",
+        zoneless_unless_strict=True,
     ),
 ]
 """FHIR dateTime: Base StructureDefinition for dateTime Type: A date, date-time or partial date (e.g."""
@@ -62,9 +69,10 @@ FhirId = Annotated[
 
 FhirInstant = Annotated[
     str,
-    StringConstraints(
-        min_length=1,
+    FhirTemporalSchema(
+        "instant",
         pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))$",
+        zoneless_pattern="^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))?)$",
     ),
 ]
 """FHIR instant: Base StructureDefinition for instant Type: An instant in time - known at least to the second"""
@@ -74,11 +82,9 @@ FhirInteger = Annotated[int, Field(ge=-2147483648, le=2147483647)]
 
 FhirMarkdown = Annotated[
     str,
-    FhirTextSchema(
-        "markdown",
-        pattern="^(?:[ \\r\\n\\t\\S]+)$",
-        server_pattern="^[\\r\\n\\t\\x{20}-\\x{10FFFF}]+$",
-        max_length=None,
+    StringConstraints(
+        min_length=1,
+        pattern="^(?:[ \\r\\n\\t\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+)$",
     ),
 ]
 """FHIR markdown: Base StructureDefinition for markdown type: A string that may contain Github Flavored Markdown syntax for optional processing by a mark down presentation engine"""
@@ -94,19 +100,19 @@ FhirPositiveInt = Annotated[int, Field(ge=1, le=2147483647)]
 
 FhirString = Annotated[
     str,
-    FhirTextSchema(
-        "string",
-        pattern="^(?:[ \\r\\n\\t\\S]+)$",
-        server_pattern="^[\\r\\n\\t\\x{20}-\\x{10FFFF}]+$",
+    StringConstraints(
+        min_length=1,
         max_length=1048576,
+        pattern="^(?:[ \\r\\n\\t\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+)$",
     ),
 ]
 """FHIR string: Base StructureDefinition for string Type: A sequence of Unicode characters"""
 
 FhirTime = Annotated[
     str,
-    StringConstraints(
-        min_length=1, pattern="^(?:([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?)$"
+    FhirTemporalSchema(
+        "time",
+        pattern="^(?:([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?)$",
     ),
 ]
 """FHIR time: Base StructureDefinition for time Type: A time during the day, with no date specified"""
@@ -116,13 +122,17 @@ FhirUnsignedInt = Annotated[int, Field(ge=0, le=2147483647)]
 
 FhirUri = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:\\S*)$"),
+    StringConstraints(
+        min_length=1, pattern="^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]*)$"
+    ),
 ]
 """FHIR uri: Base StructureDefinition for uri Type: String of characters used to identify a name or a resource"""
 
 FhirUrl = Annotated[
     str,
-    StringConstraints(min_length=1, pattern="^(?:\\S*)$"),
+    StringConstraints(
+        min_length=1, pattern="^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]*)$"
+    ),
 ]
 """FHIR url: Base StructureDefinition for url type: A URI that is a literal reference"""
 
@@ -146,18 +156,11 @@ FhirInteger64 = Annotated[int, Field(ge=-9223372036854775808, le=922337203685477
 
 # The FHIR type of each pattern, for error messages.
 PATTERN_TYPES = {
-    "^(?:(\\s*([0-9a-zA-Z\\+/=]){4}\\s*)+)$": "base64Binary",
-    "^(?:\\S*)$": "canonical",
-    "^(?:[^\\s]+(\\s[^\\s]+)*)$": "code",
-    "^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?)$": "date",
-    "^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?)$": "dateTime",
+    "^(?:([ \\t\\n\\r]*([0-9a-zA-Z\\+/=]){4}[ \\t\\n\\r]*)+)$": "base64Binary",
+    "^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]*)$": "uri",
+    "^(?:[\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+([ \\t\\n\\r][\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+)*)$": "code",
     "^(?:[A-Za-z0-9\\-\\.]{1,64})$": "id",
-    "^(?:([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))$": "instant",
-    "^(?:[ \\r\\n\\t\\S]+)$": "markdown",
+    "^(?:[ \\r\\n\\t\\x{21}-\\x{D7FF}\\x{E000}-\\x{FFFD}\\x{10000}-\\x{10FFFF}]+)$": "string",
     "^(?:urn:oid:[0-2](\\.(0|[1-9][0-9]*))+)$": "oid",
-    "^(?:[ \\r\\n\\t\\S]+)$": "string",
-    "^(?:([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?)$": "time",
-    "^(?:\\S*)$": "uri",
-    "^(?:\\S*)$": "url",
     "^(?:urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$": "uuid",
 }

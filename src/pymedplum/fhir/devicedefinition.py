@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
-from pymedplum.fhir._primitives import FhirBoolean, FhirString, FhirUri
+from pymedplum.fhir._primitives import FhirBoolean, FhirId, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
 
@@ -334,6 +334,12 @@ class DeviceDefinitionMaterial(BackboneElement):
 
 class DeviceDefinitionClassification(BackboneElement):
     """What kind of device or device system this is"""
+
+    id: Opt[FhirId] = Field(default=None)
+    """Unique id for inter-element referencing"""
+
+    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    """Extensions and id of `id`."""
 
     type: CodeableConcept = Field()
     """A classification or risk class of the device model"""

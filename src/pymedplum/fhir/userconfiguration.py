@@ -125,6 +125,12 @@ class UserConfigurationOption(BackboneElement, ChoiceChecked):
         ),
     )
 
+    id: FhirCode = Field()
+    """The unique identifier of the option."""
+
+    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    """Extensions and id of `id`."""
+
     value_boolean: Opt[FhirBoolean] = Field(
         default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
     )
