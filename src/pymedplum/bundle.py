@@ -178,7 +178,7 @@ class FHIRBundle(Generic[M]):
         """The entries whose resource type is `model`'s, as `model` instances."""
         return self.get_resources(model=model)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[M]:
         return iter(self.get_resources())
 
     def __len__(self) -> int:
