@@ -1,10 +1,12 @@
 """Typed search: each resource model names the TypedDict of its search parameters.
 
-    from pymedplum.fhir import Patient
+```python
+from pymedplum.fhir import Patient
 
-    bundle = client.search(Patient, {"family": "Smith", "birthdate": "ge1990"})
-    for patient in bundle:          # Patient models
-        print(patient.birth_date)
+bundle = client.search(Patient, {"family": "Smith", "birthdate": "ge1990"})
+for patient in bundle:          # Patient models
+    print(patient.birth_date)
+```
 
 Every generated resource model derives from `Searchable[Model, ModelSearchParams]`, so a
 type checker reads the parameters' TypedDict off the class you pass: a misspelt key is

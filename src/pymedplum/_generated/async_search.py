@@ -41,7 +41,9 @@ class AsyncTypedSearch:
         instances (resources of other types, such as `_include`d ones, are skipped).
 
         Example:
+            ```python
             bundle = client.search(Patient, {"family": "Smith", "_count": 50})
+            ```
         """
         query, on_behalf_of = search_arguments(*args, **kwargs)
         resource_type = model_resource_type(cast("type[BaseModel]", model))
