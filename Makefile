@@ -9,7 +9,7 @@ EXAMPLES_DIR := tests/data/fhir-r4-examples
 NPM_CI := npm ci --no-audit --no-fund --loglevel=http
 VERSION ?=
 
-.PHONY: install generate check-generated specs test lint typecheck pytest demo server bench clean
+.PHONY: install browser generate check-generated specs test lint typecheck docs docs-build pytest demo server bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> Python: $(VENV) with pymedplum (editable) and its dev tools"
@@ -28,7 +28,13 @@ $(EXAMPLES_DIR)/node_modules/.installed: $(EXAMPLES_DIR)/package.json $(EXAMPLES
 	cd $(EXAMPLES_DIR) && $(NPM_CI)
 	touch $@
 
-install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed $(EXAMPLES_DIR)/node_modules/.installed
+install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed $(EXAMPLES_DIR)/node_modules/.installed browser
+
+## Headless Chromium and its driver (Debian packages) for the documentation site's test.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(echo "==> Debian: chromium and chromium-driver (apt-get)" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null)
 
 ## Regenerate src/pymedplum/fhir and the other generated files from specs/.
 generate: $(VENV)/.installed
@@ -53,10 +59,17 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+## The documentation site: build it with --strict (any warning fails), or serve it.
+docs-build: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve -a 127.0.0.1:8000
+
 pytest: install
 	$(PY) -m pytest
 
-test: install check-generated lint typecheck pytest
+test: install check-generated lint typecheck docs-build pytest
 
 demo: install
 	$(PY) examples/run_demo.py
@@ -68,4 +81,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(SERVER_DIR)/node_modules $(EXAMPLES_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVER_DIR)/node_modules $(EXAMPLES_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache site

@@ -2,6 +2,7 @@
 
 python -m bench            all
 python -m bench models     the model benchmarks only (also: client, bulk)
+python -m bench typecheck  cold mypy and pyright runs on a user script
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import platform
 import sys
 
-from bench import models
+from bench import models, typecheck
 
 
 def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
@@ -24,7 +25,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    which = set(argv) or {"models", "client", "bulk"}
+    which = set(argv) or {"models", "client", "bulk", "typecheck"}
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
         from bench import bulk
 
         print(_table("Bulk export", bulk.rows()))
+    if "typecheck" in which:
+        print(_table("Type checking (cold, no cache)", typecheck.rows()))
     return 0
 
 

@@ -67,13 +67,18 @@ def build_searches(
     return tuple(
         ir.ResourceSearch(
             resource_type=resource_type,
-            typed_dict=f"{resource_type}SearchParams",
+            typed_dict=search_params_name(resource_type),
             params=tuple(
                 sorted({**common, **by_type[resource_type]}.values(), key=lambda p: p.name)
             ),
         )
         for resource_type in resource_types
     )
+
+
+def search_params_name(resource_type: str) -> str:
+    """The name of a resource type's search-parameter TypedDict: `PatientSearchParams`."""
+    return f"{resource_type}SearchParams"
 
 
 def parameter_keys(param: ir.SearchParam) -> tuple[str, ...]:

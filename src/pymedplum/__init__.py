@@ -363,13 +363,19 @@ _IMPORT_MAP: dict[str, str] = {
 __all__ = sorted(_IMPORT_MAP)
 
 
-def __getattr__(name: str) -> Any:
+def _import_lazily(name: str) -> Any:
     module = _IMPORT_MAP.get(name)
     if module is None:
         raise AttributeError(f"module 'pymedplum' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
+
+
+if not TYPE_CHECKING:
+    # The module __getattr__, hidden from type checkers: to them a misspelt name is an
+    # error ("has no attribute"), not Any.
+    __getattr__ = _import_lazily
 
 
 def __dir__() -> list[str]:

@@ -65,6 +65,34 @@ def test_search_with_as_fhir_skips_included_resources(client: Driver) -> None:
     assert len(bundle) == 1  # what iteration yields
 
 
+def test_search_by_model_returns_a_typed_bundle_and_sends_extra_query_after_the_typed_one(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    smith = client.create_resource(
+        {"resourceType": "Patient", "name": [{"family": "Typed"}], "birthDate": "1980-02-03"}
+    )
+    client.create_resource({"resourceType": "Patient", "name": [{"family": "Other"}]})
+    observation = client.create_resource(
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "hr"},
+            "subject": {"reference": f"Patient/{smith['id']}"},
+        }
+    )
+    medplum.clear_requests()
+    bundle = client.search(Patient, {"family": "Typed", "birthdate": ["ge1980", "lt1981"]})
+    assert isinstance(bundle, FHIRBundle) and bundle.model is Patient
+    assert [(p.id, p.birth_date) for p in bundle] == [(smith["id"], "1980-02-03")]
+    assert medplum.fhir_requests()[-1]["query"]["birthdate"] == ["ge1980", "lt1981"]
+    chained = client.search(
+        Observation, {"status": "final"}, extra_query=[("subject:Patient.name", "Typed")]
+    )
+    assert [o.id for o in chained] == [observation["id"]]
+    assert medplum.fhir_requests()[-1]["query"]["subject:Patient.name"] == ["Typed"]
+    assert [p.id for p in client.search(Patient, {"family": "Nobody"})] == []
+
+
 def test_search_one_returns_the_first_match_or_none(
     client: Driver, medplum: LocalMedplumServer
 ) -> None:

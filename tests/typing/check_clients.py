@@ -7,11 +7,13 @@ under --strict) fails the run if the error ever disappears.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from decimal import Decimal
 from typing import Any, assert_type
 
 from pymedplum import AsyncMedplumClient, FHIRBundle, MedplumClient
 from pymedplum.fhir import HumanName, Observation, Patient, Quantity
+from pymedplum.search import PatientSearchParams
 
 
 def sync_client(client: MedplumClient) -> None:
@@ -34,9 +36,34 @@ def sync_client(client: MedplumClient) -> None:
     # Chains and anything unlisted go as (name, value) pairs.
     client.search_resources("Observation", [("subject:Patient.name", "Smith"), ("date", "ge2020")])
 
+    # The string form takes any key (chains included), as the dict-based API always has.
+    client.search_resources("Observation", {"patient.family": "Smith"})
     client.read_resource("Patinet", "1")  # type: ignore[call-overload]
-    client.search_resources("Patient", {"familly": "Smith"})  # type: ignore[call-overload]
-    client.search_resources("Patient", {"code": "x"})  # type: ignore[call-overload]
+    client.search_resources("Patinet", {"family": "Smith"})  # type: ignore[call-overload]
+
+    # search(Model, ...): generic over the model; the query is checked against its TypedDict.
+    assert_type(
+        client.search(Patient, {"family": "Smith", "name:exact": "Ann"}), FHIRBundle[Patient]
+    )
+    assert_type(client.search(Patient), FHIRBundle[Patient])
+    assert_type(
+        client.search(
+            Observation,
+            {"code": "8867-4", "date": ["ge2020", "lt2021"], "_count": 50},
+            extra_query=[("subject:Patient.name", "Smith")],
+            on_behalf_of="ProjectMembership/1",
+        ),
+        FHIRBundle[Observation],
+    )
+    for patient in client.search(Patient, {"birthdate": date(2000, 1, 1)}):
+        assert_type(patient, Patient)
+    params: PatientSearchParams = {"family": "Smith"}
+    client.search(Patient, params)
+    client.search(Patient, {"familly": "Smith"})  # type: ignore[typeddict-unknown-key]
+    client.search(Patient, {"code": "x"})  # type: ignore[typeddict-unknown-key]
+    client.search(Patient, {"family": object()})  # type: ignore[typeddict-item]
+    client.search(Patient, {}, on_behalf="x")  # type: ignore[call-arg]
+    client.search(HumanName, {"family": "Smith"})  # type: ignore[arg-type]
 
 
 async def async_client(client: AsyncMedplumClient) -> None:
@@ -51,7 +78,8 @@ async def async_client(client: AsyncMedplumClient) -> None:
         await client.search_one("Patient", {"identifier": "x|1"}, as_fhir=Patient), Patient | None
     )
     assert_type(client.search_resource_pages("Patient", as_fhir=Patient), AsyncIterator[Patient])
-    await client.search_resources("Patient", {"familly": "Smith"})  # type: ignore[call-overload]
+    assert_type(await client.search(Patient, {"family": "Smith"}), FHIRBundle[Patient])
+    await client.search(Patient, {"familly": "Smith"})  # type: ignore[typeddict-unknown-key]
     await client.read_resource("Patinet", "1")  # type: ignore[call-overload]
 
 

@@ -413,9 +413,11 @@ class AsyncOperationMethods(AsyncClientBase):
         `as_fhir=Bundle` returns the Bundle model.
 
         Example:
+            ```python
             bundle = await client.read_patient_everything("123", types=["Observation"])
             for entry in bundle["entry"]:
                 print(entry["resource"]["resourceType"])
+            ```
         """
         if count is not None and (isinstance(count, bool) or count < 1):
             raise ValueError(f"count must be a positive int, got {count!r}")

@@ -1661,13 +1661,19 @@ __all__ = [
 _RESOURCE_TYPE_SET = frozenset(RESOURCE_TYPES)
 
 
-def __getattr__(name: str) -> Any:
+def _import_lazily(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
+
+
+if not TYPE_CHECKING:
+    # The module __getattr__, hidden from type checkers: to them a misspelt name is an
+    # error ("has no attribute"), not Any.
+    __getattr__ = _import_lazily
 
 
 def __dir__() -> list[str]:
@@ -1678,7 +1684,7 @@ def resource_class(resource_type: str) -> Any:
     """The model class of a resource type (`"Patient"` -> `Patient`), or None if unknown."""
     if resource_type not in _RESOURCE_TYPE_SET:
         return None
-    return globals().get(resource_type) or __getattr__(resource_type)
+    return globals().get(resource_type) or _import_lazily(resource_type)
 
 
 if TYPE_CHECKING:

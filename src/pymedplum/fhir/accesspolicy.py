@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AccessPolicySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.expression import Expression
     from pymedplum.fhir.reference import Reference
@@ -21,150 +23,145 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Expression", "Reference")
 
 
-class AccessPolicy(DomainResource):
+class AccessPolicy(DomainResource, Searchable["AccessPolicy", "AccessPolicySearchParams"]):
     """Access Policy for user or user group that defines how entities can or cannot access resources."""
 
-    resource_type: Literal["AccessPolicy"] = Field(
-        default="AccessPolicy", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["AccessPolicy"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AccessPolicy"
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name associated with the AccessPolicy."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Other access policies used to derive this access policy."""
 
-    compartment: Opt[Reference] = Field(default=None)
+    compartment: Opt[Reference] = None
     """Optional compartment for newly created resources."""
 
-    resource: Opt[list[AccessPolicyResource]] = Field(default=None, min_length=1)
+    resource: Annotated[Opt[list[AccessPolicyResource]], Field(min_length=1)] = None
     """Access details for a resource type."""
 
-    ip_access_rule: Opt[list[AccessPolicyIpAccessRule]] = Field(
-        default=None,
-        validation_alias="ipAccessRule",
-        serialization_alias="ipAccessRule",
-        min_length=1,
-    )
+    ip_access_rule: Annotated[
+        Opt[list[AccessPolicyIpAccessRule]],
+        Field(validation_alias="ipAccessRule", serialization_alias="ipAccessRule", min_length=1),
+    ] = None
     """Use IP Access Rules to allowlist, block, and challenge traffic based on the visitor IP address."""
 
 
 class AccessPolicyResource(BackboneElement):
     """Access details for a resource type."""
 
-    resource_type: FhirString = Field(
-        validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        FhirString, Field(validation_alias="resourceType", serialization_alias="resourceType")
+    ]
     """The resource type."""
 
-    resource_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceType", serialization_alias="_resourceType"
-    )
+    resource_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceType", serialization_alias="_resourceType")
+    ] = None
     """Extensions and id of `resourceType`."""
 
-    compartment: Opt[Reference] = Field(default=None)
+    compartment: Opt[Reference] = None
     """@deprecated Optional compartment restriction for the resource type."""
 
-    criteria: Opt[FhirString] = Field(default=None)
+    criteria: Opt[FhirString] = None
     """The rules that the server should use to determine which resources to allow."""
 
-    criteria_ext: Opt[Element] = Field(
-        default=None, validation_alias="_criteria", serialization_alias="_criteria"
-    )
+    criteria_ext: Annotated[
+        Opt[Element], Field(validation_alias="_criteria", serialization_alias="_criteria")
+    ] = None
     """Extensions and id of `criteria`."""
 
-    readonly: Opt[FhirBoolean] = Field(default=None)
+    readonly: Opt[FhirBoolean] = None
     """@deprecated Use AccessPolicy.resource.interaction = ['search', 'read', 'vread', 'history']"""
 
-    readonly_ext: Opt[Element] = Field(
-        default=None, validation_alias="_readonly", serialization_alias="_readonly"
-    )
+    readonly_ext: Annotated[
+        Opt[Element], Field(validation_alias="_readonly", serialization_alias="_readonly")
+    ] = None
     """Extensions and id of `readonly`."""
 
-    interaction: Opt[
-        list[Literal["read", "vread", "update", "delete", "history", "create", "search"]]
-    ] = Field(default=None, min_length=1)
+    interaction: Annotated[
+        Opt[list[Literal["read", "vread", "update", "delete", "history", "create", "search"]]],
+        Field(min_length=1),
+    ] = None
     """Permitted FHIR interactions with this resource type"""
 
-    interaction_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_interaction",
-        serialization_alias="_interaction",
-        min_length=1,
-    )
+    interaction_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_interaction", serialization_alias="_interaction", min_length=1),
+    ] = None
     """Extensions and id of `interaction`."""
 
-    hidden_fields: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="hiddenFields",
-        serialization_alias="hiddenFields",
-        min_length=1,
-    )
+    hidden_fields: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="hiddenFields", serialization_alias="hiddenFields", min_length=1),
+    ] = None
     """Optional list of hidden fields."""
 
-    hidden_fields_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_hiddenFields",
-        serialization_alias="_hiddenFields",
-        min_length=1,
-    )
+    hidden_fields_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_hiddenFields", serialization_alias="_hiddenFields", min_length=1),
+    ] = None
     """Extensions and id of `hiddenFields`."""
 
-    readonly_fields: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="readonlyFields",
-        serialization_alias="readonlyFields",
-        min_length=1,
-    )
+    readonly_fields: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="readonlyFields", serialization_alias="readonlyFields", min_length=1
+        ),
+    ] = None
     """Optional list of read-only fields."""
 
-    readonly_fields_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_readonlyFields",
-        serialization_alias="_readonlyFields",
-        min_length=1,
-    )
+    readonly_fields_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_readonlyFields", serialization_alias="_readonlyFields", min_length=1
+        ),
+    ] = None
     """Extensions and id of `readonlyFields`."""
 
-    write_constraint: Opt[list[Expression]] = Field(
-        default=None,
-        validation_alias="writeConstraint",
-        serialization_alias="writeConstraint",
-        min_length=1,
-    )
+    write_constraint: Annotated[
+        Opt[list[Expression]],
+        Field(
+            validation_alias="writeConstraint", serialization_alias="writeConstraint", min_length=1
+        ),
+    ] = None
     """Invariants that must be satisfied for the resource to be written."""
 
 
 class AccessPolicyIpAccessRule(BackboneElement):
     """Use IP Access Rules to allowlist, block, and challenge traffic based on the visitor IP address."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Friendly name that will make it easy for you to identify the IP Access Rule in the future."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """An IP Access rule will apply a certain action to incoming traffic based on the visitor IP address or IP range."""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    action: Literal["allow", "block"] = Field()
+    action: Literal["allow", "block"]
     """Access rule can perform one of the following actions: \"allow\" | \"block\"."""
 
-    action_ext: Opt[Element] = Field(
-        default=None, validation_alias="_action", serialization_alias="_action"
-    )
+    action_ext: Annotated[
+        Opt[Element], Field(validation_alias="_action", serialization_alias="_action")
+    ] = None
     """Extensions and id of `action`."""

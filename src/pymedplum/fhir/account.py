@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirPositiveInt, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AccountSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,96 +25,97 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class Account(DomainResource):
+class Account(DomainResource, Searchable["Account", "AccountSearchParams"]):
     """A financial tool for tracking value accrued for a particular purpose."""
 
-    resource_type: Literal["Account"] = Field(
-        default="Account", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Account"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Account"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Account number"""
 
-    status: Literal["active", "inactive", "entered-in-error", "on-hold", "unknown"] = Field()
+    status: Literal["active", "inactive", "entered-in-error", "on-hold", "unknown"]
     """active | inactive | entered-in-error | on-hold | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """E.g."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Human-readable label"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The entity that caused the expenses"""
 
-    service_period: Opt[Period] = Field(
-        default=None, validation_alias="servicePeriod", serialization_alias="servicePeriod"
-    )
+    service_period: Annotated[
+        Opt[Period], Field(validation_alias="servicePeriod", serialization_alias="servicePeriod")
+    ] = None
     """Transaction window"""
 
-    coverage: Opt[list[AccountCoverage]] = Field(default=None, min_length=1)
+    coverage: Annotated[Opt[list[AccountCoverage]], Field(min_length=1)] = None
     """The party(s) that are responsible for covering the payment of this account, and what order should they be applied to the account"""
 
-    owner: Opt[Reference] = Field(default=None)
+    owner: Opt[Reference] = None
     """Entity managing the Account"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Explanation of purpose/use"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    guarantor: Opt[list[AccountGuarantor]] = Field(default=None, min_length=1)
+    guarantor: Annotated[Opt[list[AccountGuarantor]], Field(min_length=1)] = None
     """The parties ultimately responsible for balancing the Account"""
 
-    part_of: Opt[Reference] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf"
-    )
+    part_of: Annotated[
+        Opt[Reference], Field(validation_alias="partOf", serialization_alias="partOf")
+    ] = None
     """Reference to a parent Account"""
 
 
 class AccountCoverage(BackboneElement):
     """The party(s) that are responsible for covering the payment of this account, and what order should they be applied to the account"""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """The party(s), such as insurances, that may contribute to the payment of this account"""
 
-    priority: Opt[FhirPositiveInt] = Field(default=None)
+    priority: Opt[FhirPositiveInt] = None
     """The priority of the coverage in the context of this account"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
 
 class AccountGuarantor(BackboneElement):
     """The parties ultimately responsible for balancing the Account"""
 
-    party: Reference = Field()
+    party: Reference
     """Responsible entity"""
 
-    on_hold: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="onHold", serialization_alias="onHold"
-    )
+    on_hold: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="onHold", serialization_alias="onHold")
+    ] = None
     """Credit or other hold applied"""
 
-    on_hold_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onHold", serialization_alias="_onHold"
-    )
+    on_hold_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onHold", serialization_alias="_onHold")
+    ] = None
     """Extensions and id of `onHold`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Guarantee account during"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ActivityDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -57,7 +59,11 @@ _DEPENDENCIES = (
 )
 
 
-class ActivityDefinition(DomainResource, ChoiceChecked):
+class ActivityDefinition(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["ActivityDefinition", "ActivityDefinitionSearchParams"],
+):
     """This resource allows for the definition of some activity to be performed, independent of a particular patient, practitioner, or other performance context."""
 
     __fhir_choice_groups__ = (
@@ -85,194 +91,202 @@ class ActivityDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ActivityDefinition"] = Field(
-        default="ActivityDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ActivityDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ActivityDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this activity definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the activity definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the activity definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this activity definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this activity definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the activity definition"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """Type of individual the activity definition is intended for"""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """Type of individual the activity definition is intended for"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the activity definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for activity definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this activity definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the activity definition"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the activity definition was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the activity definition was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the activity definition is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """E.g."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    library: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    library: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Logic used by the activity definition"""
 
-    library_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_library", serialization_alias="_library", min_length=1
-    )
+    library_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_library", serialization_alias="_library", min_length=1),
+    ] = None
     """Extensions and id of `library`."""
 
     kind: Opt[
@@ -293,23 +307,23 @@ class ActivityDefinition(DomainResource, ChoiceChecked):
             "Task",
             "VisionPrescription",
         ]
-    ] = Field(default=None)
+    ] = None
     """Kind of resource"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """What profile the resource needs to conform to"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Detail type of activity"""
 
     intent: Opt[
@@ -324,162 +338,172 @@ class ActivityDefinition(DomainResource, ChoiceChecked):
             "instance-order",
             "option",
         ]
-    ] = Field(default=None)
+    ] = None
     """proposal | plan | directive | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """True if the activity should not be performed"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    timing_timing: Opt[Timing] = Field(
-        default=None, validation_alias="timingTiming", serialization_alias="timingTiming"
-    )
+    timing_timing: Annotated[
+        Opt[Timing], Field(validation_alias="timingTiming", serialization_alias="timingTiming")
+    ] = None
     """When activity is to occur"""
 
-    timing_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timingDateTime", serialization_alias="timingDateTime"
-    )
+    timing_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timingDateTime", serialization_alias="timingDateTime"),
+    ] = None
     """When activity is to occur"""
 
-    timing_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDateTime", serialization_alias="_timingDateTime"
-    )
+    timing_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_timingDateTime", serialization_alias="_timingDateTime"),
+    ] = None
     """Extensions and id of `timingDateTime`."""
 
-    timing_age: Opt[Age] = Field(
-        default=None, validation_alias="timingAge", serialization_alias="timingAge"
-    )
+    timing_age: Annotated[
+        Opt[Age], Field(validation_alias="timingAge", serialization_alias="timingAge")
+    ] = None
     """When activity is to occur"""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """When activity is to occur"""
 
-    timing_range: Opt[Range] = Field(
-        default=None, validation_alias="timingRange", serialization_alias="timingRange"
-    )
+    timing_range: Annotated[
+        Opt[Range], Field(validation_alias="timingRange", serialization_alias="timingRange")
+    ] = None
     """When activity is to occur"""
 
-    timing_duration: Opt[Duration] = Field(
-        default=None, validation_alias="timingDuration", serialization_alias="timingDuration"
-    )
+    timing_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="timingDuration", serialization_alias="timingDuration"),
+    ] = None
     """When activity is to occur"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where it should happen"""
 
-    participant: Opt[list[ActivityDefinitionParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[ActivityDefinitionParticipant]], Field(min_length=1)] = None
     """Who should participate in the action"""
 
-    product_reference: Opt[Reference] = Field(
-        default=None, validation_alias="productReference", serialization_alias="productReference"
-    )
+    product_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="productReference", serialization_alias="productReference"),
+    ] = None
     """What's administered/supplied"""
 
-    product_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="productCodeableConcept",
-        serialization_alias="productCodeableConcept",
-    )
+    product_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="productCodeableConcept", serialization_alias="productCodeableConcept"
+        ),
+    ] = None
     """What's administered/supplied"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """How much is administered/consumed/supplied"""
 
-    dosage: Opt[list[Dosage]] = Field(default=None, min_length=1)
+    dosage: Annotated[Opt[list[Dosage]], Field(min_length=1)] = None
     """Detailed dosage instructions"""
 
-    body_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite", min_length=1
-    )
+    body_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="bodySite", serialization_alias="bodySite", min_length=1),
+    ] = None
     """What part of body to perform on"""
 
-    specimen_requirement: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="specimenRequirement",
-        serialization_alias="specimenRequirement",
-        min_length=1,
-    )
+    specimen_requirement: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="specimenRequirement",
+            serialization_alias="specimenRequirement",
+            min_length=1,
+        ),
+    ] = None
     """What specimens are required to perform this action"""
 
-    observation_requirement: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="observationRequirement",
-        serialization_alias="observationRequirement",
-        min_length=1,
-    )
+    observation_requirement: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="observationRequirement",
+            serialization_alias="observationRequirement",
+            min_length=1,
+        ),
+    ] = None
     """What observations are required to perform this action"""
 
-    observation_result_requirement: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="observationResultRequirement",
-        serialization_alias="observationResultRequirement",
-        min_length=1,
-    )
+    observation_result_requirement: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="observationResultRequirement",
+            serialization_alias="observationResultRequirement",
+            min_length=1,
+        ),
+    ] = None
     """What observations must be produced by this action"""
 
-    transform: Opt[FhirCanonical] = Field(default=None)
+    transform: Opt[FhirCanonical] = None
     """Transform to apply the template"""
 
-    transform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_transform", serialization_alias="_transform"
-    )
+    transform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_transform", serialization_alias="_transform")
+    ] = None
     """Extensions and id of `transform`."""
 
-    dynamic_value: Opt[list[ActivityDefinitionDynamicValue]] = Field(
-        default=None,
-        validation_alias="dynamicValue",
-        serialization_alias="dynamicValue",
-        min_length=1,
-    )
+    dynamic_value: Annotated[
+        Opt[list[ActivityDefinitionDynamicValue]],
+        Field(validation_alias="dynamicValue", serialization_alias="dynamicValue", min_length=1),
+    ] = None
     """Dynamic aspects of the definition"""
 
 
 class ActivityDefinitionParticipant(BackboneElement):
     """Who should participate in the action"""
 
-    type: Literal["patient", "practitioner", "related-person", "device"] = Field()
+    type: Literal["patient", "practitioner", "related-person", "device"]
     """patient | practitioner | related-person | device"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """E.g."""
 
 
 class ActivityDefinitionDynamicValue(BackboneElement):
     """Dynamic aspects of the definition"""
 
-    path: FhirString = Field()
+    path: FhirString
     """The path to the element to be set dynamically"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    expression: Expression = Field()
+    expression: Expression
     """An expression that provides the dynamic value for the customization"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,77 +21,80 @@ _DEPENDENCIES = ("Period",)
 class Address(Element):
     """Base StructureDefinition for Address Type: An address expressed using postal conventions (as opposed to GPS or other location definition formats)."""
 
-    use: Opt[Literal["home", "work", "temp", "old", "billing"]] = Field(default=None)
+    use: Opt[Literal["home", "work", "temp", "old", "billing"]] = None
     """home | work | temp | old | billing - purpose of this address"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    type: Opt[Literal["postal", "physical", "both"]] = Field(default=None)
+    type: Opt[Literal["postal", "physical", "both"]] = None
     """postal | physical | both"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Text representation of the address"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    line: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    line: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Street name, number, direction & P.O."""
 
-    line_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_line", serialization_alias="_line", min_length=1
-    )
+    line_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_line", serialization_alias="_line", min_length=1),
+    ] = None
     """Extensions and id of `line`."""
 
-    city: Opt[FhirString] = Field(default=None)
+    city: Opt[FhirString] = None
     """Name of city, town etc."""
 
-    city_ext: Opt[Element] = Field(
-        default=None, validation_alias="_city", serialization_alias="_city"
-    )
+    city_ext: Annotated[
+        Opt[Element], Field(validation_alias="_city", serialization_alias="_city")
+    ] = None
     """Extensions and id of `city`."""
 
-    district: Opt[FhirString] = Field(default=None)
+    district: Opt[FhirString] = None
     """District name (aka county)"""
 
-    district_ext: Opt[Element] = Field(
-        default=None, validation_alias="_district", serialization_alias="_district"
-    )
+    district_ext: Annotated[
+        Opt[Element], Field(validation_alias="_district", serialization_alias="_district")
+    ] = None
     """Extensions and id of `district`."""
 
-    state: Opt[FhirString] = Field(default=None)
+    state: Opt[FhirString] = None
     """Sub-unit of country (abbreviations ok)"""
 
-    state_ext: Opt[Element] = Field(
-        default=None, validation_alias="_state", serialization_alias="_state"
-    )
+    state_ext: Annotated[
+        Opt[Element], Field(validation_alias="_state", serialization_alias="_state")
+    ] = None
     """Extensions and id of `state`."""
 
-    postal_code: Opt[FhirString] = Field(
-        default=None, validation_alias="postalCode", serialization_alias="postalCode"
-    )
+    postal_code: Annotated[
+        Opt[FhirString], Field(validation_alias="postalCode", serialization_alias="postalCode")
+    ] = None
     """Postal code for area"""
 
-    postal_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_postalCode", serialization_alias="_postalCode"
-    )
+    postal_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_postalCode", serialization_alias="_postalCode")
+    ] = None
     """Extensions and id of `postalCode`."""
 
-    country: Opt[FhirString] = Field(default=None)
+    country: Opt[FhirString] = None
     """Country (e.g."""
 
-    country_ext: Opt[Element] = Field(
-        default=None, validation_alias="_country", serialization_alias="_country"
-    )
+    country_ext: Annotated[
+        Opt[Element], Field(validation_alias="_country", serialization_alias="_country")
+    ] = None
     """Extensions and id of `country`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period when address was/is in use"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AdverseEventSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,148 +24,152 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class AdverseEvent(DomainResource):
+class AdverseEvent(DomainResource, Searchable["AdverseEvent", "AdverseEventSearchParams"]):
     """Actual or potential/avoided event causing unintended physical injury resulting from or contributed to by medical care, a research study or other healthcare setting factors that requires additional..."""
 
-    resource_type: Literal["AdverseEvent"] = Field(
-        default="AdverseEvent", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["AdverseEvent"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AdverseEvent"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Business identifier for the event"""
 
-    actuality: Literal["actual", "potential"] = Field()
+    actuality: Literal["actual", "potential"]
     """actual | potential"""
 
-    actuality_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actuality", serialization_alias="_actuality"
-    )
+    actuality_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actuality", serialization_alias="_actuality")
+    ] = None
     """Extensions and id of `actuality`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """product-problem | product-quality | product-use-error | wrong-dose | incorrect-prescribing-information | wrong-technique | wrong-route-of-administration | wrong-rate | wrong-duration | wrong-time |..."""
 
-    event: Opt[CodeableConcept] = Field(default=None)
+    event: Opt[CodeableConcept] = None
     """Type of the event itself in relation to the subject"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Subject impacted by event"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the event occurred"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    detected: Opt[FhirDateTime] = Field(default=None)
+    detected: Opt[FhirDateTime] = None
     """When the event was detected"""
 
-    detected_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detected", serialization_alias="_detected"
-    )
+    detected_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detected", serialization_alias="_detected")
+    ] = None
     """Extensions and id of `detected`."""
 
-    recorded_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="recordedDate", serialization_alias="recordedDate"
-    )
+    recorded_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="recordedDate", serialization_alias="recordedDate"),
+    ] = None
     """When the event was recorded"""
 
-    recorded_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recordedDate", serialization_alias="_recordedDate"
-    )
+    recorded_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recordedDate", serialization_alias="_recordedDate")
+    ] = None
     """Extensions and id of `recordedDate`."""
 
-    resulting_condition: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="resultingCondition",
-        serialization_alias="resultingCondition",
-        min_length=1,
-    )
+    resulting_condition: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="resultingCondition",
+            serialization_alias="resultingCondition",
+            min_length=1,
+        ),
+    ] = None
     """Effect on the subject due to this event"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Location where adverse event occurred"""
 
-    seriousness: Opt[CodeableConcept] = Field(default=None)
+    seriousness: Opt[CodeableConcept] = None
     """Seriousness of the event"""
 
-    severity: Opt[CodeableConcept] = Field(default=None)
+    severity: Opt[CodeableConcept] = None
     """mild | moderate | severe"""
 
-    outcome: Opt[CodeableConcept] = Field(default=None)
+    outcome: Opt[CodeableConcept] = None
     """resolved | recovering | ongoing | resolvedWithSequelae | fatal | unknown"""
 
-    recorder: Opt[Reference] = Field(default=None)
+    recorder: Opt[Reference] = None
     """Who recorded the adverse event"""
 
-    contributor: Opt[list[Reference]] = Field(default=None, min_length=1)
+    contributor: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who was involved in the adverse event or the potential adverse event"""
 
-    suspect_entity: Opt[list[AdverseEventSuspectEntity]] = Field(
-        default=None,
-        validation_alias="suspectEntity",
-        serialization_alias="suspectEntity",
-        min_length=1,
-    )
+    suspect_entity: Annotated[
+        Opt[list[AdverseEventSuspectEntity]],
+        Field(validation_alias="suspectEntity", serialization_alias="suspectEntity", min_length=1),
+    ] = None
     """The suspected agent causing the adverse event"""
 
-    subject_medical_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="subjectMedicalHistory",
-        serialization_alias="subjectMedicalHistory",
-        min_length=1,
-    )
+    subject_medical_history: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="subjectMedicalHistory",
+            serialization_alias="subjectMedicalHistory",
+            min_length=1,
+        ),
+    ] = None
     """AdverseEvent.subjectMedicalHistory"""
 
-    reference_document: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="referenceDocument",
-        serialization_alias="referenceDocument",
-        min_length=1,
-    )
+    reference_document: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="referenceDocument",
+            serialization_alias="referenceDocument",
+            min_length=1,
+        ),
+    ] = None
     """AdverseEvent.referenceDocument"""
 
-    study: Opt[list[Reference]] = Field(default=None, min_length=1)
+    study: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """AdverseEvent.study"""
 
 
 class AdverseEventSuspectEntity(BackboneElement):
     """The suspected agent causing the adverse event"""
 
-    instance: Reference = Field()
+    instance: Reference
     """Refers to the specific entity that caused the adverse event"""
 
-    causality: Opt[list[AdverseEventSuspectEntityCausality]] = Field(default=None, min_length=1)
+    causality: Annotated[Opt[list[AdverseEventSuspectEntityCausality]], Field(min_length=1)] = None
     """Information on the possible cause of the event"""
 
 
 class AdverseEventSuspectEntityCausality(BackboneElement):
     """Information on the possible cause of the event"""
 
-    assessment: Opt[CodeableConcept] = Field(default=None)
+    assessment: Opt[CodeableConcept] = None
     """Assessment of if the entity caused the event"""
 
-    product_relatedness: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="productRelatedness",
-        serialization_alias="productRelatedness",
-    )
+    product_relatedness: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="productRelatedness", serialization_alias="productRelatedness"),
+    ] = None
     """AdverseEvent.suspectEntity.causalityProductRelatedness"""
 
-    product_relatedness_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_productRelatedness",
-        serialization_alias="_productRelatedness",
-    )
+    product_relatedness_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_productRelatedness", serialization_alias="_productRelatedness"),
+    ] = None
     """Extensions and id of `productRelatedness`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """AdverseEvent.suspectEntity.causalityAuthor"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """ProbabilityScale | Bayesian | Checklist"""

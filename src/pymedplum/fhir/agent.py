@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDecimal, FhirInteger, FhirString, FhirUrl
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AgentSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -21,39 +23,40 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class Agent(DomainResource):
+class Agent(DomainResource, Searchable["Agent", "AgentSearchParams"]):
     """Configuration details for an instance of the Medplum agent application."""
 
-    resource_type: Literal["Agent"] = Field(
-        default="Agent", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Agent"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Agent"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this agent"""
 
-    name: FhirString = Field()
+    name: FhirString
     """The human readable friendly name of the agent."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["active", "off", "error"] = Field()
+    status: Literal["active", "off", "error"]
     """active | off | error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    device: Opt[Reference] = Field(default=None)
+    device: Opt[Reference] = None
     """Optional device resource representing the device running the agent."""
 
-    setting: Opt[list[AgentSetting]] = Field(default=None, min_length=1)
+    setting: Annotated[Opt[list[AgentSetting]], Field(min_length=1)] = None
     """The settings for the agent."""
 
-    channel: Opt[list[AgentChannel]] = Field(default=None, min_length=1)
+    channel: Annotated[Opt[list[AgentChannel]], Field(min_length=1)] = None
     """The channel on which to report matches to the criteria"""
 
 
@@ -73,52 +76,52 @@ class AgentSetting(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """The setting name."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """The setting value."""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """The setting value."""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """The setting value."""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """The setting value."""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
 
@@ -133,28 +136,29 @@ class AgentChannel(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """The channel name."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    endpoint: Reference = Field()
+    endpoint: Reference
     """The channel endpoint definition including protocol and network binding details."""
 
-    target_reference: Opt[Reference] = Field(
-        default=None, validation_alias="targetReference", serialization_alias="targetReference"
-    )
+    target_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="targetReference", serialization_alias="targetReference"),
+    ] = None
     """The target resource where channel messages will be delivered."""
 
-    target_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="targetUrl", serialization_alias="targetUrl"
-    )
+    target_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="targetUrl", serialization_alias="targetUrl")
+    ] = None
     """The target resource where channel messages will be delivered."""
 
-    target_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetUrl", serialization_alias="_targetUrl"
-    )
+    target_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetUrl", serialization_alias="_targetUrl")
+    ] = None
     """Extensions and id of `targetUrl`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AllergyIntoleranceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -35,7 +37,11 @@ _DEPENDENCIES = (
 )
 
 
-class AllergyIntolerance(DomainResource, ChoiceChecked):
+class AllergyIntolerance(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["AllergyIntolerance", "AllergyIntoleranceSearchParams"],
+):
     """Risk of harmful or undesirable, physiological response which is unique to an individual and associated with exposure to a substance."""
 
     __fhir_choice_groups__ = (
@@ -52,167 +58,172 @@ class AllergyIntolerance(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["AllergyIntolerance"] = Field(
-        default="AllergyIntolerance",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["AllergyIntolerance"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AllergyIntolerance"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External ids for this item"""
 
-    clinical_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="clinicalStatus", serialization_alias="clinicalStatus"
-    )
+    clinical_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="clinicalStatus", serialization_alias="clinicalStatus"),
+    ] = None
     """active | inactive | resolved"""
 
-    verification_status: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="verificationStatus",
-        serialization_alias="verificationStatus",
-    )
+    verification_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="verificationStatus", serialization_alias="verificationStatus"),
+    ] = None
     """unconfirmed | confirmed | refuted | entered-in-error"""
 
-    type: Opt[Literal["allergy", "intolerance"]] = Field(default=None)
+    type: Opt[Literal["allergy", "intolerance"]] = None
     """allergy | intolerance - Underlying mechanism (if known)"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    category: Opt[list[Literal["food", "medication", "environment", "biologic"]]] = Field(
-        default=None, min_length=1
-    )
+    category: Annotated[
+        Opt[list[Literal["food", "medication", "environment", "biologic"]]], Field(min_length=1)
+    ] = None
     """food | medication | environment | biologic"""
 
-    category_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_category", serialization_alias="_category", min_length=1
-    )
+    category_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_category", serialization_alias="_category", min_length=1),
+    ] = None
     """Extensions and id of `category`."""
 
-    criticality: Opt[Literal["low", "high", "unable-to-assess"]] = Field(default=None)
+    criticality: Opt[Literal["low", "high", "unable-to-assess"]] = None
     """low | high | unable-to-assess"""
 
-    criticality_ext: Opt[Element] = Field(
-        default=None, validation_alias="_criticality", serialization_alias="_criticality"
-    )
+    criticality_ext: Annotated[
+        Opt[Element], Field(validation_alias="_criticality", serialization_alias="_criticality")
+    ] = None
     """Extensions and id of `criticality`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Code that identifies the allergy or intolerance"""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who the sensitivity is for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter when the allergy or intolerance was asserted"""
 
-    onset_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="onsetDateTime", serialization_alias="onsetDateTime"
-    )
+    onset_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="onsetDateTime", serialization_alias="onsetDateTime"),
+    ] = None
     """When allergy or intolerance was identified"""
 
-    onset_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onsetDateTime", serialization_alias="_onsetDateTime"
-    )
+    onset_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onsetDateTime", serialization_alias="_onsetDateTime")
+    ] = None
     """Extensions and id of `onsetDateTime`."""
 
-    onset_age: Opt[Age] = Field(
-        default=None, validation_alias="onsetAge", serialization_alias="onsetAge"
-    )
+    onset_age: Annotated[
+        Opt[Age], Field(validation_alias="onsetAge", serialization_alias="onsetAge")
+    ] = None
     """When allergy or intolerance was identified"""
 
-    onset_period: Opt[Period] = Field(
-        default=None, validation_alias="onsetPeriod", serialization_alias="onsetPeriod"
-    )
+    onset_period: Annotated[
+        Opt[Period], Field(validation_alias="onsetPeriod", serialization_alias="onsetPeriod")
+    ] = None
     """When allergy or intolerance was identified"""
 
-    onset_range: Opt[Range] = Field(
-        default=None, validation_alias="onsetRange", serialization_alias="onsetRange"
-    )
+    onset_range: Annotated[
+        Opt[Range], Field(validation_alias="onsetRange", serialization_alias="onsetRange")
+    ] = None
     """When allergy or intolerance was identified"""
 
-    onset_string: Opt[FhirString] = Field(
-        default=None, validation_alias="onsetString", serialization_alias="onsetString"
-    )
+    onset_string: Annotated[
+        Opt[FhirString], Field(validation_alias="onsetString", serialization_alias="onsetString")
+    ] = None
     """When allergy or intolerance was identified"""
 
-    onset_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onsetString", serialization_alias="_onsetString"
-    )
+    onset_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onsetString", serialization_alias="_onsetString")
+    ] = None
     """Extensions and id of `onsetString`."""
 
-    recorded_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="recordedDate", serialization_alias="recordedDate"
-    )
+    recorded_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="recordedDate", serialization_alias="recordedDate"),
+    ] = None
     """Date first version of the resource instance was recorded"""
 
-    recorded_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recordedDate", serialization_alias="_recordedDate"
-    )
+    recorded_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recordedDate", serialization_alias="_recordedDate")
+    ] = None
     """Extensions and id of `recordedDate`."""
 
-    recorder: Opt[Reference] = Field(default=None)
+    recorder: Opt[Reference] = None
     """Who recorded the sensitivity"""
 
-    asserter: Opt[Reference] = Field(default=None)
+    asserter: Opt[Reference] = None
     """Source of the information about the allergy"""
 
-    last_occurrence: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="lastOccurrence", serialization_alias="lastOccurrence"
-    )
+    last_occurrence: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="lastOccurrence", serialization_alias="lastOccurrence"),
+    ] = None
     """Date(/time) of last known occurrence of a reaction"""
 
-    last_occurrence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastOccurrence", serialization_alias="_lastOccurrence"
-    )
+    last_occurrence_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastOccurrence", serialization_alias="_lastOccurrence"),
+    ] = None
     """Extensions and id of `lastOccurrence`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional text not captured in other fields"""
 
-    reaction: Opt[list[AllergyIntoleranceReaction]] = Field(default=None, min_length=1)
+    reaction: Annotated[Opt[list[AllergyIntoleranceReaction]], Field(min_length=1)] = None
     """Adverse Reaction Events linked to exposure to substance"""
 
 
 class AllergyIntoleranceReaction(BackboneElement):
     """Adverse Reaction Events linked to exposure to substance"""
 
-    substance: Opt[CodeableConcept] = Field(default=None)
+    substance: Opt[CodeableConcept] = None
     """Specific substance or pharmaceutical product considered to be responsible for event"""
 
-    manifestation: list[CodeableConcept] = Field(min_length=1)
+    manifestation: Annotated[list[CodeableConcept], Field(min_length=1)]
     """Clinical symptoms/signs associated with the Event"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of the event as a whole"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    onset: Opt[FhirDateTime] = Field(default=None)
+    onset: Opt[FhirDateTime] = None
     """Date(/time) when manifestations showed"""
 
-    onset_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onset", serialization_alias="_onset"
-    )
+    onset_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onset", serialization_alias="_onset")
+    ] = None
     """Extensions and id of `onset`."""
 
-    severity: Opt[Literal["mild", "moderate", "severe"]] = Field(default=None)
+    severity: Opt[Literal["mild", "moderate", "severe"]] = None
     """mild | moderate | severe (of event as a whole)"""
 
-    severity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_severity", serialization_alias="_severity"
-    )
+    severity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_severity", serialization_alias="_severity")
+    ] = None
     """Extensions and id of `severity`."""
 
-    exposure_route: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="exposureRoute", serialization_alias="exposureRoute"
-    )
+    exposure_route: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="exposureRoute", serialization_alias="exposureRoute"),
+    ] = None
     """How the subject was exposed to the substance"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Text about event not captured in other fields"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -29,33 +29,34 @@ class Annotation(Element, ChoiceChecked):
         ),
     )
 
-    author_reference: Opt[Reference] = Field(
-        default=None, validation_alias="authorReference", serialization_alias="authorReference"
-    )
+    author_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="authorReference", serialization_alias="authorReference"),
+    ] = None
     """Individual responsible for the annotation"""
 
-    author_string: Opt[FhirString] = Field(
-        default=None, validation_alias="authorString", serialization_alias="authorString"
-    )
+    author_string: Annotated[
+        Opt[FhirString], Field(validation_alias="authorString", serialization_alias="authorString")
+    ] = None
     """Individual responsible for the annotation"""
 
-    author_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authorString", serialization_alias="_authorString"
-    )
+    author_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authorString", serialization_alias="_authorString")
+    ] = None
     """Extensions and id of `authorString`."""
 
-    time: Opt[FhirDateTime] = Field(default=None)
+    time: Opt[FhirDateTime] = None
     """When the annotation was made"""
 
-    time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_time", serialization_alias="_time"
-    )
+    time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_time", serialization_alias="_time")
+    ] = None
     """Extensions and id of `time`."""
 
-    text: FhirMarkdown = Field()
+    text: FhirMarkdown
     """The annotation - text content (as markdown)"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""

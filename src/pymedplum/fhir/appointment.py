@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AppointmentSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -29,14 +31,15 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class Appointment(DomainResource):
+class Appointment(DomainResource, Searchable["Appointment", "AppointmentSearchParams"]):
     """A booking of a healthcare event among patient(s), practitioner(s), related person(s) and/or device(s) for a specific date/time."""
 
-    resource_type: Literal["Appointment"] = Field(
-        default="Appointment", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Appointment"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Appointment"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this item"""
 
     status: Literal[
@@ -50,178 +53,184 @@ class Appointment(DomainResource):
         "entered-in-error",
         "checked-in",
         "waitlist",
-    ] = Field()
+    ]
     """proposed | pending | booked | arrived | fulfilled | cancelled | noshow | entered-in-error | checked-in | waitlist"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    cancelation_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="cancelationReason", serialization_alias="cancelationReason"
-    )
+    cancelation_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="cancelationReason", serialization_alias="cancelationReason"),
+    ] = None
     """The coded reason for the appointment being cancelled"""
 
-    service_category: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceCategory",
-        serialization_alias="serviceCategory",
-        min_length=1,
-    )
+    service_category: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="serviceCategory", serialization_alias="serviceCategory", min_length=1
+        ),
+    ] = None
     """A broad categorization of the service that is to be performed during this appointment"""
 
-    service_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceType",
-        serialization_alias="serviceType",
-        min_length=1,
-    )
+    service_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="serviceType", serialization_alias="serviceType", min_length=1),
+    ] = None
     """The specific service that is to be performed during this appointment"""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The specialty of a practitioner that would be required to perform the service requested in this appointment"""
 
-    appointment_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="appointmentType", serialization_alias="appointmentType"
-    )
+    appointment_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="appointmentType", serialization_alias="appointmentType"),
+    ] = None
     """The style of appointment or patient that has been booked in the slot (not service type)"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Coded reason this appointment is scheduled"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Reason the appointment is to take place (resource)"""
 
-    priority: Opt[FhirUnsignedInt] = Field(default=None)
+    priority: Opt[FhirUnsignedInt] = None
     """Used to make informed decisions if needing to re-prioritize"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Shown on a subject line in a meeting request, or appointment list"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    supporting_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-        min_length=1,
-    )
+    supporting_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInformation",
+            serialization_alias="supportingInformation",
+            min_length=1,
+        ),
+    ] = None
     """Additional information to support the appointment"""
 
-    start: Opt[FhirInstant] = Field(default=None)
+    start: Opt[FhirInstant] = None
     """When appointment is to take place"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInstant] = Field(default=None)
+    end: Opt[FhirInstant] = None
     """When appointment is to conclude"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    minutes_duration: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="minutesDuration", serialization_alias="minutesDuration"
-    )
+    minutes_duration: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="minutesDuration", serialization_alias="minutesDuration"),
+    ] = None
     """Can be less than start/end (e.g."""
 
-    minutes_duration_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minutesDuration", serialization_alias="_minutesDuration"
-    )
+    minutes_duration_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minutesDuration", serialization_alias="_minutesDuration"),
+    ] = None
     """Extensions and id of `minutesDuration`."""
 
-    slot: Opt[list[Reference]] = Field(default=None, min_length=1)
+    slot: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The slots that this appointment is filling"""
 
-    created: Opt[FhirDateTime] = Field(default=None)
+    created: Opt[FhirDateTime] = None
     """The date that this appointment was initially created"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Additional comments"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    patient_instruction: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="patientInstruction",
-        serialization_alias="patientInstruction",
-    )
+    patient_instruction: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="patientInstruction", serialization_alias="patientInstruction"),
+    ] = None
     """Detailed information and instructions for the patient"""
 
-    patient_instruction_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patientInstruction",
-        serialization_alias="_patientInstruction",
-    )
+    patient_instruction_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patientInstruction", serialization_alias="_patientInstruction"),
+    ] = None
     """Extensions and id of `patientInstruction`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """The service request this appointment is allocated to assess"""
 
-    participant: list[AppointmentParticipant] = Field(min_length=1)
+    participant: Annotated[list[AppointmentParticipant], Field(min_length=1)]
     """Participants involved in appointment"""
 
-    requested_period: Opt[list[Period]] = Field(
-        default=None,
-        validation_alias="requestedPeriod",
-        serialization_alias="requestedPeriod",
-        min_length=1,
-    )
+    requested_period: Annotated[
+        Opt[list[Period]],
+        Field(
+            validation_alias="requestedPeriod", serialization_alias="requestedPeriod", min_length=1
+        ),
+    ] = None
     """Potential date/time interval(s) requested to allocate the appointment within"""
 
 
 class AppointmentParticipant(BackboneElement):
     """Participants involved in appointment"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Role of participant in the appointment"""
 
-    actor: Opt[Reference] = Field(default=None)
+    actor: Opt[Reference] = None
     """Person, Location/HealthcareService or Device"""
 
-    required: Opt[Literal["required", "optional", "information-only"]] = Field(default=None)
+    required: Opt[Literal["required", "optional", "information-only"]] = None
     """required | optional | information-only"""
 
-    required_ext: Opt[Element] = Field(
-        default=None, validation_alias="_required", serialization_alias="_required"
-    )
+    required_ext: Annotated[
+        Opt[Element], Field(validation_alias="_required", serialization_alias="_required")
+    ] = None
     """Extensions and id of `required`."""
 
-    status: Literal["accepted", "declined", "tentative", "needs-action"] = Field()
+    status: Literal["accepted", "declined", "tentative", "needs-action"]
     """accepted | declined | tentative | needs-action"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Participation period of the actor"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInstant, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AppointmentResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,62 +23,65 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class AppointmentResponse(DomainResource):
+class AppointmentResponse(
+    DomainResource, Searchable["AppointmentResponse", "AppointmentResponseSearchParams"]
+):
     """A reply to an appointment request for a patient and/or practitioner(s), such as a confirmation or rejection."""
 
-    resource_type: Literal["AppointmentResponse"] = Field(
-        default="AppointmentResponse",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["AppointmentResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AppointmentResponse"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this item"""
 
-    appointment: Reference = Field()
+    appointment: Reference
     """Appointment this response relates to"""
 
-    start: Opt[FhirInstant] = Field(default=None)
+    start: Opt[FhirInstant] = None
     """Time from appointment, or requested new start time"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInstant] = Field(default=None)
+    end: Opt[FhirInstant] = None
     """Time from appointment, or requested new end time"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    participant_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="participantType",
-        serialization_alias="participantType",
-        min_length=1,
-    )
+    participant_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="participantType", serialization_alias="participantType", min_length=1
+        ),
+    ] = None
     """Role of participant in the appointment"""
 
-    actor: Opt[Reference] = Field(default=None)
+    actor: Opt[Reference] = None
     """Person, Location, HealthcareService, or Device"""
 
-    participant_status: Literal["accepted", "declined", "tentative", "needs-action"] = Field(
-        validation_alias="participantStatus", serialization_alias="participantStatus"
-    )
+    participant_status: Annotated[
+        Literal["accepted", "declined", "tentative", "needs-action"],
+        Field(validation_alias="participantStatus", serialization_alias="participantStatus"),
+    ]
     """accepted | declined | tentative | needs-action"""
 
-    participant_status_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_participantStatus",
-        serialization_alias="_participantStatus",
-    )
+    participant_status_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_participantStatus", serialization_alias="_participantStatus"),
+    ] = None
     """Extensions and id of `participantStatus`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Additional comments"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInstant, FhirInteger, FhirString, FhirUri
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AsyncJobSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.parameters import Parameters
 
@@ -19,76 +21,81 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Parameters")
 
 
-class AsyncJob(DomainResource):
+class AsyncJob(DomainResource, Searchable["AsyncJob", "AsyncJobSearchParams"]):
     """Contains details of long running asynchronous/background jobs."""
 
-    resource_type: Literal["AsyncJob"] = Field(
-        default="AsyncJob", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["AsyncJob"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AsyncJob"
 
-    status: Literal["accepted", "active", "completed", "error", "cancelled"] = Field()
+    status: Literal["accepted", "active", "completed", "error", "cancelled"]
     """accepted | error | completed | cancelled"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    request_time: FhirInstant = Field(
-        validation_alias="requestTime", serialization_alias="requestTime"
-    )
+    request_time: Annotated[
+        FhirInstant, Field(validation_alias="requestTime", serialization_alias="requestTime")
+    ]
     """Indicates the server's time when the query is requested."""
 
-    request_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestTime", serialization_alias="_requestTime"
-    )
+    request_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestTime", serialization_alias="_requestTime")
+    ] = None
     """Extensions and id of `requestTime`."""
 
-    transaction_time: Opt[FhirInstant] = Field(
-        default=None, validation_alias="transactionTime", serialization_alias="transactionTime"
-    )
+    transaction_time: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="transactionTime", serialization_alias="transactionTime"),
+    ] = None
     """Indicates the server's time when the query is run."""
 
-    transaction_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_transactionTime", serialization_alias="_transactionTime"
-    )
+    transaction_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_transactionTime", serialization_alias="_transactionTime"),
+    ] = None
     """Extensions and id of `transactionTime`."""
 
-    request: FhirUri = Field()
+    request: FhirUri
     """The full URL of the original kick-off request."""
 
-    request_ext: Opt[Element] = Field(
-        default=None, validation_alias="_request", serialization_alias="_request"
-    )
+    request_ext: Annotated[
+        Opt[Element], Field(validation_alias="_request", serialization_alias="_request")
+    ] = None
     """Extensions and id of `request`."""
 
-    output: Opt[Parameters] = Field(default=None)
+    output: Opt[Parameters] = None
     """Outputs resulting from the async job."""
 
-    type: Opt[Literal["data-migration"]] = Field(default=None)
+    type: Opt[Literal["data-migration"]] = None
     """data-migration"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    data_version: Opt[FhirInteger] = Field(
-        default=None, validation_alias="dataVersion", serialization_alias="dataVersion"
-    )
+    data_version: Annotated[
+        Opt[FhirInteger], Field(validation_alias="dataVersion", serialization_alias="dataVersion")
+    ] = None
     """The data version of the migration this job represents."""
 
-    data_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dataVersion", serialization_alias="_dataVersion"
-    )
+    data_version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dataVersion", serialization_alias="_dataVersion")
+    ] = None
     """Extensions and id of `dataVersion`."""
 
-    min_server_version: Opt[FhirString] = Field(
-        default=None, validation_alias="minServerVersion", serialization_alias="minServerVersion"
-    )
+    min_server_version: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="minServerVersion", serialization_alias="minServerVersion"),
+    ] = None
     """The minimum Medplum server version required to run this job."""
 
-    min_server_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minServerVersion", serialization_alias="_minServerVersion"
-    )
+    min_server_version_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minServerVersion", serialization_alias="_minServerVersion"),
+    ] = None
     """Extensions and id of `minServerVersion`."""

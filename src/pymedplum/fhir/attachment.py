@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
@@ -23,66 +25,68 @@ _DEPENDENCIES = ()
 class Attachment(Element):
     """Base StructureDefinition for Attachment Type: For referring to data content defined in other formats."""
 
-    content_type: Opt[FhirCode] = Field(
-        default=None, validation_alias="contentType", serialization_alias="contentType"
-    )
+    content_type: Annotated[
+        Opt[FhirCode], Field(validation_alias="contentType", serialization_alias="contentType")
+    ] = None
     """Mime type of the content, with charset etc."""
 
-    content_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentType", serialization_alias="_contentType"
-    )
+    content_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentType", serialization_alias="_contentType")
+    ] = None
     """Extensions and id of `contentType`."""
 
-    language: Opt[FhirCode] = Field(default=None)
+    language: Opt[FhirCode] = None
     """Human language of the content (BCP-47)"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    data: Opt[FhirBase64Binary] = Field(default=None)
+    data: Opt[FhirBase64Binary] = None
     """Data inline, base64ed"""
 
-    data_ext: Opt[Element] = Field(
-        default=None, validation_alias="_data", serialization_alias="_data"
-    )
+    data_ext: Annotated[
+        Opt[Element], Field(validation_alias="_data", serialization_alias="_data")
+    ] = None
     """Extensions and id of `data`."""
 
-    url: Opt[FhirUrl] = Field(default=None)
+    url: Opt[FhirUrl] = None
     """Uri where the data can be found"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    size: Opt[FhirUnsignedInt] = Field(default=None)
+    size: Opt[FhirUnsignedInt] = None
     """Number of bytes of content (if url provided)"""
 
-    size_ext: Opt[Element] = Field(
-        default=None, validation_alias="_size", serialization_alias="_size"
-    )
+    size_ext: Annotated[
+        Opt[Element], Field(validation_alias="_size", serialization_alias="_size")
+    ] = None
     """Extensions and id of `size`."""
 
-    hash: Opt[FhirBase64Binary] = Field(default=None)
+    hash: Opt[FhirBase64Binary] = None
     """Hash of the data (sha-1, base64ed)"""
 
-    hash_ext: Opt[Element] = Field(
-        default=None, validation_alias="_hash", serialization_alias="_hash"
-    )
+    hash_ext: Annotated[
+        Opt[Element], Field(validation_alias="_hash", serialization_alias="_hash")
+    ] = None
     """Extensions and id of `hash`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Label to display in place of the data"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    creation: Opt[FhirDateTime] = Field(default=None)
+    creation: Opt[FhirDateTime] = None
     """Date attachment was first created"""
 
-    creation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_creation", serialization_alias="_creation"
-    )
+    creation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_creation", serialization_alias="_creation")
+    ] = None
     """Extensions and id of `creation`."""

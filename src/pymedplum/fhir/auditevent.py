@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import AuditEventSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.element import Element
@@ -29,224 +31,222 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Coding", "Element", "Period", "Reference")
 
 
-class AuditEvent(DomainResource):
+class AuditEvent(DomainResource, Searchable["AuditEvent", "AuditEventSearchParams"]):
     """A record of an event made for purposes of maintaining a security log."""
 
-    resource_type: Literal["AuditEvent"] = Field(
-        default="AuditEvent", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["AuditEvent"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "AuditEvent"
 
-    type: Coding = Field()
+    type: Coding
     """Type/identifier of event"""
 
-    subtype: Opt[list[Coding]] = Field(default=None, min_length=1)
+    subtype: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """More specific type/id for the event"""
 
-    action: Opt[Literal["C", "R", "U", "D", "E"]] = Field(default=None)
+    action: Opt[Literal["C", "R", "U", "D", "E"]] = None
     """Type of action performed during the event"""
 
-    action_ext: Opt[Element] = Field(
-        default=None, validation_alias="_action", serialization_alias="_action"
-    )
+    action_ext: Annotated[
+        Opt[Element], Field(validation_alias="_action", serialization_alias="_action")
+    ] = None
     """Extensions and id of `action`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """When the activity occurred"""
 
-    recorded: FhirInstant = Field()
+    recorded: FhirInstant
     """Time when the event was recorded"""
 
-    recorded_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recorded", serialization_alias="_recorded"
-    )
+    recorded_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recorded", serialization_alias="_recorded")
+    ] = None
     """Extensions and id of `recorded`."""
 
-    outcome: Opt[Literal["0", "4", "8", "12"]] = Field(default=None)
+    outcome: Opt[Literal["0", "4", "8", "12"]] = None
     """Whether the event succeeded or failed"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    outcome_desc: Opt[FhirString] = Field(
-        default=None, validation_alias="outcomeDesc", serialization_alias="outcomeDesc"
-    )
+    outcome_desc: Annotated[
+        Opt[FhirString], Field(validation_alias="outcomeDesc", serialization_alias="outcomeDesc")
+    ] = None
     """Description of the event outcome"""
 
-    outcome_desc_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcomeDesc", serialization_alias="_outcomeDesc"
-    )
+    outcome_desc_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcomeDesc", serialization_alias="_outcomeDesc")
+    ] = None
     """Extensions and id of `outcomeDesc`."""
 
-    purpose_of_event: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="purposeOfEvent",
-        serialization_alias="purposeOfEvent",
-        min_length=1,
-    )
+    purpose_of_event: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="purposeOfEvent", serialization_alias="purposeOfEvent", min_length=1
+        ),
+    ] = None
     """The purposeOfUse of the event"""
 
-    agent: list[AuditEventAgent] = Field(min_length=1)
+    agent: Annotated[list[AuditEventAgent], Field(min_length=1)]
     """Actor involved in the event"""
 
-    source: AuditEventSource = Field()
+    source: AuditEventSource
     """Audit Event Reporter"""
 
-    entity: Opt[list[AuditEventEntity]] = Field(default=None, min_length=1)
+    entity: Annotated[Opt[list[AuditEventEntity]], Field(min_length=1)] = None
     """Data or objects used"""
 
 
 class AuditEventAgent(BackboneElement):
     """Actor involved in the event"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """How agent participated"""
 
-    role: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    role: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Agent role in the event"""
 
-    who: Opt[Reference] = Field(default=None)
+    who: Opt[Reference] = None
     """Identifier of who"""
 
-    alt_id: Opt[FhirString] = Field(
-        default=None, validation_alias="altId", serialization_alias="altId"
-    )
+    alt_id: Annotated[
+        Opt[FhirString], Field(validation_alias="altId", serialization_alias="altId")
+    ] = None
     """Alternative User identity"""
 
-    alt_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_altId", serialization_alias="_altId"
-    )
+    alt_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_altId", serialization_alias="_altId")
+    ] = None
     """Extensions and id of `altId`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Human friendly name for the agent"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    requestor: FhirBoolean = Field()
+    requestor: FhirBoolean
     """Whether user is initiator"""
 
-    requestor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestor", serialization_alias="_requestor"
-    )
+    requestor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestor", serialization_alias="_requestor")
+    ] = None
     """Extensions and id of `requestor`."""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where"""
 
-    policy: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    policy: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Policy that authorized event"""
 
-    policy_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_policy", serialization_alias="_policy", min_length=1
-    )
+    policy_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_policy", serialization_alias="_policy", min_length=1),
+    ] = None
     """Extensions and id of `policy`."""
 
-    media: Opt[Coding] = Field(default=None)
+    media: Opt[Coding] = None
     """Type of media"""
 
-    network: Opt[AuditEventAgentNetwork] = Field(default=None)
+    network: Opt[AuditEventAgentNetwork] = None
     """Logical network location for application activity"""
 
-    purpose_of_use: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="purposeOfUse",
-        serialization_alias="purposeOfUse",
-        min_length=1,
-    )
+    purpose_of_use: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="purposeOfUse", serialization_alias="purposeOfUse", min_length=1),
+    ] = None
     """Reason given for this user"""
 
 
 class AuditEventAgentNetwork(BackboneElement):
     """Logical network location for application activity"""
 
-    address: Opt[FhirString] = Field(default=None)
+    address: Opt[FhirString] = None
     """Identifier for the network access point of the user device"""
 
-    address_ext: Opt[Element] = Field(
-        default=None, validation_alias="_address", serialization_alias="_address"
-    )
+    address_ext: Annotated[
+        Opt[Element], Field(validation_alias="_address", serialization_alias="_address")
+    ] = None
     """Extensions and id of `address`."""
 
-    type: Opt[Literal["1", "2", "3", "4", "5"]] = Field(default=None)
+    type: Opt[Literal["1", "2", "3", "4", "5"]] = None
     """The type of network access point"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
 
 class AuditEventSource(BackboneElement):
     """Audit Event Reporter"""
 
-    site: Opt[FhirString] = Field(default=None)
+    site: Opt[FhirString] = None
     """Logical source location within the enterprise"""
 
-    site_ext: Opt[Element] = Field(
-        default=None, validation_alias="_site", serialization_alias="_site"
-    )
+    site_ext: Annotated[
+        Opt[Element], Field(validation_alias="_site", serialization_alias="_site")
+    ] = None
     """Extensions and id of `site`."""
 
-    observer: Reference = Field()
+    observer: Reference
     """The identity of source detecting the event"""
 
-    type: Opt[list[Coding]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """The type of source where event originated"""
 
 
 class AuditEventEntity(BackboneElement):
     """Data or objects used"""
 
-    what: Opt[Reference] = Field(default=None)
+    what: Opt[Reference] = None
     """Specific instance of resource"""
 
-    type: Opt[Coding] = Field(default=None)
+    type: Opt[Coding] = None
     """Type of entity involved"""
 
-    role: Opt[Coding] = Field(default=None)
+    role: Opt[Coding] = None
     """What role the entity played"""
 
-    lifecycle: Opt[Coding] = Field(default=None)
+    lifecycle: Opt[Coding] = None
     """Life-cycle stage for the entity"""
 
-    security_label: Opt[list[Coding]] = Field(
-        default=None,
-        validation_alias="securityLabel",
-        serialization_alias="securityLabel",
-        min_length=1,
-    )
+    security_label: Annotated[
+        Opt[list[Coding]],
+        Field(validation_alias="securityLabel", serialization_alias="securityLabel", min_length=1),
+    ] = None
     """Security labels on the entity"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Descriptor for entity"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Descriptive text"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    query: Opt[FhirBase64Binary] = Field(default=None)
+    query: Opt[FhirBase64Binary] = None
     """Query parameters"""
 
-    query_ext: Opt[Element] = Field(
-        default=None, validation_alias="_query", serialization_alias="_query"
-    )
+    query_ext: Annotated[
+        Opt[Element], Field(validation_alias="_query", serialization_alias="_query")
+    ] = None
     """Extensions and id of `query`."""
 
-    detail: Opt[list[AuditEventEntityDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[AuditEventEntityDetail]], Field(min_length=1)] = None
     """Additional Information about the entity"""
 
 
@@ -264,32 +264,32 @@ class AuditEventEntityDetail(BackboneElement, ChoiceChecked):
         ),
     )
 
-    type: FhirString = Field()
+    type: FhirString
     """Name of the property"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Property value"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """Property value"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -20,10 +20,12 @@ _DEPENDENCIES = ("Extension",)
 class BackboneElement(Element):
     """Base StructureDefinition for BackboneElement Type: Base definition for all elements that are defined inside a resource - but not those in a data type."""
 
-    modifier_extension: Opt[list[Extension]] = Field(
-        default=None,
-        validation_alias="modifierExtension",
-        serialization_alias="modifierExtension",
-        min_length=1,
-    )
+    modifier_extension: Annotated[
+        Opt[list[Extension]],
+        Field(
+            validation_alias="modifierExtension",
+            serialization_alias="modifierExtension",
+            min_length=1,
+        ),
+    ] = None
     """Extensions that cannot be ignored even if unrecognized"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDate
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BasicSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,29 +23,30 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class Basic(DomainResource):
+class Basic(DomainResource, Searchable["Basic", "BasicSearchParams"]):
     """Basic is used for handling concepts not yet defined in FHIR, narrative-only resources that don't map to an existing resource, and custom resources not appropriate for inclusion in the FHIR specific..."""
 
-    resource_type: Literal["Basic"] = Field(
-        default="Basic", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Basic"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Basic"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Kind of Resource"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Identifies the focus of this resource"""
 
-    created: Opt[FhirDate] = Field(default=None)
+    created: Opt[FhirDate] = None
     """When created"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Who created"""

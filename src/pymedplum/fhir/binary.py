@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBase64Binary, FhirCode, FhirUrl
 from pymedplum.fhir.resource import Resource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BinarySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -19,38 +21,42 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class Binary(Resource):
+class Binary(Resource, Searchable["Binary", "BinarySearchParams"]):
     """A resource that represents the data of a single raw artifact as digital content accessible in its native format."""
 
-    resource_type: Literal["Binary"] = Field(
-        default="Binary", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Binary"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Binary"
 
-    content_type: FhirCode = Field(
-        validation_alias="contentType", serialization_alias="contentType"
-    )
+    content_type: Annotated[
+        FhirCode, Field(validation_alias="contentType", serialization_alias="contentType")
+    ]
     """MimeType of the binary content"""
 
-    content_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentType", serialization_alias="_contentType"
-    )
+    content_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentType", serialization_alias="_contentType")
+    ] = None
     """Extensions and id of `contentType`."""
 
-    security_context: Opt[Reference] = Field(
-        default=None, validation_alias="securityContext", serialization_alias="securityContext"
-    )
+    security_context: Annotated[
+        Opt[Reference],
+        Field(validation_alias="securityContext", serialization_alias="securityContext"),
+    ] = None
     """Identifies another resource to use as proxy when enforcing access control"""
 
-    data: Opt[FhirBase64Binary] = Field(default=None)
+    data: Opt[FhirBase64Binary] = None
     """The actual content"""
 
-    data_ext: Opt[Element] = Field(
-        default=None, validation_alias="_data", serialization_alias="_data"
-    )
+    data_ext: Annotated[
+        Opt[Element], Field(validation_alias="_data", serialization_alias="_data")
+    ] = None
     """Extensions and id of `data`."""
 
-    url: Opt[FhirUrl] = Field(default=None)
+    url: Opt[FhirUrl] = None
     """Uri where the data can be found"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirDecimal, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BiologicallyDerivedProductSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,65 +25,72 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class BiologicallyDerivedProduct(DomainResource):
+class BiologicallyDerivedProduct(
+    DomainResource,
+    Searchable["BiologicallyDerivedProduct", "BiologicallyDerivedProductSearchParams"],
+):
     """A material substance originating from a biological entity intended to be transplanted or infused into another (possibly the same) biological entity."""
 
-    resource_type: Literal["BiologicallyDerivedProduct"] = Field(
-        default="BiologicallyDerivedProduct",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["BiologicallyDerivedProduct"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "BiologicallyDerivedProduct"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External ids for this item"""
 
-    product_category: Opt[Literal["organ", "tissue", "fluid", "cells", "biologicalAgent"]] = Field(
-        default=None, validation_alias="productCategory", serialization_alias="productCategory"
-    )
+    product_category: Annotated[
+        Opt[Literal["organ", "tissue", "fluid", "cells", "biologicalAgent"]],
+        Field(validation_alias="productCategory", serialization_alias="productCategory"),
+    ] = None
     """organ | tissue | fluid | cells | biologicalAgent"""
 
-    product_category_ext: Opt[Element] = Field(
-        default=None, validation_alias="_productCategory", serialization_alias="_productCategory"
-    )
+    product_category_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_productCategory", serialization_alias="_productCategory"),
+    ] = None
     """Extensions and id of `productCategory`."""
 
-    product_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="productCode", serialization_alias="productCode"
-    )
+    product_code: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="productCode", serialization_alias="productCode"),
+    ] = None
     """What this biologically derived product is"""
 
-    status: Opt[Literal["available", "unavailable"]] = Field(default=None)
+    status: Opt[Literal["available", "unavailable"]] = None
     """available | unavailable"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    request: Opt[list[Reference]] = Field(default=None, min_length=1)
+    request: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Procedure request"""
 
-    quantity: Opt[FhirInteger] = Field(default=None)
+    quantity: Opt[FhirInteger] = None
     """The amount of this biologically derived product"""
 
-    quantity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_quantity", serialization_alias="_quantity"
-    )
+    quantity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_quantity", serialization_alias="_quantity")
+    ] = None
     """Extensions and id of `quantity`."""
 
-    parent: Opt[list[Reference]] = Field(default=None, min_length=1)
+    parent: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """BiologicallyDerivedProduct parent"""
 
-    collection: Opt[BiologicallyDerivedProductCollection] = Field(default=None)
+    collection: Opt[BiologicallyDerivedProductCollection] = None
     """How this product was collected"""
 
-    processing: Opt[list[BiologicallyDerivedProductProcessing]] = Field(default=None, min_length=1)
+    processing: Annotated[Opt[list[BiologicallyDerivedProductProcessing]], Field(min_length=1)] = (
+        None
+    )
     """Any processing of the product during collection"""
 
-    manipulation: Opt[BiologicallyDerivedProductManipulation] = Field(default=None)
+    manipulation: Opt[BiologicallyDerivedProductManipulation] = None
     """Any manipulation of product post-collection"""
 
-    storage: Opt[list[BiologicallyDerivedProductStorage]] = Field(default=None, min_length=1)
+    storage: Annotated[Opt[list[BiologicallyDerivedProductStorage]], Field(min_length=1)] = None
     """Product storage"""
 
 
@@ -96,27 +105,28 @@ class BiologicallyDerivedProductCollection(BackboneElement, ChoiceChecked):
         ),
     )
 
-    collector: Opt[Reference] = Field(default=None)
+    collector: Opt[Reference] = None
     """Individual performing collection"""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """Who is product from"""
 
-    collected_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="collectedDateTime", serialization_alias="collectedDateTime"
-    )
+    collected_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="collectedDateTime", serialization_alias="collectedDateTime"),
+    ] = None
     """Time of product collection"""
 
-    collected_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_collectedDateTime",
-        serialization_alias="_collectedDateTime",
-    )
+    collected_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_collectedDateTime", serialization_alias="_collectedDateTime"),
+    ] = None
     """Extensions and id of `collectedDateTime`."""
 
-    collected_period: Opt[Period] = Field(
-        default=None, validation_alias="collectedPeriod", serialization_alias="collectedPeriod"
-    )
+    collected_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="collectedPeriod", serialization_alias="collectedPeriod"),
+    ] = None
     """Time of product collection"""
 
 
@@ -131,33 +141,34 @@ class BiologicallyDerivedProductProcessing(BackboneElement, ChoiceChecked):
         ),
     )
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of of processing"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    procedure: Opt[CodeableConcept] = Field(default=None)
+    procedure: Opt[CodeableConcept] = None
     """Procesing code"""
 
-    additive: Opt[Reference] = Field(default=None)
+    additive: Opt[Reference] = None
     """Substance added during processing"""
 
-    time_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timeDateTime", serialization_alias="timeDateTime"
-    )
+    time_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timeDateTime", serialization_alias="timeDateTime"),
+    ] = None
     """Time of processing"""
 
-    time_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timeDateTime", serialization_alias="_timeDateTime"
-    )
+    time_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timeDateTime", serialization_alias="_timeDateTime")
+    ] = None
     """Extensions and id of `timeDateTime`."""
 
-    time_period: Opt[Period] = Field(
-        default=None, validation_alias="timePeriod", serialization_alias="timePeriod"
-    )
+    time_period: Annotated[
+        Opt[Period], Field(validation_alias="timePeriod", serialization_alias="timePeriod")
+    ] = None
     """Time of processing"""
 
 
@@ -172,56 +183,57 @@ class BiologicallyDerivedProductManipulation(BackboneElement, ChoiceChecked):
         ),
     )
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of manipulation"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    time_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timeDateTime", serialization_alias="timeDateTime"
-    )
+    time_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timeDateTime", serialization_alias="timeDateTime"),
+    ] = None
     """Time of manipulation"""
 
-    time_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timeDateTime", serialization_alias="_timeDateTime"
-    )
+    time_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timeDateTime", serialization_alias="_timeDateTime")
+    ] = None
     """Extensions and id of `timeDateTime`."""
 
-    time_period: Opt[Period] = Field(
-        default=None, validation_alias="timePeriod", serialization_alias="timePeriod"
-    )
+    time_period: Annotated[
+        Opt[Period], Field(validation_alias="timePeriod", serialization_alias="timePeriod")
+    ] = None
     """Time of manipulation"""
 
 
 class BiologicallyDerivedProductStorage(BackboneElement):
     """Product storage"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of storage"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    temperature: Opt[FhirDecimal] = Field(default=None)
+    temperature: Opt[FhirDecimal] = None
     """Storage temperature"""
 
-    temperature_ext: Opt[Element] = Field(
-        default=None, validation_alias="_temperature", serialization_alias="_temperature"
-    )
+    temperature_ext: Annotated[
+        Opt[Element], Field(validation_alias="_temperature", serialization_alias="_temperature")
+    ] = None
     """Extensions and id of `temperature`."""
 
-    scale: Opt[Literal["farenheit", "celsius", "kelvin"]] = Field(default=None)
+    scale: Opt[Literal["farenheit", "celsius", "kelvin"]] = None
     """farenheit | celsius | kelvin"""
 
-    scale_ext: Opt[Element] = Field(
-        default=None, validation_alias="_scale", serialization_alias="_scale"
-    )
+    scale_ext: Annotated[
+        Opt[Element], Field(validation_alias="_scale", serialization_alias="_scale")
+    ] = None
     """Extensions and id of `scale`."""
 
-    duration: Opt[Period] = Field(default=None)
+    duration: Opt[Period] = None
     """Storage timeperiod"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BodyStructureSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -22,48 +24,51 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class BodyStructure(DomainResource):
+class BodyStructure(DomainResource, Searchable["BodyStructure", "BodyStructureSearchParams"]):
     """Record details about an anatomical structure."""
 
-    resource_type: Literal["BodyStructure"] = Field(
-        default="BodyStructure", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["BodyStructure"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "BodyStructure"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Bodystructure identifier"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    morphology: Opt[CodeableConcept] = Field(default=None)
+    morphology: Opt[CodeableConcept] = None
     """Kind of Structure"""
 
-    location: Opt[CodeableConcept] = Field(default=None)
+    location: Opt[CodeableConcept] = None
     """Body site"""
 
-    location_qualifier: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="locationQualifier",
-        serialization_alias="locationQualifier",
-        min_length=1,
-    )
+    location_qualifier: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="locationQualifier",
+            serialization_alias="locationQualifier",
+            min_length=1,
+        ),
+    ] = None
     """Body site modifier"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Text description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    image: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    image: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Attached images"""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who this is about"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCode, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BotSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Identifier", "Timing")
 
 
-class Bot(DomainResource, ChoiceChecked):
+class Bot(DomainResource, ChoiceChecked, Searchable["Bot", "BotSearchParams"]):
     """Bot account for automated actions."""
 
     __fhir_choice_groups__ = (
@@ -34,224 +36,237 @@ class Bot(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Bot"] = Field(
-        default="Bot", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Bot"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Bot"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this bot"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name associated with the Bot."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """A summary, characterization or explanation of the Bot."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    runtime_version: Opt[Literal["awslambda", "vmcontext", "fission"]] = Field(
-        default=None, validation_alias="runtimeVersion", serialization_alias="runtimeVersion"
-    )
+    runtime_version: Annotated[
+        Opt[Literal["awslambda", "vmcontext", "fission"]],
+        Field(validation_alias="runtimeVersion", serialization_alias="runtimeVersion"),
+    ] = None
     """The identifier of the bot runtime environment (i.e., vmcontext, awslambda, etc)."""
 
-    runtime_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_runtimeVersion", serialization_alias="_runtimeVersion"
-    )
+    runtime_version_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_runtimeVersion", serialization_alias="_runtimeVersion"),
+    ] = None
     """Extensions and id of `runtimeVersion`."""
 
-    timeout: Opt[FhirInteger] = Field(default=None)
+    timeout: Opt[FhirInteger] = None
     """The maximum allowed execution time of the bot in seconds."""
 
-    timeout_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timeout", serialization_alias="_timeout"
-    )
+    timeout_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timeout", serialization_alias="_timeout")
+    ] = None
     """Extensions and id of `timeout`."""
 
-    photo: Opt[Attachment] = Field(default=None)
+    photo: Opt[Attachment] = None
     """Image of the bot."""
 
-    cron_timing: Opt[Timing] = Field(
-        default=None, validation_alias="cronTiming", serialization_alias="cronTiming"
-    )
+    cron_timing: Annotated[
+        Opt[Timing], Field(validation_alias="cronTiming", serialization_alias="cronTiming")
+    ] = None
     """A schedule for the bot to be executed."""
 
-    cron_string: Opt[FhirString] = Field(
-        default=None, validation_alias="cronString", serialization_alias="cronString"
-    )
+    cron_string: Annotated[
+        Opt[FhirString], Field(validation_alias="cronString", serialization_alias="cronString")
+    ] = None
     """A schedule for the bot to be executed."""
 
-    cron_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cronString", serialization_alias="_cronString"
-    )
+    cron_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cronString", serialization_alias="_cronString")
+    ] = None
     """Extensions and id of `cronString`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification of service"""
 
-    system: Opt[FhirBoolean] = Field(default=None)
+    system: Opt[FhirBoolean] = None
     """Optional flag to indicate that the bot is a system bot and therefore has access to system secrets."""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    run_as_user: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="runAsUser", serialization_alias="runAsUser"
-    )
+    run_as_user: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="runAsUser", serialization_alias="runAsUser")
+    ] = None
     """Optional flag to indicate that the bot should be run as the user."""
 
-    run_as_user_ext: Opt[Element] = Field(
-        default=None, validation_alias="_runAsUser", serialization_alias="_runAsUser"
-    )
+    run_as_user_ext: Annotated[
+        Opt[Element], Field(validation_alias="_runAsUser", serialization_alias="_runAsUser")
+    ] = None
     """Extensions and id of `runAsUser`."""
 
-    public_webhook: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="publicWebhook", serialization_alias="publicWebhook"
-    )
+    public_webhook: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="publicWebhook", serialization_alias="publicWebhook"),
+    ] = None
     """Optional flag to indicate that the bot can be used as an unauthenticated public webhook."""
 
-    public_webhook_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publicWebhook", serialization_alias="_publicWebhook"
-    )
+    public_webhook_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publicWebhook", serialization_alias="_publicWebhook")
+    ] = None
     """Extensions and id of `publicWebhook`."""
 
-    raw_body: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="rawBody", serialization_alias="rawBody"
-    )
+    raw_body: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="rawBody", serialization_alias="rawBody")
+    ] = None
     """Whether public webhooks, $execute, and custom operations provide the original UTF-8 JSON text in BotEvent.input instead of parsed JSON."""
 
-    raw_body_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rawBody", serialization_alias="_rawBody"
-    )
+    raw_body_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rawBody", serialization_alias="_rawBody")
+    ] = None
     """Extensions and id of `rawBody`."""
 
-    streaming_enabled: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="streamingEnabled", serialization_alias="streamingEnabled"
-    )
+    streaming_enabled: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="streamingEnabled", serialization_alias="streamingEnabled"),
+    ] = None
     """Optional flag to indicate that the bot should be deployed in a streaming-enabled context, allowing it to execute with streaming responses."""
 
-    streaming_enabled_ext: Opt[Element] = Field(
-        default=None, validation_alias="_streamingEnabled", serialization_alias="_streamingEnabled"
-    )
+    streaming_enabled_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_streamingEnabled", serialization_alias="_streamingEnabled"),
+    ] = None
     """Extensions and id of `streamingEnabled`."""
 
-    audit_event_trigger: Opt[Literal["always", "never", "on-error", "on-output"]] = Field(
-        default=None, validation_alias="auditEventTrigger", serialization_alias="auditEventTrigger"
-    )
+    audit_event_trigger: Annotated[
+        Opt[Literal["always", "never", "on-error", "on-output"]],
+        Field(validation_alias="auditEventTrigger", serialization_alias="auditEventTrigger"),
+    ] = None
     """Criteria for creating an AuditEvent as a result of the bot invocation."""
 
-    audit_event_trigger_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_auditEventTrigger",
-        serialization_alias="_auditEventTrigger",
-    )
+    audit_event_trigger_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_auditEventTrigger", serialization_alias="_auditEventTrigger"),
+    ] = None
     """Extensions and id of `auditEventTrigger`."""
 
-    audit_event_destination: Opt[list[Literal["log", "resource"]]] = Field(
-        default=None,
-        validation_alias="auditEventDestination",
-        serialization_alias="auditEventDestination",
-        min_length=1,
-    )
+    audit_event_destination: Annotated[
+        Opt[list[Literal["log", "resource"]]],
+        Field(
+            validation_alias="auditEventDestination",
+            serialization_alias="auditEventDestination",
+            min_length=1,
+        ),
+    ] = None
     """The destination system in which the AuditEvent is to be sent."""
 
-    audit_event_destination_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_auditEventDestination",
-        serialization_alias="_auditEventDestination",
-        min_length=1,
-    )
+    audit_event_destination_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_auditEventDestination",
+            serialization_alias="_auditEventDestination",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `auditEventDestination`."""
 
-    source_code: Opt[Attachment] = Field(
-        default=None, validation_alias="sourceCode", serialization_alias="sourceCode"
-    )
+    source_code: Annotated[
+        Opt[Attachment], Field(validation_alias="sourceCode", serialization_alias="sourceCode")
+    ] = None
     """Bot logic in original source code form written by developers."""
 
-    executable_code: Opt[Attachment] = Field(
-        default=None, validation_alias="executableCode", serialization_alias="executableCode"
-    )
+    executable_code: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="executableCode", serialization_alias="executableCode"),
+    ] = None
     """Bot logic in executable form as a result of compiling and bundling source code."""
 
-    cds_service: Opt[BotCdsService] = Field(
-        default=None, validation_alias="cdsService", serialization_alias="cdsService"
-    )
+    cds_service: Annotated[
+        Opt[BotCdsService], Field(validation_alias="cdsService", serialization_alias="cdsService")
+    ] = None
     """CDS service definition if the bot is used as a CDS Hooks service."""
 
-    code: Opt[FhirString] = Field(default=None)
+    code: Opt[FhirString] = None
     """@deprecated Bot logic script."""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
 
 class BotCdsService(BackboneElement):
     """CDS service definition if the bot is used as a CDS Hooks service."""
 
-    hook: FhirCode = Field()
+    hook: FhirCode
     """The hook this service should be invoked on."""
 
-    hook_ext: Opt[Element] = Field(
-        default=None, validation_alias="_hook", serialization_alias="_hook"
-    )
+    hook_ext: Annotated[
+        Opt[Element], Field(validation_alias="_hook", serialization_alias="_hook")
+    ] = None
     """Extensions and id of `hook`."""
 
-    title: FhirString = Field()
+    title: FhirString
     """The human-friendly name of this CDS service."""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: FhirString = Field()
+    description: FhirString
     """The description of this CDS service."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    usage_requirements: Opt[FhirString] = Field(
-        default=None, validation_alias="usageRequirements", serialization_alias="usageRequirements"
-    )
+    usage_requirements: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="usageRequirements", serialization_alias="usageRequirements"),
+    ] = None
     """Optional human-friendly description of any preconditions for the use of this CDS Service."""
 
-    usage_requirements_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_usageRequirements",
-        serialization_alias="_usageRequirements",
-    )
+    usage_requirements_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_usageRequirements", serialization_alias="_usageRequirements"),
+    ] = None
     """Extensions and id of `usageRequirements`."""
 
-    prefetch: Opt[list[BotCdsServicePrefetch]] = Field(default=None, min_length=1)
+    prefetch: Annotated[Opt[list[BotCdsServicePrefetch]], Field(min_length=1)] = None
     """An object containing key/value pairs of FHIR queries that this service is requesting the CDS Client to perform and provide on each service call."""
 
 
 class BotCdsServicePrefetch(BackboneElement):
     """An object containing key/value pairs of FHIR queries that this service is requesting the CDS Client to perform and provide on each service call."""
 
-    key: FhirCode = Field()
+    key: FhirCode
     """The type of data being requested."""
 
-    key_ext: Opt[Element] = Field(default=None, validation_alias="_key", serialization_alias="_key")
+    key_ext: Annotated[Opt[Element], Field(validation_alias="_key", serialization_alias="_key")] = (
+        None
+    )
     """Extensions and id of `key`."""
 
-    query: FhirString = Field()
+    query: FhirString
     """The FHIR query used to retrieve the requested data."""
 
-    query_ext: Opt[Element] = Field(
-        default=None, validation_alias="_query", serialization_alias="_query"
-    )
+    query_ext: Annotated[
+        Opt[Element], Field(validation_alias="_query", serialization_alias="_query")
+    ] = None
     """Extensions and id of `query`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,80 +11,81 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirInstant, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BulkDataExportSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
 
 # Classes of other modules named in annotations, bound here on first validation.
 _DEPENDENCIES = ("Element",)
 
 
-class BulkDataExport(DomainResource):
+class BulkDataExport(DomainResource, Searchable["BulkDataExport", "BulkDataExportSearchParams"]):
     """User specific configuration for the Medplum application."""
 
-    resource_type: Literal["BulkDataExport"] = Field(
-        default="BulkDataExport",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["BulkDataExport"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "BulkDataExport"
 
-    status: Literal["accepted", "active", "completed", "error", "cancelled"] = Field()
+    status: Literal["accepted", "active", "completed", "error", "cancelled"]
     """active | error | completed"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    request_time: FhirInstant = Field(
-        validation_alias="requestTime", serialization_alias="requestTime"
-    )
+    request_time: Annotated[
+        FhirInstant, Field(validation_alias="requestTime", serialization_alias="requestTime")
+    ]
     """Indicates the server's time when the query is requested."""
 
-    request_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestTime", serialization_alias="_requestTime"
-    )
+    request_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestTime", serialization_alias="_requestTime")
+    ] = None
     """Extensions and id of `requestTime`."""
 
-    transaction_time: Opt[FhirInstant] = Field(
-        default=None, validation_alias="transactionTime", serialization_alias="transactionTime"
-    )
+    transaction_time: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="transactionTime", serialization_alias="transactionTime"),
+    ] = None
     """Indicates the server's time when the query is run."""
 
-    transaction_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_transactionTime", serialization_alias="_transactionTime"
-    )
+    transaction_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_transactionTime", serialization_alias="_transactionTime"),
+    ] = None
     """Extensions and id of `transactionTime`."""
 
-    request: FhirUri = Field()
+    request: FhirUri
     """The full URL of the original Bulk Data kick-off request."""
 
-    request_ext: Opt[Element] = Field(
-        default=None, validation_alias="_request", serialization_alias="_request"
-    )
+    request_ext: Annotated[
+        Opt[Element], Field(validation_alias="_request", serialization_alias="_request")
+    ] = None
     """Extensions and id of `request`."""
 
-    requires_access_token: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="requiresAccessToken",
-        serialization_alias="requiresAccessToken",
-    )
+    requires_access_token: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="requiresAccessToken", serialization_alias="requiresAccessToken"),
+    ] = None
     """Indicates whether downloading the generated files requires the same authorization mechanism as the $export operation itself."""
 
-    requires_access_token_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_requiresAccessToken",
-        serialization_alias="_requiresAccessToken",
-    )
+    requires_access_token_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_requiresAccessToken", serialization_alias="_requiresAccessToken"),
+    ] = None
     """Extensions and id of `requiresAccessToken`."""
 
-    output: Opt[list[BulkDataExportOutput]] = Field(default=None, min_length=1)
+    output: Annotated[Opt[list[BulkDataExportOutput]], Field(min_length=1)] = None
     """An array of file items with one entry for each generated file."""
 
-    deleted: Opt[list[BulkDataExportDeleted]] = Field(default=None, min_length=1)
+    deleted: Annotated[Opt[list[BulkDataExportDeleted]], Field(min_length=1)] = None
     """An array of deleted file items following the same structure as the output array."""
 
-    error: Opt[list[BulkDataExportError]] = Field(default=None, min_length=1)
+    error: Annotated[Opt[list[BulkDataExportError]], Field(min_length=1)] = None
     """Array of message file items following the same structure as the output array."""
 
 
@@ -240,18 +241,20 @@ class BulkDataExportOutput(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """The FHIR resource type that is contained in the file."""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """The absolute path to the file."""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
 
@@ -407,18 +410,20 @@ class BulkDataExportDeleted(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """The FHIR resource type that is contained in the file."""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """The absolute path to the file."""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
 
@@ -574,16 +579,18 @@ class BulkDataExportError(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """The FHIR resource type that is contained in the file."""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """The absolute path to the file."""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""

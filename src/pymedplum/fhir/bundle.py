@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.resource import AnyResource, Resource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import BundleSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.operationoutcome import OperationOutcome
@@ -28,14 +30,15 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "OperationOutcome", "Signature")
 
 
-class Bundle(Resource):
+class Bundle(Resource, Searchable["Bundle", "BundleSearchParams"]):
     """A container for a collection of resources."""
 
-    resource_type: Literal["Bundle"] = Field(
-        default="Bundle", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Bundle"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Bundle"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Persistent identifier for the bundle"""
 
     type: Literal[
@@ -48,201 +51,207 @@ class Bundle(Resource):
         "history",
         "searchset",
         "collection",
-    ] = Field()
+    ]
     """document | message | transaction | transaction-response | batch | batch-response | history | searchset | collection"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    timestamp: Opt[FhirInstant] = Field(default=None)
+    timestamp: Opt[FhirInstant] = None
     """When the bundle was assembled"""
 
-    timestamp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timestamp", serialization_alias="_timestamp"
-    )
+    timestamp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timestamp", serialization_alias="_timestamp")
+    ] = None
     """Extensions and id of `timestamp`."""
 
-    total: Opt[FhirUnsignedInt] = Field(default=None)
+    total: Opt[FhirUnsignedInt] = None
     """If search, the total number of matches"""
 
-    total_ext: Opt[Element] = Field(
-        default=None, validation_alias="_total", serialization_alias="_total"
-    )
+    total_ext: Annotated[
+        Opt[Element], Field(validation_alias="_total", serialization_alias="_total")
+    ] = None
     """Extensions and id of `total`."""
 
-    link: Opt[list[BundleLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[BundleLink]], Field(min_length=1)] = None
     """Links related to this Bundle"""
 
-    entry: Opt[list[BundleEntry]] = Field(default=None, min_length=1)
+    entry: Annotated[Opt[list[BundleEntry]], Field(min_length=1)] = None
     """Entry in the bundle - will have a resource or information"""
 
-    signature: Opt[Signature] = Field(default=None)
+    signature: Opt[Signature] = None
     """Digital Signature"""
 
 
 class BundleLink(BackboneElement):
     """Links related to this Bundle"""
 
-    relation: FhirString = Field()
+    relation: FhirString
     """See http://www.iana.org/assignments/link-relations/link-relations.xhtml#link-relations-1"""
 
-    relation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relation", serialization_alias="_relation"
-    )
+    relation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relation", serialization_alias="_relation")
+    ] = None
     """Extensions and id of `relation`."""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Reference details for the link"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
 
 class BundleEntry(BackboneElement):
     """Entry in the bundle - will have a resource or information"""
 
-    link: Opt[list[BundleLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[BundleLink]], Field(min_length=1)] = None
     """Links related to this entry"""
 
-    full_url: Opt[FhirUri] = Field(
-        default=None, validation_alias="fullUrl", serialization_alias="fullUrl"
-    )
+    full_url: Annotated[
+        Opt[FhirUri], Field(validation_alias="fullUrl", serialization_alias="fullUrl")
+    ] = None
     """URI for resource (Absolute URL server address or URI for UUID/OID)"""
 
-    full_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fullUrl", serialization_alias="_fullUrl"
-    )
+    full_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fullUrl", serialization_alias="_fullUrl")
+    ] = None
     """Extensions and id of `fullUrl`."""
 
-    resource: Opt[AnyResource] = Field(default=None)
+    resource: Opt[AnyResource] = None
     """A resource in the bundle"""
 
-    search: Opt[BundleEntrySearch] = Field(default=None)
+    search: Opt[BundleEntrySearch] = None
     """Search related information"""
 
-    request: Opt[BundleEntryRequest] = Field(default=None)
+    request: Opt[BundleEntryRequest] = None
     """Additional execution information (transaction/batch/history)"""
 
-    response: Opt[BundleEntryResponse] = Field(default=None)
+    response: Opt[BundleEntryResponse] = None
     """Results of execution (transaction/batch/history)"""
 
 
 class BundleEntrySearch(BackboneElement):
     """Search related information"""
 
-    mode: Opt[Literal["match", "include", "outcome"]] = Field(default=None)
+    mode: Opt[Literal["match", "include", "outcome"]] = None
     """match | include | outcome - why this is in the result set"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    score: Opt[FhirDecimal] = Field(default=None)
+    score: Opt[FhirDecimal] = None
     """Search ranking (between 0 and 1)"""
 
-    score_ext: Opt[Element] = Field(
-        default=None, validation_alias="_score", serialization_alias="_score"
-    )
+    score_ext: Annotated[
+        Opt[Element], Field(validation_alias="_score", serialization_alias="_score")
+    ] = None
     """Extensions and id of `score`."""
 
 
 class BundleEntryRequest(BackboneElement):
     """Additional execution information (transaction/batch/history)"""
 
-    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"] = Field()
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]
     """GET | HEAD | POST | PUT | DELETE | PATCH"""
 
-    method_ext: Opt[Element] = Field(
-        default=None, validation_alias="_method", serialization_alias="_method"
-    )
+    method_ext: Annotated[
+        Opt[Element], Field(validation_alias="_method", serialization_alias="_method")
+    ] = None
     """Extensions and id of `method`."""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """URL for HTTP equivalent of this entry"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    if_none_match: Opt[FhirString] = Field(
-        default=None, validation_alias="ifNoneMatch", serialization_alias="ifNoneMatch"
-    )
+    if_none_match: Annotated[
+        Opt[FhirString], Field(validation_alias="ifNoneMatch", serialization_alias="ifNoneMatch")
+    ] = None
     """For managing cache currency"""
 
-    if_none_match_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ifNoneMatch", serialization_alias="_ifNoneMatch"
-    )
+    if_none_match_ext: Annotated[
+        Opt[Element], Field(validation_alias="_ifNoneMatch", serialization_alias="_ifNoneMatch")
+    ] = None
     """Extensions and id of `ifNoneMatch`."""
 
-    if_modified_since: Opt[FhirInstant] = Field(
-        default=None, validation_alias="ifModifiedSince", serialization_alias="ifModifiedSince"
-    )
+    if_modified_since: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="ifModifiedSince", serialization_alias="ifModifiedSince"),
+    ] = None
     """For managing cache currency"""
 
-    if_modified_since_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ifModifiedSince", serialization_alias="_ifModifiedSince"
-    )
+    if_modified_since_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_ifModifiedSince", serialization_alias="_ifModifiedSince"),
+    ] = None
     """Extensions and id of `ifModifiedSince`."""
 
-    if_match: Opt[FhirString] = Field(
-        default=None, validation_alias="ifMatch", serialization_alias="ifMatch"
-    )
+    if_match: Annotated[
+        Opt[FhirString], Field(validation_alias="ifMatch", serialization_alias="ifMatch")
+    ] = None
     """For managing update contention"""
 
-    if_match_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ifMatch", serialization_alias="_ifMatch"
-    )
+    if_match_ext: Annotated[
+        Opt[Element], Field(validation_alias="_ifMatch", serialization_alias="_ifMatch")
+    ] = None
     """Extensions and id of `ifMatch`."""
 
-    if_none_exist: Opt[FhirString] = Field(
-        default=None, validation_alias="ifNoneExist", serialization_alias="ifNoneExist"
-    )
+    if_none_exist: Annotated[
+        Opt[FhirString], Field(validation_alias="ifNoneExist", serialization_alias="ifNoneExist")
+    ] = None
     """For conditional creates"""
 
-    if_none_exist_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ifNoneExist", serialization_alias="_ifNoneExist"
-    )
+    if_none_exist_ext: Annotated[
+        Opt[Element], Field(validation_alias="_ifNoneExist", serialization_alias="_ifNoneExist")
+    ] = None
     """Extensions and id of `ifNoneExist`."""
 
 
 class BundleEntryResponse(BackboneElement):
     """Results of execution (transaction/batch/history)"""
 
-    status: FhirString = Field()
+    status: FhirString
     """Status response code (text optional)"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    location: Opt[FhirUri] = Field(default=None)
+    location: Opt[FhirUri] = None
     """The location (if the operation returns a location)"""
 
-    location_ext: Opt[Element] = Field(
-        default=None, validation_alias="_location", serialization_alias="_location"
-    )
+    location_ext: Annotated[
+        Opt[Element], Field(validation_alias="_location", serialization_alias="_location")
+    ] = None
     """Extensions and id of `location`."""
 
-    etag: Opt[FhirString] = Field(default=None)
+    etag: Opt[FhirString] = None
     """The Etag for the resource (if relevant)"""
 
-    etag_ext: Opt[Element] = Field(
-        default=None, validation_alias="_etag", serialization_alias="_etag"
-    )
+    etag_ext: Annotated[
+        Opt[Element], Field(validation_alias="_etag", serialization_alias="_etag")
+    ] = None
     """Extensions and id of `etag`."""
 
-    last_modified: Opt[FhirInstant] = Field(
-        default=None, validation_alias="lastModified", serialization_alias="lastModified"
-    )
+    last_modified: Annotated[
+        Opt[FhirInstant], Field(validation_alias="lastModified", serialization_alias="lastModified")
+    ] = None
     """Server's date time modified"""
 
-    last_modified_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastModified", serialization_alias="_lastModified"
-    )
+    last_modified_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastModified", serialization_alias="_lastModified")
+    ] = None
     """Extensions and id of `lastModified`."""
 
-    outcome: Opt[OperationOutcome] = Field(default=None)
+    outcome: Opt[OperationOutcome] = None
     """OperationOutcome with hints and warnings (for batch/transaction)"""

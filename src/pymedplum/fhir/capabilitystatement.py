@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,8 +21,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CapabilityStatementSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -41,350 +43,357 @@ _DEPENDENCIES = (
 )
 
 
-class CapabilityStatement(DomainResource):
+class CapabilityStatement(
+    DomainResource, Searchable["CapabilityStatement", "CapabilityStatementSearchParams"]
+):
     """A Capability Statement documents a set of capabilities (behaviors) of a FHIR Server for a particular version of FHIR that may be used as a statement of actual server functionality or a statement of..."""
 
-    resource_type: Literal["CapabilityStatement"] = Field(
-        default="CapabilityStatement",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["CapabilityStatement"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CapabilityStatement"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this capability statement, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the capability statement"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this capability statement (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this capability statement (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the capability statement"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for capability statement (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this capability statement is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    kind: Literal["instance", "capability", "requirements"] = Field()
+    kind: Literal["instance", "capability", "requirements"]
     """instance | capability | requirements"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    instantiates: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    instantiates: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Canonical URL of another capability statement this implements"""
 
-    instantiates_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiates",
-        serialization_alias="_instantiates",
-        min_length=1,
-    )
+    instantiates_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_instantiates", serialization_alias="_instantiates", min_length=1),
+    ] = None
     """Extensions and id of `instantiates`."""
 
-    imports: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    imports: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Canonical URL of another capability statement this adds to"""
 
-    imports_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_imports", serialization_alias="_imports", min_length=1
-    )
+    imports_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_imports", serialization_alias="_imports", min_length=1),
+    ] = None
     """Extensions and id of `imports`."""
 
-    software: Opt[CapabilityStatementSoftware] = Field(default=None)
+    software: Opt[CapabilityStatementSoftware] = None
     """Software that is covered by this capability statement"""
 
-    implementation: Opt[CapabilityStatementImplementation] = Field(default=None)
+    implementation: Opt[CapabilityStatementImplementation] = None
     """If this describes a specific instance"""
 
-    fhir_version: Literal[
-        "0.01",
-        "0.05",
-        "0.06",
-        "0.11",
-        "0.0.80",
-        "0.0.81",
-        "0.0.82",
-        "0.4.0",
-        "0.5.0",
-        "1.0.0",
-        "1.0.1",
-        "1.0.2",
-        "1.1.0",
-        "1.4.0",
-        "1.6.0",
-        "1.8.0",
-        "3.0.0",
-        "3.0.1",
-        "3.3.0",
-        "3.5.0",
-        "4.0.0",
-        "4.0.1",
-    ] = Field(validation_alias="fhirVersion", serialization_alias="fhirVersion")
+    fhir_version: Annotated[
+        Literal[
+            "0.01",
+            "0.05",
+            "0.06",
+            "0.11",
+            "0.0.80",
+            "0.0.81",
+            "0.0.82",
+            "0.4.0",
+            "0.5.0",
+            "1.0.0",
+            "1.0.1",
+            "1.0.2",
+            "1.1.0",
+            "1.4.0",
+            "1.6.0",
+            "1.8.0",
+            "3.0.0",
+            "3.0.1",
+            "3.3.0",
+            "3.5.0",
+            "4.0.0",
+            "4.0.1",
+        ],
+        Field(validation_alias="fhirVersion", serialization_alias="fhirVersion"),
+    ]
     """FHIR Version the system supports"""
 
-    fhir_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fhirVersion", serialization_alias="_fhirVersion"
-    )
+    fhir_version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fhirVersion", serialization_alias="_fhirVersion")
+    ] = None
     """Extensions and id of `fhirVersion`."""
 
-    format: list[FhirCode] = Field(min_length=1)
+    format: Annotated[list[FhirCode], Field(min_length=1)]
     """formats supported (xml | json | ttl | mime type)"""
 
-    format_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_format", serialization_alias="_format", min_length=1
-    )
+    format_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_format", serialization_alias="_format", min_length=1),
+    ] = None
     """Extensions and id of `format`."""
 
-    patch_format: Opt[list[FhirCode]] = Field(
-        default=None,
-        validation_alias="patchFormat",
-        serialization_alias="patchFormat",
-        min_length=1,
-    )
+    patch_format: Annotated[
+        Opt[list[FhirCode]],
+        Field(validation_alias="patchFormat", serialization_alias="patchFormat", min_length=1),
+    ] = None
     """Patch formats supported"""
 
-    patch_format_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_patchFormat",
-        serialization_alias="_patchFormat",
-        min_length=1,
-    )
+    patch_format_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_patchFormat", serialization_alias="_patchFormat", min_length=1),
+    ] = None
     """Extensions and id of `patchFormat`."""
 
-    implementation_guide: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="implementationGuide",
-        serialization_alias="implementationGuide",
-        min_length=1,
-    )
+    implementation_guide: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="implementationGuide",
+            serialization_alias="implementationGuide",
+            min_length=1,
+        ),
+    ] = None
     """Implementation guides supported"""
 
-    implementation_guide_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_implementationGuide",
-        serialization_alias="_implementationGuide",
-        min_length=1,
-    )
+    implementation_guide_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_implementationGuide",
+            serialization_alias="_implementationGuide",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `implementationGuide`."""
 
-    rest: Opt[list[CapabilityStatementRest]] = Field(default=None, min_length=1)
+    rest: Annotated[Opt[list[CapabilityStatementRest]], Field(min_length=1)] = None
     """If the endpoint is a RESTful one"""
 
-    messaging: Opt[list[CapabilityStatementMessaging]] = Field(default=None, min_length=1)
+    messaging: Annotated[Opt[list[CapabilityStatementMessaging]], Field(min_length=1)] = None
     """If messaging is supported"""
 
-    document: Opt[list[CapabilityStatementDocument]] = Field(default=None, min_length=1)
+    document: Annotated[Opt[list[CapabilityStatementDocument]], Field(min_length=1)] = None
     """Document definition"""
 
 
 class CapabilityStatementSoftware(BackboneElement):
     """Software that is covered by this capability statement"""
 
-    name: FhirString = Field()
+    name: FhirString
     """A name the software is known by"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version covered by this statement"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    release_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="releaseDate", serialization_alias="releaseDate"
-    )
+    release_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="releaseDate", serialization_alias="releaseDate")
+    ] = None
     """Date this version was released"""
 
-    release_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_releaseDate", serialization_alias="_releaseDate"
-    )
+    release_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_releaseDate", serialization_alias="_releaseDate")
+    ] = None
     """Extensions and id of `releaseDate`."""
 
 
 class CapabilityStatementImplementation(BackboneElement):
     """If this describes a specific instance"""
 
-    description: FhirString = Field()
+    description: FhirString
     """Describes this specific instance"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    url: Opt[FhirUrl] = Field(default=None)
+    url: Opt[FhirUrl] = None
     """Base URL for the installation"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    custodian: Opt[Reference] = Field(default=None)
+    custodian: Opt[Reference] = None
     """Organization that manages the data"""
 
 
 class CapabilityStatementRest(BackboneElement):
     """If the endpoint is a RESTful one"""
 
-    mode: Literal["client", "server"] = Field()
+    mode: Literal["client", "server"]
     """client | server"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """General description of implementation"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
-    security: Opt[CapabilityStatementRestSecurity] = Field(default=None)
+    security: Opt[CapabilityStatementRestSecurity] = None
     """Information about security of implementation"""
 
-    resource: Opt[list[CapabilityStatementRestResource]] = Field(default=None, min_length=1)
+    resource: Annotated[Opt[list[CapabilityStatementRestResource]], Field(min_length=1)] = None
     """Resource served on the REST interface"""
 
-    interaction: Opt[list[CapabilityStatementRestInteraction]] = Field(default=None, min_length=1)
+    interaction: Annotated[Opt[list[CapabilityStatementRestInteraction]], Field(min_length=1)] = (
+        None
+    )
     """What operations are supported?"""
 
-    search_param: Opt[list[CapabilityStatementRestResourceSearchParam]] = Field(
-        default=None,
-        validation_alias="searchParam",
-        serialization_alias="searchParam",
-        min_length=1,
-    )
+    search_param: Annotated[
+        Opt[list[CapabilityStatementRestResourceSearchParam]],
+        Field(validation_alias="searchParam", serialization_alias="searchParam", min_length=1),
+    ] = None
     """Search parameters for searching all resources"""
 
-    operation: Opt[list[CapabilityStatementRestResourceOperation]] = Field(
-        default=None, min_length=1
-    )
+    operation: Annotated[
+        Opt[list[CapabilityStatementRestResourceOperation]], Field(min_length=1)
+    ] = None
     """Definition of a system level operation"""
 
-    compartment: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    compartment: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Compartments served/used by system"""
 
-    compartment_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_compartment",
-        serialization_alias="_compartment",
-        min_length=1,
-    )
+    compartment_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_compartment", serialization_alias="_compartment", min_length=1),
+    ] = None
     """Extensions and id of `compartment`."""
 
 
 class CapabilityStatementRestSecurity(BackboneElement):
     """Information about security of implementation"""
 
-    cors: Opt[FhirBoolean] = Field(default=None)
+    cors: Opt[FhirBoolean] = None
     """Adds CORS Headers (http://enable-cors.org/)"""
 
-    cors_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cors", serialization_alias="_cors"
-    )
+    cors_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cors", serialization_alias="_cors")
+    ] = None
     """Extensions and id of `cors`."""
 
-    service: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    service: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """OAuth | SMART-on-FHIR | NTLM | Basic | Kerberos | Certificates"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """General description of how security works"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
@@ -540,188 +549,192 @@ class CapabilityStatementRestResource(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """A resource type that is supported"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """Base System profile for all uses of resource"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
-    supported_profile: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="supportedProfile",
-        serialization_alias="supportedProfile",
-        min_length=1,
-    )
+    supported_profile: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="supportedProfile",
+            serialization_alias="supportedProfile",
+            min_length=1,
+        ),
+    ] = None
     """Profiles for use cases supported"""
 
-    supported_profile_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_supportedProfile",
-        serialization_alias="_supportedProfile",
-        min_length=1,
-    )
+    supported_profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_supportedProfile",
+            serialization_alias="_supportedProfile",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `supportedProfile`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Additional information about the use of the resource type"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
-    interaction: Opt[list[CapabilityStatementRestResourceInteraction]] = Field(
-        default=None, min_length=1
-    )
+    interaction: Annotated[
+        Opt[list[CapabilityStatementRestResourceInteraction]], Field(min_length=1)
+    ] = None
     """What operations are supported?"""
 
-    versioning: Opt[Literal["no-version", "versioned", "versioned-update"]] = Field(default=None)
+    versioning: Opt[Literal["no-version", "versioned", "versioned-update"]] = None
     """no-version | versioned | versioned-update"""
 
-    versioning_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versioning", serialization_alias="_versioning"
-    )
+    versioning_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versioning", serialization_alias="_versioning")
+    ] = None
     """Extensions and id of `versioning`."""
 
-    read_history: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="readHistory", serialization_alias="readHistory"
-    )
+    read_history: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="readHistory", serialization_alias="readHistory")
+    ] = None
     """Whether vRead can return past versions"""
 
-    read_history_ext: Opt[Element] = Field(
-        default=None, validation_alias="_readHistory", serialization_alias="_readHistory"
-    )
+    read_history_ext: Annotated[
+        Opt[Element], Field(validation_alias="_readHistory", serialization_alias="_readHistory")
+    ] = None
     """Extensions and id of `readHistory`."""
 
-    update_create: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="updateCreate", serialization_alias="updateCreate"
-    )
+    update_create: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="updateCreate", serialization_alias="updateCreate")
+    ] = None
     """If update can commit to a new identity"""
 
-    update_create_ext: Opt[Element] = Field(
-        default=None, validation_alias="_updateCreate", serialization_alias="_updateCreate"
-    )
+    update_create_ext: Annotated[
+        Opt[Element], Field(validation_alias="_updateCreate", serialization_alias="_updateCreate")
+    ] = None
     """Extensions and id of `updateCreate`."""
 
-    conditional_create: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="conditionalCreate", serialization_alias="conditionalCreate"
-    )
+    conditional_create: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="conditionalCreate", serialization_alias="conditionalCreate"),
+    ] = None
     """If allows/uses conditional create"""
 
-    conditional_create_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_conditionalCreate",
-        serialization_alias="_conditionalCreate",
-    )
+    conditional_create_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_conditionalCreate", serialization_alias="_conditionalCreate"),
+    ] = None
     """Extensions and id of `conditionalCreate`."""
 
-    conditional_read: Opt[
-        Literal["not-supported", "modified-since", "not-match", "full-support"]
-    ] = Field(
-        default=None, validation_alias="conditionalRead", serialization_alias="conditionalRead"
-    )
+    conditional_read: Annotated[
+        Opt[Literal["not-supported", "modified-since", "not-match", "full-support"]],
+        Field(validation_alias="conditionalRead", serialization_alias="conditionalRead"),
+    ] = None
     """not-supported | modified-since | not-match | full-support"""
 
-    conditional_read_ext: Opt[Element] = Field(
-        default=None, validation_alias="_conditionalRead", serialization_alias="_conditionalRead"
-    )
+    conditional_read_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_conditionalRead", serialization_alias="_conditionalRead"),
+    ] = None
     """Extensions and id of `conditionalRead`."""
 
-    conditional_update: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="conditionalUpdate", serialization_alias="conditionalUpdate"
-    )
+    conditional_update: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="conditionalUpdate", serialization_alias="conditionalUpdate"),
+    ] = None
     """If allows/uses conditional update"""
 
-    conditional_update_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_conditionalUpdate",
-        serialization_alias="_conditionalUpdate",
-    )
+    conditional_update_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_conditionalUpdate", serialization_alias="_conditionalUpdate"),
+    ] = None
     """Extensions and id of `conditionalUpdate`."""
 
-    conditional_delete: Opt[Literal["not-supported", "single", "multiple"]] = Field(
-        default=None, validation_alias="conditionalDelete", serialization_alias="conditionalDelete"
-    )
+    conditional_delete: Annotated[
+        Opt[Literal["not-supported", "single", "multiple"]],
+        Field(validation_alias="conditionalDelete", serialization_alias="conditionalDelete"),
+    ] = None
     """not-supported | single | multiple - how conditional delete is supported"""
 
-    conditional_delete_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_conditionalDelete",
-        serialization_alias="_conditionalDelete",
-    )
+    conditional_delete_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_conditionalDelete", serialization_alias="_conditionalDelete"),
+    ] = None
     """Extensions and id of `conditionalDelete`."""
 
-    reference_policy: Opt[list[Literal["literal", "logical", "resolves", "enforced", "local"]]] = (
+    reference_policy: Annotated[
+        Opt[list[Literal["literal", "logical", "resolves", "enforced", "local"]]],
         Field(
-            default=None,
-            validation_alias="referencePolicy",
-            serialization_alias="referencePolicy",
-            min_length=1,
-        )
-    )
+            validation_alias="referencePolicy", serialization_alias="referencePolicy", min_length=1
+        ),
+    ] = None
     """literal | logical | resolves | enforced | local"""
 
-    reference_policy_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_referencePolicy",
-        serialization_alias="_referencePolicy",
-        min_length=1,
-    )
+    reference_policy_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_referencePolicy",
+            serialization_alias="_referencePolicy",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `referencePolicy`."""
 
-    search_include: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="searchInclude",
-        serialization_alias="searchInclude",
-        min_length=1,
-    )
+    search_include: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="searchInclude", serialization_alias="searchInclude", min_length=1),
+    ] = None
     """_include values supported by the server"""
 
-    search_include_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_searchInclude",
-        serialization_alias="_searchInclude",
-        min_length=1,
-    )
+    search_include_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_searchInclude", serialization_alias="_searchInclude", min_length=1
+        ),
+    ] = None
     """Extensions and id of `searchInclude`."""
 
-    search_rev_include: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="searchRevInclude",
-        serialization_alias="searchRevInclude",
-        min_length=1,
-    )
+    search_rev_include: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="searchRevInclude",
+            serialization_alias="searchRevInclude",
+            min_length=1,
+        ),
+    ] = None
     """_revinclude values supported by the server"""
 
-    search_rev_include_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_searchRevInclude",
-        serialization_alias="_searchRevInclude",
-        min_length=1,
-    )
+    search_rev_include_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_searchRevInclude",
+            serialization_alias="_searchRevInclude",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `searchRevInclude`."""
 
-    search_param: Opt[list[CapabilityStatementRestResourceSearchParam]] = Field(
-        default=None,
-        validation_alias="searchParam",
-        serialization_alias="searchParam",
-        min_length=1,
-    )
+    search_param: Annotated[
+        Opt[list[CapabilityStatementRestResourceSearchParam]],
+        Field(validation_alias="searchParam", serialization_alias="searchParam", min_length=1),
+    ] = None
     """Search parameters supported by implementation"""
 
-    operation: Opt[list[CapabilityStatementRestResourceOperation]] = Field(
-        default=None, min_length=1
-    )
+    operation: Annotated[
+        Opt[list[CapabilityStatementRestResourceOperation]], Field(min_length=1)
+    ] = None
     """Definition of a resource operation"""
 
 
@@ -738,200 +751,203 @@ class CapabilityStatementRestResourceInteraction(BackboneElement):
         "history-type",
         "create",
         "search-type",
-    ] = Field()
+    ]
     """read | vread | update | patch | delete | history-instance | history-type | create | search-type"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Anything special about operation behavior"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class CapabilityStatementRestResourceSearchParam(BackboneElement):
     """Search parameters supported by implementation"""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name of search parameter"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    definition: Opt[FhirCanonical] = Field(default=None)
+    definition: Opt[FhirCanonical] = None
     """Source of definition for parameter"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
     type: Literal[
         "number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"
-    ] = Field()
+    ]
     """number | date | string | token | reference | composite | quantity | uri | special"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Server-specific usage"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class CapabilityStatementRestResourceOperation(BackboneElement):
     """Definition of a resource operation"""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name by which the operation/query is invoked"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    definition: FhirCanonical = Field()
+    definition: FhirCanonical
     """The defined operation/query"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Specific details about operation behavior"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class CapabilityStatementRestInteraction(BackboneElement):
     """What operations are supported?"""
 
-    code: Literal["transaction", "batch", "search-system", "history-system"] = Field()
+    code: Literal["transaction", "batch", "search-system", "history-system"]
     """transaction | batch | search-system | history-system"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Anything special about operation behavior"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class CapabilityStatementMessaging(BackboneElement):
     """If messaging is supported"""
 
-    endpoint: Opt[list[CapabilityStatementMessagingEndpoint]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[CapabilityStatementMessagingEndpoint]], Field(min_length=1)] = None
     """Where messages should be sent"""
 
-    reliable_cache: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="reliableCache", serialization_alias="reliableCache"
-    )
+    reliable_cache: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="reliableCache", serialization_alias="reliableCache"),
+    ] = None
     """Reliable Message Cache Length (min)"""
 
-    reliable_cache_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reliableCache", serialization_alias="_reliableCache"
-    )
+    reliable_cache_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reliableCache", serialization_alias="_reliableCache")
+    ] = None
     """Extensions and id of `reliableCache`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Messaging interface behavior details"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
-    supported_message: Opt[list[CapabilityStatementMessagingSupportedMessage]] = Field(
-        default=None,
-        validation_alias="supportedMessage",
-        serialization_alias="supportedMessage",
-        min_length=1,
-    )
+    supported_message: Annotated[
+        Opt[list[CapabilityStatementMessagingSupportedMessage]],
+        Field(
+            validation_alias="supportedMessage",
+            serialization_alias="supportedMessage",
+            min_length=1,
+        ),
+    ] = None
     """Messages supported by this system"""
 
 
 class CapabilityStatementMessagingEndpoint(BackboneElement):
     """Where messages should be sent"""
 
-    protocol: Coding = Field()
+    protocol: Coding
     """http | ftp | mllp +"""
 
-    address: FhirUrl = Field()
+    address: FhirUrl
     """Network address or identifier of the end-point"""
 
-    address_ext: Opt[Element] = Field(
-        default=None, validation_alias="_address", serialization_alias="_address"
-    )
+    address_ext: Annotated[
+        Opt[Element], Field(validation_alias="_address", serialization_alias="_address")
+    ] = None
     """Extensions and id of `address`."""
 
 
 class CapabilityStatementMessagingSupportedMessage(BackboneElement):
     """Messages supported by this system"""
 
-    mode: Literal["sender", "receiver"] = Field()
+    mode: Literal["sender", "receiver"]
     """sender | receiver"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    definition: FhirCanonical = Field()
+    definition: FhirCanonical
     """Message supported by this system"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
 
 class CapabilityStatementDocument(BackboneElement):
     """Document definition"""
 
-    mode: Literal["producer", "consumer"] = Field()
+    mode: Literal["producer", "consumer"]
     """producer | consumer"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    documentation: Opt[FhirMarkdown] = Field(default=None)
+    documentation: Opt[FhirMarkdown] = None
     """Description of document support"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
-    profile: FhirCanonical = Field()
+    profile: FhirCanonical
     """Constraint on the resources used in the document"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""

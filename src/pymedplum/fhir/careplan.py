@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCanonical, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CarePlanSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -35,173 +37,187 @@ _DEPENDENCIES = (
 )
 
 
-class CarePlan(DomainResource):
+class CarePlan(DomainResource, Searchable["CarePlan", "CarePlanSearchParams"]):
     """Describes the intention of how one or more practitioners intend to deliver care for a particular patient, group or community for a period of time, possibly limited to care for a specific condition..."""
 
-    resource_type: Literal["CarePlan"] = Field(
-        default="CarePlan", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["CarePlan"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CarePlan"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this plan"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills CarePlan"""
 
-    replaces: Opt[list[Reference]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """CarePlan replaced by this CarePlan"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced CarePlan"""
 
     status: Literal[
         "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    intent: Literal["proposal", "plan", "order", "option"] = Field()
+    intent: Literal["proposal", "plan", "order", "option"]
     """proposal | plan | order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of plan"""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Human-friendly name for the care plan"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Summary of nature of plan"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who the care plan is for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period plan covers"""
 
-    created: Opt[FhirDateTime] = Field(default=None)
+    created: Opt[FhirDateTime] = None
     """Date record was first recorded"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Who is the designated responsible party"""
 
-    contributor: Opt[list[Reference]] = Field(default=None, min_length=1)
+    contributor: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who provided the content of the care plan"""
 
-    care_team: Opt[list[Reference]] = Field(
-        default=None, validation_alias="careTeam", serialization_alias="careTeam", min_length=1
-    )
+    care_team: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="careTeam", serialization_alias="careTeam", min_length=1),
+    ] = None
     """Who's involved in plan?"""
 
-    addresses: Opt[list[Reference]] = Field(default=None, min_length=1)
+    addresses: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Health issues this plan addresses"""
 
-    supporting_info: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Information considered as part of plan"""
 
-    goal: Opt[list[Reference]] = Field(default=None, min_length=1)
+    goal: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Desired outcome of plan"""
 
-    activity: Opt[list[CarePlanActivity]] = Field(default=None, min_length=1)
+    activity: Annotated[Opt[list[CarePlanActivity]], Field(min_length=1)] = None
     """Action to occur as part of plan"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the plan"""
 
 
 class CarePlanActivity(BackboneElement):
     """Action to occur as part of plan"""
 
-    outcome_codeable_concept: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="outcomeCodeableConcept",
-        serialization_alias="outcomeCodeableConcept",
-        min_length=1,
-    )
+    outcome_codeable_concept: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="outcomeCodeableConcept",
+            serialization_alias="outcomeCodeableConcept",
+            min_length=1,
+        ),
+    ] = None
     """Results of the activity"""
 
-    outcome_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="outcomeReference",
-        serialization_alias="outcomeReference",
-        min_length=1,
-    )
+    outcome_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="outcomeReference",
+            serialization_alias="outcomeReference",
+            min_length=1,
+        ),
+    ] = None
     """Appointment, Encounter, Procedure, etc."""
 
-    progress: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    progress: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the activity status/progress"""
 
-    reference: Opt[Reference] = Field(default=None)
+    reference: Opt[Reference] = None
     """Activity details defined in specific resource"""
 
-    detail: Opt[CarePlanActivityDetail] = Field(default=None)
+    detail: Opt[CarePlanActivityDetail] = None
     """In-line definition of activity"""
 
 
@@ -236,63 +252,70 @@ class CarePlanActivityDetail(BackboneElement, ChoiceChecked):
             "ServiceRequest",
             "VisionPrescription",
         ]
-    ] = Field(default=None)
+    ] = None
     """Appointment | CommunicationRequest | DeviceRequest | MedicationRequest | NutritionOrder | Task | ServiceRequest | VisionPrescription"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Detail type of activity"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why activity should be done or why activity was prohibited"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why activity is needed"""
 
-    goal: Opt[list[Reference]] = Field(default=None, min_length=1)
+    goal: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Goals this activity relates to"""
 
     status: Literal[
@@ -305,79 +328,86 @@ class CarePlanActivityDetail(BackboneElement, ChoiceChecked):
         "stopped",
         "unknown",
         "entered-in-error",
-    ] = Field()
+    ]
     """not-started | scheduled | in-progress | on-hold | completed | cancelled | stopped | unknown | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """If true, activity is prohibiting action"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    scheduled_timing: Opt[Timing] = Field(
-        default=None, validation_alias="scheduledTiming", serialization_alias="scheduledTiming"
-    )
+    scheduled_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="scheduledTiming", serialization_alias="scheduledTiming"),
+    ] = None
     """When activity is to occur"""
 
-    scheduled_period: Opt[Period] = Field(
-        default=None, validation_alias="scheduledPeriod", serialization_alias="scheduledPeriod"
-    )
+    scheduled_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="scheduledPeriod", serialization_alias="scheduledPeriod"),
+    ] = None
     """When activity is to occur"""
 
-    scheduled_string: Opt[FhirString] = Field(
-        default=None, validation_alias="scheduledString", serialization_alias="scheduledString"
-    )
+    scheduled_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="scheduledString", serialization_alias="scheduledString"),
+    ] = None
     """When activity is to occur"""
 
-    scheduled_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_scheduledString", serialization_alias="_scheduledString"
-    )
+    scheduled_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_scheduledString", serialization_alias="_scheduledString"),
+    ] = None
     """Extensions and id of `scheduledString`."""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where it should happen"""
 
-    performer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who will be responsible?"""
 
-    product_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="productCodeableConcept",
-        serialization_alias="productCodeableConcept",
-    )
+    product_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="productCodeableConcept", serialization_alias="productCodeableConcept"
+        ),
+    ] = None
     """What is to be administered/supplied"""
 
-    product_reference: Opt[Reference] = Field(
-        default=None, validation_alias="productReference", serialization_alias="productReference"
-    )
+    product_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="productReference", serialization_alias="productReference"),
+    ] = None
     """What is to be administered/supplied"""
 
-    daily_amount: Opt[Quantity] = Field(
-        default=None, validation_alias="dailyAmount", serialization_alias="dailyAmount"
-    )
+    daily_amount: Annotated[
+        Opt[Quantity], Field(validation_alias="dailyAmount", serialization_alias="dailyAmount")
+    ] = None
     """How to consume/day?"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """How much to administer/supply/consume"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Extra info describing activity to perform"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CareTeamSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -33,90 +35,92 @@ _DEPENDENCIES = (
 )
 
 
-class CareTeam(DomainResource):
+class CareTeam(DomainResource, Searchable["CareTeam", "CareTeamSearchParams"]):
     """The Care Team includes all the people and organizations who plan to participate in the coordination and delivery of care for a patient."""
 
-    resource_type: Literal["CareTeam"] = Field(
-        default="CareTeam", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["CareTeam"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CareTeam"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this team"""
 
-    status: Opt[Literal["proposed", "active", "suspended", "inactive", "entered-in-error"]] = Field(
-        default=None
-    )
+    status: Opt[Literal["proposed", "active", "suspended", "inactive", "entered-in-error"]] = None
     """proposed | active | suspended | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of team"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of the team, such as crisis assessment team"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who care team is for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period team covers"""
 
-    participant: Opt[list[CareTeamParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[CareTeamParticipant]], Field(min_length=1)] = None
     """Members of the team"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why the care team exists"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why the care team exists"""
 
-    managing_organization: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-        min_length=1,
-    )
+    managing_organization: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="managingOrganization",
+            serialization_alias="managingOrganization",
+            min_length=1,
+        ),
+    ] = None
     """Organization responsible for the care team"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the care team (that applies to all members)"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the CareTeam"""
 
 
 class CareTeamParticipant(BackboneElement):
     """Members of the team"""
 
-    role: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    role: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of involvement"""
 
-    member: Opt[Reference] = Field(default=None)
+    member: Opt[Reference] = None
     """Who is involved"""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """Organization of the practitioner"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period of participant"""

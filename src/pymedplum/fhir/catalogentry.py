@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CatalogEntrySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,111 +25,116 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class CatalogEntry(DomainResource):
+class CatalogEntry(DomainResource, Searchable["CatalogEntry", "CatalogEntrySearchParams"]):
     """Catalog entries are wrappers that contextualize items included in a catalog."""
 
-    resource_type: Literal["CatalogEntry"] = Field(
-        default="CatalogEntry", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["CatalogEntry"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CatalogEntry"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier of the catalog item"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The type of item - medication, device, service, protocol or other"""
 
-    orderable: FhirBoolean = Field()
+    orderable: FhirBoolean
     """Whether the entry represents an orderable item"""
 
-    orderable_ext: Opt[Element] = Field(
-        default=None, validation_alias="_orderable", serialization_alias="_orderable"
-    )
+    orderable_ext: Annotated[
+        Opt[Element], Field(validation_alias="_orderable", serialization_alias="_orderable")
+    ] = None
     """Extensions and id of `orderable`."""
 
-    referenced_item: Reference = Field(
-        validation_alias="referencedItem", serialization_alias="referencedItem"
-    )
+    referenced_item: Annotated[
+        Reference, Field(validation_alias="referencedItem", serialization_alias="referencedItem")
+    ]
     """The item that is being defined"""
 
-    additional_identifier: Opt[list[Identifier]] = Field(
-        default=None,
-        validation_alias="additionalIdentifier",
-        serialization_alias="additionalIdentifier",
-        min_length=1,
-    )
+    additional_identifier: Annotated[
+        Opt[list[Identifier]],
+        Field(
+            validation_alias="additionalIdentifier",
+            serialization_alias="additionalIdentifier",
+            min_length=1,
+        ),
+    ] = None
     """Any additional identifier(s) for the catalog item, in the same granularity or concept"""
 
-    classification: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    classification: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification (category or class) of the item entry"""
 
-    status: Opt[Literal["draft", "active", "retired", "unknown"]] = Field(default=None)
+    status: Opt[Literal["draft", "active", "retired", "unknown"]] = None
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    validity_period: Opt[Period] = Field(
-        default=None, validation_alias="validityPeriod", serialization_alias="validityPeriod"
-    )
+    validity_period: Annotated[
+        Opt[Period], Field(validation_alias="validityPeriod", serialization_alias="validityPeriod")
+    ] = None
     """The time period in which this catalog entry is expected to be active"""
 
-    valid_to: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="validTo", serialization_alias="validTo"
-    )
+    valid_to: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="validTo", serialization_alias="validTo")
+    ] = None
     """The date until which this catalog entry is expected to be active"""
 
-    valid_to_ext: Opt[Element] = Field(
-        default=None, validation_alias="_validTo", serialization_alias="_validTo"
-    )
+    valid_to_ext: Annotated[
+        Opt[Element], Field(validation_alias="_validTo", serialization_alias="_validTo")
+    ] = None
     """Extensions and id of `validTo`."""
 
-    last_updated: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="lastUpdated", serialization_alias="lastUpdated"
-    )
+    last_updated: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="lastUpdated", serialization_alias="lastUpdated")
+    ] = None
     """When was this catalog last updated"""
 
-    last_updated_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastUpdated", serialization_alias="_lastUpdated"
-    )
+    last_updated_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastUpdated", serialization_alias="_lastUpdated")
+    ] = None
     """Extensions and id of `lastUpdated`."""
 
-    additional_characteristic: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="additionalCharacteristic",
-        serialization_alias="additionalCharacteristic",
-        min_length=1,
-    )
+    additional_characteristic: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="additionalCharacteristic",
+            serialization_alias="additionalCharacteristic",
+            min_length=1,
+        ),
+    ] = None
     """Additional characteristics of the catalog entry"""
 
-    additional_classification: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="additionalClassification",
-        serialization_alias="additionalClassification",
-        min_length=1,
-    )
+    additional_classification: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="additionalClassification",
+            serialization_alias="additionalClassification",
+            min_length=1,
+        ),
+    ] = None
     """Additional classification of the catalog entry"""
 
-    related_entry: Opt[list[CatalogEntryRelatedEntry]] = Field(
-        default=None,
-        validation_alias="relatedEntry",
-        serialization_alias="relatedEntry",
-        min_length=1,
-    )
+    related_entry: Annotated[
+        Opt[list[CatalogEntryRelatedEntry]],
+        Field(validation_alias="relatedEntry", serialization_alias="relatedEntry", min_length=1),
+    ] = None
     """An item that this catalog entry is related to"""
 
 
 class CatalogEntryRelatedEntry(BackboneElement):
     """An item that this catalog entry is related to"""
 
-    relationtype: Literal["triggers", "is-replaced-by"] = Field()
+    relationtype: Literal["triggers", "is-replaced-by"]
     """triggers | is-replaced-by"""
 
-    relationtype_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relationtype", serialization_alias="_relationtype"
-    )
+    relationtype_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relationtype", serialization_alias="_relationtype")
+    ] = None
     """Extensions and id of `relationtype`."""
 
-    item: Reference = Field()
+    item: Reference
     """The reference to the related item"""

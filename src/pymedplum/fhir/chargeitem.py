@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirDecimal, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ChargeItemSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -37,7 +39,7 @@ _DEPENDENCIES = (
 )
 
 
-class ChargeItem(DomainResource, ChoiceChecked):
+class ChargeItem(DomainResource, ChoiceChecked, Searchable["ChargeItem", "ChargeItemSearchParams"]):
     """The resource ChargeItem describes the provision of healthcare provider products for a certain patient, therefore referring not only to the product, but containing in addition details of the provisi..."""
 
     __fhir_choice_groups__ = (
@@ -57,197 +59,211 @@ class ChargeItem(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ChargeItem"] = Field(
-        default="ChargeItem", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ChargeItem"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ChargeItem"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for item"""
 
-    definition_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="definitionUri",
-        serialization_alias="definitionUri",
-        min_length=1,
-    )
+    definition_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(validation_alias="definitionUri", serialization_alias="definitionUri", min_length=1),
+    ] = None
     """Defining information about the code of this charge item"""
 
-    definition_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_definitionUri",
-        serialization_alias="_definitionUri",
-        min_length=1,
-    )
+    definition_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_definitionUri", serialization_alias="_definitionUri", min_length=1
+        ),
+    ] = None
     """Extensions and id of `definitionUri`."""
 
-    definition_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="definitionCanonical",
-        serialization_alias="definitionCanonical",
-        min_length=1,
-    )
+    definition_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="definitionCanonical",
+            serialization_alias="definitionCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Resource defining the code of this ChargeItem"""
 
-    definition_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_definitionCanonical",
-        serialization_alias="_definitionCanonical",
-        min_length=1,
-    )
+    definition_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_definitionCanonical",
+            serialization_alias="_definitionCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `definitionCanonical`."""
 
     status: Literal[
         "planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """planned | billable | not-billable | aborted | billed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced ChargeItem"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """A code that identifies the charge, like a billing code"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Individual service was done for/to"""
 
-    context: Opt[Reference] = Field(default=None)
+    context: Opt[Reference] = None
     """Encounter / Episode associated with event"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When the charged service was applied"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When the charged service was applied"""
 
-    occurrence_timing: Opt[Timing] = Field(
-        default=None, validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"
-    )
+    occurrence_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"),
+    ] = None
     """When the charged service was applied"""
 
-    performer: Opt[list[ChargeItemPerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[ChargeItemPerformer]], Field(min_length=1)] = None
     """Who performed charged service"""
 
-    performing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="performingOrganization",
-        serialization_alias="performingOrganization",
-    )
+    performing_organization: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="performingOrganization", serialization_alias="performingOrganization"
+        ),
+    ] = None
     """Organization providing the charged service"""
 
-    requesting_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="requestingOrganization",
-        serialization_alias="requestingOrganization",
-    )
+    requesting_organization: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="requestingOrganization", serialization_alias="requestingOrganization"
+        ),
+    ] = None
     """Organization requesting the charged service"""
 
-    cost_center: Opt[Reference] = Field(
-        default=None, validation_alias="costCenter", serialization_alias="costCenter"
-    )
+    cost_center: Annotated[
+        Opt[Reference], Field(validation_alias="costCenter", serialization_alias="costCenter")
+    ] = None
     """Organization that has ownership of the (potential, future) revenue"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Quantity of which the charge item has been serviced"""
 
-    bodysite: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    bodysite: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Anatomical location, if relevant"""
 
-    factor_override: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="factorOverride", serialization_alias="factorOverride"
-    )
+    factor_override: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="factorOverride", serialization_alias="factorOverride"),
+    ] = None
     """Factor overriding the associated rules"""
 
-    factor_override_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factorOverride", serialization_alias="_factorOverride"
-    )
+    factor_override_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_factorOverride", serialization_alias="_factorOverride"),
+    ] = None
     """Extensions and id of `factorOverride`."""
 
-    price_override: Opt[Money] = Field(
-        default=None, validation_alias="priceOverride", serialization_alias="priceOverride"
-    )
+    price_override: Annotated[
+        Opt[Money], Field(validation_alias="priceOverride", serialization_alias="priceOverride")
+    ] = None
     """Price overriding the associated rules"""
 
-    override_reason: Opt[FhirString] = Field(
-        default=None, validation_alias="overrideReason", serialization_alias="overrideReason"
-    )
+    override_reason: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="overrideReason", serialization_alias="overrideReason"),
+    ] = None
     """Reason for overriding the list price/factor"""
 
-    override_reason_ext: Opt[Element] = Field(
-        default=None, validation_alias="_overrideReason", serialization_alias="_overrideReason"
-    )
+    override_reason_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_overrideReason", serialization_alias="_overrideReason"),
+    ] = None
     """Extensions and id of `overrideReason`."""
 
-    enterer: Opt[Reference] = Field(default=None)
+    enterer: Opt[Reference] = None
     """Individual who was entering"""
 
-    entered_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="enteredDate", serialization_alias="enteredDate"
-    )
+    entered_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="enteredDate", serialization_alias="enteredDate")
+    ] = None
     """Date the charge item was entered"""
 
-    entered_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_enteredDate", serialization_alias="_enteredDate"
-    )
+    entered_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_enteredDate", serialization_alias="_enteredDate")
+    ] = None
     """Extensions and id of `enteredDate`."""
 
-    reason: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    reason: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Why was the charged service rendered?"""
 
-    service: Opt[list[Reference]] = Field(default=None, min_length=1)
+    service: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Which rendered service is being charged?"""
 
-    product_reference: Opt[Reference] = Field(
-        default=None, validation_alias="productReference", serialization_alias="productReference"
-    )
+    product_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="productReference", serialization_alias="productReference"),
+    ] = None
     """Product charged"""
 
-    product_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="productCodeableConcept",
-        serialization_alias="productCodeableConcept",
-    )
+    product_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="productCodeableConcept", serialization_alias="productCodeableConcept"
+        ),
+    ] = None
     """Product charged"""
 
-    account: Opt[list[Reference]] = Field(default=None, min_length=1)
+    account: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Account to place this charge"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the ChargeItem"""
 
-    supporting_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-        min_length=1,
-    )
+    supporting_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInformation",
+            serialization_alias="supportingInformation",
+            min_length=1,
+        ),
+    ] = None
     """Further information supporting this charge"""
 
 
 class ChargeItemPerformer(BackboneElement):
     """Who performed charged service"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """What type of performance was done"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Individual who was performing"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ChargeItemDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -44,240 +46,252 @@ _DEPENDENCIES = (
 )
 
 
-class ChargeItemDefinition(DomainResource):
+class ChargeItemDefinition(
+    DomainResource, Searchable["ChargeItemDefinition", "ChargeItemDefinitionSearchParams"]
+):
     """The ChargeItemDefinition resource provides the properties that apply to the (billing) codes necessary to calculate costs and prices."""
 
-    resource_type: Literal["ChargeItemDefinition"] = Field(
-        default="ChargeItemDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ChargeItemDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ChargeItemDefinition"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this charge item definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the charge item definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the charge item definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this charge item definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    derived_from_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="derivedFromUri",
-        serialization_alias="derivedFromUri",
-        min_length=1,
-    )
+    derived_from_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="derivedFromUri", serialization_alias="derivedFromUri", min_length=1
+        ),
+    ] = None
     """Underlying externally-defined charge item definition"""
 
-    derived_from_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_derivedFromUri",
-        serialization_alias="_derivedFromUri",
-        min_length=1,
-    )
+    derived_from_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_derivedFromUri", serialization_alias="_derivedFromUri", min_length=1
+        ),
+    ] = None
     """Extensions and id of `derivedFromUri`."""
 
-    part_of: Opt[list[FhirCanonical]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """A larger definition of which this particular definition is a component or step"""
 
-    part_of_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_partOf", serialization_alias="_partOf", min_length=1
-    )
+    part_of_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_partOf", serialization_alias="_partOf", min_length=1),
+    ] = None
     """Extensions and id of `partOf`."""
 
-    replaces: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Completed or terminated request(s) whose function is taken by this new request"""
 
-    replaces_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_replaces", serialization_alias="_replaces", min_length=1
-    )
+    replaces_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_replaces", serialization_alias="_replaces", min_length=1),
+    ] = None
     """Extensions and id of `replaces`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the charge item definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for charge item definition (if applicable)"""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the charge item definition was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the charge item definition was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the charge item definition is expected to be used"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Billing codes or product types this definition applies to"""
 
-    instance: Opt[list[Reference]] = Field(default=None, min_length=1)
+    instance: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Instances this definition applies to"""
 
-    applicability: Opt[list[ChargeItemDefinitionApplicability]] = Field(default=None, min_length=1)
+    applicability: Annotated[Opt[list[ChargeItemDefinitionApplicability]], Field(min_length=1)] = (
+        None
+    )
     """Whether or not the billing code is applicable"""
 
-    property_group: Opt[list[ChargeItemDefinitionPropertyGroup]] = Field(
-        default=None,
-        validation_alias="propertyGroup",
-        serialization_alias="propertyGroup",
-        min_length=1,
-    )
+    property_group: Annotated[
+        Opt[list[ChargeItemDefinitionPropertyGroup]],
+        Field(validation_alias="propertyGroup", serialization_alias="propertyGroup", min_length=1),
+    ] = None
     """Group of properties which are applicable under the same conditions"""
 
 
 class ChargeItemDefinitionApplicability(BackboneElement):
     """Whether or not the billing code is applicable"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Natural language description of the condition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    language: Opt[FhirString] = Field(default=None)
+    language: Opt[FhirString] = None
     """Language of the expression"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """Boolean-valued expression"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
 
 class ChargeItemDefinitionPropertyGroup(BackboneElement):
     """Group of properties which are applicable under the same conditions"""
 
-    applicability: Opt[list[ChargeItemDefinitionApplicability]] = Field(default=None, min_length=1)
+    applicability: Annotated[Opt[list[ChargeItemDefinitionApplicability]], Field(min_length=1)] = (
+        None
+    )
     """Conditions under which the priceComponent is applicable"""
 
-    price_component: Opt[list[ChargeItemDefinitionPropertyGroupPriceComponent]] = Field(
-        default=None,
-        validation_alias="priceComponent",
-        serialization_alias="priceComponent",
-        min_length=1,
-    )
+    price_component: Annotated[
+        Opt[list[ChargeItemDefinitionPropertyGroupPriceComponent]],
+        Field(
+            validation_alias="priceComponent", serialization_alias="priceComponent", min_length=1
+        ),
+    ] = None
     """Components of total line item price"""
 
 
 class ChargeItemDefinitionPropertyGroupPriceComponent(BackboneElement):
     """Components of total line item price"""
 
-    type: Literal["base", "surcharge", "deduction", "discount", "tax", "informational"] = Field()
+    type: Literal["base", "surcharge", "deduction", "discount", "tax", "informational"]
     """base | surcharge | deduction | discount | tax | informational"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Code identifying the specific component"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Factor used for calculating this component"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Monetary amount associated with this component"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ClaimSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -44,174 +46,178 @@ _DEPENDENCIES = (
 )
 
 
-class Claim(DomainResource):
+class Claim(DomainResource, Searchable["Claim", "ClaimSearchParams"]):
     """A provider issued list of professional services and products which have been provided, or are to be provided, to a patient which is sent to an insurer for reimbursement."""
 
-    resource_type: Literal["Claim"] = Field(
-        default="Claim", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Claim"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Claim"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for claim"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Category or discipline"""
 
-    sub_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType"
-    )
+    sub_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="subType", serialization_alias="subType")
+    ] = None
     """More granular claim type"""
 
-    use: Literal["claim", "preauthorization", "predetermination"] = Field()
+    use: Literal["claim", "preauthorization", "predetermination"]
     """claim | preauthorization | predetermination"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """The recipient of the products and services"""
 
-    billable_period: Opt[Period] = Field(
-        default=None, validation_alias="billablePeriod", serialization_alias="billablePeriod"
-    )
+    billable_period: Annotated[
+        Opt[Period], Field(validation_alias="billablePeriod", serialization_alias="billablePeriod")
+    ] = None
     """Relevant time frame for the claim"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Resource creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    enterer: Opt[Reference] = Field(default=None)
+    enterer: Opt[Reference] = None
     """Author of the claim"""
 
-    insurer: Opt[Reference] = Field(default=None)
+    insurer: Opt[Reference] = None
     """Target"""
 
-    provider: Reference = Field()
+    provider: Reference
     """Party responsible for the claim"""
 
-    priority: CodeableConcept = Field()
+    priority: CodeableConcept
     """Desired processing ugency"""
 
-    funds_reserve: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="fundsReserve", serialization_alias="fundsReserve"
-    )
+    funds_reserve: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="fundsReserve", serialization_alias="fundsReserve"),
+    ] = None
     """For whom to reserve funds"""
 
-    related: Opt[list[ClaimRelated]] = Field(default=None, min_length=1)
+    related: Annotated[Opt[list[ClaimRelated]], Field(min_length=1)] = None
     """Prior or corollary claims"""
 
-    prescription: Opt[Reference] = Field(default=None)
+    prescription: Opt[Reference] = None
     """Prescription authorizing services and products"""
 
-    original_prescription: Opt[Reference] = Field(
-        default=None,
-        validation_alias="originalPrescription",
-        serialization_alias="originalPrescription",
-    )
+    original_prescription: Annotated[
+        Opt[Reference],
+        Field(validation_alias="originalPrescription", serialization_alias="originalPrescription"),
+    ] = None
     """Original prescription if superseded by fulfiller"""
 
-    payee: Opt[ClaimPayee] = Field(default=None)
+    payee: Opt[ClaimPayee] = None
     """Recipient of benefits payable"""
 
-    referral: Opt[Reference] = Field(default=None)
+    referral: Opt[Reference] = None
     """Treatment referral"""
 
-    facility: Opt[Reference] = Field(default=None)
+    facility: Opt[Reference] = None
     """Servicing facility"""
 
-    care_team: Opt[list[ClaimCareTeam]] = Field(
-        default=None, validation_alias="careTeam", serialization_alias="careTeam", min_length=1
-    )
+    care_team: Annotated[
+        Opt[list[ClaimCareTeam]],
+        Field(validation_alias="careTeam", serialization_alias="careTeam", min_length=1),
+    ] = None
     """Members of the care team"""
 
-    supporting_info: Opt[list[ClaimSupportingInfo]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[ClaimSupportingInfo]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Supporting information"""
 
-    diagnosis: Opt[list[ClaimDiagnosis]] = Field(default=None, min_length=1)
+    diagnosis: Annotated[Opt[list[ClaimDiagnosis]], Field(min_length=1)] = None
     """Pertinent diagnosis information"""
 
-    procedure: Opt[list[ClaimProcedure]] = Field(default=None, min_length=1)
+    procedure: Annotated[Opt[list[ClaimProcedure]], Field(min_length=1)] = None
     """Clinical procedures performed"""
 
-    insurance: list[ClaimInsurance] = Field(min_length=1)
+    insurance: Annotated[list[ClaimInsurance], Field(min_length=1)]
     """Patient insurance information"""
 
-    accident: Opt[ClaimAccident] = Field(default=None)
+    accident: Opt[ClaimAccident] = None
     """Details of the event"""
 
-    item: Opt[list[ClaimItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[ClaimItem]], Field(min_length=1)] = None
     """Product or service provided"""
 
-    total: Opt[Money] = Field(default=None)
+    total: Opt[Money] = None
     """Total claim cost"""
 
 
 class ClaimRelated(BackboneElement):
     """Prior or corollary claims"""
 
-    claim: Opt[Reference] = Field(default=None)
+    claim: Opt[Reference] = None
     """Reference to the related claim"""
 
-    relationship: Opt[CodeableConcept] = Field(default=None)
+    relationship: Opt[CodeableConcept] = None
     """How the reference claim is related"""
 
-    reference: Opt[Identifier] = Field(default=None)
+    reference: Opt[Identifier] = None
     """File or case reference"""
 
 
 class ClaimPayee(BackboneElement):
     """Recipient of benefits payable"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Category of recipient"""
 
-    party: Opt[Reference] = Field(default=None)
+    party: Opt[Reference] = None
     """Recipient reference"""
 
 
 class ClaimCareTeam(BackboneElement):
     """Members of the care team"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Order of care team"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    provider: Reference = Field()
+    provider: Reference
     """Practitioner or organization"""
 
-    responsible: Opt[FhirBoolean] = Field(default=None)
+    responsible: Opt[FhirBoolean] = None
     """Indicator of the lead practitioner"""
 
-    responsible_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responsible", serialization_alias="_responsible"
-    )
+    responsible_ext: Annotated[
+        Opt[Element], Field(validation_alias="_responsible", serialization_alias="_responsible")
+    ] = None
     """Extensions and id of `responsible`."""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Function within the team"""
 
-    qualification: Opt[CodeableConcept] = Field(default=None)
+    qualification: Opt[CodeableConcept] = None
     """Practitioner credential or specialization"""
 
 
@@ -237,71 +243,73 @@ class ClaimSupportingInfo(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Information instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Classification of the supplied information"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Type of information"""
 
-    timing_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="timingDate", serialization_alias="timingDate"
-    )
+    timing_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="timingDate", serialization_alias="timingDate")
+    ] = None
     """When it occurred"""
 
-    timing_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDate", serialization_alias="_timingDate"
-    )
+    timing_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timingDate", serialization_alias="_timingDate")
+    ] = None
     """Extensions and id of `timingDate`."""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """When it occurred"""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Data to be provided"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Data to be provided"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Data to be provided"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Data to be provided"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Data to be provided"""
 
-    reason: Opt[CodeableConcept] = Field(default=None)
+    reason: Opt[CodeableConcept] = None
     """Explanation for the information"""
 
 
@@ -316,39 +324,42 @@ class ClaimDiagnosis(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Diagnosis instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    diagnosis_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="diagnosisCodeableConcept",
-        serialization_alias="diagnosisCodeableConcept",
-    )
+    diagnosis_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="diagnosisCodeableConcept",
+            serialization_alias="diagnosisCodeableConcept",
+        ),
+    ] = None
     """Nature of illness or problem"""
 
-    diagnosis_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="diagnosisReference",
-        serialization_alias="diagnosisReference",
-    )
+    diagnosis_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="diagnosisReference", serialization_alias="diagnosisReference"),
+    ] = None
     """Nature of illness or problem"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Timing or nature of the diagnosis"""
 
-    on_admission: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="onAdmission", serialization_alias="onAdmission"
-    )
+    on_admission: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="onAdmission", serialization_alias="onAdmission"),
+    ] = None
     """Present on admission"""
 
-    package_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="packageCode", serialization_alias="packageCode"
-    )
+    package_code: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="packageCode", serialization_alias="packageCode"),
+    ] = None
     """Package billing code"""
 
 
@@ -363,98 +374,96 @@ class ClaimProcedure(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Procedure instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Category of Procedure"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the procedure was performed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    procedure_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="procedureCodeableConcept",
-        serialization_alias="procedureCodeableConcept",
-    )
+    procedure_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="procedureCodeableConcept",
+            serialization_alias="procedureCodeableConcept",
+        ),
+    ] = None
     """Specific clinical procedure"""
 
-    procedure_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="procedureReference",
-        serialization_alias="procedureReference",
-    )
+    procedure_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="procedureReference", serialization_alias="procedureReference"),
+    ] = None
     """Specific clinical procedure"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
 
 class ClaimInsurance(BackboneElement):
     """Patient insurance information"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Insurance instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    focal: FhirBoolean = Field()
+    focal: FhirBoolean
     """Coverage to be used for adjudication"""
 
-    focal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_focal", serialization_alias="_focal"
-    )
+    focal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_focal", serialization_alias="_focal")
+    ] = None
     """Extensions and id of `focal`."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Pre-assigned Claim number"""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """Insurance information"""
 
-    business_arrangement: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="businessArrangement",
-        serialization_alias="businessArrangement",
-    )
+    business_arrangement: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="businessArrangement", serialization_alias="businessArrangement"),
+    ] = None
     """Additional provider contract number"""
 
-    business_arrangement_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_businessArrangement",
-        serialization_alias="_businessArrangement",
-    )
+    business_arrangement_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_businessArrangement", serialization_alias="_businessArrangement"),
+    ] = None
     """Extensions and id of `businessArrangement`."""
 
-    pre_auth_ref: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1
-    )
+    pre_auth_ref: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1),
+    ] = None
     """Prior authorization reference number"""
 
-    pre_auth_ref_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_preAuthRef",
-        serialization_alias="_preAuthRef",
-        min_length=1,
-    )
+    pre_auth_ref_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_preAuthRef", serialization_alias="_preAuthRef", min_length=1),
+    ] = None
     """Extensions and id of `preAuthRef`."""
 
-    claim_response: Opt[Reference] = Field(
-        default=None, validation_alias="claimResponse", serialization_alias="claimResponse"
-    )
+    claim_response: Annotated[
+        Opt[Reference], Field(validation_alias="claimResponse", serialization_alias="claimResponse")
+    ] = None
     """Adjudication results"""
 
 
@@ -469,25 +478,27 @@ class ClaimAccident(BackboneElement, ChoiceChecked):
         ),
     )
 
-    date: FhirDate = Field()
+    date: FhirDate
     """When the incident occurred"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The nature of the accident"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Where the event occurred"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Where the event occurred"""
 
 
@@ -507,283 +518,302 @@ class ClaimItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Item instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    care_team_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="careTeamSequence",
-        serialization_alias="careTeamSequence",
-        min_length=1,
-    )
+    care_team_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="careTeamSequence",
+            serialization_alias="careTeamSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable careTeam members"""
 
-    care_team_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_careTeamSequence",
-        serialization_alias="_careTeamSequence",
-        min_length=1,
-    )
+    care_team_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_careTeamSequence",
+            serialization_alias="_careTeamSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `careTeamSequence`."""
 
-    diagnosis_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="diagnosisSequence",
-        serialization_alias="diagnosisSequence",
-        min_length=1,
-    )
+    diagnosis_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="diagnosisSequence",
+            serialization_alias="diagnosisSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable diagnoses"""
 
-    diagnosis_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_diagnosisSequence",
-        serialization_alias="_diagnosisSequence",
-        min_length=1,
-    )
+    diagnosis_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_diagnosisSequence",
+            serialization_alias="_diagnosisSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `diagnosisSequence`."""
 
-    procedure_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="procedureSequence",
-        serialization_alias="procedureSequence",
-        min_length=1,
-    )
+    procedure_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="procedureSequence",
+            serialization_alias="procedureSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable procedures"""
 
-    procedure_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_procedureSequence",
-        serialization_alias="_procedureSequence",
-        min_length=1,
-    )
+    procedure_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_procedureSequence",
+            serialization_alias="_procedureSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `procedureSequence`."""
 
-    information_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="informationSequence",
-        serialization_alias="informationSequence",
-        min_length=1,
-    )
+    information_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="informationSequence",
+            serialization_alias="informationSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable exception and supporting information"""
 
-    information_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_informationSequence",
-        serialization_alias="_informationSequence",
-        min_length=1,
-    )
+    information_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_informationSequence",
+            serialization_alias="_informationSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `informationSequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Product or service billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    location_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="locationCodeableConcept",
-        serialization_alias="locationCodeableConcept",
-    )
+    location_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="locationCodeableConcept",
+            serialization_alias="locationCodeableConcept",
+        ),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Anatomical location"""
 
-    sub_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="subSite", serialization_alias="subSite", min_length=1
-    )
+    sub_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="subSite", serialization_alias="subSite", min_length=1),
+    ] = None
     """Anatomical sub-location"""
 
-    encounter: Opt[list[Reference]] = Field(default=None, min_length=1)
+    encounter: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Encounters related to this billed item"""
 
-    detail: Opt[list[ClaimItemDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[ClaimItemDetail]], Field(min_length=1)] = None
     """Product or service provided"""
 
 
 class ClaimItemDetail(BackboneElement):
     """Product or service provided"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Item instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
-    sub_detail: Opt[list[ClaimItemDetailSubDetail]] = Field(
-        default=None, validation_alias="subDetail", serialization_alias="subDetail", min_length=1
-    )
+    sub_detail: Annotated[
+        Opt[list[ClaimItemDetailSubDetail]],
+        Field(validation_alias="subDetail", serialization_alias="subDetail", min_length=1),
+    ] = None
     """Product or service provided"""
 
 
 class ClaimItemDetailSubDetail(BackboneElement):
     """Product or service provided"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Item instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ClaimResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -44,265 +46,270 @@ _DEPENDENCIES = (
 )
 
 
-class ClaimResponse(DomainResource):
+class ClaimResponse(DomainResource, Searchable["ClaimResponse", "ClaimResponseSearchParams"]):
     """This resource provides the adjudication details from the processing of a Claim resource."""
 
-    resource_type: Literal["ClaimResponse"] = Field(
-        default="ClaimResponse", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ClaimResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ClaimResponse"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for a claim response"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """More granular claim type"""
 
-    sub_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType"
-    )
+    sub_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="subType", serialization_alias="subType")
+    ] = None
     """More granular claim type"""
 
-    use: Literal["claim", "preauthorization", "predetermination"] = Field()
+    use: Literal["claim", "preauthorization", "predetermination"]
     """claim | preauthorization | predetermination"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """The recipient of the products and services"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Response creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    insurer: Reference = Field()
+    insurer: Reference
     """Party responsible for reimbursement"""
 
-    requestor: Opt[Reference] = Field(default=None)
+    requestor: Opt[Reference] = None
     """Party responsible for the claim"""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Id of resource triggering adjudication"""
 
-    outcome: Literal["queued", "complete", "error", "partial"] = Field()
+    outcome: Literal["queued", "complete", "error", "partial"]
     """queued | complete | error | partial"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    disposition: Opt[FhirString] = Field(default=None)
+    disposition: Opt[FhirString] = None
     """Disposition Message"""
 
-    disposition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disposition", serialization_alias="_disposition"
-    )
+    disposition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disposition", serialization_alias="_disposition")
+    ] = None
     """Extensions and id of `disposition`."""
 
-    pre_auth_ref: Opt[FhirString] = Field(
-        default=None, validation_alias="preAuthRef", serialization_alias="preAuthRef"
-    )
+    pre_auth_ref: Annotated[
+        Opt[FhirString], Field(validation_alias="preAuthRef", serialization_alias="preAuthRef")
+    ] = None
     """Preauthorization reference"""
 
-    pre_auth_ref_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preAuthRef", serialization_alias="_preAuthRef"
-    )
+    pre_auth_ref_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preAuthRef", serialization_alias="_preAuthRef")
+    ] = None
     """Extensions and id of `preAuthRef`."""
 
-    pre_auth_period: Opt[Period] = Field(
-        default=None, validation_alias="preAuthPeriod", serialization_alias="preAuthPeriod"
-    )
+    pre_auth_period: Annotated[
+        Opt[Period], Field(validation_alias="preAuthPeriod", serialization_alias="preAuthPeriod")
+    ] = None
     """Preauthorization reference effective period"""
 
-    payee_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="payeeType", serialization_alias="payeeType"
-    )
+    payee_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="payeeType", serialization_alias="payeeType")
+    ] = None
     """Party to be paid any benefits payable"""
 
-    item: Opt[list[ClaimResponseItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[ClaimResponseItem]], Field(min_length=1)] = None
     """Adjudication for claim line items"""
 
-    add_item: Opt[list[ClaimResponseAddItem]] = Field(
-        default=None, validation_alias="addItem", serialization_alias="addItem", min_length=1
-    )
+    add_item: Annotated[
+        Opt[list[ClaimResponseAddItem]],
+        Field(validation_alias="addItem", serialization_alias="addItem", min_length=1),
+    ] = None
     """Insurer added line items"""
 
-    adjudication: Opt[list[ClaimResponseItemAdjudication]] = Field(default=None, min_length=1)
+    adjudication: Annotated[Opt[list[ClaimResponseItemAdjudication]], Field(min_length=1)] = None
     """Header-level adjudication"""
 
-    total: Opt[list[ClaimResponseTotal]] = Field(default=None, min_length=1)
+    total: Annotated[Opt[list[ClaimResponseTotal]], Field(min_length=1)] = None
     """Adjudication totals"""
 
-    payment: Opt[ClaimResponsePayment] = Field(default=None)
+    payment: Opt[ClaimResponsePayment] = None
     """Payment Details"""
 
-    funds_reserve: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="fundsReserve", serialization_alias="fundsReserve"
-    )
+    funds_reserve: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="fundsReserve", serialization_alias="fundsReserve"),
+    ] = None
     """Funds reserved status"""
 
-    form_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="formCode", serialization_alias="formCode"
-    )
+    form_code: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="formCode", serialization_alias="formCode")
+    ] = None
     """Printed form identifier"""
 
-    form: Opt[Attachment] = Field(default=None)
+    form: Opt[Attachment] = None
     """Printed reference or actual form"""
 
-    process_note: Opt[list[ClaimResponseProcessNote]] = Field(
-        default=None,
-        validation_alias="processNote",
-        serialization_alias="processNote",
-        min_length=1,
-    )
+    process_note: Annotated[
+        Opt[list[ClaimResponseProcessNote]],
+        Field(validation_alias="processNote", serialization_alias="processNote", min_length=1),
+    ] = None
     """Note concerning adjudication"""
 
-    communication_request: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="communicationRequest",
-        serialization_alias="communicationRequest",
-        min_length=1,
-    )
+    communication_request: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="communicationRequest",
+            serialization_alias="communicationRequest",
+            min_length=1,
+        ),
+    ] = None
     """Request for additional information"""
 
-    insurance: Opt[list[ClaimResponseInsurance]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[ClaimResponseInsurance]], Field(min_length=1)] = None
     """Patient insurance information"""
 
-    error: Opt[list[ClaimResponseError]] = Field(default=None, min_length=1)
+    error: Annotated[Opt[list[ClaimResponseError]], Field(min_length=1)] = None
     """Processing errors"""
 
 
 class ClaimResponseItem(BackboneElement):
     """Adjudication for claim line items"""
 
-    item_sequence: FhirPositiveInt = Field(
-        validation_alias="itemSequence", serialization_alias="itemSequence"
-    )
+    item_sequence: Annotated[
+        FhirPositiveInt, Field(validation_alias="itemSequence", serialization_alias="itemSequence")
+    ]
     """Claim item instance identifier"""
 
-    item_sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_itemSequence", serialization_alias="_itemSequence"
-    )
+    item_sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_itemSequence", serialization_alias="_itemSequence")
+    ] = None
     """Extensions and id of `itemSequence`."""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: list[ClaimResponseItemAdjudication] = Field(min_length=1)
+    adjudication: Annotated[list[ClaimResponseItemAdjudication], Field(min_length=1)]
     """Adjudication details"""
 
-    detail: Opt[list[ClaimResponseItemDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[ClaimResponseItemDetail]], Field(min_length=1)] = None
     """Adjudication for claim details"""
 
 
 class ClaimResponseItemAdjudication(BackboneElement):
     """Adjudication details"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Type of adjudication information"""
 
-    reason: Opt[CodeableConcept] = Field(default=None)
+    reason: Opt[CodeableConcept] = None
     """Explanation of adjudication outcome"""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Monetary amount"""
 
-    value: Opt[FhirDecimal] = Field(default=None)
+    value: Opt[FhirDecimal] = None
     """Non-monetary value"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ClaimResponseItemDetail(BackboneElement):
     """Adjudication for claim details"""
 
-    detail_sequence: FhirPositiveInt = Field(
-        validation_alias="detailSequence", serialization_alias="detailSequence"
-    )
+    detail_sequence: Annotated[
+        FhirPositiveInt,
+        Field(validation_alias="detailSequence", serialization_alias="detailSequence"),
+    ]
     """Claim detail instance identifier"""
 
-    detail_sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detailSequence", serialization_alias="_detailSequence"
-    )
+    detail_sequence_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_detailSequence", serialization_alias="_detailSequence"),
+    ] = None
     """Extensions and id of `detailSequence`."""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: list[ClaimResponseItemAdjudication] = Field(min_length=1)
+    adjudication: Annotated[list[ClaimResponseItemAdjudication], Field(min_length=1)]
     """Detail level adjudication details"""
 
-    sub_detail: Opt[list[ClaimResponseItemDetailSubDetail]] = Field(
-        default=None, validation_alias="subDetail", serialization_alias="subDetail", min_length=1
-    )
+    sub_detail: Annotated[
+        Opt[list[ClaimResponseItemDetailSubDetail]],
+        Field(validation_alias="subDetail", serialization_alias="subDetail", min_length=1),
+    ] = None
     """Adjudication for claim sub-details"""
 
 
 class ClaimResponseItemDetailSubDetail(BackboneElement):
     """Adjudication for claim sub-details"""
 
-    sub_detail_sequence: FhirPositiveInt = Field(
-        validation_alias="subDetailSequence", serialization_alias="subDetailSequence"
-    )
+    sub_detail_sequence: Annotated[
+        FhirPositiveInt,
+        Field(validation_alias="subDetailSequence", serialization_alias="subDetailSequence"),
+    ]
     """Claim sub-detail instance identifier"""
 
-    sub_detail_sequence_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_subDetailSequence",
-        serialization_alias="_subDetailSequence",
-    )
+    sub_detail_sequence_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_subDetailSequence", serialization_alias="_subDetailSequence"),
+    ] = None
     """Extensions and id of `subDetailSequence`."""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ClaimResponseItemAdjudication]] = Field(default=None, min_length=1)
+    adjudication: Annotated[Opt[list[ClaimResponseItemAdjudication]], Field(min_length=1)] = None
     """Subdetail level adjudication details"""
 
 
@@ -322,399 +329,405 @@ class ClaimResponseAddItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    item_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="itemSequence",
-        serialization_alias="itemSequence",
-        min_length=1,
-    )
+    item_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="itemSequence", serialization_alias="itemSequence", min_length=1),
+    ] = None
     """Item sequence number"""
 
-    item_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_itemSequence",
-        serialization_alias="_itemSequence",
-        min_length=1,
-    )
+    item_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_itemSequence", serialization_alias="_itemSequence", min_length=1),
+    ] = None
     """Extensions and id of `itemSequence`."""
 
-    detail_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="detailSequence",
-        serialization_alias="detailSequence",
-        min_length=1,
-    )
+    detail_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="detailSequence", serialization_alias="detailSequence", min_length=1
+        ),
+    ] = None
     """Detail sequence number"""
 
-    detail_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_detailSequence",
-        serialization_alias="_detailSequence",
-        min_length=1,
-    )
+    detail_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_detailSequence", serialization_alias="_detailSequence", min_length=1
+        ),
+    ] = None
     """Extensions and id of `detailSequence`."""
 
-    subdetail_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="subdetailSequence",
-        serialization_alias="subdetailSequence",
-        min_length=1,
-    )
+    subdetail_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="subdetailSequence",
+            serialization_alias="subdetailSequence",
+            min_length=1,
+        ),
+    ] = None
     """Subdetail sequence number"""
 
-    subdetail_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_subdetailSequence",
-        serialization_alias="_subdetailSequence",
-        min_length=1,
-    )
+    subdetail_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_subdetailSequence",
+            serialization_alias="_subdetailSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `subdetailSequence`."""
 
-    provider: Opt[list[Reference]] = Field(default=None, min_length=1)
+    provider: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Authorized providers"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    location_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="locationCodeableConcept",
-        serialization_alias="locationCodeableConcept",
-    )
+    location_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="locationCodeableConcept",
+            serialization_alias="locationCodeableConcept",
+        ),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Anatomical location"""
 
-    sub_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="subSite", serialization_alias="subSite", min_length=1
-    )
+    sub_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="subSite", serialization_alias="subSite", min_length=1),
+    ] = None
     """Anatomical sub-location"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: list[ClaimResponseItemAdjudication] = Field(min_length=1)
+    adjudication: Annotated[list[ClaimResponseItemAdjudication], Field(min_length=1)]
     """Added items adjudication"""
 
-    detail: Opt[list[ClaimResponseAddItemDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[ClaimResponseAddItemDetail]], Field(min_length=1)] = None
     """Insurer added line details"""
 
 
 class ClaimResponseAddItemDetail(BackboneElement):
     """Insurer added line details"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: list[ClaimResponseItemAdjudication] = Field(min_length=1)
+    adjudication: Annotated[list[ClaimResponseItemAdjudication], Field(min_length=1)]
     """Added items detail adjudication"""
 
-    sub_detail: Opt[list[ClaimResponseAddItemDetailSubDetail]] = Field(
-        default=None, validation_alias="subDetail", serialization_alias="subDetail", min_length=1
-    )
+    sub_detail: Annotated[
+        Opt[list[ClaimResponseAddItemDetailSubDetail]],
+        Field(validation_alias="subDetail", serialization_alias="subDetail", min_length=1),
+    ] = None
     """Insurer added line items"""
 
 
 class ClaimResponseAddItemDetailSubDetail(BackboneElement):
     """Insurer added line items"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: list[ClaimResponseItemAdjudication] = Field(min_length=1)
+    adjudication: Annotated[list[ClaimResponseItemAdjudication], Field(min_length=1)]
     """Added items detail adjudication"""
 
 
 class ClaimResponseTotal(BackboneElement):
     """Adjudication totals"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Type of adjudication information"""
 
-    amount: Money = Field()
+    amount: Money
     """Financial total for the category"""
 
 
 class ClaimResponsePayment(BackboneElement):
     """Payment Details"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Partial or complete payment"""
 
-    adjustment: Opt[Money] = Field(default=None)
+    adjustment: Opt[Money] = None
     """Payment adjustment for non-claim issues"""
 
-    adjustment_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="adjustmentReason", serialization_alias="adjustmentReason"
-    )
+    adjustment_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="adjustmentReason", serialization_alias="adjustmentReason"),
+    ] = None
     """Explanation for the adjustment"""
 
-    date: Opt[FhirDate] = Field(default=None)
+    date: Opt[FhirDate] = None
     """Expected date of payment"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    amount: Money = Field()
+    amount: Money
     """Payable amount after adjustment"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Business identifier for the payment"""
 
 
 class ClaimResponseProcessNote(BackboneElement):
     """Note concerning adjudication"""
 
-    number: Opt[FhirPositiveInt] = Field(default=None)
+    number: Opt[FhirPositiveInt] = None
     """Note instance identifier"""
 
-    number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number"
-    )
+    number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_number", serialization_alias="_number")
+    ] = None
     """Extensions and id of `number`."""
 
-    type: Opt[Literal["display", "print", "printoper"]] = Field(default=None)
+    type: Opt[Literal["display", "print", "printoper"]] = None
     """display | print | printoper"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    text: FhirString = Field()
+    text: FhirString
     """Note explanatory text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    language: Opt[CodeableConcept] = Field(default=None)
+    language: Opt[CodeableConcept] = None
     """Language of the text"""
 
 
 class ClaimResponseInsurance(BackboneElement):
     """Patient insurance information"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Insurance instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    focal: FhirBoolean = Field()
+    focal: FhirBoolean
     """Coverage to be used for adjudication"""
 
-    focal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_focal", serialization_alias="_focal"
-    )
+    focal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_focal", serialization_alias="_focal")
+    ] = None
     """Extensions and id of `focal`."""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """Insurance information"""
 
-    business_arrangement: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="businessArrangement",
-        serialization_alias="businessArrangement",
-    )
+    business_arrangement: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="businessArrangement", serialization_alias="businessArrangement"),
+    ] = None
     """Additional provider contract number"""
 
-    business_arrangement_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_businessArrangement",
-        serialization_alias="_businessArrangement",
-    )
+    business_arrangement_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_businessArrangement", serialization_alias="_businessArrangement"),
+    ] = None
     """Extensions and id of `businessArrangement`."""
 
-    claim_response: Opt[Reference] = Field(
-        default=None, validation_alias="claimResponse", serialization_alias="claimResponse"
-    )
+    claim_response: Annotated[
+        Opt[Reference], Field(validation_alias="claimResponse", serialization_alias="claimResponse")
+    ] = None
     """Adjudication results"""
 
 
 class ClaimResponseError(BackboneElement):
     """Processing errors"""
 
-    item_sequence: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="itemSequence", serialization_alias="itemSequence"
-    )
+    item_sequence: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="itemSequence", serialization_alias="itemSequence"),
+    ] = None
     """Item sequence number"""
 
-    item_sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_itemSequence", serialization_alias="_itemSequence"
-    )
+    item_sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_itemSequence", serialization_alias="_itemSequence")
+    ] = None
     """Extensions and id of `itemSequence`."""
 
-    detail_sequence: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="detailSequence", serialization_alias="detailSequence"
-    )
+    detail_sequence: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="detailSequence", serialization_alias="detailSequence"),
+    ] = None
     """Detail sequence number"""
 
-    detail_sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detailSequence", serialization_alias="_detailSequence"
-    )
+    detail_sequence_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_detailSequence", serialization_alias="_detailSequence"),
+    ] = None
     """Extensions and id of `detailSequence`."""
 
-    sub_detail_sequence: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="subDetailSequence", serialization_alias="subDetailSequence"
-    )
+    sub_detail_sequence: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="subDetailSequence", serialization_alias="subDetailSequence"),
+    ] = None
     """Subdetail sequence number"""
 
-    sub_detail_sequence_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_subDetailSequence",
-        serialization_alias="_subDetailSequence",
-    )
+    sub_detail_sequence_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_subDetailSequence", serialization_alias="_subDetailSequence"),
+    ] = None
     """Extensions and id of `subDetailSequence`."""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Error code detailing processing issues"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCode, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ClientApplicationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identityprovider import IdentityProvider
@@ -21,280 +23,274 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "Element", "IdentityProvider")
 
 
-class ClientApplication(DomainResource):
+class ClientApplication(
+    DomainResource, Searchable["ClientApplication", "ClientApplicationSearchParams"]
+):
     """Medplum client application for automated access."""
 
-    resource_type: Literal["ClientApplication"] = Field(
-        default="ClientApplication",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ClientApplication"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ClientApplication"
 
-    status: Opt[Literal["active", "off", "error"]] = Field(default=None)
+    status: Opt[Literal["active", "off", "error"]] = None
     """active | error | off"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name associated with the ClientApplication."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """A summary, characterization or explanation of the ClientApplication."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    sign_in_form: Opt[ClientApplicationSignInForm] = Field(
-        default=None, validation_alias="signInForm", serialization_alias="signInForm"
-    )
+    sign_in_form: Annotated[
+        Opt[ClientApplicationSignInForm],
+        Field(validation_alias="signInForm", serialization_alias="signInForm"),
+    ] = None
     """Custom values for the Log In form."""
 
-    secret: Opt[FhirString] = Field(default=None)
+    secret: Opt[FhirString] = None
     """Client secret string used to verify the identity of a client."""
 
-    secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_secret", serialization_alias="_secret"
-    )
+    secret_ext: Annotated[
+        Opt[Element], Field(validation_alias="_secret", serialization_alias="_secret")
+    ] = None
     """Extensions and id of `secret`."""
 
-    retiring_secret: Opt[FhirString] = Field(
-        default=None, validation_alias="retiringSecret", serialization_alias="retiringSecret"
-    )
+    retiring_secret: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="retiringSecret", serialization_alias="retiringSecret"),
+    ] = None
     """Old version of the client secret that is being rotated out."""
 
-    retiring_secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_retiringSecret", serialization_alias="_retiringSecret"
-    )
+    retiring_secret_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_retiringSecret", serialization_alias="_retiringSecret"),
+    ] = None
     """Extensions and id of `retiringSecret`."""
 
-    jwks_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="jwksUri", serialization_alias="jwksUri"
-    )
+    jwks_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="jwksUri", serialization_alias="jwksUri")
+    ] = None
     """Optional JWKS URI for public key verification of JWTs issued by the authorization server (client_secret_jwt)."""
 
-    jwks_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_jwksUri", serialization_alias="_jwksUri"
-    )
+    jwks_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_jwksUri", serialization_alias="_jwksUri")
+    ] = None
     """Extensions and id of `jwksUri`."""
 
-    redirect_uris: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="redirectUris",
-        serialization_alias="redirectUris",
-        min_length=1,
-    )
+    redirect_uris: Annotated[
+        Opt[list[FhirUri]],
+        Field(validation_alias="redirectUris", serialization_alias="redirectUris", min_length=1),
+    ] = None
     """Optional redirect URI array used when redirecting a client back to the client application."""
 
-    redirect_uris_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_redirectUris",
-        serialization_alias="_redirectUris",
-        min_length=1,
-    )
+    redirect_uris_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_redirectUris", serialization_alias="_redirectUris", min_length=1),
+    ] = None
     """Extensions and id of `redirectUris`."""
 
-    launch_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="launchUri", serialization_alias="launchUri"
-    )
+    launch_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="launchUri", serialization_alias="launchUri")
+    ] = None
     """Optional launch URI for SMART EHR launch sequence."""
 
-    launch_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_launchUri", serialization_alias="_launchUri"
-    )
+    launch_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_launchUri", serialization_alias="_launchUri")
+    ] = None
     """Extensions and id of `launchUri`."""
 
-    launch_identifier_systems: Opt[list[ClientApplicationLaunchIdentifierSystems]] = Field(
-        default=None,
-        validation_alias="launchIdentifierSystems",
-        serialization_alias="launchIdentifierSystems",
-        min_length=1,
-    )
+    launch_identifier_systems: Annotated[
+        Opt[list[ClientApplicationLaunchIdentifierSystems]],
+        Field(
+            validation_alias="launchIdentifierSystems",
+            serialization_alias="launchIdentifierSystems",
+            min_length=1,
+        ),
+    ] = None
     """Optional array of identifier systems to use in SMART launch context."""
 
-    pkce_optional: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="pkceOptional", serialization_alias="pkceOptional"
-    )
+    pkce_optional: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="pkceOptional", serialization_alias="pkceOptional")
+    ] = None
     """Flag to make PKCE optional for this client application."""
 
-    pkce_optional_ext: Opt[Element] = Field(
-        default=None, validation_alias="_pkceOptional", serialization_alias="_pkceOptional"
-    )
+    pkce_optional_ext: Annotated[
+        Opt[Element], Field(validation_alias="_pkceOptional", serialization_alias="_pkceOptional")
+    ] = None
     """Extensions and id of `pkceOptional`."""
 
-    identity_provider: Opt[IdentityProvider] = Field(
-        default=None, validation_alias="identityProvider", serialization_alias="identityProvider"
-    )
+    identity_provider: Annotated[
+        Opt[IdentityProvider],
+        Field(validation_alias="identityProvider", serialization_alias="identityProvider"),
+    ] = None
     """Optional external Identity Provider (IdP) for the client application."""
 
-    access_token_lifetime: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="accessTokenLifetime",
-        serialization_alias="accessTokenLifetime",
-    )
+    access_token_lifetime: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="accessTokenLifetime", serialization_alias="accessTokenLifetime"),
+    ] = None
     """Optional configuration to set the access token duration"""
 
-    access_token_lifetime_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_accessTokenLifetime",
-        serialization_alias="_accessTokenLifetime",
-    )
+    access_token_lifetime_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_accessTokenLifetime", serialization_alias="_accessTokenLifetime"),
+    ] = None
     """Extensions and id of `accessTokenLifetime`."""
 
-    refresh_token_lifetime: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="refreshTokenLifetime",
-        serialization_alias="refreshTokenLifetime",
-    )
+    refresh_token_lifetime: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="refreshTokenLifetime", serialization_alias="refreshTokenLifetime"),
+    ] = None
     """Optional configuration to set the refresh token duration"""
 
-    refresh_token_lifetime_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_refreshTokenLifetime",
-        serialization_alias="_refreshTokenLifetime",
-    )
+    refresh_token_lifetime_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_refreshTokenLifetime", serialization_alias="_refreshTokenLifetime"
+        ),
+    ] = None
     """Extensions and id of `refreshTokenLifetime`."""
 
-    allowed_origin: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="allowedOrigin",
-        serialization_alias="allowedOrigin",
-        min_length=1,
-    )
+    allowed_origin: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="allowedOrigin", serialization_alias="allowedOrigin", min_length=1),
+    ] = None
     """Optional CORS allowed origin for the client application."""
 
-    allowed_origin_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_allowedOrigin",
-        serialization_alias="_allowedOrigin",
-        min_length=1,
-    )
+    allowed_origin_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_allowedOrigin", serialization_alias="_allowedOrigin", min_length=1
+        ),
+    ] = None
     """Extensions and id of `allowedOrigin`."""
 
-    grant_type: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="grantType", serialization_alias="grantType", min_length=1
-    )
+    grant_type: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="grantType", serialization_alias="grantType", min_length=1),
+    ] = None
     """Optional OAuth grant type for the client application."""
 
-    grant_type_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_grantType", serialization_alias="_grantType", min_length=1
-    )
+    grant_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_grantType", serialization_alias="_grantType", min_length=1),
+    ] = None
     """Extensions and id of `grantType`."""
 
-    response_type: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="responseType",
-        serialization_alias="responseType",
-        min_length=1,
-    )
+    response_type: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="responseType", serialization_alias="responseType", min_length=1),
+    ] = None
     """Optional OAuth response type for the client application."""
 
-    response_type_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_responseType",
-        serialization_alias="_responseType",
-        min_length=1,
-    )
+    response_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_responseType", serialization_alias="_responseType", min_length=1),
+    ] = None
     """Extensions and id of `responseType`."""
 
-    default_scope: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="defaultScope",
-        serialization_alias="defaultScope",
-        min_length=1,
-    )
+    default_scope: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="defaultScope", serialization_alias="defaultScope", min_length=1),
+    ] = None
     """Optional default OAuth scope for the client application."""
 
-    default_scope_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_defaultScope",
-        serialization_alias="_defaultScope",
-        min_length=1,
-    )
+    default_scope_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_defaultScope", serialization_alias="_defaultScope", min_length=1),
+    ] = None
     """Extensions and id of `defaultScope`."""
 
-    certificate_trust_store: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="certificateTrustStore",
-        serialization_alias="certificateTrustStore",
-    )
+    certificate_trust_store: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="certificateTrustStore", serialization_alias="certificateTrustStore"
+        ),
+    ] = None
     """Optional PEM-formatted certificates that are allowed to authenticate to this service via mutual TLS."""
 
-    certificate_trust_store_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_certificateTrustStore",
-        serialization_alias="_certificateTrustStore",
-    )
+    certificate_trust_store_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_certificateTrustStore", serialization_alias="_certificateTrustStore"
+        ),
+    ] = None
     """Extensions and id of `certificateTrustStore`."""
 
-    redirect_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="redirectUri", serialization_alias="redirectUri"
-    )
+    redirect_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="redirectUri", serialization_alias="redirectUri")
+    ] = None
     """@deprecated This field is deprecated."""
 
-    redirect_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_redirectUri", serialization_alias="_redirectUri"
-    )
+    redirect_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_redirectUri", serialization_alias="_redirectUri")
+    ] = None
     """Extensions and id of `redirectUri`."""
 
 
 class ClientApplicationSignInForm(BackboneElement):
     """Custom values for the Log In form."""
 
-    welcome_string: Opt[FhirString] = Field(
-        default=None, validation_alias="welcomeString", serialization_alias="welcomeString"
-    )
+    welcome_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="welcomeString", serialization_alias="welcomeString"),
+    ] = None
     """Welcome string for the Log In Form."""
 
-    welcome_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_welcomeString", serialization_alias="_welcomeString"
-    )
+    welcome_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_welcomeString", serialization_alias="_welcomeString")
+    ] = None
     """Extensions and id of `welcomeString`."""
 
-    logo: Opt[Attachment] = Field(default=None)
+    logo: Opt[Attachment] = None
     """Logo for the Log In Form."""
 
-    show_scope_selection: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="showScopeSelection",
-        serialization_alias="showScopeSelection",
-    )
+    show_scope_selection: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="showScopeSelection", serialization_alias="showScopeSelection"),
+    ] = None
     """Whether the Log In Form prompts the user to select OAuth and SMART scopes."""
 
-    show_scope_selection_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_showScopeSelection",
-        serialization_alias="_showScopeSelection",
-    )
+    show_scope_selection_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_showScopeSelection", serialization_alias="_showScopeSelection"),
+    ] = None
     """Extensions and id of `showScopeSelection`."""
 
 
 class ClientApplicationLaunchIdentifierSystems(BackboneElement):
     """Optional array of identifier systems to use in SMART launch context."""
 
-    resource_type: FhirCode = Field(
-        validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        FhirCode, Field(validation_alias="resourceType", serialization_alias="resourceType")
+    ]
     """The resource type for which to use the identifier system (e.g., 'Patient', 'Encounter')."""
 
-    resource_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceType", serialization_alias="_resourceType"
-    )
+    resource_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceType", serialization_alias="_resourceType")
+    ] = None
     """Extensions and id of `resourceType`."""
 
-    system: FhirUri = Field()
+    system: FhirUri
     """The identifier system URI to use for the specified resource type."""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ClinicalImpressionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -24,7 +26,11 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class ClinicalImpression(DomainResource, ChoiceChecked):
+class ClinicalImpression(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["ClinicalImpression", "ClinicalImpressionSearchParams"],
+):
     """A record of a clinical assessment performed to determine what problem(s) may affect the patient and before planning the treatments or management strategies that are best to manage a patient's condi..."""
 
     __fhir_choice_groups__ = (
@@ -35,158 +41,163 @@ class ClinicalImpression(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ClinicalImpression"] = Field(
-        default="ClinicalImpression",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ClinicalImpression"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ClinicalImpression"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    status: Literal["in-progress", "completed", "entered-in-error"] = Field()
+    status: Literal["in-progress", "completed", "entered-in-error"]
     """in-progress | completed | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Kind of assessment performed"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Why/how the assessment was performed"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    subject: Reference = Field()
+    subject: Reference
     """Patient or group assessed"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    effective_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"
-    )
+    effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"),
+    ] = None
     """Time of assessment"""
 
-    effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_effectiveDateTime",
-        serialization_alias="_effectiveDateTime",
-    )
+    effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveDateTime", serialization_alias="_effectiveDateTime"),
+    ] = None
     """Extensions and id of `effectiveDateTime`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """Time of assessment"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the assessment was documented"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    assessor: Opt[Reference] = Field(default=None)
+    assessor: Opt[Reference] = None
     """The clinician performing the assessment"""
 
-    previous: Opt[Reference] = Field(default=None)
+    previous: Opt[Reference] = None
     """Reference to last assessment"""
 
-    problem: Opt[list[Reference]] = Field(default=None, min_length=1)
+    problem: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Relevant impressions of patient state"""
 
-    investigation: Opt[list[ClinicalImpressionInvestigation]] = Field(default=None, min_length=1)
+    investigation: Annotated[Opt[list[ClinicalImpressionInvestigation]], Field(min_length=1)] = None
     """One or more sets of investigations (signs, symptoms, etc.)"""
 
-    protocol: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    protocol: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Clinical Protocol followed"""
 
-    protocol_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_protocol", serialization_alias="_protocol", min_length=1
-    )
+    protocol_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_protocol", serialization_alias="_protocol", min_length=1),
+    ] = None
     """Extensions and id of `protocol`."""
 
-    summary: Opt[FhirString] = Field(default=None)
+    summary: Opt[FhirString] = None
     """Summary of the assessment"""
 
-    summary_ext: Opt[Element] = Field(
-        default=None, validation_alias="_summary", serialization_alias="_summary"
-    )
+    summary_ext: Annotated[
+        Opt[Element], Field(validation_alias="_summary", serialization_alias="_summary")
+    ] = None
     """Extensions and id of `summary`."""
 
-    finding: Opt[list[ClinicalImpressionFinding]] = Field(default=None, min_length=1)
+    finding: Annotated[Opt[list[ClinicalImpressionFinding]], Field(min_length=1)] = None
     """Possible or likely findings and diagnoses"""
 
-    prognosis_codeable_concept: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="prognosisCodeableConcept",
-        serialization_alias="prognosisCodeableConcept",
-        min_length=1,
-    )
+    prognosis_codeable_concept: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="prognosisCodeableConcept",
+            serialization_alias="prognosisCodeableConcept",
+            min_length=1,
+        ),
+    ] = None
     """Estimate of likely outcome"""
 
-    prognosis_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="prognosisReference",
-        serialization_alias="prognosisReference",
-        min_length=1,
-    )
+    prognosis_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="prognosisReference",
+            serialization_alias="prognosisReference",
+            min_length=1,
+        ),
+    ] = None
     """RiskAssessment expressing likely outcome"""
 
-    supporting_info: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Information supporting the clinical impression"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the ClinicalImpression"""
 
 
 class ClinicalImpressionInvestigation(BackboneElement):
     """One or more sets of investigations (signs, symptoms, etc.)"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """A name/code for the set"""
 
-    item: Opt[list[Reference]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Record of a specific investigation"""
 
 
 class ClinicalImpressionFinding(BackboneElement):
     """Possible or likely findings and diagnoses"""
 
-    item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="itemCodeableConcept",
-        serialization_alias="itemCodeableConcept",
-    )
+    item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="itemCodeableConcept", serialization_alias="itemCodeableConcept"),
+    ] = None
     """What was found"""
 
-    item_reference: Opt[Reference] = Field(
-        default=None, validation_alias="itemReference", serialization_alias="itemReference"
-    )
+    item_reference: Annotated[
+        Opt[Reference], Field(validation_alias="itemReference", serialization_alias="itemReference")
+    ] = None
     """What was found"""
 
-    basis: Opt[FhirString] = Field(default=None)
+    basis: Opt[FhirString] = None
     """Which investigations support finding"""
 
-    basis_ext: Opt[Element] = Field(
-        default=None, validation_alias="_basis", serialization_alias="_basis"
-    )
+    basis_ext: Annotated[
+        Opt[Element], Field(validation_alias="_basis", serialization_alias="_basis")
+    ] = None
     """Extensions and id of `basis`."""

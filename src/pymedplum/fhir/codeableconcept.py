@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -21,13 +21,13 @@ _DEPENDENCIES = ("Coding",)
 class CodeableConcept(Element):
     """Base StructureDefinition for CodeableConcept Type: A concept that may be defined by a formal reference to a terminology or ontology or may be provided by text."""
 
-    coding: Opt[list[Coding]] = Field(default=None, min_length=1)
+    coding: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Code defined by a terminology system"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Plain text representation of the concept"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""

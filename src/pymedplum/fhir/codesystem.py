@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CodeSystemSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -42,334 +44,348 @@ _DEPENDENCIES = (
 )
 
 
-class CodeSystem(DomainResource):
+class CodeSystem(DomainResource, Searchable["CodeSystem", "CodeSystemSearchParams"]):
     """The CodeSystem resource is used to declare the existence of and describe a code system or code system supplement and its key properties, and optionally define a part or all of its content."""
 
-    resource_type: Literal["CodeSystem"] = Field(
-        default="CodeSystem", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["CodeSystem"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CodeSystem"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this code system, represented as a URI (globally unique) (Coding.system)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the code system (business identifier)"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the code system (Coding.version)"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this code system (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this code system (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the code system"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for code system (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this code system is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    case_sensitive: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="caseSensitive", serialization_alias="caseSensitive"
-    )
+    case_sensitive: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="caseSensitive", serialization_alias="caseSensitive"),
+    ] = None
     """If code comparison is case sensitive"""
 
-    case_sensitive_ext: Opt[Element] = Field(
-        default=None, validation_alias="_caseSensitive", serialization_alias="_caseSensitive"
-    )
+    case_sensitive_ext: Annotated[
+        Opt[Element], Field(validation_alias="_caseSensitive", serialization_alias="_caseSensitive")
+    ] = None
     """Extensions and id of `caseSensitive`."""
 
-    value_set: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueSet", serialization_alias="valueSet"
-    )
+    value_set: Annotated[
+        Opt[FhirCanonical], Field(validation_alias="valueSet", serialization_alias="valueSet")
+    ] = None
     """Canonical reference to the value set with entire code system"""
 
-    value_set_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueSet", serialization_alias="_valueSet"
-    )
+    value_set_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueSet", serialization_alias="_valueSet")
+    ] = None
     """Extensions and id of `valueSet`."""
 
-    hierarchy_meaning: Opt[Literal["grouped-by", "is-a", "part-of", "classified-with"]] = Field(
-        default=None, validation_alias="hierarchyMeaning", serialization_alias="hierarchyMeaning"
-    )
+    hierarchy_meaning: Annotated[
+        Opt[Literal["grouped-by", "is-a", "part-of", "classified-with"]],
+        Field(validation_alias="hierarchyMeaning", serialization_alias="hierarchyMeaning"),
+    ] = None
     """grouped-by | is-a | part-of | classified-with"""
 
-    hierarchy_meaning_ext: Opt[Element] = Field(
-        default=None, validation_alias="_hierarchyMeaning", serialization_alias="_hierarchyMeaning"
-    )
+    hierarchy_meaning_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_hierarchyMeaning", serialization_alias="_hierarchyMeaning"),
+    ] = None
     """Extensions and id of `hierarchyMeaning`."""
 
-    compositional: Opt[FhirBoolean] = Field(default=None)
+    compositional: Opt[FhirBoolean] = None
     """If code system defines a compositional grammar"""
 
-    compositional_ext: Opt[Element] = Field(
-        default=None, validation_alias="_compositional", serialization_alias="_compositional"
-    )
+    compositional_ext: Annotated[
+        Opt[Element], Field(validation_alias="_compositional", serialization_alias="_compositional")
+    ] = None
     """Extensions and id of `compositional`."""
 
-    version_needed: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="versionNeeded", serialization_alias="versionNeeded"
-    )
+    version_needed: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="versionNeeded", serialization_alias="versionNeeded"),
+    ] = None
     """If definitions are not stable"""
 
-    version_needed_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versionNeeded", serialization_alias="_versionNeeded"
-    )
+    version_needed_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versionNeeded", serialization_alias="_versionNeeded")
+    ] = None
     """Extensions and id of `versionNeeded`."""
 
-    content: Literal["not-present", "example", "fragment", "complete", "supplement"] = Field()
+    content: Literal["not-present", "example", "fragment", "complete", "supplement"]
     """not-present | example | fragment | complete | supplement"""
 
-    content_ext: Opt[Element] = Field(
-        default=None, validation_alias="_content", serialization_alias="_content"
-    )
+    content_ext: Annotated[
+        Opt[Element], Field(validation_alias="_content", serialization_alias="_content")
+    ] = None
     """Extensions and id of `content`."""
 
-    supplements: Opt[FhirCanonical] = Field(default=None)
+    supplements: Opt[FhirCanonical] = None
     """Canonical URL of Code System this adds designations and properties to"""
 
-    supplements_ext: Opt[Element] = Field(
-        default=None, validation_alias="_supplements", serialization_alias="_supplements"
-    )
+    supplements_ext: Annotated[
+        Opt[Element], Field(validation_alias="_supplements", serialization_alias="_supplements")
+    ] = None
     """Extensions and id of `supplements`."""
 
-    count: Opt[FhirUnsignedInt] = Field(default=None)
+    count: Opt[FhirUnsignedInt] = None
     """Total concepts in the code system"""
 
-    count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_count", serialization_alias="_count"
-    )
+    count_ext: Annotated[
+        Opt[Element], Field(validation_alias="_count", serialization_alias="_count")
+    ] = None
     """Extensions and id of `count`."""
 
-    filter: Opt[list[CodeSystemFilter]] = Field(default=None, min_length=1)
+    filter: Annotated[Opt[list[CodeSystemFilter]], Field(min_length=1)] = None
     """Filter that can be used in a value set"""
 
-    property: Opt[list[CodeSystemProperty]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[CodeSystemProperty]], Field(min_length=1)] = None
     """Additional information supplied about each concept"""
 
-    concept: Opt[list[CodeSystemConcept]] = Field(default=None, min_length=1)
+    concept: Annotated[Opt[list[CodeSystemConcept]], Field(min_length=1)] = None
     """Concepts in the code system"""
 
 
 class CodeSystemFilter(BackboneElement):
     """Filter that can be used in a value set"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Code that identifies the filter"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """How or why the filter is used"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    operator: list[
-        Literal[
-            "=",
-            "is-a",
-            "descendent-of",
-            "is-not-a",
-            "regex",
-            "in",
-            "not-in",
-            "generalizes",
-            "exists",
-        ]
-    ] = Field(min_length=1)
+    operator: Annotated[
+        list[
+            Literal[
+                "=",
+                "is-a",
+                "descendent-of",
+                "is-not-a",
+                "regex",
+                "in",
+                "not-in",
+                "generalizes",
+                "exists",
+            ]
+        ],
+        Field(min_length=1),
+    ]
     """= | is-a | descendent-of | is-not-a | regex | in | not-in | generalizes | exists"""
 
-    operator_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_operator", serialization_alias="_operator", min_length=1
-    )
+    operator_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_operator", serialization_alias="_operator", min_length=1),
+    ] = None
     """Extensions and id of `operator`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """What to use for the value"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class CodeSystemProperty(BackboneElement):
     """Additional information supplied about each concept"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Identifies the property on the concepts, and when referred to in operations"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    uri: Opt[FhirUri] = Field(default=None)
+    uri: Opt[FhirUri] = None
     """Formal identifier for the property"""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Why the property is defined, and/or what it conveys"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    type: Literal["code", "Coding", "string", "integer", "boolean", "dateTime", "decimal"] = Field()
+    type: Literal["code", "Coding", "string", "integer", "boolean", "dateTime", "decimal"]
     """code | Coding | string | integer | boolean | dateTime | decimal"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
 
 class CodeSystemConcept(BackboneElement):
     """Concepts in the code system"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Code that identifies concept"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Text to display to the user"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    definition: Opt[FhirString] = Field(default=None)
+    definition: Opt[FhirString] = None
     """Formal definition"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    designation: Opt[list[CodeSystemConceptDesignation]] = Field(default=None, min_length=1)
+    designation: Annotated[Opt[list[CodeSystemConceptDesignation]], Field(min_length=1)] = None
     """Additional representations for the concept"""
 
-    property: Opt[list[CodeSystemConceptProperty]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[CodeSystemConceptProperty]], Field(min_length=1)] = None
     """Property value for the concept"""
 
-    concept: Opt[list[CodeSystemConcept]] = Field(default=None, min_length=1)
+    concept: Annotated[Opt[list[CodeSystemConcept]], Field(min_length=1)] = None
     """Child Concepts (is-a/contains/categorizes)"""
 
 
 class CodeSystemConceptDesignation(BackboneElement):
     """Additional representations for the concept"""
 
-    language: Opt[FhirCode] = Field(default=None)
+    language: Opt[FhirCode] = None
     """Human language of the designation"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    use: Opt[Coding] = Field(default=None)
+    use: Opt[Coding] = None
     """Details how this designation would be used"""
 
-    value: FhirString = Field()
+    value: FhirString
     """The text value for this designation"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
@@ -392,75 +408,76 @@ class CodeSystemConceptProperty(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Reference to CodeSystem.property.code"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Value of the property for this concept"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Value of the property for this concept"""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Value of the property for this concept"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Value of the property for this concept"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value of the property for this concept"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Value of the property for this concept"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Value of the property for this concept"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
@@ -16,44 +18,44 @@ _DEPENDENCIES = ()
 class Coding(Element):
     """Base StructureDefinition for Coding Type: A reference to a code defined by a terminology system."""
 
-    system: Opt[FhirUri] = Field(default=None)
+    system: Opt[FhirUri] = None
     """Identity of the terminology system"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version of the system - if relevant"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Symbol in syntax defined by the system"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Representation defined by the system"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    user_selected: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="userSelected", serialization_alias="userSelected"
-    )
+    user_selected: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="userSelected", serialization_alias="userSelected")
+    ] = None
     """If this coding was chosen directly by the user"""
 
-    user_selected_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userSelected", serialization_alias="_userSelected"
-    )
+    user_selected_ext: Annotated[
+        Opt[Element], Field(validation_alias="_userSelected", serialization_alias="_userSelected")
+    ] = None
     """Extensions and id of `userSelected`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CommunicationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -31,64 +33,71 @@ _DEPENDENCIES = (
 )
 
 
-class Communication(DomainResource):
+class Communication(DomainResource, Searchable["Communication", "CommunicationSearchParams"]):
     """An occurrence of information being transmitted; e.g."""
 
-    resource_type: Literal["Communication"] = Field(
-        default="Communication", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Communication"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Communication"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Request fulfilled by this communication"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of this action"""
 
-    in_response_to: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="inResponseTo",
-        serialization_alias="inResponseTo",
-        min_length=1,
-    )
+    in_response_to: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="inResponseTo", serialization_alias="inResponseTo", min_length=1),
+    ] = None
     """Reply to"""
 
     status: Literal[
@@ -100,84 +109,86 @@ class Communication(DomainResource):
         "completed",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """preparation | in-progress | not-done | on-hold | stopped | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Message category"""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    medium: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    medium: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """A channel of communication"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Focus of message"""
 
-    topic: Opt[CodeableConcept] = Field(default=None)
+    topic: Opt[CodeableConcept] = None
     """Description of the purpose/content"""
 
-    about: Opt[list[Reference]] = Field(default=None, min_length=1)
+    about: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Resources that pertain to this communication"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    sent: Opt[FhirDateTime] = Field(default=None)
+    sent: Opt[FhirDateTime] = None
     """When sent"""
 
-    sent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sent", serialization_alias="_sent"
-    )
+    sent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sent", serialization_alias="_sent")
+    ] = None
     """Extensions and id of `sent`."""
 
-    received: Opt[FhirDateTime] = Field(default=None)
+    received: Opt[FhirDateTime] = None
     """When received"""
 
-    received_ext: Opt[Element] = Field(
-        default=None, validation_alias="_received", serialization_alias="_received"
-    )
+    received_ext: Annotated[
+        Opt[Element], Field(validation_alias="_received", serialization_alias="_received")
+    ] = None
     """Extensions and id of `received`."""
 
-    recipient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    recipient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Message recipient"""
 
-    sender: Opt[Reference] = Field(default=None)
+    sender: Opt[Reference] = None
     """Message sender"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Indication for message"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why was communication done?"""
 
-    payload: Opt[list[CommunicationPayload]] = Field(default=None, min_length=1)
+    payload: Annotated[Opt[list[CommunicationPayload]], Field(min_length=1)] = None
     """Message payload"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the communication"""
 
 
@@ -196,22 +207,25 @@ class CommunicationPayload(BackboneElement, ChoiceChecked):
         ),
     )
 
-    content_string: Opt[FhirString] = Field(
-        default=None, validation_alias="contentString", serialization_alias="contentString"
-    )
+    content_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="contentString", serialization_alias="contentString"),
+    ] = None
     """Message part content"""
 
-    content_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentString", serialization_alias="_contentString"
-    )
+    content_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentString", serialization_alias="_contentString")
+    ] = None
     """Extensions and id of `contentString`."""
 
-    content_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="contentAttachment", serialization_alias="contentAttachment"
-    )
+    content_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="contentAttachment", serialization_alias="contentAttachment"),
+    ] = None
     """Message part content"""
 
-    content_reference: Opt[Reference] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Message part content"""

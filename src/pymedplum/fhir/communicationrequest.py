@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CommunicationRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -33,7 +35,11 @@ _DEPENDENCIES = (
 )
 
 
-class CommunicationRequest(DomainResource, ChoiceChecked):
+class CommunicationRequest(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["CommunicationRequest", "CommunicationRequestSearchParams"],
+):
     """A request to convey information; e.g."""
 
     __fhir_choice_groups__ = (
@@ -44,131 +50,133 @@ class CommunicationRequest(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["CommunicationRequest"] = Field(
-        default="CommunicationRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["CommunicationRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CommunicationRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills plan or proposal"""
 
-    replaces: Opt[list[Reference]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Request(s) replaced by this request"""
 
-    group_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="groupIdentifier", serialization_alias="groupIdentifier"
-    )
+    group_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="groupIdentifier", serialization_alias="groupIdentifier"),
+    ] = None
     """Composite request this is part of"""
 
     status: Literal[
         "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Message category"""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """True if request is prohibiting action"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    medium: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    medium: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """A channel of communication"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Focus of message"""
 
-    about: Opt[list[Reference]] = Field(default=None, min_length=1)
+    about: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Resources that pertain to this communication request"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    payload: Opt[list[CommunicationRequestPayload]] = Field(default=None, min_length=1)
+    payload: Annotated[Opt[list[CommunicationRequestPayload]], Field(min_length=1)] = None
     """Message payload"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When scheduled"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When scheduled"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """When request transitioned to being actionable"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    requester: Opt[Reference] = Field(default=None)
+    requester: Opt[Reference] = None
     """Who/what is requesting service"""
 
-    recipient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    recipient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Message recipient"""
 
-    sender: Opt[Reference] = Field(default=None)
+    sender: Opt[Reference] = None
     """Message sender"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why is communication needed?"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why is communication needed?"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about communication request"""
 
 
@@ -187,22 +195,25 @@ class CommunicationRequestPayload(BackboneElement, ChoiceChecked):
         ),
     )
 
-    content_string: Opt[FhirString] = Field(
-        default=None, validation_alias="contentString", serialization_alias="contentString"
-    )
+    content_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="contentString", serialization_alias="contentString"),
+    ] = None
     """Message part content"""
 
-    content_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentString", serialization_alias="_contentString"
-    )
+    content_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentString", serialization_alias="_contentString")
+    ] = None
     """Extensions and id of `contentString`."""
 
-    content_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="contentAttachment", serialization_alias="contentAttachment"
-    )
+    content_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="contentAttachment", serialization_alias="contentAttachment"),
+    ] = None
     """Message part content"""
 
-    content_reference: Opt[Reference] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Message part content"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirMarkdown, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CompartmentDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.usagecontext import UsageContext
@@ -21,110 +23,114 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("ContactDetail", "Element", "UsageContext")
 
 
-class CompartmentDefinition(DomainResource):
+class CompartmentDefinition(
+    DomainResource, Searchable["CompartmentDefinition", "CompartmentDefinitionSearchParams"]
+):
     """A compartment definition that defines how resources are accessed on a server."""
 
-    resource_type: Literal["CompartmentDefinition"] = Field(
-        default="CompartmentDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["CompartmentDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CompartmentDefinition"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this compartment definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the compartment definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this compartment definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the compartment definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this compartment definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    code: Literal["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"] = Field()
+    code: Literal["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"]
     """Patient | Encounter | RelatedPerson | Practitioner | Device"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    search: FhirBoolean = Field()
+    search: FhirBoolean
     """Whether the search syntax is supported"""
 
-    search_ext: Opt[Element] = Field(
-        default=None, validation_alias="_search", serialization_alias="_search"
-    )
+    search_ext: Annotated[
+        Opt[Element], Field(validation_alias="_search", serialization_alias="_search")
+    ] = None
     """Extensions and id of `search`."""
 
-    resource: Opt[list[CompartmentDefinitionResource]] = Field(default=None, min_length=1)
+    resource: Annotated[Opt[list[CompartmentDefinitionResource]], Field(min_length=1)] = None
     """How a resource is related to the compartment"""
 
 
@@ -280,26 +286,27 @@ class CompartmentDefinitionResource(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """Name of resource type"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    param: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    param: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Search Parameter Name, or chained parameters"""
 
-    param_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_param", serialization_alias="_param", min_length=1
-    )
+    param_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_param", serialization_alias="_param", min_length=1),
+    ] = None
     """Extensions and id of `param`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Additional documentation about the resource and compartment"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""

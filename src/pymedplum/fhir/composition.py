@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CompositionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -24,101 +26,104 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Narrative", "Period", "Reference")
 
 
-class Composition(DomainResource):
+class Composition(DomainResource, Searchable["Composition", "CompositionSearchParams"]):
     """A set of healthcare-related information that is assembled together into a single logical package that provides a single coherent statement of meaning, establishes its own context and that has clini..."""
 
-    resource_type: Literal["Composition"] = Field(
-        default="Composition", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Composition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Composition"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Version-independent identifier for the Composition"""
 
-    status: Literal["preliminary", "final", "amended", "entered-in-error"] = Field()
+    status: Literal["preliminary", "final", "amended", "entered-in-error"]
     """preliminary | final | amended | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Kind of composition (LOINC if possible)"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Categorization of Composition"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who and/or what the composition is about"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Context of the Composition"""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Composition editing time"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    author: list[Reference] = Field(min_length=1)
+    author: Annotated[list[Reference], Field(min_length=1)]
     """Who and/or what authored the composition"""
 
-    title: FhirString = Field()
+    title: FhirString
     """Human Readable name/title"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    confidentiality: Opt[Literal["U", "L", "M", "N", "R", "V"]] = Field(default=None)
+    confidentiality: Opt[Literal["U", "L", "M", "N", "R", "V"]] = None
     """As defined by affinity domain"""
 
-    confidentiality_ext: Opt[Element] = Field(
-        default=None, validation_alias="_confidentiality", serialization_alias="_confidentiality"
-    )
+    confidentiality_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_confidentiality", serialization_alias="_confidentiality"),
+    ] = None
     """Extensions and id of `confidentiality`."""
 
-    attester: Opt[list[CompositionAttester]] = Field(default=None, min_length=1)
+    attester: Annotated[Opt[list[CompositionAttester]], Field(min_length=1)] = None
     """Attests to accuracy of composition"""
 
-    custodian: Opt[Reference] = Field(default=None)
+    custodian: Opt[Reference] = None
     """Organization which maintains the composition"""
 
-    relates_to: Opt[list[CompositionRelatesTo]] = Field(
-        default=None, validation_alias="relatesTo", serialization_alias="relatesTo", min_length=1
-    )
+    relates_to: Annotated[
+        Opt[list[CompositionRelatesTo]],
+        Field(validation_alias="relatesTo", serialization_alias="relatesTo", min_length=1),
+    ] = None
     """Relationships to other compositions/documents"""
 
-    event: Opt[list[CompositionEvent]] = Field(default=None, min_length=1)
+    event: Annotated[Opt[list[CompositionEvent]], Field(min_length=1)] = None
     """The clinical service(s) being documented"""
 
-    section: Opt[list[CompositionSection]] = Field(default=None, min_length=1)
+    section: Annotated[Opt[list[CompositionSection]], Field(min_length=1)] = None
     """Composition is broken into sections"""
 
 
 class CompositionAttester(BackboneElement):
     """Attests to accuracy of composition"""
 
-    mode: Literal["personal", "professional", "legal", "official"] = Field()
+    mode: Literal["personal", "professional", "legal", "official"]
     """personal | professional | legal | official"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    time: Opt[FhirDateTime] = Field(default=None)
+    time: Opt[FhirDateTime] = None
     """When the composition was attested"""
 
-    time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_time", serialization_alias="_time"
-    )
+    time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_time", serialization_alias="_time")
+    ] = None
     """Extensions and id of `time`."""
 
-    party: Opt[Reference] = Field(default=None)
+    party: Opt[Reference] = None
     """Who attested the composition"""
 
 
@@ -133,81 +138,84 @@ class CompositionRelatesTo(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: Literal["replaces", "transforms", "signs", "appends"] = Field()
+    code: Literal["replaces", "transforms", "signs", "appends"]
     """replaces | transforms | signs | appends"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    target_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="targetIdentifier", serialization_alias="targetIdentifier"
-    )
+    target_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="targetIdentifier", serialization_alias="targetIdentifier"),
+    ] = None
     """Target of the relationship"""
 
-    target_reference: Opt[Reference] = Field(
-        default=None, validation_alias="targetReference", serialization_alias="targetReference"
-    )
+    target_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="targetReference", serialization_alias="targetReference"),
+    ] = None
     """Target of the relationship"""
 
 
 class CompositionEvent(BackboneElement):
     """The clinical service(s) being documented"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Code(s) that apply to the event being documented"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The period covered by the documentation"""
 
-    detail: Opt[list[Reference]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The event(s) being documented"""
 
 
 class CompositionSection(BackboneElement):
     """Composition is broken into sections"""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Label for section (e.g."""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Classification of section (recommended)"""
 
-    author: Opt[list[Reference]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who and/or what authored the section"""
 
-    focus: Opt[Reference] = Field(default=None)
+    focus: Opt[Reference] = None
     """Who/what the section is about, when it is not about the subject of composition"""
 
-    text: Opt[Narrative] = Field(default=None)
+    text: Opt[Narrative] = None
     """Text summary of the section, for human interpretation"""
 
-    mode: Opt[Literal["working", "snapshot", "changes"]] = Field(default=None)
+    mode: Opt[Literal["working", "snapshot", "changes"]] = None
     """working | snapshot | changes"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    ordered_by: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="orderedBy", serialization_alias="orderedBy"
-    )
+    ordered_by: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="orderedBy", serialization_alias="orderedBy")
+    ] = None
     """Order of section entries"""
 
-    entry: Opt[list[Reference]] = Field(default=None, min_length=1)
+    entry: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """A reference to data that supports this section"""
 
-    empty_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="emptyReason", serialization_alias="emptyReason"
-    )
+    empty_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="emptyReason", serialization_alias="emptyReason"),
+    ] = None
     """Why the section is empty"""
 
-    section: Opt[list[CompositionSection]] = Field(default=None, min_length=1)
+    section: Annotated[Opt[list[CompositionSection]], Field(min_length=1)] = None
     """Nested Section"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ConceptMapSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "Identifier", "UsageContext")
 
 
-class ConceptMap(DomainResource, ChoiceChecked):
+class ConceptMap(DomainResource, ChoiceChecked, Searchable["ConceptMap", "ConceptMapSearchParams"]):
     """A statement of relationships from one set of concepts to one or more other concepts - either concepts in code systems, or data element/data element concepts, or classes in class models."""
 
     __fhir_choice_groups__ = (
@@ -47,240 +49,250 @@ class ConceptMap(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ConceptMap"] = Field(
-        default="ConceptMap", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ConceptMap"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ConceptMap"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this concept map, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Additional identifier for the concept map"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the concept map"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this concept map (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this concept map (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the concept map"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for concept map (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this concept map is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    source_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="sourceUri", serialization_alias="sourceUri"
-    )
+    source_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="sourceUri", serialization_alias="sourceUri")
+    ] = None
     """The source value set that contains the concepts that are being mapped"""
 
-    source_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceUri", serialization_alias="_sourceUri"
-    )
+    source_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceUri", serialization_alias="_sourceUri")
+    ] = None
     """Extensions and id of `sourceUri`."""
 
-    source_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="sourceCanonical", serialization_alias="sourceCanonical"
-    )
+    source_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="sourceCanonical", serialization_alias="sourceCanonical"),
+    ] = None
     """The source value set that contains the concepts that are being mapped"""
 
-    source_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceCanonical", serialization_alias="_sourceCanonical"
-    )
+    source_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_sourceCanonical", serialization_alias="_sourceCanonical"),
+    ] = None
     """Extensions and id of `sourceCanonical`."""
 
-    target_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="targetUri", serialization_alias="targetUri"
-    )
+    target_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="targetUri", serialization_alias="targetUri")
+    ] = None
     """The target value set which provides context for the mappings"""
 
-    target_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetUri", serialization_alias="_targetUri"
-    )
+    target_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetUri", serialization_alias="_targetUri")
+    ] = None
     """Extensions and id of `targetUri`."""
 
-    target_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="targetCanonical", serialization_alias="targetCanonical"
-    )
+    target_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="targetCanonical", serialization_alias="targetCanonical"),
+    ] = None
     """The target value set which provides context for the mappings"""
 
-    target_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetCanonical", serialization_alias="_targetCanonical"
-    )
+    target_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_targetCanonical", serialization_alias="_targetCanonical"),
+    ] = None
     """Extensions and id of `targetCanonical`."""
 
-    group: Opt[list[ConceptMapGroup]] = Field(default=None, min_length=1)
+    group: Annotated[Opt[list[ConceptMapGroup]], Field(min_length=1)] = None
     """Same source and target systems"""
 
 
 class ConceptMapGroup(BackboneElement):
     """Same source and target systems"""
 
-    source: Opt[FhirUri] = Field(default=None)
+    source: Opt[FhirUri] = None
     """Source system where concepts to be mapped are defined"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    source_version: Opt[FhirString] = Field(
-        default=None, validation_alias="sourceVersion", serialization_alias="sourceVersion"
-    )
+    source_version: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="sourceVersion", serialization_alias="sourceVersion"),
+    ] = None
     """Specific version of the code system"""
 
-    source_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceVersion", serialization_alias="_sourceVersion"
-    )
+    source_version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceVersion", serialization_alias="_sourceVersion")
+    ] = None
     """Extensions and id of `sourceVersion`."""
 
-    target: Opt[FhirUri] = Field(default=None)
+    target: Opt[FhirUri] = None
     """Target system that the concepts are to be mapped to"""
 
-    target_ext: Opt[Element] = Field(
-        default=None, validation_alias="_target", serialization_alias="_target"
-    )
+    target_ext: Annotated[
+        Opt[Element], Field(validation_alias="_target", serialization_alias="_target")
+    ] = None
     """Extensions and id of `target`."""
 
-    target_version: Opt[FhirString] = Field(
-        default=None, validation_alias="targetVersion", serialization_alias="targetVersion"
-    )
+    target_version: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="targetVersion", serialization_alias="targetVersion"),
+    ] = None
     """Specific version of the code system"""
 
-    target_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetVersion", serialization_alias="_targetVersion"
-    )
+    target_version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetVersion", serialization_alias="_targetVersion")
+    ] = None
     """Extensions and id of `targetVersion`."""
 
-    element: list[ConceptMapGroupElement] = Field(min_length=1)
+    element: Annotated[list[ConceptMapGroupElement], Field(min_length=1)]
     """Mappings for a concept from the source set"""
 
-    unmapped: Opt[ConceptMapGroupUnmapped] = Field(default=None)
+    unmapped: Opt[ConceptMapGroupUnmapped] = None
     """What to do when there is no mapping for the source concept"""
 
 
 class ConceptMapGroupElement(BackboneElement):
     """Mappings for a concept from the source set"""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Identifies element being mapped"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Display for the code"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    target: Opt[list[ConceptMapGroupElementTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[ConceptMapGroupElementTarget]], Field(min_length=1)] = None
     """Concept in target system for element"""
 
 
 class ConceptMapGroupElementTarget(BackboneElement):
     """Concept in target system for element"""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Code that identifies the target element"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Display for the code"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
     equivalence: Literal[
@@ -294,96 +306,99 @@ class ConceptMapGroupElementTarget(BackboneElement):
         "inexact",
         "unmatched",
         "disjoint",
-    ] = Field()
+    ]
     """relatedto | equivalent | equal | wider | subsumes | narrower | specializes | inexact | unmatched | disjoint"""
 
-    equivalence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_equivalence", serialization_alias="_equivalence"
-    )
+    equivalence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_equivalence", serialization_alias="_equivalence")
+    ] = None
     """Extensions and id of `equivalence`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Description of status/issues in mapping"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    depends_on: Opt[list[ConceptMapGroupElementTargetDependsOn]] = Field(
-        default=None, validation_alias="dependsOn", serialization_alias="dependsOn", min_length=1
-    )
+    depends_on: Annotated[
+        Opt[list[ConceptMapGroupElementTargetDependsOn]],
+        Field(validation_alias="dependsOn", serialization_alias="dependsOn", min_length=1),
+    ] = None
     """Other elements required for this mapping (from context)"""
 
-    product: Opt[list[ConceptMapGroupElementTargetDependsOn]] = Field(default=None, min_length=1)
+    product: Annotated[Opt[list[ConceptMapGroupElementTargetDependsOn]], Field(min_length=1)] = None
     """Other concepts that this mapping also produces"""
 
 
 class ConceptMapGroupElementTargetDependsOn(BackboneElement):
     """Other elements required for this mapping (from context)"""
 
-    property: FhirUri = Field()
+    property: FhirUri
     """Reference to property mapping depends on"""
 
-    property_ext: Opt[Element] = Field(
-        default=None, validation_alias="_property", serialization_alias="_property"
-    )
+    property_ext: Annotated[
+        Opt[Element], Field(validation_alias="_property", serialization_alias="_property")
+    ] = None
     """Extensions and id of `property`."""
 
-    system: Opt[FhirCanonical] = Field(default=None)
+    system: Opt[FhirCanonical] = None
     """Code System (if necessary)"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """Value of the referenced element"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Display for the code (if value is a code)"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
 
 class ConceptMapGroupUnmapped(BackboneElement):
     """What to do when there is no mapping for the source concept"""
 
-    mode: Literal["provided", "fixed", "other-map"] = Field()
+    mode: Literal["provided", "fixed", "other-map"]
     """provided | fixed | other-map"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Fixed code when mode = fixed"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Display for the code"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    url: Opt[FhirCanonical] = Field(default=None)
+    url: Opt[FhirCanonical] = None
     """canonical reference to an additional ConceptMap to use for mapping if the source concept is unmapped"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""

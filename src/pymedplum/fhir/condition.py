@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ConditionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -35,7 +37,7 @@ _DEPENDENCIES = (
 )
 
 
-class Condition(DomainResource, ChoiceChecked):
+class Condition(DomainResource, ChoiceChecked, Searchable["Condition", "ConditionSearchParams"]):
     """A clinical condition, problem, diagnosis, or other event, situation, issue, or clinical concept that has risen to a level of concern."""
 
     __fhir_choice_groups__ = (
@@ -63,161 +65,168 @@ class Condition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Condition"] = Field(
-        default="Condition", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Condition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Condition"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this condition"""
 
-    clinical_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="clinicalStatus", serialization_alias="clinicalStatus"
-    )
+    clinical_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="clinicalStatus", serialization_alias="clinicalStatus"),
+    ] = None
     """active | recurrence | relapse | inactive | remission | resolved"""
 
-    verification_status: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="verificationStatus",
-        serialization_alias="verificationStatus",
-    )
+    verification_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="verificationStatus", serialization_alias="verificationStatus"),
+    ] = None
     """unconfirmed | provisional | differential | confirmed | refuted | entered-in-error"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """problem-list-item | encounter-diagnosis"""
 
-    severity: Opt[CodeableConcept] = Field(default=None)
+    severity: Opt[CodeableConcept] = None
     """Subjective severity of condition"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Identification of the condition, problem or diagnosis"""
 
-    body_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite", min_length=1
-    )
+    body_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="bodySite", serialization_alias="bodySite", min_length=1),
+    ] = None
     """Anatomical location, if relevant"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who has the condition?"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    onset_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="onsetDateTime", serialization_alias="onsetDateTime"
-    )
+    onset_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="onsetDateTime", serialization_alias="onsetDateTime"),
+    ] = None
     """Estimated or actual date, date-time, or age"""
 
-    onset_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onsetDateTime", serialization_alias="_onsetDateTime"
-    )
+    onset_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onsetDateTime", serialization_alias="_onsetDateTime")
+    ] = None
     """Extensions and id of `onsetDateTime`."""
 
-    onset_age: Opt[Age] = Field(
-        default=None, validation_alias="onsetAge", serialization_alias="onsetAge"
-    )
+    onset_age: Annotated[
+        Opt[Age], Field(validation_alias="onsetAge", serialization_alias="onsetAge")
+    ] = None
     """Estimated or actual date, date-time, or age"""
 
-    onset_period: Opt[Period] = Field(
-        default=None, validation_alias="onsetPeriod", serialization_alias="onsetPeriod"
-    )
+    onset_period: Annotated[
+        Opt[Period], Field(validation_alias="onsetPeriod", serialization_alias="onsetPeriod")
+    ] = None
     """Estimated or actual date, date-time, or age"""
 
-    onset_range: Opt[Range] = Field(
-        default=None, validation_alias="onsetRange", serialization_alias="onsetRange"
-    )
+    onset_range: Annotated[
+        Opt[Range], Field(validation_alias="onsetRange", serialization_alias="onsetRange")
+    ] = None
     """Estimated or actual date, date-time, or age"""
 
-    onset_string: Opt[FhirString] = Field(
-        default=None, validation_alias="onsetString", serialization_alias="onsetString"
-    )
+    onset_string: Annotated[
+        Opt[FhirString], Field(validation_alias="onsetString", serialization_alias="onsetString")
+    ] = None
     """Estimated or actual date, date-time, or age"""
 
-    onset_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onsetString", serialization_alias="_onsetString"
-    )
+    onset_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onsetString", serialization_alias="_onsetString")
+    ] = None
     """Extensions and id of `onsetString`."""
 
-    abatement_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="abatementDateTime", serialization_alias="abatementDateTime"
-    )
+    abatement_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="abatementDateTime", serialization_alias="abatementDateTime"),
+    ] = None
     """When in resolution/remission"""
 
-    abatement_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_abatementDateTime",
-        serialization_alias="_abatementDateTime",
-    )
+    abatement_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_abatementDateTime", serialization_alias="_abatementDateTime"),
+    ] = None
     """Extensions and id of `abatementDateTime`."""
 
-    abatement_age: Opt[Age] = Field(
-        default=None, validation_alias="abatementAge", serialization_alias="abatementAge"
-    )
+    abatement_age: Annotated[
+        Opt[Age], Field(validation_alias="abatementAge", serialization_alias="abatementAge")
+    ] = None
     """When in resolution/remission"""
 
-    abatement_period: Opt[Period] = Field(
-        default=None, validation_alias="abatementPeriod", serialization_alias="abatementPeriod"
-    )
+    abatement_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="abatementPeriod", serialization_alias="abatementPeriod"),
+    ] = None
     """When in resolution/remission"""
 
-    abatement_range: Opt[Range] = Field(
-        default=None, validation_alias="abatementRange", serialization_alias="abatementRange"
-    )
+    abatement_range: Annotated[
+        Opt[Range], Field(validation_alias="abatementRange", serialization_alias="abatementRange")
+    ] = None
     """When in resolution/remission"""
 
-    abatement_string: Opt[FhirString] = Field(
-        default=None, validation_alias="abatementString", serialization_alias="abatementString"
-    )
+    abatement_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="abatementString", serialization_alias="abatementString"),
+    ] = None
     """When in resolution/remission"""
 
-    abatement_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_abatementString", serialization_alias="_abatementString"
-    )
+    abatement_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_abatementString", serialization_alias="_abatementString"),
+    ] = None
     """Extensions and id of `abatementString`."""
 
-    recorded_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="recordedDate", serialization_alias="recordedDate"
-    )
+    recorded_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="recordedDate", serialization_alias="recordedDate"),
+    ] = None
     """Date record was first recorded"""
 
-    recorded_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recordedDate", serialization_alias="_recordedDate"
-    )
+    recorded_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recordedDate", serialization_alias="_recordedDate")
+    ] = None
     """Extensions and id of `recordedDate`."""
 
-    recorder: Opt[Reference] = Field(default=None)
+    recorder: Opt[Reference] = None
     """Who recorded the condition"""
 
-    asserter: Opt[Reference] = Field(default=None)
+    asserter: Opt[Reference] = None
     """Person who asserts this condition"""
 
-    stage: Opt[list[ConditionStage]] = Field(default=None, min_length=1)
+    stage: Annotated[Opt[list[ConditionStage]], Field(min_length=1)] = None
     """Stage/grade, usually assessed formally"""
 
-    evidence: Opt[list[ConditionEvidence]] = Field(default=None, min_length=1)
+    evidence: Annotated[Opt[list[ConditionEvidence]], Field(min_length=1)] = None
     """Supporting evidence"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional information about the Condition"""
 
 
 class ConditionStage(BackboneElement):
     """Stage/grade, usually assessed formally"""
 
-    summary: Opt[CodeableConcept] = Field(default=None)
+    summary: Opt[CodeableConcept] = None
     """Simple summary (disease specific)"""
 
-    assessment: Opt[list[Reference]] = Field(default=None, min_length=1)
+    assessment: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Formal record of assessment"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of staging"""
 
 
 class ConditionEvidence(BackboneElement):
     """Supporting evidence"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Manifestation/symptom"""
 
-    detail: Opt[list[Reference]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting information found elsewhere"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ConsentSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
@@ -33,7 +35,7 @@ _DEPENDENCIES = (
 )
 
 
-class Consent(DomainResource, ChoiceChecked):
+class Consent(DomainResource, ChoiceChecked, Searchable["Consent", "ConsentSearchParams"]):
     """A record of a healthcare consumer’s choices, which permits or denies identified recipient(s) or recipient role(s) to perform one or more actions within a given policy context, for specific purposes..."""
 
     __fhir_choice_groups__ = (
@@ -44,189 +46,193 @@ class Consent(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Consent"] = Field(
-        default="Consent", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Consent"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Consent"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifier for this record (external references)"""
 
-    status: Literal["draft", "proposed", "active", "rejected", "inactive", "entered-in-error"] = (
-        Field()
-    )
+    status: Literal["draft", "proposed", "active", "rejected", "inactive", "entered-in-error"]
     """draft | proposed | active | rejected | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    scope: CodeableConcept = Field()
+    scope: CodeableConcept
     """Which of the four areas this resource covers (extensible)"""
 
-    category: list[CodeableConcept] = Field(min_length=1)
+    category: Annotated[list[CodeableConcept], Field(min_length=1)]
     """Classification of the consent statement - for indexing/retrieval"""
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Who the consent applies to"""
 
-    date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="dateTime", serialization_alias="dateTime"
-    )
+    date_time: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="dateTime", serialization_alias="dateTime")
+    ] = None
     """When this Consent was created or indexed"""
 
-    date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dateTime", serialization_alias="_dateTime"
-    )
+    date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dateTime", serialization_alias="_dateTime")
+    ] = None
     """Extensions and id of `dateTime`."""
 
-    performer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who is agreeing to the policy and rules"""
 
-    organization: Opt[list[Reference]] = Field(default=None, min_length=1)
+    organization: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Custodian of the consent"""
 
-    source_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="sourceAttachment", serialization_alias="sourceAttachment"
-    )
+    source_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="sourceAttachment", serialization_alias="sourceAttachment"),
+    ] = None
     """Source from which this consent is taken"""
 
-    source_reference: Opt[Reference] = Field(
-        default=None, validation_alias="sourceReference", serialization_alias="sourceReference"
-    )
+    source_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="sourceReference", serialization_alias="sourceReference"),
+    ] = None
     """Source from which this consent is taken"""
 
-    policy: Opt[list[ConsentPolicy]] = Field(default=None, min_length=1)
+    policy: Annotated[Opt[list[ConsentPolicy]], Field(min_length=1)] = None
     """Policies covered by this consent"""
 
-    policy_rule: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="policyRule", serialization_alias="policyRule"
-    )
+    policy_rule: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="policyRule", serialization_alias="policyRule")
+    ] = None
     """Regulation that this consents to"""
 
-    verification: Opt[list[ConsentVerification]] = Field(default=None, min_length=1)
+    verification: Annotated[Opt[list[ConsentVerification]], Field(min_length=1)] = None
     """Consent Verified by patient or family"""
 
-    provision: Opt[ConsentProvision] = Field(default=None)
+    provision: Opt[ConsentProvision] = None
     """Constraints to the base Consent.policyRule"""
 
 
 class ConsentPolicy(BackboneElement):
     """Policies covered by this consent"""
 
-    authority: Opt[FhirUri] = Field(default=None)
+    authority: Opt[FhirUri] = None
     """Enforcement source for policy"""
 
-    authority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authority", serialization_alias="_authority"
-    )
+    authority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authority", serialization_alias="_authority")
+    ] = None
     """Extensions and id of `authority`."""
 
-    uri: Opt[FhirUri] = Field(default=None)
+    uri: Opt[FhirUri] = None
     """Specific policy covered by this consent"""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
 
 class ConsentVerification(BackboneElement):
     """Consent Verified by patient or family"""
 
-    verified: FhirBoolean = Field()
+    verified: FhirBoolean
     """Has been verified"""
 
-    verified_ext: Opt[Element] = Field(
-        default=None, validation_alias="_verified", serialization_alias="_verified"
-    )
+    verified_ext: Annotated[
+        Opt[Element], Field(validation_alias="_verified", serialization_alias="_verified")
+    ] = None
     """Extensions and id of `verified`."""
 
-    verified_with: Opt[Reference] = Field(
-        default=None, validation_alias="verifiedWith", serialization_alias="verifiedWith"
-    )
+    verified_with: Annotated[
+        Opt[Reference], Field(validation_alias="verifiedWith", serialization_alias="verifiedWith")
+    ] = None
     """Person who verified"""
 
-    verification_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="verificationDate", serialization_alias="verificationDate"
-    )
+    verification_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="verificationDate", serialization_alias="verificationDate"),
+    ] = None
     """When consent verified"""
 
-    verification_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_verificationDate", serialization_alias="_verificationDate"
-    )
+    verification_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_verificationDate", serialization_alias="_verificationDate"),
+    ] = None
     """Extensions and id of `verificationDate`."""
 
 
 class ConsentProvision(BackboneElement):
     """Constraints to the base Consent.policyRule"""
 
-    type: Opt[Literal["deny", "permit"]] = Field(default=None)
+    type: Opt[Literal["deny", "permit"]] = None
     """deny | permit"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Timeframe for this rule"""
 
-    actor: Opt[list[ConsentProvisionActor]] = Field(default=None, min_length=1)
+    actor: Annotated[Opt[list[ConsentProvisionActor]], Field(min_length=1)] = None
     """Who|what controlled by this rule (or group, by role)"""
 
-    action: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Actions controlled by this rule"""
 
-    security_label: Opt[list[Coding]] = Field(
-        default=None,
-        validation_alias="securityLabel",
-        serialization_alias="securityLabel",
-        min_length=1,
-    )
+    security_label: Annotated[
+        Opt[list[Coding]],
+        Field(validation_alias="securityLabel", serialization_alias="securityLabel", min_length=1),
+    ] = None
     """Security Labels that define affected resources"""
 
-    purpose: Opt[list[Coding]] = Field(default=None, min_length=1)
+    purpose: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Context of activities covered by this rule"""
 
-    class_: Opt[list[Coding]] = Field(
-        default=None, validation_alias="class", serialization_alias="class", min_length=1
-    )
+    class_: Annotated[
+        Opt[list[Coding]],
+        Field(validation_alias="class", serialization_alias="class", min_length=1),
+    ] = None
     """e.g."""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """e.g."""
 
-    data_period: Opt[Period] = Field(
-        default=None, validation_alias="dataPeriod", serialization_alias="dataPeriod"
-    )
+    data_period: Annotated[
+        Opt[Period], Field(validation_alias="dataPeriod", serialization_alias="dataPeriod")
+    ] = None
     """Timeframe for data controlled by this rule"""
 
-    data: Opt[list[ConsentProvisionData]] = Field(default=None, min_length=1)
+    data: Annotated[Opt[list[ConsentProvisionData]], Field(min_length=1)] = None
     """Data controlled by this rule"""
 
-    provision: Opt[list[ConsentProvision]] = Field(default=None, min_length=1)
+    provision: Annotated[Opt[list[ConsentProvision]], Field(min_length=1)] = None
     """Nested Exception Rules"""
 
 
 class ConsentProvisionActor(BackboneElement):
     """Who|what controlled by this rule (or group, by role)"""
 
-    role: CodeableConcept = Field()
+    role: CodeableConcept
     """How the actor is involved"""
 
-    reference: Reference = Field()
+    reference: Reference
     """Resource for the actor (or group, by role)"""
 
 
 class ConsentProvisionData(BackboneElement):
     """Data controlled by this rule"""
 
-    meaning: Literal["instance", "related", "dependents", "authoredby"] = Field()
+    meaning: Literal["instance", "related", "dependents", "authoredby"]
     """instance | related | dependents | authoredby"""
 
-    meaning_ext: Opt[Element] = Field(
-        default=None, validation_alias="_meaning", serialization_alias="_meaning"
-    )
+    meaning_ext: Annotated[
+        Opt[Element], Field(validation_alias="_meaning", serialization_alias="_meaning")
+    ] = None
     """Extensions and id of `meaning`."""
 
-    reference: Reference = Field()
+    reference: Reference
     """The actual data reference"""

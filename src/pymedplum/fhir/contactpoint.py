@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,37 +21,37 @@ _DEPENDENCIES = ("Period",)
 class ContactPoint(Element):
     """Base StructureDefinition for ContactPoint Type: Details for all kinds of technology mediated contact points for a person or organization, including telephone, email, etc."""
 
-    system: Opt[Literal["phone", "fax", "email", "pager", "url", "sms", "other"]] = Field(
-        default=None
-    )
+    system: Opt[Literal["phone", "fax", "email", "pager", "url", "sms", "other"]] = None
     """phone | fax | email | pager | url | sms | other"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    value: Opt[FhirString] = Field(default=None)
+    value: Opt[FhirString] = None
     """The actual contact point details"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    use: Opt[Literal["home", "work", "temp", "old", "mobile"]] = Field(default=None)
+    use: Opt[Literal["home", "work", "temp", "old", "mobile"]] = None
     """home | work | temp | old | mobile - purpose of this contact point"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    rank: Opt[FhirPositiveInt] = Field(default=None)
+    rank: Opt[FhirPositiveInt] = None
     """Specify preferred order of use (1 = highest)"""
 
-    rank_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rank", serialization_alias="_rank"
-    )
+    rank_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rank", serialization_alias="_rank")
+    ] = None
     """Extensions and id of `rank`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period when the contact point was/is in use"""

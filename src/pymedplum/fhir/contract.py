@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ContractSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -54,7 +56,7 @@ _DEPENDENCIES = (
 )
 
 
-class Contract(DomainResource, ChoiceChecked):
+class Contract(DomainResource, ChoiceChecked, Searchable["Contract", "ContractSearchParams"]):
     """Legally enforceable, formally recorded unilateral or bilateral directive i.e., a policy or agreement."""
 
     __fhir_choice_groups__ = (
@@ -70,25 +72,28 @@ class Contract(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Contract"] = Field(
-        default="Contract", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Contract"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Contract"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Contract number"""
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Basal definition"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business edition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
     status: Opt[
@@ -109,234 +114,250 @@ class Contract(DomainResource, ChoiceChecked):
             "resolved",
             "terminated",
         ]
-    ] = Field(default=None)
+    ] = None
     """amended | appended | cancelled | disputed | entered-in-error | executable | executed | negotiable | offered | policy | rejected | renewed | revoked | resolved | terminated"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    legal_state: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="legalState", serialization_alias="legalState"
-    )
+    legal_state: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="legalState", serialization_alias="legalState")
+    ] = None
     """Negotiation status"""
 
-    instantiates_canonical: Opt[Reference] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-    )
+    instantiates_canonical: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="instantiatesCanonical", serialization_alias="instantiatesCanonical"
+        ),
+    ] = None
     """Source Contract Definition"""
 
-    instantiates_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="instantiatesUri", serialization_alias="instantiatesUri"
-    )
+    instantiates_uri: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="instantiatesUri", serialization_alias="instantiatesUri"),
+    ] = None
     """External Contract Definition"""
 
-    instantiates_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instantiatesUri", serialization_alias="_instantiatesUri"
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_instantiatesUri", serialization_alias="_instantiatesUri"),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    content_derivative: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="contentDerivative", serialization_alias="contentDerivative"
-    )
+    content_derivative: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="contentDerivative", serialization_alias="contentDerivative"),
+    ] = None
     """Content derived from the basal information"""
 
-    issued: Opt[FhirDateTime] = Field(default=None)
+    issued: Opt[FhirDateTime] = None
     """When this Contract was issued"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    applies: Opt[Period] = Field(default=None)
+    applies: Opt[Period] = None
     """Effective time"""
 
-    expiration_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="expirationType", serialization_alias="expirationType"
-    )
+    expiration_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="expirationType", serialization_alias="expirationType"),
+    ] = None
     """Contract cessation cause"""
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Contract Target Entity"""
 
-    authority: Opt[list[Reference]] = Field(default=None, min_length=1)
+    authority: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Authority under which this Contract has standing"""
 
-    domain: Opt[list[Reference]] = Field(default=None, min_length=1)
+    domain: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """A sphere of control governed by an authoritative jurisdiction, organization, or person"""
 
-    site: Opt[list[Reference]] = Field(default=None, min_length=1)
+    site: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Specific Location"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Computer friendly designation"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Human Friendly name"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate Friendly name"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    alias: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    alias: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Acronym or short name"""
 
-    alias_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias", min_length=1
-    )
+    alias_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_alias", serialization_alias="_alias", min_length=1),
+    ] = None
     """Extensions and id of `alias`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Source of Contract"""
 
-    scope: Opt[CodeableConcept] = Field(default=None)
+    scope: Opt[CodeableConcept] = None
     """Range of Legal Concerns"""
 
-    topic_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="topicCodeableConcept",
-        serialization_alias="topicCodeableConcept",
-    )
+    topic_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="topicCodeableConcept", serialization_alias="topicCodeableConcept"),
+    ] = None
     """Focus of contract interest"""
 
-    topic_reference: Opt[Reference] = Field(
-        default=None, validation_alias="topicReference", serialization_alias="topicReference"
-    )
+    topic_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="topicReference", serialization_alias="topicReference"),
+    ] = None
     """Focus of contract interest"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Legal instrument category"""
 
-    sub_type: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType", min_length=1
-    )
+    sub_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="subType", serialization_alias="subType", min_length=1),
+    ] = None
     """Subtype within the context of type"""
 
-    content_definition: Opt[ContractContentDefinition] = Field(
-        default=None, validation_alias="contentDefinition", serialization_alias="contentDefinition"
-    )
+    content_definition: Annotated[
+        Opt[ContractContentDefinition],
+        Field(validation_alias="contentDefinition", serialization_alias="contentDefinition"),
+    ] = None
     """Contract precursor content"""
 
-    term: Opt[list[ContractTerm]] = Field(default=None, min_length=1)
+    term: Annotated[Opt[list[ContractTerm]], Field(min_length=1)] = None
     """Contract Term List"""
 
-    supporting_info: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Extra Information"""
 
-    relevant_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="relevantHistory",
-        serialization_alias="relevantHistory",
-        min_length=1,
-    )
+    relevant_history: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="relevantHistory", serialization_alias="relevantHistory", min_length=1
+        ),
+    ] = None
     """Key event in Contract History"""
 
-    signer: Opt[list[ContractSigner]] = Field(default=None, min_length=1)
+    signer: Annotated[Opt[list[ContractSigner]], Field(min_length=1)] = None
     """Contract Signatory"""
 
-    friendly: Opt[list[ContractFriendly]] = Field(default=None, min_length=1)
+    friendly: Annotated[Opt[list[ContractFriendly]], Field(min_length=1)] = None
     """Contract Friendly Language"""
 
-    legal: Opt[list[ContractLegal]] = Field(default=None, min_length=1)
+    legal: Annotated[Opt[list[ContractLegal]], Field(min_length=1)] = None
     """Contract Legal Language"""
 
-    rule: Opt[list[ContractRule]] = Field(default=None, min_length=1)
+    rule: Annotated[Opt[list[ContractRule]], Field(min_length=1)] = None
     """Computable Contract Language"""
 
-    legally_binding_attachment: Opt[Attachment] = Field(
-        default=None,
-        validation_alias="legallyBindingAttachment",
-        serialization_alias="legallyBindingAttachment",
-    )
+    legally_binding_attachment: Annotated[
+        Opt[Attachment],
+        Field(
+            validation_alias="legallyBindingAttachment",
+            serialization_alias="legallyBindingAttachment",
+        ),
+    ] = None
     """Binding Contract"""
 
-    legally_binding_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="legallyBindingReference",
-        serialization_alias="legallyBindingReference",
-    )
+    legally_binding_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="legallyBindingReference",
+            serialization_alias="legallyBindingReference",
+        ),
+    ] = None
     """Binding Contract"""
 
 
 class ContractContentDefinition(BackboneElement):
     """Contract precursor content"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Content structure and use"""
 
-    sub_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType"
-    )
+    sub_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="subType", serialization_alias="subType")
+    ] = None
     """Detailed Content Type Definition"""
 
-    publisher: Opt[Reference] = Field(default=None)
+    publisher: Opt[Reference] = None
     """Publisher Entity"""
 
-    publication_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="publicationDate", serialization_alias="publicationDate"
-    )
+    publication_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="publicationDate", serialization_alias="publicationDate"),
+    ] = None
     """When published"""
 
-    publication_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publicationDate", serialization_alias="_publicationDate"
-    )
+    publication_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_publicationDate", serialization_alias="_publicationDate"),
+    ] = None
     """Extensions and id of `publicationDate`."""
 
-    publication_status: Literal[
-        "amended",
-        "appended",
-        "cancelled",
-        "disputed",
-        "entered-in-error",
-        "executable",
-        "executed",
-        "negotiable",
-        "offered",
-        "policy",
-        "rejected",
-        "renewed",
-        "revoked",
-        "resolved",
-        "terminated",
-    ] = Field(validation_alias="publicationStatus", serialization_alias="publicationStatus")
+    publication_status: Annotated[
+        Literal[
+            "amended",
+            "appended",
+            "cancelled",
+            "disputed",
+            "entered-in-error",
+            "executable",
+            "executed",
+            "negotiable",
+            "offered",
+            "policy",
+            "rejected",
+            "renewed",
+            "revoked",
+            "resolved",
+            "terminated",
+        ],
+        Field(validation_alias="publicationStatus", serialization_alias="publicationStatus"),
+    ]
     """amended | appended | cancelled | disputed | entered-in-error | executable | executed | negotiable | offered | policy | rejected | renewed | revoked | resolved | terminated"""
 
-    publication_status_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_publicationStatus",
-        serialization_alias="_publicationStatus",
-    )
+    publication_status_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_publicationStatus", serialization_alias="_publicationStatus"),
+    ] = None
     """Extensions and id of `publicationStatus`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Publication Ownership"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
 
@@ -351,161 +372,164 @@ class ContractTerm(BackboneElement, ChoiceChecked):
         ),
     )
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Contract Term Number"""
 
-    issued: Opt[FhirDateTime] = Field(default=None)
+    issued: Opt[FhirDateTime] = None
     """Contract Term Issue Date Time"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    applies: Opt[Period] = Field(default=None)
+    applies: Opt[Period] = None
     """Contract Term Effective Time"""
 
-    topic_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="topicCodeableConcept",
-        serialization_alias="topicCodeableConcept",
-    )
+    topic_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="topicCodeableConcept", serialization_alias="topicCodeableConcept"),
+    ] = None
     """Term Concern"""
 
-    topic_reference: Opt[Reference] = Field(
-        default=None, validation_alias="topicReference", serialization_alias="topicReference"
-    )
+    topic_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="topicReference", serialization_alias="topicReference"),
+    ] = None
     """Term Concern"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Contract Term Type or Form"""
 
-    sub_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType"
-    )
+    sub_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="subType", serialization_alias="subType")
+    ] = None
     """Contract Term Type specific classification"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Term Statement"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    security_label: Opt[list[ContractTermSecurityLabel]] = Field(
-        default=None,
-        validation_alias="securityLabel",
-        serialization_alias="securityLabel",
-        min_length=1,
-    )
+    security_label: Annotated[
+        Opt[list[ContractTermSecurityLabel]],
+        Field(validation_alias="securityLabel", serialization_alias="securityLabel", min_length=1),
+    ] = None
     """Protection for the Term"""
 
-    offer: ContractTermOffer = Field()
+    offer: ContractTermOffer
     """Context of the Contract term"""
 
-    asset: Opt[list[ContractTermAsset]] = Field(default=None, min_length=1)
+    asset: Annotated[Opt[list[ContractTermAsset]], Field(min_length=1)] = None
     """Contract Term Asset List"""
 
-    action: Opt[list[ContractTermAction]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[ContractTermAction]], Field(min_length=1)] = None
     """Entity being ascribed responsibility"""
 
-    group: Opt[list[ContractTerm]] = Field(default=None, min_length=1)
+    group: Annotated[Opt[list[ContractTerm]], Field(min_length=1)] = None
     """Nested Contract Term Group"""
 
 
 class ContractTermSecurityLabel(BackboneElement):
     """Protection for the Term"""
 
-    number: Opt[list[FhirUnsignedInt]] = Field(default=None, min_length=1)
+    number: Annotated[Opt[list[FhirUnsignedInt]], Field(min_length=1)] = None
     """Link to Security Labels"""
 
-    number_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number", min_length=1
-    )
+    number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_number", serialization_alias="_number", min_length=1),
+    ] = None
     """Extensions and id of `number`."""
 
-    classification: Coding = Field()
+    classification: Coding
     """Confidentiality Protection"""
 
-    category: Opt[list[Coding]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Applicable Policy"""
 
-    control: Opt[list[Coding]] = Field(default=None, min_length=1)
+    control: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Handling Instructions"""
 
 
 class ContractTermOffer(BackboneElement):
     """Context of the Contract term"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Offer business ID"""
 
-    party: Opt[list[ContractTermOfferParty]] = Field(default=None, min_length=1)
+    party: Annotated[Opt[list[ContractTermOfferParty]], Field(min_length=1)] = None
     """Offer Recipient"""
 
-    topic: Opt[Reference] = Field(default=None)
+    topic: Opt[Reference] = None
     """Negotiable offer asset"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Contract Offer Type or Form"""
 
-    decision: Opt[CodeableConcept] = Field(default=None)
+    decision: Opt[CodeableConcept] = None
     """Accepting party choice"""
 
-    decision_mode: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="decisionMode",
-        serialization_alias="decisionMode",
-        min_length=1,
-    )
+    decision_mode: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="decisionMode", serialization_alias="decisionMode", min_length=1),
+    ] = None
     """How decision is conveyed"""
 
-    answer: Opt[list[ContractTermOfferAnswer]] = Field(default=None, min_length=1)
+    answer: Annotated[Opt[list[ContractTermOfferAnswer]], Field(min_length=1)] = None
     """Response to offer text"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Human readable offer text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    link_id: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId", min_length=1
-    )
+    link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="linkId", serialization_alias="linkId", min_length=1),
+    ] = None
     """Pointer to text"""
 
-    link_id_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId", min_length=1
-    )
+    link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_linkId", serialization_alias="_linkId", min_length=1),
+    ] = None
     """Extensions and id of `linkId`."""
 
-    security_label_number: Opt[list[FhirUnsignedInt]] = Field(
-        default=None,
-        validation_alias="securityLabelNumber",
-        serialization_alias="securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number: Annotated[
+        Opt[list[FhirUnsignedInt]],
+        Field(
+            validation_alias="securityLabelNumber",
+            serialization_alias="securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Offer restriction numbers"""
 
-    security_label_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_securityLabelNumber",
-        serialization_alias="_securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_securityLabelNumber",
+            serialization_alias="_securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `securityLabelNumber`."""
 
 
 class ContractTermOfferParty(BackboneElement):
     """Offer Recipient"""
 
-    reference: list[Reference] = Field(min_length=1)
+    reference: Annotated[list[Reference], Field(min_length=1)]
     """Referenced entity"""
 
-    role: CodeableConcept = Field()
+    role: CodeableConcept
     """Participant engagement type"""
 
 
@@ -533,212 +557,222 @@ class ContractTermOfferAnswer(BackboneElement, ChoiceChecked):
         ),
     )
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """The actual answer response"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """The actual answer response"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """The actual answer response"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """The actual answer response"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """The actual answer response"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """The actual answer response"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """The actual answer response"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """The actual answer response"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """The actual answer response"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """The actual answer response"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """The actual answer response"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """The actual answer response"""
 
 
 class ContractTermAsset(BackboneElement):
     """Contract Term Asset List"""
 
-    scope: Opt[CodeableConcept] = Field(default=None)
+    scope: Opt[CodeableConcept] = None
     """Range of asset"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Asset category"""
 
-    type_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="typeReference",
-        serialization_alias="typeReference",
-        min_length=1,
-    )
+    type_reference: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="typeReference", serialization_alias="typeReference", min_length=1),
+    ] = None
     """Associated entities"""
 
-    subtype: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    subtype: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Asset sub-category"""
 
-    relationship: Opt[Coding] = Field(default=None)
+    relationship: Opt[Coding] = None
     """Kinship of the asset"""
 
-    context: Opt[list[ContractTermAssetContext]] = Field(default=None, min_length=1)
+    context: Annotated[Opt[list[ContractTermAssetContext]], Field(min_length=1)] = None
     """Circumstance of the asset"""
 
-    condition: Opt[FhirString] = Field(default=None)
+    condition: Opt[FhirString] = None
     """Quality desctiption of asset"""
 
-    condition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_condition", serialization_alias="_condition"
-    )
+    condition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_condition", serialization_alias="_condition")
+    ] = None
     """Extensions and id of `condition`."""
 
-    period_type: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="periodType", serialization_alias="periodType", min_length=1
-    )
+    period_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="periodType", serialization_alias="periodType", min_length=1),
+    ] = None
     """Asset availability types"""
 
-    period: Opt[list[Period]] = Field(default=None, min_length=1)
+    period: Annotated[Opt[list[Period]], Field(min_length=1)] = None
     """Time period of the asset"""
 
-    use_period: Opt[list[Period]] = Field(
-        default=None, validation_alias="usePeriod", serialization_alias="usePeriod", min_length=1
-    )
+    use_period: Annotated[
+        Opt[list[Period]],
+        Field(validation_alias="usePeriod", serialization_alias="usePeriod", min_length=1),
+    ] = None
     """Time period"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Asset clause or question text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    link_id: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId", min_length=1
-    )
+    link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="linkId", serialization_alias="linkId", min_length=1),
+    ] = None
     """Pointer to asset text"""
 
-    link_id_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId", min_length=1
-    )
+    link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_linkId", serialization_alias="_linkId", min_length=1),
+    ] = None
     """Extensions and id of `linkId`."""
 
-    answer: Opt[list[ContractTermOfferAnswer]] = Field(default=None, min_length=1)
+    answer: Annotated[Opt[list[ContractTermOfferAnswer]], Field(min_length=1)] = None
     """Response to assets"""
 
-    security_label_number: Opt[list[FhirUnsignedInt]] = Field(
-        default=None,
-        validation_alias="securityLabelNumber",
-        serialization_alias="securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number: Annotated[
+        Opt[list[FhirUnsignedInt]],
+        Field(
+            validation_alias="securityLabelNumber",
+            serialization_alias="securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Asset restriction numbers"""
 
-    security_label_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_securityLabelNumber",
-        serialization_alias="_securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_securityLabelNumber",
+            serialization_alias="_securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `securityLabelNumber`."""
 
-    valued_item: Opt[list[ContractTermAssetValuedItem]] = Field(
-        default=None, validation_alias="valuedItem", serialization_alias="valuedItem", min_length=1
-    )
+    valued_item: Annotated[
+        Opt[list[ContractTermAssetValuedItem]],
+        Field(validation_alias="valuedItem", serialization_alias="valuedItem", min_length=1),
+    ] = None
     """Contract Valued Item List"""
 
 
 class ContractTermAssetContext(BackboneElement):
     """Circumstance of the asset"""
 
-    reference: Opt[Reference] = Field(default=None)
+    reference: Opt[Reference] = None
     """Creator,custodian or owner"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Codeable asset context"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Context description"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
 
@@ -753,106 +787,115 @@ class ContractTermAssetValuedItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    entity_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="entityCodeableConcept",
-        serialization_alias="entityCodeableConcept",
-    )
+    entity_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="entityCodeableConcept", serialization_alias="entityCodeableConcept"
+        ),
+    ] = None
     """Contract Valued Item Type"""
 
-    entity_reference: Opt[Reference] = Field(
-        default=None, validation_alias="entityReference", serialization_alias="entityReference"
-    )
+    entity_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="entityReference", serialization_alias="entityReference"),
+    ] = None
     """Contract Valued Item Type"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Contract Valued Item Number"""
 
-    effective_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveTime", serialization_alias="effectiveTime"
-    )
+    effective_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveTime", serialization_alias="effectiveTime"),
+    ] = None
     """Contract Valued Item Effective Tiem"""
 
-    effective_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_effectiveTime", serialization_alias="_effectiveTime"
-    )
+    effective_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_effectiveTime", serialization_alias="_effectiveTime")
+    ] = None
     """Extensions and id of `effectiveTime`."""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of Contract Valued Items"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Contract Valued Item fee, charge, or cost"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Contract Valued Item Price Scaling Factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    points: Opt[FhirDecimal] = Field(default=None)
+    points: Opt[FhirDecimal] = None
     """Contract Valued Item Difficulty Scaling Factor"""
 
-    points_ext: Opt[Element] = Field(
-        default=None, validation_alias="_points", serialization_alias="_points"
-    )
+    points_ext: Annotated[
+        Opt[Element], Field(validation_alias="_points", serialization_alias="_points")
+    ] = None
     """Extensions and id of `points`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total Contract Valued Item Value"""
 
-    payment: Opt[FhirString] = Field(default=None)
+    payment: Opt[FhirString] = None
     """Terms of valuation"""
 
-    payment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_payment", serialization_alias="_payment"
-    )
+    payment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_payment", serialization_alias="_payment")
+    ] = None
     """Extensions and id of `payment`."""
 
-    payment_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="paymentDate", serialization_alias="paymentDate"
-    )
+    payment_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="paymentDate", serialization_alias="paymentDate")
+    ] = None
     """When payment is due"""
 
-    payment_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_paymentDate", serialization_alias="_paymentDate"
-    )
+    payment_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_paymentDate", serialization_alias="_paymentDate")
+    ] = None
     """Extensions and id of `paymentDate`."""
 
-    responsible: Opt[Reference] = Field(default=None)
+    responsible: Opt[Reference] = None
     """Who will make payment"""
 
-    recipient: Opt[Reference] = Field(default=None)
+    recipient: Opt[Reference] = None
     """Who will receive payment"""
 
-    link_id: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId", min_length=1
-    )
+    link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="linkId", serialization_alias="linkId", min_length=1),
+    ] = None
     """Pointer to specific item"""
 
-    link_id_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId", min_length=1
-    )
+    link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_linkId", serialization_alias="_linkId", min_length=1),
+    ] = None
     """Extensions and id of `linkId`."""
 
-    security_label_number: Opt[list[FhirUnsignedInt]] = Field(
-        default=None,
-        validation_alias="securityLabelNumber",
-        serialization_alias="securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number: Annotated[
+        Opt[list[FhirUnsignedInt]],
+        Field(
+            validation_alias="securityLabelNumber",
+            serialization_alias="securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Security Labels that define affected terms"""
 
-    security_label_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_securityLabelNumber",
-        serialization_alias="_securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_securityLabelNumber",
+            serialization_alias="_securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `securityLabelNumber`."""
 
 
@@ -871,209 +914,214 @@ class ContractTermAction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """True if the term prohibits the action"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type or form of the action"""
 
-    subject: Opt[list[ContractTermActionSubject]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[ContractTermActionSubject]], Field(min_length=1)] = None
     """Entity of the action"""
 
-    intent: CodeableConcept = Field()
+    intent: CodeableConcept
     """Purpose for the Contract Term Action"""
 
-    link_id: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId", min_length=1
-    )
+    link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="linkId", serialization_alias="linkId", min_length=1),
+    ] = None
     """Pointer to specific item"""
 
-    link_id_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId", min_length=1
-    )
+    link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_linkId", serialization_alias="_linkId", min_length=1),
+    ] = None
     """Extensions and id of `linkId`."""
 
-    status: CodeableConcept = Field()
+    status: CodeableConcept
     """State of the action"""
 
-    context: Opt[Reference] = Field(default=None)
+    context: Opt[Reference] = None
     """Episode associated with action"""
 
-    context_link_id: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="contextLinkId",
-        serialization_alias="contextLinkId",
-        min_length=1,
-    )
+    context_link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="contextLinkId", serialization_alias="contextLinkId", min_length=1),
+    ] = None
     """Pointer to specific item"""
 
-    context_link_id_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_contextLinkId",
-        serialization_alias="_contextLinkId",
-        min_length=1,
-    )
+    context_link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_contextLinkId", serialization_alias="_contextLinkId", min_length=1
+        ),
+    ] = None
     """Extensions and id of `contextLinkId`."""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When action happens"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When action happens"""
 
-    occurrence_timing: Opt[Timing] = Field(
-        default=None, validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"
-    )
+    occurrence_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"),
+    ] = None
     """When action happens"""
 
-    requester: Opt[list[Reference]] = Field(default=None, min_length=1)
+    requester: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who asked for action"""
 
-    requester_link_id: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="requesterLinkId",
-        serialization_alias="requesterLinkId",
-        min_length=1,
-    )
+    requester_link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="requesterLinkId", serialization_alias="requesterLinkId", min_length=1
+        ),
+    ] = None
     """Pointer to specific item"""
 
-    requester_link_id_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_requesterLinkId",
-        serialization_alias="_requesterLinkId",
-        min_length=1,
-    )
+    requester_link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_requesterLinkId",
+            serialization_alias="_requesterLinkId",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `requesterLinkId`."""
 
-    performer_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="performerType",
-        serialization_alias="performerType",
-        min_length=1,
-    )
+    performer_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="performerType", serialization_alias="performerType", min_length=1),
+    ] = None
     """Kind of service performer"""
 
-    performer_role: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="performerRole", serialization_alias="performerRole"
-    )
+    performer_role: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="performerRole", serialization_alias="performerRole"),
+    ] = None
     """Competency of the performer"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Actor that wil execute (or not) the action"""
 
-    performer_link_id: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="performerLinkId",
-        serialization_alias="performerLinkId",
-        min_length=1,
-    )
+    performer_link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="performerLinkId", serialization_alias="performerLinkId", min_length=1
+        ),
+    ] = None
     """Pointer to specific item"""
 
-    performer_link_id_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_performerLinkId",
-        serialization_alias="_performerLinkId",
-        min_length=1,
-    )
+    performer_link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_performerLinkId",
+            serialization_alias="_performerLinkId",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `performerLinkId`."""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why is action (not) needed?"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why is action (not) needed?"""
 
-    reason: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    reason: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Why action is to be performed"""
 
-    reason_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_reason", serialization_alias="_reason", min_length=1
-    )
+    reason_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_reason", serialization_alias="_reason", min_length=1),
+    ] = None
     """Extensions and id of `reason`."""
 
-    reason_link_id: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="reasonLinkId",
-        serialization_alias="reasonLinkId",
-        min_length=1,
-    )
+    reason_link_id: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="reasonLinkId", serialization_alias="reasonLinkId", min_length=1),
+    ] = None
     """Pointer to specific item"""
 
-    reason_link_id_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_reasonLinkId",
-        serialization_alias="_reasonLinkId",
-        min_length=1,
-    )
+    reason_link_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_reasonLinkId", serialization_alias="_reasonLinkId", min_length=1),
+    ] = None
     """Extensions and id of `reasonLinkId`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the action"""
 
-    security_label_number: Opt[list[FhirUnsignedInt]] = Field(
-        default=None,
-        validation_alias="securityLabelNumber",
-        serialization_alias="securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number: Annotated[
+        Opt[list[FhirUnsignedInt]],
+        Field(
+            validation_alias="securityLabelNumber",
+            serialization_alias="securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Action restriction numbers"""
 
-    security_label_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_securityLabelNumber",
-        serialization_alias="_securityLabelNumber",
-        min_length=1,
-    )
+    security_label_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_securityLabelNumber",
+            serialization_alias="_securityLabelNumber",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `securityLabelNumber`."""
 
 
 class ContractTermActionSubject(BackboneElement):
     """Entity of the action"""
 
-    reference: list[Reference] = Field(min_length=1)
+    reference: Annotated[list[Reference], Field(min_length=1)]
     """Entity of the action"""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Role type of the agent"""
 
 
 class ContractSigner(BackboneElement):
     """Contract Signatory"""
 
-    type: Coding = Field()
+    type: Coding
     """Contract Signatory Role"""
 
-    party: Reference = Field()
+    party: Reference
     """Contract Signatory Party"""
 
-    signature: list[Signature] = Field(min_length=1)
+    signature: Annotated[list[Signature], Field(min_length=1)]
     """Contract Documentation Signature"""
 
 
@@ -1088,14 +1136,16 @@ class ContractFriendly(BackboneElement, ChoiceChecked):
         ),
     )
 
-    content_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="contentAttachment", serialization_alias="contentAttachment"
-    )
+    content_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="contentAttachment", serialization_alias="contentAttachment"),
+    ] = None
     """Easily comprehended representation of this Contract"""
 
-    content_reference: Opt[Reference] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Easily comprehended representation of this Contract"""
 
 
@@ -1110,14 +1160,16 @@ class ContractLegal(BackboneElement, ChoiceChecked):
         ),
     )
 
-    content_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="contentAttachment", serialization_alias="contentAttachment"
-    )
+    content_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="contentAttachment", serialization_alias="contentAttachment"),
+    ] = None
     """Contract Legal Text"""
 
-    content_reference: Opt[Reference] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Contract Legal Text"""
 
 
@@ -1132,12 +1184,14 @@ class ContractRule(BackboneElement, ChoiceChecked):
         ),
     )
 
-    content_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="contentAttachment", serialization_alias="contentAttachment"
-    )
+    content_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="contentAttachment", serialization_alias="contentAttachment"),
+    ] = None
     """Computable Contract Rules"""
 
-    content_reference: Opt[Reference] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Computable Contract Rules"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirPositiveInt, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CoverageSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -33,126 +35,130 @@ _DEPENDENCIES = (
 )
 
 
-class Coverage(DomainResource):
+class Coverage(DomainResource, Searchable["Coverage", "CoverageSearchParams"]):
     """Financial instrument which may be used to reimburse or pay for health care products and services."""
 
-    resource_type: Literal["Coverage"] = Field(
-        default="Coverage", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Coverage"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Coverage"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for the coverage"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Coverage category such as medical or accident"""
 
-    policy_holder: Opt[Reference] = Field(
-        default=None, validation_alias="policyHolder", serialization_alias="policyHolder"
-    )
+    policy_holder: Annotated[
+        Opt[Reference], Field(validation_alias="policyHolder", serialization_alias="policyHolder")
+    ] = None
     """Owner of the policy"""
 
-    subscriber: Opt[Reference] = Field(default=None)
+    subscriber: Opt[Reference] = None
     """Subscriber to the policy"""
 
-    subscriber_id: Opt[FhirString] = Field(
-        default=None, validation_alias="subscriberId", serialization_alias="subscriberId"
-    )
+    subscriber_id: Annotated[
+        Opt[FhirString], Field(validation_alias="subscriberId", serialization_alias="subscriberId")
+    ] = None
     """ID assigned to the subscriber"""
 
-    subscriber_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subscriberId", serialization_alias="_subscriberId"
-    )
+    subscriber_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subscriberId", serialization_alias="_subscriberId")
+    ] = None
     """Extensions and id of `subscriberId`."""
 
-    beneficiary: Reference = Field()
+    beneficiary: Reference
     """Plan beneficiary"""
 
-    dependent: Opt[FhirString] = Field(default=None)
+    dependent: Opt[FhirString] = None
     """Dependent number"""
 
-    dependent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dependent", serialization_alias="_dependent"
-    )
+    dependent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dependent", serialization_alias="_dependent")
+    ] = None
     """Extensions and id of `dependent`."""
 
-    relationship: Opt[CodeableConcept] = Field(default=None)
+    relationship: Opt[CodeableConcept] = None
     """Beneficiary relationship to the subscriber"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Coverage start and end dates"""
 
-    payor: list[Reference] = Field(min_length=1)
+    payor: Annotated[list[Reference], Field(min_length=1)]
     """Issuer of the policy"""
 
-    class_: Opt[list[CoverageClass]] = Field(
-        default=None, validation_alias="class", serialization_alias="class", min_length=1
-    )
+    class_: Annotated[
+        Opt[list[CoverageClass]],
+        Field(validation_alias="class", serialization_alias="class", min_length=1),
+    ] = None
     """Additional coverage classifications"""
 
-    order: Opt[FhirPositiveInt] = Field(default=None)
+    order: Opt[FhirPositiveInt] = None
     """Relative order of the coverage"""
 
-    order_ext: Opt[Element] = Field(
-        default=None, validation_alias="_order", serialization_alias="_order"
-    )
+    order_ext: Annotated[
+        Opt[Element], Field(validation_alias="_order", serialization_alias="_order")
+    ] = None
     """Extensions and id of `order`."""
 
-    network: Opt[FhirString] = Field(default=None)
+    network: Opt[FhirString] = None
     """Insurer network"""
 
-    network_ext: Opt[Element] = Field(
-        default=None, validation_alias="_network", serialization_alias="_network"
-    )
+    network_ext: Annotated[
+        Opt[Element], Field(validation_alias="_network", serialization_alias="_network")
+    ] = None
     """Extensions and id of `network`."""
 
-    cost_to_beneficiary: Opt[list[CoverageCostToBeneficiary]] = Field(
-        default=None,
-        validation_alias="costToBeneficiary",
-        serialization_alias="costToBeneficiary",
-        min_length=1,
-    )
+    cost_to_beneficiary: Annotated[
+        Opt[list[CoverageCostToBeneficiary]],
+        Field(
+            validation_alias="costToBeneficiary",
+            serialization_alias="costToBeneficiary",
+            min_length=1,
+        ),
+    ] = None
     """Patient payments for services/products"""
 
-    subrogation: Opt[FhirBoolean] = Field(default=None)
+    subrogation: Opt[FhirBoolean] = None
     """Reimbursement to insurer"""
 
-    subrogation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subrogation", serialization_alias="_subrogation"
-    )
+    subrogation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subrogation", serialization_alias="_subrogation")
+    ] = None
     """Extensions and id of `subrogation`."""
 
-    contract: Opt[list[Reference]] = Field(default=None, min_length=1)
+    contract: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Contract details"""
 
 
 class CoverageClass(BackboneElement):
     """Additional coverage classifications"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of class such as 'group' or 'plan'"""
 
-    value: FhirString = Field()
+    value: FhirString
     """Value associated with the type"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Human readable description of the type and value"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
 
@@ -167,28 +173,28 @@ class CoverageCostToBeneficiary(BackboneElement, ChoiceChecked):
         ),
     )
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Cost category"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """The amount or percentage due from the beneficiary"""
 
-    value_money: Opt[Money] = Field(
-        default=None, validation_alias="valueMoney", serialization_alias="valueMoney"
-    )
+    value_money: Annotated[
+        Opt[Money], Field(validation_alias="valueMoney", serialization_alias="valueMoney")
+    ] = None
     """The amount or percentage due from the beneficiary"""
 
-    exception: Opt[list[CoverageCostToBeneficiaryException]] = Field(default=None, min_length=1)
+    exception: Annotated[Opt[list[CoverageCostToBeneficiaryException]], Field(min_length=1)] = None
     """Exceptions for patient payments"""
 
 
 class CoverageCostToBeneficiaryException(BackboneElement):
     """Exceptions for patient payments"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Exception category"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The effective period of the exception"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CoverageEligibilityRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -39,7 +41,11 @@ _DEPENDENCIES = (
 )
 
 
-class CoverageEligibilityRequest(DomainResource, ChoiceChecked):
+class CoverageEligibilityRequest(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["CoverageEligibilityRequest", "CoverageEligibilityRequestSearchParams"],
+):
     """The CoverageEligibilityRequest provides patient and insurance coverage information to an insurer for them to respond, in the form of an CoverageEligibilityResponse, with information regarding wheth..."""
 
     __fhir_choice_groups__ = (
@@ -50,193 +56,197 @@ class CoverageEligibilityRequest(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["CoverageEligibilityRequest"] = Field(
-        default="CoverageEligibilityRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["CoverageEligibilityRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CoverageEligibilityRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for coverage eligiblity request"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    priority: Opt[CodeableConcept] = Field(default=None)
+    priority: Opt[CodeableConcept] = None
     """Desired processing priority"""
 
-    purpose: list[Literal["auth-requirements", "benefits", "discovery", "validation"]] = Field(
-        min_length=1
-    )
+    purpose: Annotated[
+        list[Literal["auth-requirements", "benefits", "discovery", "validation"]],
+        Field(min_length=1),
+    ]
     """auth-requirements | benefits | discovery | validation"""
 
-    purpose_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose", min_length=1
-    )
+    purpose_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_purpose", serialization_alias="_purpose", min_length=1),
+    ] = None
     """Extensions and id of `purpose`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """Intended recipient of products and services"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Estimated date or dates of service"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Estimated date or dates of service"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    enterer: Opt[Reference] = Field(default=None)
+    enterer: Opt[Reference] = None
     """Author"""
 
-    provider: Opt[Reference] = Field(default=None)
+    provider: Opt[Reference] = None
     """Party responsible for the request"""
 
-    insurer: Reference = Field()
+    insurer: Reference
     """Coverage issuer"""
 
-    facility: Opt[Reference] = Field(default=None)
+    facility: Opt[Reference] = None
     """Servicing facility"""
 
-    supporting_info: Opt[list[CoverageEligibilityRequestSupportingInfo]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[CoverageEligibilityRequestSupportingInfo]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Supporting information"""
 
-    insurance: Opt[list[CoverageEligibilityRequestInsurance]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[CoverageEligibilityRequestInsurance]], Field(min_length=1)] = None
     """Patient insurance information"""
 
-    item: Opt[list[CoverageEligibilityRequestItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[CoverageEligibilityRequestItem]], Field(min_length=1)] = None
     """Item to be evaluated for eligibiity"""
 
 
 class CoverageEligibilityRequestSupportingInfo(BackboneElement):
     """Supporting information"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Information instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    information: Reference = Field()
+    information: Reference
     """Data to be provided"""
 
-    applies_to_all: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="appliesToAll", serialization_alias="appliesToAll"
-    )
+    applies_to_all: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="appliesToAll", serialization_alias="appliesToAll")
+    ] = None
     """Applies to all items"""
 
-    applies_to_all_ext: Opt[Element] = Field(
-        default=None, validation_alias="_appliesToAll", serialization_alias="_appliesToAll"
-    )
+    applies_to_all_ext: Annotated[
+        Opt[Element], Field(validation_alias="_appliesToAll", serialization_alias="_appliesToAll")
+    ] = None
     """Extensions and id of `appliesToAll`."""
 
 
 class CoverageEligibilityRequestInsurance(BackboneElement):
     """Patient insurance information"""
 
-    focal: Opt[FhirBoolean] = Field(default=None)
+    focal: Opt[FhirBoolean] = None
     """Applicable coverage"""
 
-    focal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_focal", serialization_alias="_focal"
-    )
+    focal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_focal", serialization_alias="_focal")
+    ] = None
     """Extensions and id of `focal`."""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """Insurance information"""
 
-    business_arrangement: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="businessArrangement",
-        serialization_alias="businessArrangement",
-    )
+    business_arrangement: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="businessArrangement", serialization_alias="businessArrangement"),
+    ] = None
     """Additional provider contract number"""
 
-    business_arrangement_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_businessArrangement",
-        serialization_alias="_businessArrangement",
-    )
+    business_arrangement_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_businessArrangement", serialization_alias="_businessArrangement"),
+    ] = None
     """Extensions and id of `businessArrangement`."""
 
 
 class CoverageEligibilityRequestItem(BackboneElement):
     """Item to be evaluated for eligibiity"""
 
-    supporting_info_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="supportingInfoSequence",
-        serialization_alias="supportingInfoSequence",
-        min_length=1,
-    )
+    supporting_info_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="supportingInfoSequence",
+            serialization_alias="supportingInfoSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable exception or supporting information"""
 
-    supporting_info_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_supportingInfoSequence",
-        serialization_alias="_supportingInfoSequence",
-        min_length=1,
-    )
+    supporting_info_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_supportingInfoSequence",
+            serialization_alias="_supportingInfoSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `supportingInfoSequence`."""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ] = None
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Product or service billing modifiers"""
 
-    provider: Opt[Reference] = Field(default=None)
+    provider: Opt[Reference] = None
     """Perfoming practitioner"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    facility: Opt[Reference] = Field(default=None)
+    facility: Opt[Reference] = None
     """Servicing facility"""
 
-    diagnosis: Opt[list[CoverageEligibilityRequestItemDiagnosis]] = Field(
-        default=None, min_length=1
-    )
+    diagnosis: Annotated[
+        Opt[list[CoverageEligibilityRequestItemDiagnosis]], Field(min_length=1)
+    ] = None
     """Applicable diagnosis"""
 
-    detail: Opt[list[Reference]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Product or service details"""
 
 
@@ -251,16 +261,17 @@ class CoverageEligibilityRequestItemDiagnosis(BackboneElement, ChoiceChecked):
         ),
     )
 
-    diagnosis_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="diagnosisCodeableConcept",
-        serialization_alias="diagnosisCodeableConcept",
-    )
+    diagnosis_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="diagnosisCodeableConcept",
+            serialization_alias="diagnosisCodeableConcept",
+        ),
+    ] = None
     """Nature of illness or problem"""
 
-    diagnosis_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="diagnosisReference",
-        serialization_alias="diagnosisReference",
-    )
+    diagnosis_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="diagnosisReference", serialization_alias="diagnosisReference"),
+    ] = None
     """Nature of illness or problem"""

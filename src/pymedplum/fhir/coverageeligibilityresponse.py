@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CoverageEligibilityResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -31,7 +33,11 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Money", "Period", "Reference")
 
 
-class CoverageEligibilityResponse(DomainResource, ChoiceChecked):
+class CoverageEligibilityResponse(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["CoverageEligibilityResponse", "CoverageEligibilityResponseSearchParams"],
+):
     """This resource provides eligibility and plan details from the processing of an CoverageEligibilityRequest resource."""
 
     __fhir_choice_groups__ = (
@@ -42,212 +48,222 @@ class CoverageEligibilityResponse(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["CoverageEligibilityResponse"] = Field(
-        default="CoverageEligibilityResponse",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["CoverageEligibilityResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "CoverageEligibilityResponse"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for coverage eligiblity request"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    purpose: list[Literal["auth-requirements", "benefits", "discovery", "validation"]] = Field(
-        min_length=1
-    )
+    purpose: Annotated[
+        list[Literal["auth-requirements", "benefits", "discovery", "validation"]],
+        Field(min_length=1),
+    ]
     """auth-requirements | benefits | discovery | validation"""
 
-    purpose_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose", min_length=1
-    )
+    purpose_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_purpose", serialization_alias="_purpose", min_length=1),
+    ] = None
     """Extensions and id of `purpose`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """Intended recipient of products and services"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Estimated date or dates of service"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Estimated date or dates of service"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Response creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    requestor: Opt[Reference] = Field(default=None)
+    requestor: Opt[Reference] = None
     """Party responsible for the request"""
 
-    request: Reference = Field()
+    request: Reference
     """Eligibility request reference"""
 
-    outcome: Literal["queued", "complete", "error", "partial"] = Field()
+    outcome: Literal["queued", "complete", "error", "partial"]
     """queued | complete | error | partial"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    disposition: Opt[FhirString] = Field(default=None)
+    disposition: Opt[FhirString] = None
     """Disposition Message"""
 
-    disposition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disposition", serialization_alias="_disposition"
-    )
+    disposition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disposition", serialization_alias="_disposition")
+    ] = None
     """Extensions and id of `disposition`."""
 
-    insurer: Reference = Field()
+    insurer: Reference
     """Coverage issuer"""
 
-    insurance: Opt[list[CoverageEligibilityResponseInsurance]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[CoverageEligibilityResponseInsurance]], Field(min_length=1)] = (
+        None
+    )
     """Patient insurance information"""
 
-    pre_auth_ref: Opt[FhirString] = Field(
-        default=None, validation_alias="preAuthRef", serialization_alias="preAuthRef"
-    )
+    pre_auth_ref: Annotated[
+        Opt[FhirString], Field(validation_alias="preAuthRef", serialization_alias="preAuthRef")
+    ] = None
     """Preauthorization reference"""
 
-    pre_auth_ref_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preAuthRef", serialization_alias="_preAuthRef"
-    )
+    pre_auth_ref_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preAuthRef", serialization_alias="_preAuthRef")
+    ] = None
     """Extensions and id of `preAuthRef`."""
 
-    form: Opt[CodeableConcept] = Field(default=None)
+    form: Opt[CodeableConcept] = None
     """Printed form identifier"""
 
-    error: Opt[list[CoverageEligibilityResponseError]] = Field(default=None, min_length=1)
+    error: Annotated[Opt[list[CoverageEligibilityResponseError]], Field(min_length=1)] = None
     """Processing errors"""
 
 
 class CoverageEligibilityResponseInsurance(BackboneElement):
     """Patient insurance information"""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """Insurance information"""
 
-    inforce: Opt[FhirBoolean] = Field(default=None)
+    inforce: Opt[FhirBoolean] = None
     """Coverage inforce indicator"""
 
-    inforce_ext: Opt[Element] = Field(
-        default=None, validation_alias="_inforce", serialization_alias="_inforce"
-    )
+    inforce_ext: Annotated[
+        Opt[Element], Field(validation_alias="_inforce", serialization_alias="_inforce")
+    ] = None
     """Extensions and id of `inforce`."""
 
-    benefit_period: Opt[Period] = Field(
-        default=None, validation_alias="benefitPeriod", serialization_alias="benefitPeriod"
-    )
+    benefit_period: Annotated[
+        Opt[Period], Field(validation_alias="benefitPeriod", serialization_alias="benefitPeriod")
+    ] = None
     """When the benefits are applicable"""
 
-    item: Opt[list[CoverageEligibilityResponseInsuranceItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[CoverageEligibilityResponseInsuranceItem]], Field(min_length=1)] = None
     """Benefits and authorization details"""
 
 
 class CoverageEligibilityResponseInsuranceItem(BackboneElement):
     """Benefits and authorization details"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ] = None
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Product or service billing modifiers"""
 
-    provider: Opt[Reference] = Field(default=None)
+    provider: Opt[Reference] = None
     """Performing practitioner"""
 
-    excluded: Opt[FhirBoolean] = Field(default=None)
+    excluded: Opt[FhirBoolean] = None
     """Excluded from the plan"""
 
-    excluded_ext: Opt[Element] = Field(
-        default=None, validation_alias="_excluded", serialization_alias="_excluded"
-    )
+    excluded_ext: Annotated[
+        Opt[Element], Field(validation_alias="_excluded", serialization_alias="_excluded")
+    ] = None
     """Extensions and id of `excluded`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Short name for the benefit"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of the benefit or services covered"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    network: Opt[CodeableConcept] = Field(default=None)
+    network: Opt[CodeableConcept] = None
     """In or out of network"""
 
-    unit: Opt[CodeableConcept] = Field(default=None)
+    unit: Opt[CodeableConcept] = None
     """Individual or family"""
 
-    term: Opt[CodeableConcept] = Field(default=None)
+    term: Opt[CodeableConcept] = None
     """Annual or lifetime"""
 
-    benefit: Opt[list[CoverageEligibilityResponseInsuranceItemBenefit]] = Field(
-        default=None, min_length=1
-    )
+    benefit: Annotated[
+        Opt[list[CoverageEligibilityResponseInsuranceItemBenefit]], Field(min_length=1)
+    ] = None
     """Benefit Summary"""
 
-    authorization_required: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="authorizationRequired",
-        serialization_alias="authorizationRequired",
-    )
+    authorization_required: Annotated[
+        Opt[FhirBoolean],
+        Field(
+            validation_alias="authorizationRequired", serialization_alias="authorizationRequired"
+        ),
+    ] = None
     """Authorization required flag"""
 
-    authorization_required_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_authorizationRequired",
-        serialization_alias="_authorizationRequired",
-    )
+    authorization_required_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_authorizationRequired", serialization_alias="_authorizationRequired"
+        ),
+    ] = None
     """Extensions and id of `authorizationRequired`."""
 
-    authorization_supporting: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="authorizationSupporting",
-        serialization_alias="authorizationSupporting",
-        min_length=1,
-    )
+    authorization_supporting: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="authorizationSupporting",
+            serialization_alias="authorizationSupporting",
+            min_length=1,
+        ),
+    ] = None
     """Type of required supporting materials"""
 
-    authorization_url: Opt[FhirUri] = Field(
-        default=None, validation_alias="authorizationUrl", serialization_alias="authorizationUrl"
-    )
+    authorization_url: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="authorizationUrl", serialization_alias="authorizationUrl"),
+    ] = None
     """Preauthorization requirements endpoint"""
 
-    authorization_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authorizationUrl", serialization_alias="_authorizationUrl"
-    )
+    authorization_url_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_authorizationUrl", serialization_alias="_authorizationUrl"),
+    ] = None
     """Extensions and id of `authorizationUrl`."""
 
 
@@ -275,66 +291,67 @@ class CoverageEligibilityResponseInsuranceItemBenefit(BackboneElement, ChoiceChe
         ),
     )
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Benefit classification"""
 
-    allowed_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="allowedUnsignedInt",
-        serialization_alias="allowedUnsignedInt",
-    )
+    allowed_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="allowedUnsignedInt", serialization_alias="allowedUnsignedInt"),
+    ] = None
     """Benefits allowed"""
 
-    allowed_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_allowedUnsignedInt",
-        serialization_alias="_allowedUnsignedInt",
-    )
+    allowed_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_allowedUnsignedInt", serialization_alias="_allowedUnsignedInt"),
+    ] = None
     """Extensions and id of `allowedUnsignedInt`."""
 
-    allowed_string: Opt[FhirString] = Field(
-        default=None, validation_alias="allowedString", serialization_alias="allowedString"
-    )
+    allowed_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="allowedString", serialization_alias="allowedString"),
+    ] = None
     """Benefits allowed"""
 
-    allowed_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allowedString", serialization_alias="_allowedString"
-    )
+    allowed_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allowedString", serialization_alias="_allowedString")
+    ] = None
     """Extensions and id of `allowedString`."""
 
-    allowed_money: Opt[Money] = Field(
-        default=None, validation_alias="allowedMoney", serialization_alias="allowedMoney"
-    )
+    allowed_money: Annotated[
+        Opt[Money], Field(validation_alias="allowedMoney", serialization_alias="allowedMoney")
+    ] = None
     """Benefits allowed"""
 
-    used_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="usedUnsignedInt", serialization_alias="usedUnsignedInt"
-    )
+    used_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="usedUnsignedInt", serialization_alias="usedUnsignedInt"),
+    ] = None
     """Benefits used"""
 
-    used_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usedUnsignedInt", serialization_alias="_usedUnsignedInt"
-    )
+    used_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_usedUnsignedInt", serialization_alias="_usedUnsignedInt"),
+    ] = None
     """Extensions and id of `usedUnsignedInt`."""
 
-    used_string: Opt[FhirString] = Field(
-        default=None, validation_alias="usedString", serialization_alias="usedString"
-    )
+    used_string: Annotated[
+        Opt[FhirString], Field(validation_alias="usedString", serialization_alias="usedString")
+    ] = None
     """Benefits used"""
 
-    used_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usedString", serialization_alias="_usedString"
-    )
+    used_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usedString", serialization_alias="_usedString")
+    ] = None
     """Extensions and id of `usedString`."""
 
-    used_money: Opt[Money] = Field(
-        default=None, validation_alias="usedMoney", serialization_alias="usedMoney"
-    )
+    used_money: Annotated[
+        Opt[Money], Field(validation_alias="usedMoney", serialization_alias="usedMoney")
+    ] = None
     """Benefits used"""
 
 
 class CoverageEligibilityResponseError(BackboneElement):
     """Processing errors"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Error code detailing processing issues"""

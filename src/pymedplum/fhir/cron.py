@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
 from pymedplum.fhir.resource import AnyResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import CronSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -28,51 +30,56 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class Cron(DomainResource):
+class Cron(DomainResource, Searchable["Cron", "CronSearchParams"]):
     """A scheduled job that executes a Bot on a recurring schedule."""
 
-    resource_type: Literal["Cron"] = Field(
-        default="Cron", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Cron"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Cron"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this cron job"""
 
-    active: FhirBoolean = Field()
+    active: FhirBoolean
     """Whether the job is registered with the scheduler"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    on_behalf_of: Reference = Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    on_behalf_of: Annotated[
+        Reference, Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ]
     """The membership on whose behalf the job runs"""
 
-    parameter: Opt[list[CronParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[CronParameter]], Field(min_length=1)] = None
     """Input passed to the target"""
 
-    cron_string: FhirString = Field(validation_alias="cronString", serialization_alias="cronString")
+    cron_string: Annotated[
+        FhirString, Field(validation_alias="cronString", serialization_alias="cronString")
+    ]
     """The schedule on which the job runs"""
 
-    cron_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cronString", serialization_alias="_cronString"
-    )
+    cron_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cronString", serialization_alias="_cronString")
+    ] = None
     """Extensions and id of `cronString`."""
 
-    end_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="endTime", serialization_alias="endTime"
-    )
+    end_time: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="endTime", serialization_alias="endTime")
+    ] = None
     """The point after which the job stops running"""
 
-    end_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_endTime", serialization_alias="_endTime"
-    )
+    end_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_endTime", serialization_alias="_endTime")
+    ] = None
     """Extensions and id of `endTime`."""
 
-    target_reference: Reference = Field(
-        validation_alias="targetReference", serialization_alias="targetReference"
-    )
+    target_reference: Annotated[
+        Reference, Field(validation_alias="targetReference", serialization_alias="targetReference")
+    ]
     """The target invoked by the scheduled job"""
 
 
@@ -94,68 +101,70 @@ class CronParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """Name from the definition"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """If parameter is a data type"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """If parameter is a data type"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """If parameter is a data type"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """If parameter is a data type"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """If parameter is a data type"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """If parameter is a data type"""
 
-    resource: Opt[AnyResource] = Field(default=None)
+    resource: Opt[AnyResource] = None
     """If parameter is a whole resource"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -247,104 +247,105 @@ class DataRequirement(Element, ChoiceChecked):
         "VisionPrescription",
         "Type",
         "Any",
-    ] = Field()
+    ]
     """The type of the required data"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    profile: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    profile: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """The profile of the required data"""
 
-    profile_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile", min_length=1
-    )
+    profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_profile", serialization_alias="_profile", min_length=1),
+    ] = None
     """Extensions and id of `profile`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """E.g."""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """E.g."""
 
-    must_support: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="mustSupport",
-        serialization_alias="mustSupport",
-        min_length=1,
-    )
+    must_support: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="mustSupport", serialization_alias="mustSupport", min_length=1),
+    ] = None
     """Indicates specific structure elements that are referenced by the knowledge module"""
 
-    must_support_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_mustSupport",
-        serialization_alias="_mustSupport",
-        min_length=1,
-    )
+    must_support_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_mustSupport", serialization_alias="_mustSupport", min_length=1),
+    ] = None
     """Extensions and id of `mustSupport`."""
 
-    code_filter: Opt[list[DataRequirementCodeFilter]] = Field(
-        default=None, validation_alias="codeFilter", serialization_alias="codeFilter", min_length=1
-    )
+    code_filter: Annotated[
+        Opt[list[DataRequirementCodeFilter]],
+        Field(validation_alias="codeFilter", serialization_alias="codeFilter", min_length=1),
+    ] = None
     """What codes are expected"""
 
-    date_filter: Opt[list[DataRequirementDateFilter]] = Field(
-        default=None, validation_alias="dateFilter", serialization_alias="dateFilter", min_length=1
-    )
+    date_filter: Annotated[
+        Opt[list[DataRequirementDateFilter]],
+        Field(validation_alias="dateFilter", serialization_alias="dateFilter", min_length=1),
+    ] = None
     """What dates/date ranges are expected"""
 
-    limit: Opt[FhirPositiveInt] = Field(default=None)
+    limit: Opt[FhirPositiveInt] = None
     """Number of results"""
 
-    limit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_limit", serialization_alias="_limit"
-    )
+    limit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_limit", serialization_alias="_limit")
+    ] = None
     """Extensions and id of `limit`."""
 
-    sort: Opt[list[DataRequirementSort]] = Field(default=None, min_length=1)
+    sort: Annotated[Opt[list[DataRequirementSort]], Field(min_length=1)] = None
     """Order of the results"""
 
 
 class DataRequirementCodeFilter(Element):
     """What codes are expected"""
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """A code-valued attribute to filter on"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    search_param: Opt[FhirString] = Field(
-        default=None, validation_alias="searchParam", serialization_alias="searchParam"
-    )
+    search_param: Annotated[
+        Opt[FhirString], Field(validation_alias="searchParam", serialization_alias="searchParam")
+    ] = None
     """A coded (token) parameter to search on"""
 
-    search_param_ext: Opt[Element] = Field(
-        default=None, validation_alias="_searchParam", serialization_alias="_searchParam"
-    )
+    search_param_ext: Annotated[
+        Opt[Element], Field(validation_alias="_searchParam", serialization_alias="_searchParam")
+    ] = None
     """Extensions and id of `searchParam`."""
 
-    value_set: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueSet", serialization_alias="valueSet"
-    )
+    value_set: Annotated[
+        Opt[FhirCanonical], Field(validation_alias="valueSet", serialization_alias="valueSet")
+    ] = None
     """Valueset for the filter"""
 
-    value_set_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueSet", serialization_alias="_valueSet"
-    )
+    value_set_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueSet", serialization_alias="_valueSet")
+    ] = None
     """Extensions and id of `valueSet`."""
 
-    code: Opt[list[Coding]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """What code is expected"""
 
 
@@ -359,60 +360,61 @@ class DataRequirementDateFilter(Element, ChoiceChecked):
         ),
     )
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """A date-valued attribute to filter on"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    search_param: Opt[FhirString] = Field(
-        default=None, validation_alias="searchParam", serialization_alias="searchParam"
-    )
+    search_param: Annotated[
+        Opt[FhirString], Field(validation_alias="searchParam", serialization_alias="searchParam")
+    ] = None
     """A date valued parameter to search on"""
 
-    search_param_ext: Opt[Element] = Field(
-        default=None, validation_alias="_searchParam", serialization_alias="_searchParam"
-    )
+    search_param_ext: Annotated[
+        Opt[Element], Field(validation_alias="_searchParam", serialization_alias="_searchParam")
+    ] = None
     """Extensions and id of `searchParam`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """The value of the filter, as a Period, DateTime, or Duration value"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """The value of the filter, as a Period, DateTime, or Duration value"""
 
-    value_duration: Opt[Duration] = Field(
-        default=None, validation_alias="valueDuration", serialization_alias="valueDuration"
-    )
+    value_duration: Annotated[
+        Opt[Duration], Field(validation_alias="valueDuration", serialization_alias="valueDuration")
+    ] = None
     """The value of the filter, as a Period, DateTime, or Duration value"""
 
 
 class DataRequirementSort(Element):
     """Order of the results"""
 
-    path: FhirString = Field()
+    path: FhirString
     """The name of the attribute to perform the sort"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    direction: Literal["ascending", "descending"] = Field()
+    direction: Literal["ascending", "descending"]
     """ascending | descending"""
 
-    direction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_direction", serialization_alias="_direction"
-    )
+    direction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_direction", serialization_alias="_direction")
+    ] = None
     """Extensions and id of `direction`."""

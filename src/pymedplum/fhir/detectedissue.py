@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DetectedIssueSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class DetectedIssue(DomainResource, ChoiceChecked):
+class DetectedIssue(
+    DomainResource, ChoiceChecked, Searchable["DetectedIssue", "DetectedIssueSearchParams"]
+):
     """Indicates an actual or potential clinical issue with or between one or more active or proposed clinical actions for a patient; e.g."""
 
     __fhir_choice_groups__ = (
@@ -34,106 +38,106 @@ class DetectedIssue(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["DetectedIssue"] = Field(
-        default="DetectedIssue", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DetectedIssue"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DetectedIssue"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique id for the detected issue"""
 
-    status: Literal["preliminary", "final", "entered-in-error", "mitigated"] = Field()
+    status: Literal["preliminary", "final", "entered-in-error", "mitigated"]
     """registered | preliminary | final | amended +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Issue Category, e.g."""
 
-    severity: Opt[Literal["high", "moderate", "low"]] = Field(default=None)
+    severity: Opt[Literal["high", "moderate", "low"]] = None
     """high | moderate | low"""
 
-    severity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_severity", serialization_alias="_severity"
-    )
+    severity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_severity", serialization_alias="_severity")
+    ] = None
     """Extensions and id of `severity`."""
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Associated patient"""
 
-    identified_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="identifiedDateTime",
-        serialization_alias="identifiedDateTime",
-    )
+    identified_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="identifiedDateTime", serialization_alias="identifiedDateTime"),
+    ] = None
     """When identified"""
 
-    identified_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_identifiedDateTime",
-        serialization_alias="_identifiedDateTime",
-    )
+    identified_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_identifiedDateTime", serialization_alias="_identifiedDateTime"),
+    ] = None
     """Extensions and id of `identifiedDateTime`."""
 
-    identified_period: Opt[Period] = Field(
-        default=None, validation_alias="identifiedPeriod", serialization_alias="identifiedPeriod"
-    )
+    identified_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="identifiedPeriod", serialization_alias="identifiedPeriod"),
+    ] = None
     """When identified"""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """The provider or device that identified the issue"""
 
-    implicated: Opt[list[Reference]] = Field(default=None, min_length=1)
+    implicated: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Problem resource"""
 
-    evidence: Opt[list[DetectedIssueEvidence]] = Field(default=None, min_length=1)
+    evidence: Annotated[Opt[list[DetectedIssueEvidence]], Field(min_length=1)] = None
     """Supporting evidence"""
 
-    detail: Opt[FhirString] = Field(default=None)
+    detail: Opt[FhirString] = None
     """Description and context"""
 
-    detail_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detail", serialization_alias="_detail"
-    )
+    detail_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detail", serialization_alias="_detail")
+    ] = None
     """Extensions and id of `detail`."""
 
-    reference: Opt[FhirUri] = Field(default=None)
+    reference: Opt[FhirUri] = None
     """Authority for issue"""
 
-    reference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reference", serialization_alias="_reference"
-    )
+    reference_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reference", serialization_alias="_reference")
+    ] = None
     """Extensions and id of `reference`."""
 
-    mitigation: Opt[list[DetectedIssueMitigation]] = Field(default=None, min_length=1)
+    mitigation: Annotated[Opt[list[DetectedIssueMitigation]], Field(min_length=1)] = None
     """Step taken to address"""
 
 
 class DetectedIssueEvidence(BackboneElement):
     """Supporting evidence"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Manifestation"""
 
-    detail: Opt[list[Reference]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting information"""
 
 
 class DetectedIssueMitigation(BackboneElement):
     """Step taken to address"""
 
-    action: CodeableConcept = Field()
+    action: CodeableConcept
     """What mitigation?"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date committed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Who is committing?"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBase64Binary, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DeviceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -33,236 +35,245 @@ _DEPENDENCIES = (
 )
 
 
-class Device(DomainResource):
+class Device(DomainResource, Searchable["Device", "DeviceSearchParams"]):
     """A type of a manufactured item that is used in the provision of healthcare without being substantially changed through that activity."""
 
-    resource_type: Literal["Device"] = Field(
-        default="Device", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Device"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Device"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Instance identifier"""
 
-    definition: Opt[Reference] = Field(default=None)
+    definition: Opt[Reference] = None
     """The reference to the definition for the device"""
 
-    udi_carrier: Opt[list[DeviceUdiCarrier]] = Field(
-        default=None, validation_alias="udiCarrier", serialization_alias="udiCarrier", min_length=1
-    )
+    udi_carrier: Annotated[
+        Opt[list[DeviceUdiCarrier]],
+        Field(validation_alias="udiCarrier", serialization_alias="udiCarrier", min_length=1),
+    ] = None
     """Unique Device Identifier (UDI) Barcode string"""
 
-    status: Opt[Literal["active", "inactive", "entered-in-error", "unknown"]] = Field(default=None)
+    status: Opt[Literal["active", "inactive", "entered-in-error", "unknown"]] = None
     """active | inactive | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="statusReason",
-        serialization_alias="statusReason",
-        min_length=1,
-    )
+    status_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="statusReason", serialization_alias="statusReason", min_length=1),
+    ] = None
     """online | paused | standby | offline | not-ready | transduc-discon | hw-discon | off"""
 
-    distinct_identifier: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="distinctIdentifier",
-        serialization_alias="distinctIdentifier",
-    )
+    distinct_identifier: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="distinctIdentifier", serialization_alias="distinctIdentifier"),
+    ] = None
     """The distinct identification string"""
 
-    distinct_identifier_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_distinctIdentifier",
-        serialization_alias="_distinctIdentifier",
-    )
+    distinct_identifier_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_distinctIdentifier", serialization_alias="_distinctIdentifier"),
+    ] = None
     """Extensions and id of `distinctIdentifier`."""
 
-    manufacturer: Opt[FhirString] = Field(default=None)
+    manufacturer: Opt[FhirString] = None
     """Name of device manufacturer"""
 
-    manufacturer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_manufacturer", serialization_alias="_manufacturer"
-    )
+    manufacturer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_manufacturer", serialization_alias="_manufacturer")
+    ] = None
     """Extensions and id of `manufacturer`."""
 
-    manufacture_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="manufactureDate", serialization_alias="manufactureDate"
-    )
+    manufacture_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="manufactureDate", serialization_alias="manufactureDate"),
+    ] = None
     """Date when the device was made"""
 
-    manufacture_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_manufactureDate", serialization_alias="_manufactureDate"
-    )
+    manufacture_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_manufactureDate", serialization_alias="_manufactureDate"),
+    ] = None
     """Extensions and id of `manufactureDate`."""
 
-    expiration_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="expirationDate", serialization_alias="expirationDate"
-    )
+    expiration_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="expirationDate", serialization_alias="expirationDate"),
+    ] = None
     """Date and time of expiry of this device (if applicable)"""
 
-    expiration_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expirationDate", serialization_alias="_expirationDate"
-    )
+    expiration_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_expirationDate", serialization_alias="_expirationDate"),
+    ] = None
     """Extensions and id of `expirationDate`."""
 
-    lot_number: Opt[FhirString] = Field(
-        default=None, validation_alias="lotNumber", serialization_alias="lotNumber"
-    )
+    lot_number: Annotated[
+        Opt[FhirString], Field(validation_alias="lotNumber", serialization_alias="lotNumber")
+    ] = None
     """Lot number of manufacture"""
 
-    lot_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lotNumber", serialization_alias="_lotNumber"
-    )
+    lot_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lotNumber", serialization_alias="_lotNumber")
+    ] = None
     """Extensions and id of `lotNumber`."""
 
-    serial_number: Opt[FhirString] = Field(
-        default=None, validation_alias="serialNumber", serialization_alias="serialNumber"
-    )
+    serial_number: Annotated[
+        Opt[FhirString], Field(validation_alias="serialNumber", serialization_alias="serialNumber")
+    ] = None
     """Serial number assigned by the manufacturer"""
 
-    serial_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_serialNumber", serialization_alias="_serialNumber"
-    )
+    serial_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_serialNumber", serialization_alias="_serialNumber")
+    ] = None
     """Extensions and id of `serialNumber`."""
 
-    device_name: Opt[list[DeviceDeviceName]] = Field(
-        default=None, validation_alias="deviceName", serialization_alias="deviceName", min_length=1
-    )
+    device_name: Annotated[
+        Opt[list[DeviceDeviceName]],
+        Field(validation_alias="deviceName", serialization_alias="deviceName", min_length=1),
+    ] = None
     """The name of the device as given by the manufacturer"""
 
-    model_number: Opt[FhirString] = Field(
-        default=None, validation_alias="modelNumber", serialization_alias="modelNumber"
-    )
+    model_number: Annotated[
+        Opt[FhirString], Field(validation_alias="modelNumber", serialization_alias="modelNumber")
+    ] = None
     """The model number for the device"""
 
-    model_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_modelNumber", serialization_alias="_modelNumber"
-    )
+    model_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_modelNumber", serialization_alias="_modelNumber")
+    ] = None
     """Extensions and id of `modelNumber`."""
 
-    part_number: Opt[FhirString] = Field(
-        default=None, validation_alias="partNumber", serialization_alias="partNumber"
-    )
+    part_number: Annotated[
+        Opt[FhirString], Field(validation_alias="partNumber", serialization_alias="partNumber")
+    ] = None
     """The part number of the device"""
 
-    part_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_partNumber", serialization_alias="_partNumber"
-    )
+    part_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_partNumber", serialization_alias="_partNumber")
+    ] = None
     """Extensions and id of `partNumber`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The kind or type of device"""
 
-    specialization: Opt[list[DeviceSpecialization]] = Field(default=None, min_length=1)
+    specialization: Annotated[Opt[list[DeviceSpecialization]], Field(min_length=1)] = None
     """The capabilities supported on a device, the standards to which the device conforms for a particular purpose, and used for the communication"""
 
-    version: Opt[list[DeviceVersion]] = Field(default=None, min_length=1)
+    version: Annotated[Opt[list[DeviceVersion]], Field(min_length=1)] = None
     """The actual design of the device or software version running on the device"""
 
-    property: Opt[list[DeviceProperty]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[DeviceProperty]], Field(min_length=1)] = None
     """The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties"""
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Patient to whom Device is affixed"""
 
-    owner: Opt[Reference] = Field(default=None)
+    owner: Opt[Reference] = None
     """Organization responsible for device"""
 
-    contact: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Details for human/organization for support"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where the device is found"""
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Network address to contact device"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Device notes and comments"""
 
-    safety: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    safety: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Safety Characteristics of Device"""
 
-    parent: Opt[Reference] = Field(default=None)
+    parent: Opt[Reference] = None
     """The parent device"""
 
 
 class DeviceUdiCarrier(BackboneElement):
     """Unique Device Identifier (UDI) Barcode string"""
 
-    device_identifier: Opt[FhirString] = Field(
-        default=None, validation_alias="deviceIdentifier", serialization_alias="deviceIdentifier"
-    )
+    device_identifier: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="deviceIdentifier", serialization_alias="deviceIdentifier"),
+    ] = None
     """Mandatory fixed portion of UDI"""
 
-    device_identifier_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deviceIdentifier", serialization_alias="_deviceIdentifier"
-    )
+    device_identifier_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deviceIdentifier", serialization_alias="_deviceIdentifier"),
+    ] = None
     """Extensions and id of `deviceIdentifier`."""
 
-    issuer: Opt[FhirUri] = Field(default=None)
+    issuer: Opt[FhirUri] = None
     """UDI Issuing Organization"""
 
-    issuer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issuer", serialization_alias="_issuer"
-    )
+    issuer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issuer", serialization_alias="_issuer")
+    ] = None
     """Extensions and id of `issuer`."""
 
-    jurisdiction: Opt[FhirUri] = Field(default=None)
+    jurisdiction: Opt[FhirUri] = None
     """Regional UDI authority"""
 
-    jurisdiction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_jurisdiction", serialization_alias="_jurisdiction"
-    )
+    jurisdiction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_jurisdiction", serialization_alias="_jurisdiction")
+    ] = None
     """Extensions and id of `jurisdiction`."""
 
-    carrier_aidc: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="carrierAIDC", serialization_alias="carrierAIDC"
-    )
+    carrier_aidc: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="carrierAIDC", serialization_alias="carrierAIDC"),
+    ] = None
     """UDI Machine Readable Barcode String"""
 
-    carrier_aidc_ext: Opt[Element] = Field(
-        default=None, validation_alias="_carrierAIDC", serialization_alias="_carrierAIDC"
-    )
+    carrier_aidc_ext: Annotated[
+        Opt[Element], Field(validation_alias="_carrierAIDC", serialization_alias="_carrierAIDC")
+    ] = None
     """Extensions and id of `carrierAIDC`."""
 
-    carrier_hrf: Opt[FhirString] = Field(
-        default=None, validation_alias="carrierHRF", serialization_alias="carrierHRF"
-    )
+    carrier_hrf: Annotated[
+        Opt[FhirString], Field(validation_alias="carrierHRF", serialization_alias="carrierHRF")
+    ] = None
     """UDI Human Readable Barcode String"""
 
-    carrier_hrf_ext: Opt[Element] = Field(
-        default=None, validation_alias="_carrierHRF", serialization_alias="_carrierHRF"
-    )
+    carrier_hrf_ext: Annotated[
+        Opt[Element], Field(validation_alias="_carrierHRF", serialization_alias="_carrierHRF")
+    ] = None
     """Extensions and id of `carrierHRF`."""
 
-    entry_type: Opt[Literal["barcode", "rfid", "manual", "card", "self-reported", "unknown"]] = (
-        Field(default=None, validation_alias="entryType", serialization_alias="entryType")
-    )
+    entry_type: Annotated[
+        Opt[Literal["barcode", "rfid", "manual", "card", "self-reported", "unknown"]],
+        Field(validation_alias="entryType", serialization_alias="entryType"),
+    ] = None
     """barcode | rfid | manual +"""
 
-    entry_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_entryType", serialization_alias="_entryType"
-    )
+    entry_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_entryType", serialization_alias="_entryType")
+    ] = None
     """Extensions and id of `entryType`."""
 
 
 class DeviceDeviceName(BackboneElement):
     """The name of the device as given by the manufacturer"""
 
-    name: FhirString = Field()
+    name: FhirString
     """The name of the device"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
     type: Literal[
@@ -272,65 +283,64 @@ class DeviceDeviceName(BackboneElement):
         "manufacturer-name",
         "model-name",
         "other",
-    ] = Field()
+    ]
     """udi-label-name | user-friendly-name | patient-reported-name | manufacturer-name | model-name | other"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
 
 class DeviceSpecialization(BackboneElement):
     """The capabilities supported on a device, the standards to which the device conforms for a particular purpose, and used for the communication"""
 
-    system_type: CodeableConcept = Field(
-        validation_alias="systemType", serialization_alias="systemType"
-    )
+    system_type: Annotated[
+        CodeableConcept, Field(validation_alias="systemType", serialization_alias="systemType")
+    ]
     """The standard that is used to operate and communicate"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """The version of the standard that is used to operate and communicate"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
 
 class DeviceVersion(BackboneElement):
     """The actual design of the device or software version running on the device"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The type of the device version"""
 
-    component: Opt[Identifier] = Field(default=None)
+    component: Opt[Identifier] = None
     """A single component of the device version"""
 
-    value: FhirString = Field()
+    value: FhirString
     """The version text"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class DeviceProperty(BackboneElement):
     """The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Code that specifies the property DeviceDefinitionPropetyCode (Extensible)"""
 
-    value_quantity: Opt[list[Quantity]] = Field(
-        default=None,
-        validation_alias="valueQuantity",
-        serialization_alias="valueQuantity",
-        min_length=1,
-    )
+    value_quantity: Annotated[
+        Opt[list[Quantity]],
+        Field(validation_alias="valueQuantity", serialization_alias="valueQuantity", min_length=1),
+    ] = None
     """Property value as a quantity"""
 
-    value_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode", min_length=1
-    )
+    value_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="valueCode", serialization_alias="valueCode", min_length=1),
+    ] = None
     """Property value as a code, e.g., NTP4 (synced to NTP)"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirId, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DeviceDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -39,7 +41,9 @@ _DEPENDENCIES = (
 )
 
 
-class DeviceDefinition(DomainResource, ChoiceChecked):
+class DeviceDefinition(
+    DomainResource, ChoiceChecked, Searchable["DeviceDefinition", "DeviceDefinitionSearchParams"]
+):
     """The characteristics, operational status and capabilities of a medical-related component of a medical device."""
 
     __fhir_choice_groups__ = (
@@ -50,191 +54,199 @@ class DeviceDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["DeviceDefinition"] = Field(
-        default="DeviceDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DeviceDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DeviceDefinition"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Instance identifier"""
 
-    udi_device_identifier: Opt[list[DeviceDefinitionUdiDeviceIdentifier]] = Field(
-        default=None,
-        validation_alias="udiDeviceIdentifier",
-        serialization_alias="udiDeviceIdentifier",
-        min_length=1,
-    )
+    udi_device_identifier: Annotated[
+        Opt[list[DeviceDefinitionUdiDeviceIdentifier]],
+        Field(
+            validation_alias="udiDeviceIdentifier",
+            serialization_alias="udiDeviceIdentifier",
+            min_length=1,
+        ),
+    ] = None
     """Unique Device Identifier (UDI) Barcode string"""
 
-    manufacturer_string: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="manufacturerString",
-        serialization_alias="manufacturerString",
-    )
+    manufacturer_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="manufacturerString", serialization_alias="manufacturerString"),
+    ] = None
     """Name of device manufacturer"""
 
-    manufacturer_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_manufacturerString",
-        serialization_alias="_manufacturerString",
-    )
+    manufacturer_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_manufacturerString", serialization_alias="_manufacturerString"),
+    ] = None
     """Extensions and id of `manufacturerString`."""
 
-    manufacturer_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="manufacturerReference",
-        serialization_alias="manufacturerReference",
-    )
+    manufacturer_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="manufacturerReference", serialization_alias="manufacturerReference"
+        ),
+    ] = None
     """Name of device manufacturer"""
 
-    device_name: Opt[list[DeviceDefinitionDeviceName]] = Field(
-        default=None, validation_alias="deviceName", serialization_alias="deviceName", min_length=1
-    )
+    device_name: Annotated[
+        Opt[list[DeviceDefinitionDeviceName]],
+        Field(validation_alias="deviceName", serialization_alias="deviceName", min_length=1),
+    ] = None
     """A name given to the device to identify it"""
 
-    model_number: Opt[FhirString] = Field(
-        default=None, validation_alias="modelNumber", serialization_alias="modelNumber"
-    )
+    model_number: Annotated[
+        Opt[FhirString], Field(validation_alias="modelNumber", serialization_alias="modelNumber")
+    ] = None
     """The model number for the device"""
 
-    model_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_modelNumber", serialization_alias="_modelNumber"
-    )
+    model_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_modelNumber", serialization_alias="_modelNumber")
+    ] = None
     """Extensions and id of `modelNumber`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """What kind of device or device system this is"""
 
-    specialization: Opt[list[DeviceDefinitionSpecialization]] = Field(default=None, min_length=1)
+    specialization: Annotated[Opt[list[DeviceDefinitionSpecialization]], Field(min_length=1)] = None
     """The capabilities supported on a device, the standards to which the device conforms for a particular purpose, and used for the communication"""
 
-    version: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    version: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Available versions"""
 
-    version_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version", min_length=1
-    )
+    version_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_version", serialization_alias="_version", min_length=1),
+    ] = None
     """Extensions and id of `version`."""
 
-    safety: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    safety: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Safety characteristics of the device"""
 
-    shelf_life_storage: Opt[list[ProductShelfLife]] = Field(
-        default=None,
-        validation_alias="shelfLifeStorage",
-        serialization_alias="shelfLifeStorage",
-        min_length=1,
-    )
+    shelf_life_storage: Annotated[
+        Opt[list[ProductShelfLife]],
+        Field(
+            validation_alias="shelfLifeStorage",
+            serialization_alias="shelfLifeStorage",
+            min_length=1,
+        ),
+    ] = None
     """Shelf Life and storage information"""
 
-    physical_characteristics: Opt[ProdCharacteristic] = Field(
-        default=None,
-        validation_alias="physicalCharacteristics",
-        serialization_alias="physicalCharacteristics",
-    )
+    physical_characteristics: Annotated[
+        Opt[ProdCharacteristic],
+        Field(
+            validation_alias="physicalCharacteristics",
+            serialization_alias="physicalCharacteristics",
+        ),
+    ] = None
     """Dimensions, color etc."""
 
-    language_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="languageCode",
-        serialization_alias="languageCode",
-        min_length=1,
-    )
+    language_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="languageCode", serialization_alias="languageCode", min_length=1),
+    ] = None
     """Language code for the human-readable text strings produced by the device (all supported)"""
 
-    capability: Opt[list[DeviceDefinitionCapability]] = Field(default=None, min_length=1)
+    capability: Annotated[Opt[list[DeviceDefinitionCapability]], Field(min_length=1)] = None
     """Device capabilities"""
 
-    property: Opt[list[DeviceDefinitionProperty]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[DeviceDefinitionProperty]], Field(min_length=1)] = None
     """The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties"""
 
-    owner: Opt[Reference] = Field(default=None)
+    owner: Opt[Reference] = None
     """Organization responsible for device"""
 
-    contact: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Details for human/organization for support"""
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Network address to contact device"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    online_information: Opt[FhirUri] = Field(
-        default=None, validation_alias="onlineInformation", serialization_alias="onlineInformation"
-    )
+    online_information: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="onlineInformation", serialization_alias="onlineInformation"),
+    ] = None
     """Access to on-line information"""
 
-    online_information_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_onlineInformation",
-        serialization_alias="_onlineInformation",
-    )
+    online_information_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_onlineInformation", serialization_alias="_onlineInformation"),
+    ] = None
     """Extensions and id of `onlineInformation`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Device notes and comments"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """The quantity of the device present in the packaging (e.g."""
 
-    parent_device: Opt[Reference] = Field(
-        default=None, validation_alias="parentDevice", serialization_alias="parentDevice"
-    )
+    parent_device: Annotated[
+        Opt[Reference], Field(validation_alias="parentDevice", serialization_alias="parentDevice")
+    ] = None
     """The parent device it can be part of"""
 
-    material: Opt[list[DeviceDefinitionMaterial]] = Field(default=None, min_length=1)
+    material: Annotated[Opt[list[DeviceDefinitionMaterial]], Field(min_length=1)] = None
     """A substance used to create the material(s) of which the device is made"""
 
-    classification: Opt[list[DeviceDefinitionClassification]] = Field(default=None, min_length=1)
+    classification: Annotated[Opt[list[DeviceDefinitionClassification]], Field(min_length=1)] = None
     """What kind of device or device system this is"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Target body site"""
 
 
 class DeviceDefinitionUdiDeviceIdentifier(BackboneElement):
     """Unique Device Identifier (UDI) Barcode string"""
 
-    device_identifier: FhirString = Field(
-        validation_alias="deviceIdentifier", serialization_alias="deviceIdentifier"
-    )
+    device_identifier: Annotated[
+        FhirString,
+        Field(validation_alias="deviceIdentifier", serialization_alias="deviceIdentifier"),
+    ]
     """The identifier that is to be associated with every Device that references this DeviceDefintiion for the issuer and jurisdication porvided in the DeviceDefinition.udiDeviceIdentifier"""
 
-    device_identifier_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deviceIdentifier", serialization_alias="_deviceIdentifier"
-    )
+    device_identifier_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deviceIdentifier", serialization_alias="_deviceIdentifier"),
+    ] = None
     """Extensions and id of `deviceIdentifier`."""
 
-    issuer: FhirUri = Field()
+    issuer: FhirUri
     """The organization that assigns the identifier algorithm"""
 
-    issuer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issuer", serialization_alias="_issuer"
-    )
+    issuer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issuer", serialization_alias="_issuer")
+    ] = None
     """Extensions and id of `issuer`."""
 
-    jurisdiction: FhirUri = Field()
+    jurisdiction: FhirUri
     """The jurisdiction to which the deviceIdentifier applies"""
 
-    jurisdiction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_jurisdiction", serialization_alias="_jurisdiction"
-    )
+    jurisdiction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_jurisdiction", serialization_alias="_jurisdiction")
+    ] = None
     """Extensions and id of `jurisdiction`."""
 
 
 class DeviceDefinitionDeviceName(BackboneElement):
     """A name given to the device to identify it"""
 
-    name: FhirString = Field()
+    name: FhirString
     """The name of the device"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
     type: Literal[
@@ -244,105 +256,104 @@ class DeviceDefinitionDeviceName(BackboneElement):
         "manufacturer-name",
         "model-name",
         "other",
-    ] = Field()
+    ]
     """udi-label-name | user-friendly-name | patient-reported-name | manufacturer-name | model-name | other"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
 
 class DeviceDefinitionSpecialization(BackboneElement):
     """The capabilities supported on a device, the standards to which the device conforms for a particular purpose, and used for the communication"""
 
-    system_type: FhirString = Field(validation_alias="systemType", serialization_alias="systemType")
+    system_type: Annotated[
+        FhirString, Field(validation_alias="systemType", serialization_alias="systemType")
+    ]
     """The standard that is used to operate and communicate"""
 
-    system_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_systemType", serialization_alias="_systemType"
-    )
+    system_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_systemType", serialization_alias="_systemType")
+    ] = None
     """Extensions and id of `systemType`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """The version of the standard that is used to operate and communicate"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
 
 class DeviceDefinitionCapability(BackboneElement):
     """Device capabilities"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of capability"""
 
-    description: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    description: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Description of capability"""
 
 
 class DeviceDefinitionProperty(BackboneElement):
     """The actual configuration settings of a device as it actually operates, e.g., regulation status, time properties"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Code that specifies the property DeviceDefinitionPropetyCode (Extensible)"""
 
-    value_quantity: Opt[list[Quantity]] = Field(
-        default=None,
-        validation_alias="valueQuantity",
-        serialization_alias="valueQuantity",
-        min_length=1,
-    )
+    value_quantity: Annotated[
+        Opt[list[Quantity]],
+        Field(validation_alias="valueQuantity", serialization_alias="valueQuantity", min_length=1),
+    ] = None
     """Property value as a quantity"""
 
-    value_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode", min_length=1
-    )
+    value_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="valueCode", serialization_alias="valueCode", min_length=1),
+    ] = None
     """Property value as a code, e.g., NTP4 (synced to NTP)"""
 
 
 class DeviceDefinitionMaterial(BackboneElement):
     """A substance used to create the material(s) of which the device is made"""
 
-    substance: CodeableConcept = Field()
+    substance: CodeableConcept
     """The substance"""
 
-    alternate: Opt[FhirBoolean] = Field(default=None)
+    alternate: Opt[FhirBoolean] = None
     """Indicates an alternative material of the device"""
 
-    alternate_ext: Opt[Element] = Field(
-        default=None, validation_alias="_alternate", serialization_alias="_alternate"
-    )
+    alternate_ext: Annotated[
+        Opt[Element], Field(validation_alias="_alternate", serialization_alias="_alternate")
+    ] = None
     """Extensions and id of `alternate`."""
 
-    allergenic_indicator: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="allergenicIndicator",
-        serialization_alias="allergenicIndicator",
-    )
+    allergenic_indicator: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="allergenicIndicator", serialization_alias="allergenicIndicator"),
+    ] = None
     """Whether the substance is a known or suspected allergen"""
 
-    allergenic_indicator_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_allergenicIndicator",
-        serialization_alias="_allergenicIndicator",
-    )
+    allergenic_indicator_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_allergenicIndicator", serialization_alias="_allergenicIndicator"),
+    ] = None
     """Extensions and id of `allergenicIndicator`."""
 
 
 class DeviceDefinitionClassification(BackboneElement):
     """What kind of device or device system this is"""
 
-    id: Opt[FhirId] = Field(default=None)
+    id: Opt[FhirId] = None
     """Unique id for inter-element referencing"""
 
-    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    id_ext: Annotated[Opt[Element], Field(validation_alias="_id", serialization_alias="_id")] = None
     """Extensions and id of `id`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """A classification or risk class of the device model"""
 
-    justification: Opt[list[RelatedArtifact]] = Field(default=None, min_length=1)
+    justification: Annotated[Opt[list[RelatedArtifact]], Field(min_length=1)] = None
     """Further information qualifying this classification of the device model"""

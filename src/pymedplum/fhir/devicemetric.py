@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInstant
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DeviceMetricSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,92 +25,94 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference", "Timing")
 
 
-class DeviceMetric(DomainResource):
+class DeviceMetric(DomainResource, Searchable["DeviceMetric", "DeviceMetricSearchParams"]):
     """Describes a measurement, calculation or setting capability of a medical device."""
 
-    resource_type: Literal["DeviceMetric"] = Field(
-        default="DeviceMetric", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DeviceMetric"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DeviceMetric"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Instance identifier"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Identity of metric, for example Heart Rate or PEEP Setting"""
 
-    unit: Opt[CodeableConcept] = Field(default=None)
+    unit: Opt[CodeableConcept] = None
     """Unit of Measure for the Metric"""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """Describes the link to the source Device"""
 
-    parent: Opt[Reference] = Field(default=None)
+    parent: Opt[Reference] = None
     """Describes the link to the parent Device"""
 
-    operational_status: Opt[Literal["on", "off", "standby", "entered-in-error"]] = Field(
-        default=None, validation_alias="operationalStatus", serialization_alias="operationalStatus"
-    )
+    operational_status: Annotated[
+        Opt[Literal["on", "off", "standby", "entered-in-error"]],
+        Field(validation_alias="operationalStatus", serialization_alias="operationalStatus"),
+    ] = None
     """on | off | standby | entered-in-error"""
 
-    operational_status_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_operationalStatus",
-        serialization_alias="_operationalStatus",
-    )
+    operational_status_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_operationalStatus", serialization_alias="_operationalStatus"),
+    ] = None
     """Extensions and id of `operationalStatus`."""
 
     color: Opt[Literal["black", "red", "green", "yellow", "blue", "magenta", "cyan", "white"]] = (
-        Field(default=None)
+        None
     )
     """black | red | green | yellow | blue | magenta | cyan | white"""
 
-    color_ext: Opt[Element] = Field(
-        default=None, validation_alias="_color", serialization_alias="_color"
-    )
+    color_ext: Annotated[
+        Opt[Element], Field(validation_alias="_color", serialization_alias="_color")
+    ] = None
     """Extensions and id of `color`."""
 
-    category: Literal["measurement", "setting", "calculation", "unspecified"] = Field()
+    category: Literal["measurement", "setting", "calculation", "unspecified"]
     """measurement | setting | calculation | unspecified"""
 
-    category_ext: Opt[Element] = Field(
-        default=None, validation_alias="_category", serialization_alias="_category"
-    )
+    category_ext: Annotated[
+        Opt[Element], Field(validation_alias="_category", serialization_alias="_category")
+    ] = None
     """Extensions and id of `category`."""
 
-    measurement_period: Opt[Timing] = Field(
-        default=None, validation_alias="measurementPeriod", serialization_alias="measurementPeriod"
-    )
+    measurement_period: Annotated[
+        Opt[Timing],
+        Field(validation_alias="measurementPeriod", serialization_alias="measurementPeriod"),
+    ] = None
     """Describes the measurement repetition time"""
 
-    calibration: Opt[list[DeviceMetricCalibration]] = Field(default=None, min_length=1)
+    calibration: Annotated[Opt[list[DeviceMetricCalibration]], Field(min_length=1)] = None
     """Describes the calibrations that have been performed or that are required to be performed"""
 
 
 class DeviceMetricCalibration(BackboneElement):
     """Describes the calibrations that have been performed or that are required to be performed"""
 
-    type: Opt[Literal["unspecified", "offset", "gain", "two-point"]] = Field(default=None)
+    type: Opt[Literal["unspecified", "offset", "gain", "two-point"]] = None
     """unspecified | offset | gain | two-point"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
     state: Opt[Literal["not-calibrated", "calibration-required", "calibrated", "unspecified"]] = (
-        Field(default=None)
+        None
     )
     """not-calibrated | calibration-required | calibrated | unspecified"""
 
-    state_ext: Opt[Element] = Field(
-        default=None, validation_alias="_state", serialization_alias="_state"
-    )
+    state_ext: Annotated[
+        Opt[Element], Field(validation_alias="_state", serialization_alias="_state")
+    ] = None
     """Extensions and id of `state`."""
 
-    time: Opt[FhirInstant] = Field(default=None)
+    time: Opt[FhirInstant] = None
     """Describes the time last calibration has been performed"""
 
-    time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_time", serialization_alias="_time"
-    )
+    time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_time", serialization_alias="_time")
+    ] = None
     """Extensions and id of `time`."""

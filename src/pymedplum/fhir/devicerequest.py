@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCanonical, FhirDateTime, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DeviceRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -37,7 +39,9 @@ _DEPENDENCIES = (
 )
 
 
-class DeviceRequest(DomainResource, ChoiceChecked):
+class DeviceRequest(
+    DomainResource, ChoiceChecked, Searchable["DeviceRequest", "DeviceRequestSearchParams"]
+):
     """Represents a request for a patient to employ a medical device."""
 
     __fhir_choice_groups__ = (
@@ -57,71 +61,78 @@ class DeviceRequest(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["DeviceRequest"] = Field(
-        default="DeviceRequest", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DeviceRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DeviceRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Request identifier"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """What request fulfills"""
 
-    prior_request: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="priorRequest",
-        serialization_alias="priorRequest",
-        min_length=1,
-    )
+    prior_request: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="priorRequest", serialization_alias="priorRequest", min_length=1),
+    ] = None
     """What request replaces"""
 
-    group_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="groupIdentifier", serialization_alias="groupIdentifier"
-    )
+    group_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="groupIdentifier", serialization_alias="groupIdentifier"),
+    ] = None
     """Identifier of composite request"""
 
     status: Opt[
         Literal["draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"]
-    ] = Field(default=None)
+    ] = None
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
     intent: Literal[
@@ -134,121 +145,122 @@ class DeviceRequest(DomainResource, ChoiceChecked):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """proposal | plan | directive | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    code_reference: Opt[Reference] = Field(
-        default=None, validation_alias="codeReference", serialization_alias="codeReference"
-    )
+    code_reference: Annotated[
+        Opt[Reference], Field(validation_alias="codeReference", serialization_alias="codeReference")
+    ] = None
     """Device requested"""
 
-    code_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="codeCodeableConcept",
-        serialization_alias="codeCodeableConcept",
-    )
+    code_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="codeCodeableConcept", serialization_alias="codeCodeableConcept"),
+    ] = None
     """Device requested"""
 
-    parameter: Opt[list[DeviceRequestParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[DeviceRequestParameter]], Field(min_length=1)] = None
     """Device details"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Focus of request"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter motivating request"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """Desired time or schedule for use"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """Desired time or schedule for use"""
 
-    occurrence_timing: Opt[Timing] = Field(
-        default=None, validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"
-    )
+    occurrence_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"),
+    ] = None
     """Desired time or schedule for use"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """When recorded"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    requester: Opt[Reference] = Field(default=None)
+    requester: Opt[Reference] = None
     """Who/what is requesting diagnostics"""
 
-    performer_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="performerType", serialization_alias="performerType"
-    )
+    performer_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="performerType", serialization_alias="performerType"),
+    ] = None
     """Filler role"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Requested Filler"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Coded Reason for request"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Linked Reason for request"""
 
-    insurance: Opt[list[Reference]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Associated insurance coverage"""
 
-    supporting_info: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Additional clinical information"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Notes or comments"""
 
-    relevant_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="relevantHistory",
-        serialization_alias="relevantHistory",
-        min_length=1,
-    )
+    relevant_history: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="relevantHistory", serialization_alias="relevantHistory", min_length=1
+        ),
+    ] = None
     """Request provenance"""
 
 
@@ -268,32 +280,31 @@ class DeviceRequestParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Device detail"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Value of detail"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Value of detail"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Value of detail"""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value of detail"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DeviceUseStatementSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -32,7 +34,11 @@ _DEPENDENCIES = (
 )
 
 
-class DeviceUseStatement(DomainResource, ChoiceChecked):
+class DeviceUseStatement(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["DeviceUseStatement", "DeviceUseStatementSearchParams"],
+):
     """A record of a device being used by a patient where the record is the result of a report from the patient or another clinician."""
 
     __fhir_choice_groups__ = (
@@ -43,94 +49,93 @@ class DeviceUseStatement(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["DeviceUseStatement"] = Field(
-        default="DeviceUseStatement",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DeviceUseStatement"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DeviceUseStatement"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifier for this record"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills plan, proposal or order"""
 
-    status: Literal["active", "completed", "entered-in-error", "intended", "stopped", "on-hold"] = (
-        Field()
-    )
+    status: Literal["active", "completed", "entered-in-error", "intended", "stopped", "on-hold"]
     """active | completed | entered-in-error +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    subject: Reference = Field()
+    subject: Reference
     """Patient using device"""
 
-    derived_from: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="derivedFrom",
-        serialization_alias="derivedFrom",
-        min_length=1,
-    )
+    derived_from: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="derivedFrom", serialization_alias="derivedFrom", min_length=1),
+    ] = None
     """Supporting information"""
 
-    timing_timing: Opt[Timing] = Field(
-        default=None, validation_alias="timingTiming", serialization_alias="timingTiming"
-    )
+    timing_timing: Annotated[
+        Opt[Timing], Field(validation_alias="timingTiming", serialization_alias="timingTiming")
+    ] = None
     """How often the device was used"""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """How often the device was used"""
 
-    timing_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timingDateTime", serialization_alias="timingDateTime"
-    )
+    timing_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timingDateTime", serialization_alias="timingDateTime"),
+    ] = None
     """How often the device was used"""
 
-    timing_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDateTime", serialization_alias="_timingDateTime"
-    )
+    timing_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_timingDateTime", serialization_alias="_timingDateTime"),
+    ] = None
     """Extensions and id of `timingDateTime`."""
 
-    recorded_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="recordedOn", serialization_alias="recordedOn"
-    )
+    recorded_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="recordedOn", serialization_alias="recordedOn")
+    ] = None
     """When statement was recorded"""
 
-    recorded_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recordedOn", serialization_alias="_recordedOn"
-    )
+    recorded_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recordedOn", serialization_alias="_recordedOn")
+    ] = None
     """Extensions and id of `recordedOn`."""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """Who made the statement"""
 
-    device: Reference = Field()
+    device: Reference
     """Reference to device used"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why device was used"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why was DeviceUseStatement performed?"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Target body site"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Addition details (comments, instructions)"""

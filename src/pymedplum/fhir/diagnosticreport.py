@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirInstant, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DiagnosticReportSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -24,7 +26,9 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class DiagnosticReport(DomainResource, ChoiceChecked):
+class DiagnosticReport(
+    DomainResource, ChoiceChecked, Searchable["DiagnosticReport", "DiagnosticReportSearchParams"]
+):
     """The findings and interpretation of diagnostic tests performed on patients, groups of patients, devices, and locations, and/or specimens derived from these."""
 
     __fhir_choice_groups__ = (
@@ -35,18 +39,18 @@ class DiagnosticReport(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["DiagnosticReport"] = Field(
-        default="DiagnosticReport",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DiagnosticReport"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DiagnosticReport"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier for report"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """What was requested"""
 
     status: Literal[
@@ -60,114 +64,113 @@ class DiagnosticReport(DomainResource, ChoiceChecked):
         "cancelled",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """registered | partial | preliminary | final +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service category"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Name/Code for this diagnostic report"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """The subject of the report - usually, but not always, the patient"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Health care event when test ordered"""
 
-    effective_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"
-    )
+    effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"),
+    ] = None
     """Clinically relevant time/time-period for report"""
 
-    effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_effectiveDateTime",
-        serialization_alias="_effectiveDateTime",
-    )
+    effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveDateTime", serialization_alias="_effectiveDateTime"),
+    ] = None
     """Extensions and id of `effectiveDateTime`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """Clinically relevant time/time-period for report"""
 
-    issued: Opt[FhirInstant] = Field(default=None)
+    issued: Opt[FhirInstant] = None
     """DateTime this version was made"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    performer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Responsible Diagnostic Service"""
 
-    results_interpreter: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="resultsInterpreter",
-        serialization_alias="resultsInterpreter",
-        min_length=1,
-    )
+    results_interpreter: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="resultsInterpreter",
+            serialization_alias="resultsInterpreter",
+            min_length=1,
+        ),
+    ] = None
     """Primary result interpreter"""
 
-    specimen: Opt[list[Reference]] = Field(default=None, min_length=1)
+    specimen: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Specimens this report is based on"""
 
-    result: Opt[list[Reference]] = Field(default=None, min_length=1)
+    result: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Observations"""
 
-    imaging_study: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="imagingStudy",
-        serialization_alias="imagingStudy",
-        min_length=1,
-    )
+    imaging_study: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="imagingStudy", serialization_alias="imagingStudy", min_length=1),
+    ] = None
     """Reference to full details of imaging associated with the diagnostic report"""
 
-    media: Opt[list[DiagnosticReportMedia]] = Field(default=None, min_length=1)
+    media: Annotated[Opt[list[DiagnosticReportMedia]], Field(min_length=1)] = None
     """Key images associated with this report"""
 
-    conclusion: Opt[FhirString] = Field(default=None)
+    conclusion: Opt[FhirString] = None
     """Clinical conclusion (interpretation) of test results"""
 
-    conclusion_ext: Opt[Element] = Field(
-        default=None, validation_alias="_conclusion", serialization_alias="_conclusion"
-    )
+    conclusion_ext: Annotated[
+        Opt[Element], Field(validation_alias="_conclusion", serialization_alias="_conclusion")
+    ] = None
     """Extensions and id of `conclusion`."""
 
-    conclusion_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="conclusionCode",
-        serialization_alias="conclusionCode",
-        min_length=1,
-    )
+    conclusion_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="conclusionCode", serialization_alias="conclusionCode", min_length=1
+        ),
+    ] = None
     """Codes for the clinical conclusion of test results"""
 
-    presented_form: Opt[list[Attachment]] = Field(
-        default=None,
-        validation_alias="presentedForm",
-        serialization_alias="presentedForm",
-        min_length=1,
-    )
+    presented_form: Annotated[
+        Opt[list[Attachment]],
+        Field(validation_alias="presentedForm", serialization_alias="presentedForm", min_length=1),
+    ] = None
     """Entire report as issued"""
 
 
 class DiagnosticReportMedia(BackboneElement):
     """Key images associated with this report"""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Comment about the image (e.g."""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    link: Reference = Field()
+    link: Reference
     """Reference to the image source"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirCode, FhirId, FhirString, FhirUnsignedInt
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DicomInstanceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -19,123 +21,135 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class DicomInstance(DomainResource):
+class DicomInstance(DomainResource, Searchable["DicomInstance", "DicomInstanceSearchParams"]):
     """Definition of a DICOM instance, which represents a single DICOM image and related metadata that are part of a DICOM series."""
 
-    resource_type: Literal["DicomInstance"] = Field(
-        default="DicomInstance", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DicomInstance"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DicomInstance"
 
-    study: Reference = Field()
+    study: Reference
     """The study that this DICOM instance belongs to."""
 
-    series: Reference = Field()
+    series: Reference
     """The series that this DICOM instance belongs to."""
 
-    sop_class_uid: FhirId = Field(validation_alias="sopClassUid", serialization_alias="sopClassUid")
+    sop_class_uid: Annotated[
+        FhirId, Field(validation_alias="sopClassUid", serialization_alias="sopClassUid")
+    ]
     """SOP Class UID"""
 
-    sop_class_uid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sopClassUid", serialization_alias="_sopClassUid"
-    )
+    sop_class_uid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sopClassUid", serialization_alias="_sopClassUid")
+    ] = None
     """Extensions and id of `sopClassUid`."""
 
-    sop_instance_uid: FhirId = Field(
-        validation_alias="sopInstanceUid", serialization_alias="sopInstanceUid"
-    )
+    sop_instance_uid: Annotated[
+        FhirId, Field(validation_alias="sopInstanceUid", serialization_alias="sopInstanceUid")
+    ]
     """SOP Instance UID"""
 
-    sop_instance_uid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sopInstanceUid", serialization_alias="_sopInstanceUid"
-    )
+    sop_instance_uid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_sopInstanceUid", serialization_alias="_sopInstanceUid"),
+    ] = None
     """Extensions and id of `sopInstanceUid`."""
 
-    instance_availability: Opt[FhirCode] = Field(
-        default=None,
-        validation_alias="instanceAvailability",
-        serialization_alias="instanceAvailability",
-    )
+    instance_availability: Annotated[
+        Opt[FhirCode],
+        Field(validation_alias="instanceAvailability", serialization_alias="instanceAvailability"),
+    ] = None
     """Instance Availability"""
 
-    instance_availability_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_instanceAvailability",
-        serialization_alias="_instanceAvailability",
-    )
+    instance_availability_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_instanceAvailability", serialization_alias="_instanceAvailability"
+        ),
+    ] = None
     """Extensions and id of `instanceAvailability`."""
 
-    timezone_offset_from_utc: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="timezoneOffsetFromUtc",
-        serialization_alias="timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="timezoneOffsetFromUtc", serialization_alias="timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Timezone Offset From UTC"""
 
-    timezone_offset_from_utc_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_timezoneOffsetFromUtc",
-        serialization_alias="_timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_timezoneOffsetFromUtc", serialization_alias="_timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Extensions and id of `timezoneOffsetFromUtc`."""
 
-    instance_number: Opt[FhirString] = Field(
-        default=None, validation_alias="instanceNumber", serialization_alias="instanceNumber"
-    )
+    instance_number: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="instanceNumber", serialization_alias="instanceNumber"),
+    ] = None
     """Instance Number"""
 
-    instance_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instanceNumber", serialization_alias="_instanceNumber"
-    )
+    instance_number_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_instanceNumber", serialization_alias="_instanceNumber"),
+    ] = None
     """Extensions and id of `instanceNumber`."""
 
-    rows: Opt[FhirUnsignedInt] = Field(default=None)
+    rows: Opt[FhirUnsignedInt] = None
     """Rows"""
 
-    rows_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rows", serialization_alias="_rows"
-    )
+    rows_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rows", serialization_alias="_rows")
+    ] = None
     """Extensions and id of `rows`."""
 
-    columns: Opt[FhirUnsignedInt] = Field(default=None)
+    columns: Opt[FhirUnsignedInt] = None
     """Columns"""
 
-    columns_ext: Opt[Element] = Field(
-        default=None, validation_alias="_columns", serialization_alias="_columns"
-    )
+    columns_ext: Annotated[
+        Opt[Element], Field(validation_alias="_columns", serialization_alias="_columns")
+    ] = None
     """Extensions and id of `columns`."""
 
-    bits_allocated: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="bitsAllocated", serialization_alias="bitsAllocated"
-    )
+    bits_allocated: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="bitsAllocated", serialization_alias="bitsAllocated"),
+    ] = None
     """Bits Allocated"""
 
-    bits_allocated_ext: Opt[Element] = Field(
-        default=None, validation_alias="_bitsAllocated", serialization_alias="_bitsAllocated"
-    )
+    bits_allocated_ext: Annotated[
+        Opt[Element], Field(validation_alias="_bitsAllocated", serialization_alias="_bitsAllocated")
+    ] = None
     """Extensions and id of `bitsAllocated`."""
 
-    number_of_frames: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="numberOfFrames", serialization_alias="numberOfFrames"
-    )
+    number_of_frames: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="numberOfFrames", serialization_alias="numberOfFrames"),
+    ] = None
     """Number of Frames"""
 
-    number_of_frames_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfFrames", serialization_alias="_numberOfFrames"
-    )
+    number_of_frames_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfFrames", serialization_alias="_numberOfFrames"),
+    ] = None
     """Extensions and id of `numberOfFrames`."""
 
-    metadata: FhirString = Field()
+    metadata: FhirString
     """The DICOM metadata of the instance, typically stored as a JSON string containing the DICOM tags and their values."""
 
-    metadata_ext: Opt[Element] = Field(
-        default=None, validation_alias="_metadata", serialization_alias="_metadata"
-    )
+    metadata_ext: Annotated[
+        Opt[Element], Field(validation_alias="_metadata", serialization_alias="_metadata")
+    ] = None
     """Extensions and id of `metadata`."""
 
-    raw: Reference = Field()
+    raw: Reference
     """The raw binary data of the DICOM instance, typically stored as a reference to a Binary resource containing the DICOM file."""
 
-    pixel_data: Opt[list[Reference]] = Field(
-        default=None, validation_alias="pixelData", serialization_alias="pixelData", min_length=1
-    )
+    pixel_data: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="pixelData", serialization_alias="pixelData", min_length=1),
+    ] = None
     """The pixel data of the DICOM instance, typically stored as a reference to a Binary resource containing the pixel data."""

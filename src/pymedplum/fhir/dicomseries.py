@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
     FhirUnsignedInt,
 )
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DicomSeriesSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -26,138 +28,156 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class DicomSeries(DomainResource):
+class DicomSeries(DomainResource, Searchable["DicomSeries", "DicomSeriesSearchParams"]):
     """Definition of a DICOM series, which represents a collection of DICOM images and related metadata that are part of a DICOM study."""
 
-    resource_type: Literal["DicomSeries"] = Field(
-        default="DicomSeries", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DicomSeries"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DicomSeries"
 
-    study: Reference = Field()
+    study: Reference
     """The study that this DICOM series belongs to."""
 
-    series_instance_uid: FhirId = Field(
-        validation_alias="seriesInstanceUid", serialization_alias="seriesInstanceUid"
-    )
+    series_instance_uid: Annotated[
+        FhirId, Field(validation_alias="seriesInstanceUid", serialization_alias="seriesInstanceUid")
+    ]
     """Series Instance UID"""
 
-    series_instance_uid_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesInstanceUid",
-        serialization_alias="_seriesInstanceUid",
-    )
+    series_instance_uid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_seriesInstanceUid", serialization_alias="_seriesInstanceUid"),
+    ] = None
     """Extensions and id of `seriesInstanceUid`."""
 
-    series_number: Opt[FhirString] = Field(
-        default=None, validation_alias="seriesNumber", serialization_alias="seriesNumber"
-    )
+    series_number: Annotated[
+        Opt[FhirString], Field(validation_alias="seriesNumber", serialization_alias="seriesNumber")
+    ] = None
     """Series Number"""
 
-    series_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_seriesNumber", serialization_alias="_seriesNumber"
-    )
+    series_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_seriesNumber", serialization_alias="_seriesNumber")
+    ] = None
     """Extensions and id of `seriesNumber`."""
 
-    modality: Opt[FhirCode] = Field(default=None)
+    modality: Opt[FhirCode] = None
     """Modality"""
 
-    modality_ext: Opt[Element] = Field(
-        default=None, validation_alias="_modality", serialization_alias="_modality"
-    )
+    modality_ext: Annotated[
+        Opt[Element], Field(validation_alias="_modality", serialization_alias="_modality")
+    ] = None
     """Extensions and id of `modality`."""
 
-    timezone_offset_from_utc: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="timezoneOffsetFromUtc",
-        serialization_alias="timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="timezoneOffsetFromUtc", serialization_alias="timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Timezone Offset From UTC"""
 
-    timezone_offset_from_utc_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_timezoneOffsetFromUtc",
-        serialization_alias="_timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_timezoneOffsetFromUtc", serialization_alias="_timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Extensions and id of `timezoneOffsetFromUtc`."""
 
-    series_description: Opt[FhirString] = Field(
-        default=None, validation_alias="seriesDescription", serialization_alias="seriesDescription"
-    )
+    series_description: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="seriesDescription", serialization_alias="seriesDescription"),
+    ] = None
     """Series Description"""
 
-    series_description_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDescription",
-        serialization_alias="_seriesDescription",
-    )
+    series_description_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_seriesDescription", serialization_alias="_seriesDescription"),
+    ] = None
     """Extensions and id of `seriesDescription`."""
 
-    number_of_series_related_instances: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="numberOfSeriesRelatedInstances",
-        serialization_alias="numberOfSeriesRelatedInstances",
-    )
+    number_of_series_related_instances: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="numberOfSeriesRelatedInstances",
+            serialization_alias="numberOfSeriesRelatedInstances",
+        ),
+    ] = None
     """Number of Series Related Instances"""
 
-    number_of_series_related_instances_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfSeriesRelatedInstances",
-        serialization_alias="_numberOfSeriesRelatedInstances",
-    )
+    number_of_series_related_instances_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_numberOfSeriesRelatedInstances",
+            serialization_alias="_numberOfSeriesRelatedInstances",
+        ),
+    ] = None
     """Extensions and id of `numberOfSeriesRelatedInstances`."""
 
-    performed_procedure_step_start_date: Opt[FhirDate] = Field(
-        default=None,
-        validation_alias="performedProcedureStepStartDate",
-        serialization_alias="performedProcedureStepStartDate",
-    )
+    performed_procedure_step_start_date: Annotated[
+        Opt[FhirDate],
+        Field(
+            validation_alias="performedProcedureStepStartDate",
+            serialization_alias="performedProcedureStepStartDate",
+        ),
+    ] = None
     """Performed Procedure Step Start Date"""
 
-    performed_procedure_step_start_date_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_performedProcedureStepStartDate",
-        serialization_alias="_performedProcedureStepStartDate",
-    )
+    performed_procedure_step_start_date_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_performedProcedureStepStartDate",
+            serialization_alias="_performedProcedureStepStartDate",
+        ),
+    ] = None
     """Extensions and id of `performedProcedureStepStartDate`."""
 
-    performed_procedure_step_start_time: Opt[FhirTime] = Field(
-        default=None,
-        validation_alias="performedProcedureStepStartTime",
-        serialization_alias="performedProcedureStepStartTime",
-    )
+    performed_procedure_step_start_time: Annotated[
+        Opt[FhirTime],
+        Field(
+            validation_alias="performedProcedureStepStartTime",
+            serialization_alias="performedProcedureStepStartTime",
+        ),
+    ] = None
     """Performed Procedure Step Start Time"""
 
-    performed_procedure_step_start_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_performedProcedureStepStartTime",
-        serialization_alias="_performedProcedureStepStartTime",
-    )
+    performed_procedure_step_start_time_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_performedProcedureStepStartTime",
+            serialization_alias="_performedProcedureStepStartTime",
+        ),
+    ] = None
     """Extensions and id of `performedProcedureStepStartTime`."""
 
-    scheduled_procedure_step_id: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="scheduledProcedureStepId",
-        serialization_alias="scheduledProcedureStepId",
-    )
+    scheduled_procedure_step_id: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="scheduledProcedureStepId",
+            serialization_alias="scheduledProcedureStepId",
+        ),
+    ] = None
     """Scheduled Procedure Step ID"""
 
-    scheduled_procedure_step_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_scheduledProcedureStepId",
-        serialization_alias="_scheduledProcedureStepId",
-    )
+    scheduled_procedure_step_id_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_scheduledProcedureStepId",
+            serialization_alias="_scheduledProcedureStepId",
+        ),
+    ] = None
     """Extensions and id of `scheduledProcedureStepId`."""
 
-    requested_procedure_id: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="requestedProcedureId",
-        serialization_alias="requestedProcedureId",
-    )
+    requested_procedure_id: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="requestedProcedureId", serialization_alias="requestedProcedureId"),
+    ] = None
     """Requested Procedure ID"""
 
-    requested_procedure_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_requestedProcedureId",
-        serialization_alias="_requestedProcedureId",
-    )
+    requested_procedure_id_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_requestedProcedureId", serialization_alias="_requestedProcedureId"
+        ),
+    ] = None
     """Extensions and id of `requestedProcedureId`."""

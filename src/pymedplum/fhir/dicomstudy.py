@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,193 +17,219 @@ from pymedplum.fhir._primitives import (
     FhirUnsignedInt,
 )
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DicomStudySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
 
 # Classes of other modules named in annotations, bound here on first validation.
 _DEPENDENCIES = ("Element",)
 
 
-class DicomStudy(DomainResource):
+class DicomStudy(DomainResource, Searchable["DicomStudy", "DicomStudySearchParams"]):
     """Definition of a DICOM study, which represents a collection of DICOM images and related metadata."""
 
-    resource_type: Literal["DicomStudy"] = Field(
-        default="DicomStudy", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["DicomStudy"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DicomStudy"
 
-    study_instance_uid: FhirId = Field(
-        validation_alias="studyInstanceUid", serialization_alias="studyInstanceUid"
-    )
+    study_instance_uid: Annotated[
+        FhirId, Field(validation_alias="studyInstanceUid", serialization_alias="studyInstanceUid")
+    ]
     """Study Instance UID"""
 
-    study_instance_uid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_studyInstanceUid", serialization_alias="_studyInstanceUid"
-    )
+    study_instance_uid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_studyInstanceUid", serialization_alias="_studyInstanceUid"),
+    ] = None
     """Extensions and id of `studyInstanceUid`."""
 
-    study_id: Opt[FhirString] = Field(
-        default=None, validation_alias="studyId", serialization_alias="studyId"
-    )
+    study_id: Annotated[
+        Opt[FhirString], Field(validation_alias="studyId", serialization_alias="studyId")
+    ] = None
     """Study ID"""
 
-    study_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_studyId", serialization_alias="_studyId"
-    )
+    study_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_studyId", serialization_alias="_studyId")
+    ] = None
     """Extensions and id of `studyId`."""
 
-    study_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="studyDate", serialization_alias="studyDate"
-    )
+    study_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="studyDate", serialization_alias="studyDate")
+    ] = None
     """Study Date"""
 
-    study_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_studyDate", serialization_alias="_studyDate"
-    )
+    study_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_studyDate", serialization_alias="_studyDate")
+    ] = None
     """Extensions and id of `studyDate`."""
 
-    study_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="studyTime", serialization_alias="studyTime"
-    )
+    study_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="studyTime", serialization_alias="studyTime")
+    ] = None
     """Study Time"""
 
-    study_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_studyTime", serialization_alias="_studyTime"
-    )
+    study_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_studyTime", serialization_alias="_studyTime")
+    ] = None
     """Extensions and id of `studyTime`."""
 
-    accession_number: Opt[FhirString] = Field(
-        default=None, validation_alias="accessionNumber", serialization_alias="accessionNumber"
-    )
+    accession_number: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="accessionNumber", serialization_alias="accessionNumber"),
+    ] = None
     """Accession Number"""
 
-    accession_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_accessionNumber", serialization_alias="_accessionNumber"
-    )
+    accession_number_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_accessionNumber", serialization_alias="_accessionNumber"),
+    ] = None
     """Extensions and id of `accessionNumber`."""
 
-    instance_availability: Opt[FhirCode] = Field(
-        default=None,
-        validation_alias="instanceAvailability",
-        serialization_alias="instanceAvailability",
-    )
+    instance_availability: Annotated[
+        Opt[FhirCode],
+        Field(validation_alias="instanceAvailability", serialization_alias="instanceAvailability"),
+    ] = None
     """Instance Availability"""
 
-    instance_availability_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_instanceAvailability",
-        serialization_alias="_instanceAvailability",
-    )
+    instance_availability_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_instanceAvailability", serialization_alias="_instanceAvailability"
+        ),
+    ] = None
     """Extensions and id of `instanceAvailability`."""
 
-    modalities_in_study: Opt[list[FhirCode]] = Field(
-        default=None,
-        validation_alias="modalitiesInStudy",
-        serialization_alias="modalitiesInStudy",
-        min_length=1,
-    )
+    modalities_in_study: Annotated[
+        Opt[list[FhirCode]],
+        Field(
+            validation_alias="modalitiesInStudy",
+            serialization_alias="modalitiesInStudy",
+            min_length=1,
+        ),
+    ] = None
     """Modalities in Study"""
 
-    modalities_in_study_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_modalitiesInStudy",
-        serialization_alias="_modalitiesInStudy",
-        min_length=1,
-    )
+    modalities_in_study_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_modalitiesInStudy",
+            serialization_alias="_modalitiesInStudy",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `modalitiesInStudy`."""
 
-    referring_physicians_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="referringPhysiciansName",
-        serialization_alias="referringPhysiciansName",
-    )
+    referring_physicians_name: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="referringPhysiciansName",
+            serialization_alias="referringPhysiciansName",
+        ),
+    ] = None
     """Referring Physician's Name"""
 
-    referring_physicians_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_referringPhysiciansName",
-        serialization_alias="_referringPhysiciansName",
-    )
+    referring_physicians_name_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_referringPhysiciansName",
+            serialization_alias="_referringPhysiciansName",
+        ),
+    ] = None
     """Extensions and id of `referringPhysiciansName`."""
 
-    timezone_offset_from_utc: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="timezoneOffsetFromUtc",
-        serialization_alias="timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="timezoneOffsetFromUtc", serialization_alias="timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Timezone Offset From UTC"""
 
-    timezone_offset_from_utc_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_timezoneOffsetFromUtc",
-        serialization_alias="_timezoneOffsetFromUtc",
-    )
+    timezone_offset_from_utc_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_timezoneOffsetFromUtc", serialization_alias="_timezoneOffsetFromUtc"
+        ),
+    ] = None
     """Extensions and id of `timezoneOffsetFromUtc`."""
 
-    patient_name: Opt[FhirString] = Field(
-        default=None, validation_alias="patientName", serialization_alias="patientName"
-    )
+    patient_name: Annotated[
+        Opt[FhirString], Field(validation_alias="patientName", serialization_alias="patientName")
+    ] = None
     """Patient's Name"""
 
-    patient_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patientName", serialization_alias="_patientName"
-    )
+    patient_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patientName", serialization_alias="_patientName")
+    ] = None
     """Extensions and id of `patientName`."""
 
-    patient_id: Opt[FhirString] = Field(
-        default=None, validation_alias="patientId", serialization_alias="patientId"
-    )
+    patient_id: Annotated[
+        Opt[FhirString], Field(validation_alias="patientId", serialization_alias="patientId")
+    ] = None
     """Patient ID"""
 
-    patient_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patientId", serialization_alias="_patientId"
-    )
+    patient_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patientId", serialization_alias="_patientId")
+    ] = None
     """Extensions and id of `patientId`."""
 
-    patient_birth_date: Opt[FhirString] = Field(
-        default=None, validation_alias="patientBirthDate", serialization_alias="patientBirthDate"
-    )
+    patient_birth_date: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="patientBirthDate", serialization_alias="patientBirthDate"),
+    ] = None
     """Patient's Birth Date"""
 
-    patient_birth_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patientBirthDate", serialization_alias="_patientBirthDate"
-    )
+    patient_birth_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patientBirthDate", serialization_alias="_patientBirthDate"),
+    ] = None
     """Extensions and id of `patientBirthDate`."""
 
-    patient_sex: Opt[FhirString] = Field(
-        default=None, validation_alias="patientSex", serialization_alias="patientSex"
-    )
+    patient_sex: Annotated[
+        Opt[FhirString], Field(validation_alias="patientSex", serialization_alias="patientSex")
+    ] = None
     """Patient's Sex"""
 
-    patient_sex_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patientSex", serialization_alias="_patientSex"
-    )
+    patient_sex_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patientSex", serialization_alias="_patientSex")
+    ] = None
     """Extensions and id of `patientSex`."""
 
-    number_of_study_related_series: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="numberOfStudyRelatedSeries",
-        serialization_alias="numberOfStudyRelatedSeries",
-    )
+    number_of_study_related_series: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="numberOfStudyRelatedSeries",
+            serialization_alias="numberOfStudyRelatedSeries",
+        ),
+    ] = None
     """Number of Study Related Series"""
 
-    number_of_study_related_series_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfStudyRelatedSeries",
-        serialization_alias="_numberOfStudyRelatedSeries",
-    )
+    number_of_study_related_series_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_numberOfStudyRelatedSeries",
+            serialization_alias="_numberOfStudyRelatedSeries",
+        ),
+    ] = None
     """Extensions and id of `numberOfStudyRelatedSeries`."""
 
-    number_of_study_related_instances: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="numberOfStudyRelatedInstances",
-        serialization_alias="numberOfStudyRelatedInstances",
-    )
+    number_of_study_related_instances: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="numberOfStudyRelatedInstances",
+            serialization_alias="numberOfStudyRelatedInstances",
+        ),
+    ] = None
     """Number of Study Related Instances"""
 
-    number_of_study_related_instances_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfStudyRelatedInstances",
-        serialization_alias="_numberOfStudyRelatedInstances",
-    )
+    number_of_study_related_instances_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_numberOfStudyRelatedInstances",
+            serialization_alias="_numberOfStudyRelatedInstances",
+        ),
+    ] = None
     """Extensions and id of `numberOfStudyRelatedInstances`."""

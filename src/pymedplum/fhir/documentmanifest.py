@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DocumentManifestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,79 +24,81 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class DocumentManifest(DomainResource):
+class DocumentManifest(
+    DomainResource, Searchable["DocumentManifest", "DocumentManifestSearchParams"]
+):
     """A collection of documents compiled for a purpose together with metadata that applies to the collection."""
 
-    resource_type: Literal["DocumentManifest"] = Field(
-        default="DocumentManifest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DocumentManifest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DocumentManifest"
 
-    master_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="masterIdentifier", serialization_alias="masterIdentifier"
-    )
+    master_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="masterIdentifier", serialization_alias="masterIdentifier"),
+    ] = None
     """Unique Identifier for the set of documents"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Other identifiers for the manifest"""
 
-    status: Literal["current", "superseded", "entered-in-error"] = Field()
+    status: Literal["current", "superseded", "entered-in-error"]
     """current | superseded | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of document set"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """The subject of the set of documents"""
 
-    created: Opt[FhirDateTime] = Field(default=None)
+    created: Opt[FhirDateTime] = None
     """When this document manifest created"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    author: Opt[list[Reference]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who and/or what authored the DocumentManifest"""
 
-    recipient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    recipient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Intended to get notified about this set of documents"""
 
-    source: Opt[FhirUri] = Field(default=None)
+    source: Opt[FhirUri] = None
     """The source system/application/software"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Human-readable description (title)"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    content: list[Reference] = Field(min_length=1)
+    content: Annotated[list[Reference], Field(min_length=1)]
     """Items in manifest"""
 
-    related: Opt[list[DocumentManifestRelated]] = Field(default=None, min_length=1)
+    related: Annotated[Opt[list[DocumentManifestRelated]], Field(min_length=1)] = None
     """Related things"""
 
 
 class DocumentManifestRelated(BackboneElement):
     """Related things"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifiers of things that are related"""
 
-    ref: Opt[Reference] = Field(default=None)
+    ref: Opt[Reference] = None
     """Related Resource"""

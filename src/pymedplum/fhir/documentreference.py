@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInstant, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DocumentReferenceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
@@ -33,146 +35,151 @@ _DEPENDENCIES = (
 )
 
 
-class DocumentReference(DomainResource):
+class DocumentReference(
+    DomainResource, Searchable["DocumentReference", "DocumentReferenceSearchParams"]
+):
     """A reference to a document of any kind for any purpose."""
 
-    resource_type: Literal["DocumentReference"] = Field(
-        default="DocumentReference",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DocumentReference"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DocumentReference"
 
-    master_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="masterIdentifier", serialization_alias="masterIdentifier"
-    )
+    master_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="masterIdentifier", serialization_alias="masterIdentifier"),
+    ] = None
     """Master Version Specific Identifier"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Other identifiers for the document"""
 
-    status: Literal["current", "superseded", "entered-in-error"] = Field()
+    status: Literal["current", "superseded", "entered-in-error"]
     """current | superseded | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    doc_status: Opt[Literal["preliminary", "final", "amended", "entered-in-error"]] = Field(
-        default=None, validation_alias="docStatus", serialization_alias="docStatus"
-    )
+    doc_status: Annotated[
+        Opt[Literal["preliminary", "final", "amended", "entered-in-error"]],
+        Field(validation_alias="docStatus", serialization_alias="docStatus"),
+    ] = None
     """preliminary | final | amended | entered-in-error"""
 
-    doc_status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_docStatus", serialization_alias="_docStatus"
-    )
+    doc_status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_docStatus", serialization_alias="_docStatus")
+    ] = None
     """Extensions and id of `docStatus`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of document (LOINC if possible)"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Categorization of document"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who/what is the subject of the document"""
 
-    date: Opt[FhirInstant] = Field(default=None)
+    date: Opt[FhirInstant] = None
     """When this document reference was created"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    author: Opt[list[Reference]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who and/or what authored the document"""
 
-    authenticator: Opt[Reference] = Field(default=None)
+    authenticator: Opt[Reference] = None
     """Who/what authenticated the document"""
 
-    custodian: Opt[Reference] = Field(default=None)
+    custodian: Opt[Reference] = None
     """Organization which maintains the document"""
 
-    relates_to: Opt[list[DocumentReferenceRelatesTo]] = Field(
-        default=None, validation_alias="relatesTo", serialization_alias="relatesTo", min_length=1
-    )
+    relates_to: Annotated[
+        Opt[list[DocumentReferenceRelatesTo]],
+        Field(validation_alias="relatesTo", serialization_alias="relatesTo", min_length=1),
+    ] = None
     """Relationships to other documents"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Human-readable description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    security_label: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="securityLabel",
-        serialization_alias="securityLabel",
-        min_length=1,
-    )
+    security_label: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="securityLabel", serialization_alias="securityLabel", min_length=1),
+    ] = None
     """Document security-tags"""
 
-    content: list[DocumentReferenceContent] = Field(min_length=1)
+    content: Annotated[list[DocumentReferenceContent], Field(min_length=1)]
     """Document referenced"""
 
-    context: Opt[DocumentReferenceContext] = Field(default=None)
+    context: Opt[DocumentReferenceContext] = None
     """Clinical context of document"""
 
 
 class DocumentReferenceRelatesTo(BackboneElement):
     """Relationships to other documents"""
 
-    code: Literal["replaces", "transforms", "signs", "appends"] = Field()
+    code: Literal["replaces", "transforms", "signs", "appends"]
     """replaces | transforms | signs | appends"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    target: Reference = Field()
+    target: Reference
     """Target of the relationship"""
 
 
 class DocumentReferenceContent(BackboneElement):
     """Document referenced"""
 
-    attachment: Attachment = Field()
+    attachment: Attachment
     """Where to access the document"""
 
-    format: Opt[Coding] = Field(default=None)
+    format: Opt[Coding] = None
     """Format/content rules for the document"""
 
 
 class DocumentReferenceContext(BackboneElement):
     """Clinical context of document"""
 
-    encounter: Opt[list[Reference]] = Field(default=None, min_length=1)
+    encounter: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Context of the document content"""
 
-    event: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    event: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Main clinical acts documented"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time of service that is being documented"""
 
-    facility_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="facilityType", serialization_alias="facilityType"
-    )
+    facility_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="facilityType", serialization_alias="facilityType"),
+    ] = None
     """Kind of facility where patient was seen"""
 
-    practice_setting: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="practiceSetting", serialization_alias="practiceSetting"
-    )
+    practice_setting: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="practiceSetting", serialization_alias="practiceSetting"),
+    ] = None
     """Additional details about where the content was created (e.g."""
 
-    source_patient_info: Opt[Reference] = Field(
-        default=None, validation_alias="sourcePatientInfo", serialization_alias="sourcePatientInfo"
-    )
+    source_patient_info: Annotated[
+        Opt[Reference],
+        Field(validation_alias="sourcePatientInfo", serialization_alias="sourcePatientInfo"),
+    ] = None
     """Patient demographics from source"""
 
-    related: Opt[list[Reference]] = Field(default=None, min_length=1)
+    related: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Related identifiers or resources"""

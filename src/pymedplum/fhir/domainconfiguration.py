@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirUri
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import DomainConfigurationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identityprovider import IdentityProvider
 
@@ -19,40 +21,46 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "IdentityProvider")
 
 
-class DomainConfiguration(DomainResource):
+class DomainConfiguration(
+    DomainResource, Searchable["DomainConfiguration", "DomainConfigurationSearchParams"]
+):
     """Domain specific configuration for the Medplum application."""
 
-    resource_type: Literal["DomainConfiguration"] = Field(
-        default="DomainConfiguration",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["DomainConfiguration"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "DomainConfiguration"
 
-    domain: FhirUri = Field()
+    domain: FhirUri
     """Globally unique domain name for this configuration."""
 
-    domain_ext: Opt[Element] = Field(
-        default=None, validation_alias="_domain", serialization_alias="_domain"
-    )
+    domain_ext: Annotated[
+        Opt[Element], Field(validation_alias="_domain", serialization_alias="_domain")
+    ] = None
     """Extensions and id of `domain`."""
 
-    identity_provider: Opt[IdentityProvider] = Field(
-        default=None, validation_alias="identityProvider", serialization_alias="identityProvider"
-    )
+    identity_provider: Annotated[
+        Opt[IdentityProvider],
+        Field(validation_alias="identityProvider", serialization_alias="identityProvider"),
+    ] = None
     """Optional external Identity Provider (IdP) for the domain name."""
 
-    allowed_post_login_redirect_urls: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="allowedPostLoginRedirectUrls",
-        serialization_alias="allowedPostLoginRedirectUrls",
-        min_length=1,
-    )
+    allowed_post_login_redirect_urls: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="allowedPostLoginRedirectUrls",
+            serialization_alias="allowedPostLoginRedirectUrls",
+            min_length=1,
+        ),
+    ] = None
     """List of allowed post-login redirect URLs for this domain configuration."""
 
-    allowed_post_login_redirect_urls_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_allowedPostLoginRedirectUrls",
-        serialization_alias="_allowedPostLoginRedirectUrls",
-        min_length=1,
-    )
+    allowed_post_login_redirect_urls_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_allowedPostLoginRedirectUrls",
+            serialization_alias="_allowedPostLoginRedirectUrls",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `allowedPostLoginRedirectUrls`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -21,19 +21,21 @@ _DEPENDENCIES = ("Extension", "Narrative")
 class DomainResource(Resource):
     """A resource that includes narrative, extensions, and contained resources."""
 
-    text: Opt[Narrative] = Field(default=None)
+    text: Opt[Narrative] = None
     """Text summary of the resource, for human interpretation"""
 
-    contained: Opt[list[AnyResource]] = Field(default=None, min_length=1)
+    contained: Annotated[Opt[list[AnyResource]], Field(min_length=1)] = None
     """Contained, inline Resources"""
 
-    extension: Opt[list[Extension]] = Field(default=None, min_length=1)
+    extension: Annotated[Opt[list[Extension]], Field(min_length=1)] = None
     """Additional content defined by implementations"""
 
-    modifier_extension: Opt[list[Extension]] = Field(
-        default=None,
-        validation_alias="modifierExtension",
-        serialization_alias="modifierExtension",
-        min_length=1,
-    )
+    modifier_extension: Annotated[
+        Opt[list[Extension]],
+        Field(
+            validation_alias="modifierExtension",
+            serialization_alias="modifierExtension",
+            min_length=1,
+        ),
+    ] = None
     """Extensions that cannot be ignored"""

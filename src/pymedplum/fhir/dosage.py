@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -34,98 +34,102 @@ class Dosage(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: Opt[FhirInteger] = Field(default=None)
+    sequence: Opt[FhirInteger] = None
     """The order of the dosage instructions"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Free text dosage instructions e.g."""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    additional_instruction: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="additionalInstruction",
-        serialization_alias="additionalInstruction",
-        min_length=1,
-    )
+    additional_instruction: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="additionalInstruction",
+            serialization_alias="additionalInstruction",
+            min_length=1,
+        ),
+    ] = None
     """Supplemental instruction or warnings to the patient - e.g."""
 
-    patient_instruction: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="patientInstruction",
-        serialization_alias="patientInstruction",
-    )
+    patient_instruction: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="patientInstruction", serialization_alias="patientInstruction"),
+    ] = None
     """Patient or consumer oriented instructions"""
 
-    patient_instruction_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patientInstruction",
-        serialization_alias="_patientInstruction",
-    )
+    patient_instruction_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patientInstruction", serialization_alias="_patientInstruction"),
+    ] = None
     """Extensions and id of `patientInstruction`."""
 
-    timing: Opt[Timing] = Field(default=None)
+    timing: Opt[Timing] = None
     """When medication should be administered"""
 
-    as_needed_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="asNeededBoolean", serialization_alias="asNeededBoolean"
-    )
+    as_needed_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="asNeededBoolean", serialization_alias="asNeededBoolean"),
+    ] = None
     """Take \"as needed\" (for x)"""
 
-    as_needed_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_asNeededBoolean", serialization_alias="_asNeededBoolean"
-    )
+    as_needed_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_asNeededBoolean", serialization_alias="_asNeededBoolean"),
+    ] = None
     """Extensions and id of `asNeededBoolean`."""
 
-    as_needed_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="asNeededCodeableConcept",
-        serialization_alias="asNeededCodeableConcept",
-    )
+    as_needed_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="asNeededCodeableConcept",
+            serialization_alias="asNeededCodeableConcept",
+        ),
+    ] = None
     """Take \"as needed\" (for x)"""
 
-    site: Opt[CodeableConcept] = Field(default=None)
+    site: Opt[CodeableConcept] = None
     """Body site to administer to"""
 
-    route: Opt[CodeableConcept] = Field(default=None)
+    route: Opt[CodeableConcept] = None
     """How drug should enter body"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """Technique for administering medication"""
 
-    dose_and_rate: Opt[list[DosageDoseAndRate]] = Field(
-        default=None,
-        validation_alias="doseAndRate",
-        serialization_alias="doseAndRate",
-        min_length=1,
-    )
+    dose_and_rate: Annotated[
+        Opt[list[DosageDoseAndRate]],
+        Field(validation_alias="doseAndRate", serialization_alias="doseAndRate", min_length=1),
+    ] = None
     """Amount of medication administered"""
 
-    max_dose_per_period: Opt[Ratio] = Field(
-        default=None, validation_alias="maxDosePerPeriod", serialization_alias="maxDosePerPeriod"
-    )
+    max_dose_per_period: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="maxDosePerPeriod", serialization_alias="maxDosePerPeriod"),
+    ] = None
     """Upper limit on medication per unit of time"""
 
-    max_dose_per_administration: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="maxDosePerAdministration",
-        serialization_alias="maxDosePerAdministration",
-    )
+    max_dose_per_administration: Annotated[
+        Opt[Quantity],
+        Field(
+            validation_alias="maxDosePerAdministration",
+            serialization_alias="maxDosePerAdministration",
+        ),
+    ] = None
     """Upper limit on medication per administration"""
 
-    max_dose_per_lifetime: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="maxDosePerLifetime",
-        serialization_alias="maxDosePerLifetime",
-    )
+    max_dose_per_lifetime: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="maxDosePerLifetime", serialization_alias="maxDosePerLifetime"),
+    ] = None
     """Upper limit on medication per lifetime of the patient"""
 
 
@@ -145,30 +149,30 @@ class DosageDoseAndRate(Element, ChoiceChecked):
         ),
     )
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The kind of dose or rate specified"""
 
-    dose_range: Opt[Range] = Field(
-        default=None, validation_alias="doseRange", serialization_alias="doseRange"
-    )
+    dose_range: Annotated[
+        Opt[Range], Field(validation_alias="doseRange", serialization_alias="doseRange")
+    ] = None
     """Amount of medication per dose"""
 
-    dose_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="doseQuantity", serialization_alias="doseQuantity"
-    )
+    dose_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="doseQuantity", serialization_alias="doseQuantity")
+    ] = None
     """Amount of medication per dose"""
 
-    rate_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="rateRatio", serialization_alias="rateRatio"
-    )
+    rate_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="rateRatio", serialization_alias="rateRatio")
+    ] = None
     """Amount of medication per unit of time"""
 
-    rate_range: Opt[Range] = Field(
-        default=None, validation_alias="rateRange", serialization_alias="rateRange"
-    )
+    rate_range: Annotated[
+        Opt[Range], Field(validation_alias="rateRange", serialization_alias="rateRange")
+    ] = None
     """Amount of medication per unit of time"""
 
-    rate_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="rateQuantity", serialization_alias="rateQuantity"
-    )
+    rate_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="rateQuantity", serialization_alias="rateQuantity")
+    ] = None
     """Amount of medication per unit of time"""

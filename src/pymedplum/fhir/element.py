@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -20,11 +20,11 @@ _DEPENDENCIES = ("Extension",)
 class Element(FHIRModel):
     """Base StructureDefinition for Element Type: Base definition for all elements in a resource."""
 
-    id: Opt[FhirString] = Field(default=None)
+    id: Opt[FhirString] = None
     """Unique id for inter-element referencing"""
 
-    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    id_ext: Annotated[Opt[Element], Field(validation_alias="_id", serialization_alias="_id")] = None
     """Extensions and id of `id`."""
 
-    extension: Opt[list[Extension]] = Field(default=None, min_length=1)
+    extension: Annotated[Opt[list[Extension]], Field(min_length=1)] = None
     """Additional content defined by implementations"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -305,1720 +305,1820 @@ class ElementDefinition(BackboneElement, ChoiceChecked):
         ),
     )
 
-    path: FhirString = Field()
+    path: FhirString
     """Path of the element in the hierarchy of elements"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    representation: Opt[list[Literal["xmlAttr", "xmlText", "typeAttr", "cdaText", "xhtml"]]] = (
-        Field(default=None, min_length=1)
-    )
+    representation: Annotated[
+        Opt[list[Literal["xmlAttr", "xmlText", "typeAttr", "cdaText", "xhtml"]]],
+        Field(min_length=1),
+    ] = None
     """xmlAttr | xmlText | typeAttr | cdaText | xhtml"""
 
-    representation_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_representation",
-        serialization_alias="_representation",
-        min_length=1,
-    )
+    representation_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_representation", serialization_alias="_representation", min_length=1
+        ),
+    ] = None
     """Extensions and id of `representation`."""
 
-    slice_name: Opt[FhirString] = Field(
-        default=None, validation_alias="sliceName", serialization_alias="sliceName"
-    )
+    slice_name: Annotated[
+        Opt[FhirString], Field(validation_alias="sliceName", serialization_alias="sliceName")
+    ] = None
     """Name for this particular element (in a set of slices)"""
 
-    slice_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sliceName", serialization_alias="_sliceName"
-    )
+    slice_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sliceName", serialization_alias="_sliceName")
+    ] = None
     """Extensions and id of `sliceName`."""
 
-    slice_is_constraining: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="sliceIsConstraining",
-        serialization_alias="sliceIsConstraining",
-    )
+    slice_is_constraining: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="sliceIsConstraining", serialization_alias="sliceIsConstraining"),
+    ] = None
     """If this slice definition constrains an inherited slice definition (or not)"""
 
-    slice_is_constraining_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_sliceIsConstraining",
-        serialization_alias="_sliceIsConstraining",
-    )
+    slice_is_constraining_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_sliceIsConstraining", serialization_alias="_sliceIsConstraining"),
+    ] = None
     """Extensions and id of `sliceIsConstraining`."""
 
-    label: Opt[FhirString] = Field(default=None)
+    label: Opt[FhirString] = None
     """Name for element to display with or prompt for element"""
 
-    label_ext: Opt[Element] = Field(
-        default=None, validation_alias="_label", serialization_alias="_label"
-    )
+    label_ext: Annotated[
+        Opt[Element], Field(validation_alias="_label", serialization_alias="_label")
+    ] = None
     """Extensions and id of `label`."""
 
-    code: Opt[list[Coding]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Corresponding codes in terminologies"""
 
-    slicing: Opt[ElementDefinitionSlicing] = Field(default=None)
+    slicing: Opt[ElementDefinitionSlicing] = None
     """This element is sliced - slices follow"""
 
-    short: Opt[FhirString] = Field(default=None)
+    short: Opt[FhirString] = None
     """Concise definition for space-constrained presentation"""
 
-    short_ext: Opt[Element] = Field(
-        default=None, validation_alias="_short", serialization_alias="_short"
-    )
+    short_ext: Annotated[
+        Opt[Element], Field(validation_alias="_short", serialization_alias="_short")
+    ] = None
     """Extensions and id of `short`."""
 
-    definition: Opt[FhirMarkdown] = Field(default=None)
+    definition: Opt[FhirMarkdown] = None
     """Full formal definition as narrative text"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    comment: Opt[FhirMarkdown] = Field(default=None)
+    comment: Opt[FhirMarkdown] = None
     """Comments about the use of this element"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    requirements: Opt[FhirMarkdown] = Field(default=None)
+    requirements: Opt[FhirMarkdown] = None
     """Why this resource has been created"""
 
-    requirements_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requirements", serialization_alias="_requirements"
-    )
+    requirements_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requirements", serialization_alias="_requirements")
+    ] = None
     """Extensions and id of `requirements`."""
 
-    alias: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    alias: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Other names"""
 
-    alias_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias", min_length=1
-    )
+    alias_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_alias", serialization_alias="_alias", min_length=1),
+    ] = None
     """Extensions and id of `alias`."""
 
-    min: Opt[FhirUnsignedInt] = Field(default=None)
+    min: Opt[FhirUnsignedInt] = None
     """Minimum Cardinality"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: Opt[FhirString] = Field(default=None)
+    max: Opt[FhirString] = None
     """Maximum Cardinality (a number or *)"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
-    base: Opt[ElementDefinitionBase] = Field(default=None)
+    base: Opt[ElementDefinitionBase] = None
     """Base definition information for tools"""
 
-    content_reference: Opt[FhirUri] = Field(
-        default=None, validation_alias="contentReference", serialization_alias="contentReference"
-    )
+    content_reference: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="contentReference", serialization_alias="contentReference"),
+    ] = None
     """Reference to definition of content for the element"""
 
-    content_reference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentReference", serialization_alias="_contentReference"
-    )
+    content_reference_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_contentReference", serialization_alias="_contentReference"),
+    ] = None
     """Extensions and id of `contentReference`."""
 
-    type: Opt[list[ElementDefinitionType]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[ElementDefinitionType]], Field(min_length=1)] = None
     """Data type and Profile for this element"""
 
-    default_value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None,
-        validation_alias="defaultValueBase64Binary",
-        serialization_alias="defaultValueBase64Binary",
-    )
+    default_value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(
+            validation_alias="defaultValueBase64Binary",
+            serialization_alias="defaultValueBase64Binary",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueBase64Binary",
-        serialization_alias="_defaultValueBase64Binary",
-    )
+    default_value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueBase64Binary",
+            serialization_alias="_defaultValueBase64Binary",
+        ),
+    ] = None
     """Extensions and id of `defaultValueBase64Binary`."""
 
-    default_value_boolean: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="defaultValueBoolean",
-        serialization_alias="defaultValueBoolean",
-    )
+    default_value_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="defaultValueBoolean", serialization_alias="defaultValueBoolean"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_boolean_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueBoolean",
-        serialization_alias="_defaultValueBoolean",
-    )
+    default_value_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueBoolean", serialization_alias="_defaultValueBoolean"),
+    ] = None
     """Extensions and id of `defaultValueBoolean`."""
 
-    default_value_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="defaultValueCanonical",
-        serialization_alias="defaultValueCanonical",
-    )
+    default_value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(
+            validation_alias="defaultValueCanonical", serialization_alias="defaultValueCanonical"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueCanonical",
-        serialization_alias="_defaultValueCanonical",
-    )
+    default_value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueCanonical", serialization_alias="_defaultValueCanonical"
+        ),
+    ] = None
     """Extensions and id of `defaultValueCanonical`."""
 
-    default_value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="defaultValueCode", serialization_alias="defaultValueCode"
-    )
+    default_value_code: Annotated[
+        Opt[FhirCode],
+        Field(validation_alias="defaultValueCode", serialization_alias="defaultValueCode"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueCode", serialization_alias="_defaultValueCode"
-    )
+    default_value_code_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueCode", serialization_alias="_defaultValueCode"),
+    ] = None
     """Extensions and id of `defaultValueCode`."""
 
-    default_value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="defaultValueDate", serialization_alias="defaultValueDate"
-    )
+    default_value_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="defaultValueDate", serialization_alias="defaultValueDate"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueDate", serialization_alias="_defaultValueDate"
-    )
+    default_value_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueDate", serialization_alias="_defaultValueDate"),
+    ] = None
     """Extensions and id of `defaultValueDate`."""
 
-    default_value_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="defaultValueDateTime",
-        serialization_alias="defaultValueDateTime",
-    )
+    default_value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="defaultValueDateTime", serialization_alias="defaultValueDateTime"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueDateTime",
-        serialization_alias="_defaultValueDateTime",
-    )
+    default_value_date_time_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueDateTime", serialization_alias="_defaultValueDateTime"
+        ),
+    ] = None
     """Extensions and id of `defaultValueDateTime`."""
 
-    default_value_decimal: Opt[FhirDecimal] = Field(
-        default=None,
-        validation_alias="defaultValueDecimal",
-        serialization_alias="defaultValueDecimal",
-    )
+    default_value_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="defaultValueDecimal", serialization_alias="defaultValueDecimal"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_decimal_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueDecimal",
-        serialization_alias="_defaultValueDecimal",
-    )
+    default_value_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueDecimal", serialization_alias="_defaultValueDecimal"),
+    ] = None
     """Extensions and id of `defaultValueDecimal`."""
 
-    default_value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="defaultValueId", serialization_alias="defaultValueId"
-    )
+    default_value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="defaultValueId", serialization_alias="defaultValueId")
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueId", serialization_alias="_defaultValueId"
-    )
+    default_value_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueId", serialization_alias="_defaultValueId"),
+    ] = None
     """Extensions and id of `defaultValueId`."""
 
-    default_value_instant: Opt[FhirInstant] = Field(
-        default=None,
-        validation_alias="defaultValueInstant",
-        serialization_alias="defaultValueInstant",
-    )
+    default_value_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="defaultValueInstant", serialization_alias="defaultValueInstant"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_instant_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueInstant",
-        serialization_alias="_defaultValueInstant",
-    )
+    default_value_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueInstant", serialization_alias="_defaultValueInstant"),
+    ] = None
     """Extensions and id of `defaultValueInstant`."""
 
-    default_value_integer: Opt[FhirInteger] = Field(
-        default=None,
-        validation_alias="defaultValueInteger",
-        serialization_alias="defaultValueInteger",
-    )
+    default_value_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="defaultValueInteger", serialization_alias="defaultValueInteger"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_integer_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueInteger",
-        serialization_alias="_defaultValueInteger",
-    )
+    default_value_integer_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueInteger", serialization_alias="_defaultValueInteger"),
+    ] = None
     """Extensions and id of `defaultValueInteger`."""
 
-    default_value_markdown: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="defaultValueMarkdown",
-        serialization_alias="defaultValueMarkdown",
-    )
+    default_value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="defaultValueMarkdown", serialization_alias="defaultValueMarkdown"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_markdown_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueMarkdown",
-        serialization_alias="_defaultValueMarkdown",
-    )
+    default_value_markdown_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueMarkdown", serialization_alias="_defaultValueMarkdown"
+        ),
+    ] = None
     """Extensions and id of `defaultValueMarkdown`."""
 
-    default_value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="defaultValueOid", serialization_alias="defaultValueOid"
-    )
+    default_value_oid: Annotated[
+        Opt[FhirOid],
+        Field(validation_alias="defaultValueOid", serialization_alias="defaultValueOid"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueOid", serialization_alias="_defaultValueOid"
-    )
+    default_value_oid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueOid", serialization_alias="_defaultValueOid"),
+    ] = None
     """Extensions and id of `defaultValueOid`."""
 
-    default_value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="defaultValuePositiveInt",
-        serialization_alias="defaultValuePositiveInt",
-    )
+    default_value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="defaultValuePositiveInt",
+            serialization_alias="defaultValuePositiveInt",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValuePositiveInt",
-        serialization_alias="_defaultValuePositiveInt",
-    )
+    default_value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValuePositiveInt",
+            serialization_alias="_defaultValuePositiveInt",
+        ),
+    ] = None
     """Extensions and id of `defaultValuePositiveInt`."""
 
-    default_value_string: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="defaultValueString",
-        serialization_alias="defaultValueString",
-    )
+    default_value_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="defaultValueString", serialization_alias="defaultValueString"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueString",
-        serialization_alias="_defaultValueString",
-    )
+    default_value_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueString", serialization_alias="_defaultValueString"),
+    ] = None
     """Extensions and id of `defaultValueString`."""
 
-    default_value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="defaultValueTime", serialization_alias="defaultValueTime"
-    )
+    default_value_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="defaultValueTime", serialization_alias="defaultValueTime"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueTime", serialization_alias="_defaultValueTime"
-    )
+    default_value_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueTime", serialization_alias="_defaultValueTime"),
+    ] = None
     """Extensions and id of `defaultValueTime`."""
 
-    default_value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="defaultValueUnsignedInt",
-        serialization_alias="defaultValueUnsignedInt",
-    )
+    default_value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="defaultValueUnsignedInt",
+            serialization_alias="defaultValueUnsignedInt",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueUnsignedInt",
-        serialization_alias="_defaultValueUnsignedInt",
-    )
+    default_value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueUnsignedInt",
+            serialization_alias="_defaultValueUnsignedInt",
+        ),
+    ] = None
     """Extensions and id of `defaultValueUnsignedInt`."""
 
-    default_value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="defaultValueUri", serialization_alias="defaultValueUri"
-    )
+    default_value_uri: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="defaultValueUri", serialization_alias="defaultValueUri"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUri", serialization_alias="_defaultValueUri"
-    )
+    default_value_uri_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUri", serialization_alias="_defaultValueUri"),
+    ] = None
     """Extensions and id of `defaultValueUri`."""
 
-    default_value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="defaultValueUrl", serialization_alias="defaultValueUrl"
-    )
+    default_value_url: Annotated[
+        Opt[FhirUrl],
+        Field(validation_alias="defaultValueUrl", serialization_alias="defaultValueUrl"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUrl", serialization_alias="_defaultValueUrl"
-    )
+    default_value_url_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUrl", serialization_alias="_defaultValueUrl"),
+    ] = None
     """Extensions and id of `defaultValueUrl`."""
 
-    default_value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="defaultValueUuid", serialization_alias="defaultValueUuid"
-    )
+    default_value_uuid: Annotated[
+        Opt[FhirUuid],
+        Field(validation_alias="defaultValueUuid", serialization_alias="defaultValueUuid"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUuid", serialization_alias="_defaultValueUuid"
-    )
+    default_value_uuid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUuid", serialization_alias="_defaultValueUuid"),
+    ] = None
     """Extensions and id of `defaultValueUuid`."""
 
-    default_value_address: Opt[Address] = Field(
-        default=None,
-        validation_alias="defaultValueAddress",
-        serialization_alias="defaultValueAddress",
-    )
+    default_value_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="defaultValueAddress", serialization_alias="defaultValueAddress"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_age: Opt[Age] = Field(
-        default=None, validation_alias="defaultValueAge", serialization_alias="defaultValueAge"
-    )
+    default_value_age: Annotated[
+        Opt[Age], Field(validation_alias="defaultValueAge", serialization_alias="defaultValueAge")
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_annotation: Opt[Annotation] = Field(
-        default=None,
-        validation_alias="defaultValueAnnotation",
-        serialization_alias="defaultValueAnnotation",
-    )
+    default_value_annotation: Annotated[
+        Opt[Annotation],
+        Field(
+            validation_alias="defaultValueAnnotation", serialization_alias="defaultValueAnnotation"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_attachment: Opt[Attachment] = Field(
-        default=None,
-        validation_alias="defaultValueAttachment",
-        serialization_alias="defaultValueAttachment",
-    )
+    default_value_attachment: Annotated[
+        Opt[Attachment],
+        Field(
+            validation_alias="defaultValueAttachment", serialization_alias="defaultValueAttachment"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="defaultValueCodeableConcept",
-        serialization_alias="defaultValueCodeableConcept",
-    )
+    default_value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="defaultValueCodeableConcept",
+            serialization_alias="defaultValueCodeableConcept",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_coding: Opt[Coding] = Field(
-        default=None,
-        validation_alias="defaultValueCoding",
-        serialization_alias="defaultValueCoding",
-    )
+    default_value_coding: Annotated[
+        Opt[Coding],
+        Field(validation_alias="defaultValueCoding", serialization_alias="defaultValueCoding"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_contact_point: Opt[ContactPoint] = Field(
-        default=None,
-        validation_alias="defaultValueContactPoint",
-        serialization_alias="defaultValueContactPoint",
-    )
+    default_value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(
+            validation_alias="defaultValueContactPoint",
+            serialization_alias="defaultValueContactPoint",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_count: Opt[Count] = Field(
-        default=None, validation_alias="defaultValueCount", serialization_alias="defaultValueCount"
-    )
+    default_value_count: Annotated[
+        Opt[Count],
+        Field(validation_alias="defaultValueCount", serialization_alias="defaultValueCount"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_distance: Opt[Distance] = Field(
-        default=None,
-        validation_alias="defaultValueDistance",
-        serialization_alias="defaultValueDistance",
-    )
+    default_value_distance: Annotated[
+        Opt[Distance],
+        Field(validation_alias="defaultValueDistance", serialization_alias="defaultValueDistance"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="defaultValueDuration",
-        serialization_alias="defaultValueDuration",
-    )
+    default_value_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="defaultValueDuration", serialization_alias="defaultValueDuration"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_human_name: Opt[HumanName] = Field(
-        default=None,
-        validation_alias="defaultValueHumanName",
-        serialization_alias="defaultValueHumanName",
-    )
+    default_value_human_name: Annotated[
+        Opt[HumanName],
+        Field(
+            validation_alias="defaultValueHumanName", serialization_alias="defaultValueHumanName"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_identifier: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="defaultValueIdentifier",
-        serialization_alias="defaultValueIdentifier",
-    )
+    default_value_identifier: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="defaultValueIdentifier", serialization_alias="defaultValueIdentifier"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_money: Opt[Money] = Field(
-        default=None, validation_alias="defaultValueMoney", serialization_alias="defaultValueMoney"
-    )
+    default_value_money: Annotated[
+        Opt[Money],
+        Field(validation_alias="defaultValueMoney", serialization_alias="defaultValueMoney"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_period: Opt[Period] = Field(
-        default=None,
-        validation_alias="defaultValuePeriod",
-        serialization_alias="defaultValuePeriod",
-    )
+    default_value_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="defaultValuePeriod", serialization_alias="defaultValuePeriod"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_quantity: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="defaultValueQuantity",
-        serialization_alias="defaultValueQuantity",
-    )
+    default_value_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="defaultValueQuantity", serialization_alias="defaultValueQuantity"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_range: Opt[Range] = Field(
-        default=None, validation_alias="defaultValueRange", serialization_alias="defaultValueRange"
-    )
+    default_value_range: Annotated[
+        Opt[Range],
+        Field(validation_alias="defaultValueRange", serialization_alias="defaultValueRange"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="defaultValueRatio", serialization_alias="defaultValueRatio"
-    )
+    default_value_ratio: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="defaultValueRatio", serialization_alias="defaultValueRatio"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="defaultValueReference",
-        serialization_alias="defaultValueReference",
-    )
+    default_value_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="defaultValueReference", serialization_alias="defaultValueReference"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_sampled_data: Opt[SampledData] = Field(
-        default=None,
-        validation_alias="defaultValueSampledData",
-        serialization_alias="defaultValueSampledData",
-    )
+    default_value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(
+            validation_alias="defaultValueSampledData",
+            serialization_alias="defaultValueSampledData",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_signature: Opt[Signature] = Field(
-        default=None,
-        validation_alias="defaultValueSignature",
-        serialization_alias="defaultValueSignature",
-    )
+    default_value_signature: Annotated[
+        Opt[Signature],
+        Field(
+            validation_alias="defaultValueSignature", serialization_alias="defaultValueSignature"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_timing: Opt[Timing] = Field(
-        default=None,
-        validation_alias="defaultValueTiming",
-        serialization_alias="defaultValueTiming",
-    )
+    default_value_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="defaultValueTiming", serialization_alias="defaultValueTiming"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="defaultValueContactDetail",
-        serialization_alias="defaultValueContactDetail",
-    )
+    default_value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(
+            validation_alias="defaultValueContactDetail",
+            serialization_alias="defaultValueContactDetail",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_contributor: Opt[Contributor] = Field(
-        default=None,
-        validation_alias="defaultValueContributor",
-        serialization_alias="defaultValueContributor",
-    )
+    default_value_contributor: Annotated[
+        Opt[Contributor],
+        Field(
+            validation_alias="defaultValueContributor",
+            serialization_alias="defaultValueContributor",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="defaultValueDataRequirement",
-        serialization_alias="defaultValueDataRequirement",
-    )
+    default_value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(
+            validation_alias="defaultValueDataRequirement",
+            serialization_alias="defaultValueDataRequirement",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_expression: Opt[Expression] = Field(
-        default=None,
-        validation_alias="defaultValueExpression",
-        serialization_alias="defaultValueExpression",
-    )
+    default_value_expression: Annotated[
+        Opt[Expression],
+        Field(
+            validation_alias="defaultValueExpression", serialization_alias="defaultValueExpression"
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="defaultValueParameterDefinition",
-        serialization_alias="defaultValueParameterDefinition",
-    )
+    default_value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="defaultValueParameterDefinition",
+            serialization_alias="defaultValueParameterDefinition",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="defaultValueRelatedArtifact",
-        serialization_alias="defaultValueRelatedArtifact",
-    )
+    default_value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(
+            validation_alias="defaultValueRelatedArtifact",
+            serialization_alias="defaultValueRelatedArtifact",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="defaultValueTriggerDefinition",
-        serialization_alias="defaultValueTriggerDefinition",
-    )
+    default_value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="defaultValueTriggerDefinition",
+            serialization_alias="defaultValueTriggerDefinition",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_usage_context: Opt[UsageContext] = Field(
-        default=None,
-        validation_alias="defaultValueUsageContext",
-        serialization_alias="defaultValueUsageContext",
-    )
+    default_value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(
+            validation_alias="defaultValueUsageContext",
+            serialization_alias="defaultValueUsageContext",
+        ),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_dosage: Opt[Dosage] = Field(
-        default=None,
-        validation_alias="defaultValueDosage",
-        serialization_alias="defaultValueDosage",
-    )
+    default_value_dosage: Annotated[
+        Opt[Dosage],
+        Field(validation_alias="defaultValueDosage", serialization_alias="defaultValueDosage"),
+    ] = None
     """Specified value if missing from instance"""
 
-    default_value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="defaultValueMeta", serialization_alias="defaultValueMeta"
-    )
+    default_value_meta: Annotated[
+        Opt[Meta],
+        Field(validation_alias="defaultValueMeta", serialization_alias="defaultValueMeta"),
+    ] = None
     """Specified value if missing from instance"""
 
-    meaning_when_missing: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="meaningWhenMissing",
-        serialization_alias="meaningWhenMissing",
-    )
+    meaning_when_missing: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="meaningWhenMissing", serialization_alias="meaningWhenMissing"),
+    ] = None
     """Implicit meaning when this element is missing"""
 
-    meaning_when_missing_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_meaningWhenMissing",
-        serialization_alias="_meaningWhenMissing",
-    )
+    meaning_when_missing_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_meaningWhenMissing", serialization_alias="_meaningWhenMissing"),
+    ] = None
     """Extensions and id of `meaningWhenMissing`."""
 
-    order_meaning: Opt[FhirString] = Field(
-        default=None, validation_alias="orderMeaning", serialization_alias="orderMeaning"
-    )
+    order_meaning: Annotated[
+        Opt[FhirString], Field(validation_alias="orderMeaning", serialization_alias="orderMeaning")
+    ] = None
     """What the order of the elements means"""
 
-    order_meaning_ext: Opt[Element] = Field(
-        default=None, validation_alias="_orderMeaning", serialization_alias="_orderMeaning"
-    )
+    order_meaning_ext: Annotated[
+        Opt[Element], Field(validation_alias="_orderMeaning", serialization_alias="_orderMeaning")
+    ] = None
     """Extensions and id of `orderMeaning`."""
 
-    fixed_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="fixedBase64Binary", serialization_alias="fixedBase64Binary"
-    )
+    fixed_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="fixedBase64Binary", serialization_alias="fixedBase64Binary"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_fixedBase64Binary",
-        serialization_alias="_fixedBase64Binary",
-    )
+    fixed_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_fixedBase64Binary", serialization_alias="_fixedBase64Binary"),
+    ] = None
     """Extensions and id of `fixedBase64Binary`."""
 
-    fixed_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="fixedBoolean", serialization_alias="fixedBoolean"
-    )
+    fixed_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="fixedBoolean", serialization_alias="fixedBoolean")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedBoolean", serialization_alias="_fixedBoolean"
-    )
+    fixed_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedBoolean", serialization_alias="_fixedBoolean")
+    ] = None
     """Extensions and id of `fixedBoolean`."""
 
-    fixed_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="fixedCanonical", serialization_alias="fixedCanonical"
-    )
+    fixed_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="fixedCanonical", serialization_alias="fixedCanonical"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedCanonical", serialization_alias="_fixedCanonical"
-    )
+    fixed_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_fixedCanonical", serialization_alias="_fixedCanonical"),
+    ] = None
     """Extensions and id of `fixedCanonical`."""
 
-    fixed_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="fixedCode", serialization_alias="fixedCode"
-    )
+    fixed_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="fixedCode", serialization_alias="fixedCode")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedCode", serialization_alias="_fixedCode"
-    )
+    fixed_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedCode", serialization_alias="_fixedCode")
+    ] = None
     """Extensions and id of `fixedCode`."""
 
-    fixed_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="fixedDate", serialization_alias="fixedDate"
-    )
+    fixed_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="fixedDate", serialization_alias="fixedDate")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedDate", serialization_alias="_fixedDate"
-    )
+    fixed_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedDate", serialization_alias="_fixedDate")
+    ] = None
     """Extensions and id of `fixedDate`."""
 
-    fixed_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="fixedDateTime", serialization_alias="fixedDateTime"
-    )
+    fixed_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="fixedDateTime", serialization_alias="fixedDateTime"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedDateTime", serialization_alias="_fixedDateTime"
-    )
+    fixed_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedDateTime", serialization_alias="_fixedDateTime")
+    ] = None
     """Extensions and id of `fixedDateTime`."""
 
-    fixed_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="fixedDecimal", serialization_alias="fixedDecimal"
-    )
+    fixed_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="fixedDecimal", serialization_alias="fixedDecimal")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedDecimal", serialization_alias="_fixedDecimal"
-    )
+    fixed_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedDecimal", serialization_alias="_fixedDecimal")
+    ] = None
     """Extensions and id of `fixedDecimal`."""
 
-    fixed_id: Opt[FhirId] = Field(
-        default=None, validation_alias="fixedId", serialization_alias="fixedId"
-    )
+    fixed_id: Annotated[
+        Opt[FhirId], Field(validation_alias="fixedId", serialization_alias="fixedId")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedId", serialization_alias="_fixedId"
-    )
+    fixed_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedId", serialization_alias="_fixedId")
+    ] = None
     """Extensions and id of `fixedId`."""
 
-    fixed_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="fixedInstant", serialization_alias="fixedInstant"
-    )
+    fixed_instant: Annotated[
+        Opt[FhirInstant], Field(validation_alias="fixedInstant", serialization_alias="fixedInstant")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedInstant", serialization_alias="_fixedInstant"
-    )
+    fixed_instant_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedInstant", serialization_alias="_fixedInstant")
+    ] = None
     """Extensions and id of `fixedInstant`."""
 
-    fixed_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="fixedInteger", serialization_alias="fixedInteger"
-    )
+    fixed_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="fixedInteger", serialization_alias="fixedInteger")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedInteger", serialization_alias="_fixedInteger"
-    )
+    fixed_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedInteger", serialization_alias="_fixedInteger")
+    ] = None
     """Extensions and id of `fixedInteger`."""
 
-    fixed_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="fixedMarkdown", serialization_alias="fixedMarkdown"
-    )
+    fixed_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="fixedMarkdown", serialization_alias="fixedMarkdown"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedMarkdown", serialization_alias="_fixedMarkdown"
-    )
+    fixed_markdown_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedMarkdown", serialization_alias="_fixedMarkdown")
+    ] = None
     """Extensions and id of `fixedMarkdown`."""
 
-    fixed_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="fixedOid", serialization_alias="fixedOid"
-    )
+    fixed_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="fixedOid", serialization_alias="fixedOid")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedOid", serialization_alias="_fixedOid"
-    )
+    fixed_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedOid", serialization_alias="_fixedOid")
+    ] = None
     """Extensions and id of `fixedOid`."""
 
-    fixed_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="fixedPositiveInt", serialization_alias="fixedPositiveInt"
-    )
+    fixed_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="fixedPositiveInt", serialization_alias="fixedPositiveInt"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_positive_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedPositiveInt", serialization_alias="_fixedPositiveInt"
-    )
+    fixed_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_fixedPositiveInt", serialization_alias="_fixedPositiveInt"),
+    ] = None
     """Extensions and id of `fixedPositiveInt`."""
 
-    fixed_string: Opt[FhirString] = Field(
-        default=None, validation_alias="fixedString", serialization_alias="fixedString"
-    )
+    fixed_string: Annotated[
+        Opt[FhirString], Field(validation_alias="fixedString", serialization_alias="fixedString")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedString", serialization_alias="_fixedString"
-    )
+    fixed_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedString", serialization_alias="_fixedString")
+    ] = None
     """Extensions and id of `fixedString`."""
 
-    fixed_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="fixedTime", serialization_alias="fixedTime"
-    )
+    fixed_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="fixedTime", serialization_alias="fixedTime")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedTime", serialization_alias="_fixedTime"
-    )
+    fixed_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedTime", serialization_alias="_fixedTime")
+    ] = None
     """Extensions and id of `fixedTime`."""
 
-    fixed_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="fixedUnsignedInt", serialization_alias="fixedUnsignedInt"
-    )
+    fixed_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="fixedUnsignedInt", serialization_alias="fixedUnsignedInt"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedUnsignedInt", serialization_alias="_fixedUnsignedInt"
-    )
+    fixed_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_fixedUnsignedInt", serialization_alias="_fixedUnsignedInt"),
+    ] = None
     """Extensions and id of `fixedUnsignedInt`."""
 
-    fixed_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="fixedUri", serialization_alias="fixedUri"
-    )
+    fixed_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="fixedUri", serialization_alias="fixedUri")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedUri", serialization_alias="_fixedUri"
-    )
+    fixed_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedUri", serialization_alias="_fixedUri")
+    ] = None
     """Extensions and id of `fixedUri`."""
 
-    fixed_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="fixedUrl", serialization_alias="fixedUrl"
-    )
+    fixed_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="fixedUrl", serialization_alias="fixedUrl")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedUrl", serialization_alias="_fixedUrl"
-    )
+    fixed_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedUrl", serialization_alias="_fixedUrl")
+    ] = None
     """Extensions and id of `fixedUrl`."""
 
-    fixed_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="fixedUuid", serialization_alias="fixedUuid"
-    )
+    fixed_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="fixedUuid", serialization_alias="fixedUuid")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fixedUuid", serialization_alias="_fixedUuid"
-    )
+    fixed_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fixedUuid", serialization_alias="_fixedUuid")
+    ] = None
     """Extensions and id of `fixedUuid`."""
 
-    fixed_address: Opt[Address] = Field(
-        default=None, validation_alias="fixedAddress", serialization_alias="fixedAddress"
-    )
+    fixed_address: Annotated[
+        Opt[Address], Field(validation_alias="fixedAddress", serialization_alias="fixedAddress")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_age: Opt[Age] = Field(
-        default=None, validation_alias="fixedAge", serialization_alias="fixedAge"
-    )
+    fixed_age: Annotated[
+        Opt[Age], Field(validation_alias="fixedAge", serialization_alias="fixedAge")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="fixedAnnotation", serialization_alias="fixedAnnotation"
-    )
+    fixed_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="fixedAnnotation", serialization_alias="fixedAnnotation"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="fixedAttachment", serialization_alias="fixedAttachment"
-    )
+    fixed_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="fixedAttachment", serialization_alias="fixedAttachment"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="fixedCodeableConcept",
-        serialization_alias="fixedCodeableConcept",
-    )
+    fixed_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="fixedCodeableConcept", serialization_alias="fixedCodeableConcept"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_coding: Opt[Coding] = Field(
-        default=None, validation_alias="fixedCoding", serialization_alias="fixedCoding"
-    )
+    fixed_coding: Annotated[
+        Opt[Coding], Field(validation_alias="fixedCoding", serialization_alias="fixedCoding")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_contact_point: Opt[ContactPoint] = Field(
-        default=None, validation_alias="fixedContactPoint", serialization_alias="fixedContactPoint"
-    )
+    fixed_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="fixedContactPoint", serialization_alias="fixedContactPoint"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_count: Opt[Count] = Field(
-        default=None, validation_alias="fixedCount", serialization_alias="fixedCount"
-    )
+    fixed_count: Annotated[
+        Opt[Count], Field(validation_alias="fixedCount", serialization_alias="fixedCount")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_distance: Opt[Distance] = Field(
-        default=None, validation_alias="fixedDistance", serialization_alias="fixedDistance"
-    )
+    fixed_distance: Annotated[
+        Opt[Distance], Field(validation_alias="fixedDistance", serialization_alias="fixedDistance")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_duration: Opt[Duration] = Field(
-        default=None, validation_alias="fixedDuration", serialization_alias="fixedDuration"
-    )
+    fixed_duration: Annotated[
+        Opt[Duration], Field(validation_alias="fixedDuration", serialization_alias="fixedDuration")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="fixedHumanName", serialization_alias="fixedHumanName"
-    )
+    fixed_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="fixedHumanName", serialization_alias="fixedHumanName"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="fixedIdentifier", serialization_alias="fixedIdentifier"
-    )
+    fixed_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="fixedIdentifier", serialization_alias="fixedIdentifier"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_money: Opt[Money] = Field(
-        default=None, validation_alias="fixedMoney", serialization_alias="fixedMoney"
-    )
+    fixed_money: Annotated[
+        Opt[Money], Field(validation_alias="fixedMoney", serialization_alias="fixedMoney")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_period: Opt[Period] = Field(
-        default=None, validation_alias="fixedPeriod", serialization_alias="fixedPeriod"
-    )
+    fixed_period: Annotated[
+        Opt[Period], Field(validation_alias="fixedPeriod", serialization_alias="fixedPeriod")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="fixedQuantity", serialization_alias="fixedQuantity"
-    )
+    fixed_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="fixedQuantity", serialization_alias="fixedQuantity")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_range: Opt[Range] = Field(
-        default=None, validation_alias="fixedRange", serialization_alias="fixedRange"
-    )
+    fixed_range: Annotated[
+        Opt[Range], Field(validation_alias="fixedRange", serialization_alias="fixedRange")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="fixedRatio", serialization_alias="fixedRatio"
-    )
+    fixed_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="fixedRatio", serialization_alias="fixedRatio")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_reference: Opt[Reference] = Field(
-        default=None, validation_alias="fixedReference", serialization_alias="fixedReference"
-    )
+    fixed_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="fixedReference", serialization_alias="fixedReference"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="fixedSampledData", serialization_alias="fixedSampledData"
-    )
+    fixed_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="fixedSampledData", serialization_alias="fixedSampledData"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_signature: Opt[Signature] = Field(
-        default=None, validation_alias="fixedSignature", serialization_alias="fixedSignature"
-    )
+    fixed_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="fixedSignature", serialization_alias="fixedSignature"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_timing: Opt[Timing] = Field(
-        default=None, validation_alias="fixedTiming", serialization_alias="fixedTiming"
-    )
+    fixed_timing: Annotated[
+        Opt[Timing], Field(validation_alias="fixedTiming", serialization_alias="fixedTiming")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="fixedContactDetail",
-        serialization_alias="fixedContactDetail",
-    )
+    fixed_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="fixedContactDetail", serialization_alias="fixedContactDetail"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_contributor: Opt[Contributor] = Field(
-        default=None, validation_alias="fixedContributor", serialization_alias="fixedContributor"
-    )
+    fixed_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="fixedContributor", serialization_alias="fixedContributor"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="fixedDataRequirement",
-        serialization_alias="fixedDataRequirement",
-    )
+    fixed_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(validation_alias="fixedDataRequirement", serialization_alias="fixedDataRequirement"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_expression: Opt[Expression] = Field(
-        default=None, validation_alias="fixedExpression", serialization_alias="fixedExpression"
-    )
+    fixed_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="fixedExpression", serialization_alias="fixedExpression"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="fixedParameterDefinition",
-        serialization_alias="fixedParameterDefinition",
-    )
+    fixed_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="fixedParameterDefinition",
+            serialization_alias="fixedParameterDefinition",
+        ),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="fixedRelatedArtifact",
-        serialization_alias="fixedRelatedArtifact",
-    )
+    fixed_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(validation_alias="fixedRelatedArtifact", serialization_alias="fixedRelatedArtifact"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="fixedTriggerDefinition",
-        serialization_alias="fixedTriggerDefinition",
-    )
+    fixed_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="fixedTriggerDefinition", serialization_alias="fixedTriggerDefinition"
+        ),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_usage_context: Opt[UsageContext] = Field(
-        default=None, validation_alias="fixedUsageContext", serialization_alias="fixedUsageContext"
-    )
+    fixed_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="fixedUsageContext", serialization_alias="fixedUsageContext"),
+    ] = None
     """Value must be exactly this"""
 
-    fixed_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="fixedDosage", serialization_alias="fixedDosage"
-    )
+    fixed_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="fixedDosage", serialization_alias="fixedDosage")
+    ] = None
     """Value must be exactly this"""
 
-    fixed_meta: Opt[Meta] = Field(
-        default=None, validation_alias="fixedMeta", serialization_alias="fixedMeta"
-    )
+    fixed_meta: Annotated[
+        Opt[Meta], Field(validation_alias="fixedMeta", serialization_alias="fixedMeta")
+    ] = None
     """Value must be exactly this"""
 
-    pattern_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None,
-        validation_alias="patternBase64Binary",
-        serialization_alias="patternBase64Binary",
-    )
+    pattern_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="patternBase64Binary", serialization_alias="patternBase64Binary"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patternBase64Binary",
-        serialization_alias="_patternBase64Binary",
-    )
+    pattern_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternBase64Binary", serialization_alias="_patternBase64Binary"),
+    ] = None
     """Extensions and id of `patternBase64Binary`."""
 
-    pattern_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="patternBoolean", serialization_alias="patternBoolean"
-    )
+    pattern_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="patternBoolean", serialization_alias="patternBoolean"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternBoolean", serialization_alias="_patternBoolean"
-    )
+    pattern_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternBoolean", serialization_alias="_patternBoolean"),
+    ] = None
     """Extensions and id of `patternBoolean`."""
 
-    pattern_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="patternCanonical", serialization_alias="patternCanonical"
-    )
+    pattern_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="patternCanonical", serialization_alias="patternCanonical"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternCanonical", serialization_alias="_patternCanonical"
-    )
+    pattern_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternCanonical", serialization_alias="_patternCanonical"),
+    ] = None
     """Extensions and id of `patternCanonical`."""
 
-    pattern_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="patternCode", serialization_alias="patternCode"
-    )
+    pattern_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="patternCode", serialization_alias="patternCode")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternCode", serialization_alias="_patternCode"
-    )
+    pattern_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternCode", serialization_alias="_patternCode")
+    ] = None
     """Extensions and id of `patternCode`."""
 
-    pattern_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="patternDate", serialization_alias="patternDate"
-    )
+    pattern_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="patternDate", serialization_alias="patternDate")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternDate", serialization_alias="_patternDate"
-    )
+    pattern_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternDate", serialization_alias="_patternDate")
+    ] = None
     """Extensions and id of `patternDate`."""
 
-    pattern_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="patternDateTime", serialization_alias="patternDateTime"
-    )
+    pattern_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="patternDateTime", serialization_alias="patternDateTime"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternDateTime", serialization_alias="_patternDateTime"
-    )
+    pattern_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternDateTime", serialization_alias="_patternDateTime"),
+    ] = None
     """Extensions and id of `patternDateTime`."""
 
-    pattern_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="patternDecimal", serialization_alias="patternDecimal"
-    )
+    pattern_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="patternDecimal", serialization_alias="patternDecimal"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternDecimal", serialization_alias="_patternDecimal"
-    )
+    pattern_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternDecimal", serialization_alias="_patternDecimal"),
+    ] = None
     """Extensions and id of `patternDecimal`."""
 
-    pattern_id: Opt[FhirId] = Field(
-        default=None, validation_alias="patternId", serialization_alias="patternId"
-    )
+    pattern_id: Annotated[
+        Opt[FhirId], Field(validation_alias="patternId", serialization_alias="patternId")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternId", serialization_alias="_patternId"
-    )
+    pattern_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternId", serialization_alias="_patternId")
+    ] = None
     """Extensions and id of `patternId`."""
 
-    pattern_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="patternInstant", serialization_alias="patternInstant"
-    )
+    pattern_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="patternInstant", serialization_alias="patternInstant"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternInstant", serialization_alias="_patternInstant"
-    )
+    pattern_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternInstant", serialization_alias="_patternInstant"),
+    ] = None
     """Extensions and id of `patternInstant`."""
 
-    pattern_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="patternInteger", serialization_alias="patternInteger"
-    )
+    pattern_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="patternInteger", serialization_alias="patternInteger"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternInteger", serialization_alias="_patternInteger"
-    )
+    pattern_integer_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternInteger", serialization_alias="_patternInteger"),
+    ] = None
     """Extensions and id of `patternInteger`."""
 
-    pattern_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="patternMarkdown", serialization_alias="patternMarkdown"
-    )
+    pattern_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="patternMarkdown", serialization_alias="patternMarkdown"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternMarkdown", serialization_alias="_patternMarkdown"
-    )
+    pattern_markdown_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternMarkdown", serialization_alias="_patternMarkdown"),
+    ] = None
     """Extensions and id of `patternMarkdown`."""
 
-    pattern_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="patternOid", serialization_alias="patternOid"
-    )
+    pattern_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="patternOid", serialization_alias="patternOid")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternOid", serialization_alias="_patternOid"
-    )
+    pattern_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternOid", serialization_alias="_patternOid")
+    ] = None
     """Extensions and id of `patternOid`."""
 
-    pattern_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="patternPositiveInt",
-        serialization_alias="patternPositiveInt",
-    )
+    pattern_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="patternPositiveInt", serialization_alias="patternPositiveInt"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patternPositiveInt",
-        serialization_alias="_patternPositiveInt",
-    )
+    pattern_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternPositiveInt", serialization_alias="_patternPositiveInt"),
+    ] = None
     """Extensions and id of `patternPositiveInt`."""
 
-    pattern_string: Opt[FhirString] = Field(
-        default=None, validation_alias="patternString", serialization_alias="patternString"
-    )
+    pattern_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="patternString", serialization_alias="patternString"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternString", serialization_alias="_patternString"
-    )
+    pattern_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternString", serialization_alias="_patternString")
+    ] = None
     """Extensions and id of `patternString`."""
 
-    pattern_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="patternTime", serialization_alias="patternTime"
-    )
+    pattern_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="patternTime", serialization_alias="patternTime")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternTime", serialization_alias="_patternTime"
-    )
+    pattern_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternTime", serialization_alias="_patternTime")
+    ] = None
     """Extensions and id of `patternTime`."""
 
-    pattern_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="patternUnsignedInt",
-        serialization_alias="patternUnsignedInt",
-    )
+    pattern_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="patternUnsignedInt", serialization_alias="patternUnsignedInt"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patternUnsignedInt",
-        serialization_alias="_patternUnsignedInt",
-    )
+    pattern_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patternUnsignedInt", serialization_alias="_patternUnsignedInt"),
+    ] = None
     """Extensions and id of `patternUnsignedInt`."""
 
-    pattern_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="patternUri", serialization_alias="patternUri"
-    )
+    pattern_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="patternUri", serialization_alias="patternUri")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternUri", serialization_alias="_patternUri"
-    )
+    pattern_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternUri", serialization_alias="_patternUri")
+    ] = None
     """Extensions and id of `patternUri`."""
 
-    pattern_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="patternUrl", serialization_alias="patternUrl"
-    )
+    pattern_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="patternUrl", serialization_alias="patternUrl")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternUrl", serialization_alias="_patternUrl"
-    )
+    pattern_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternUrl", serialization_alias="_patternUrl")
+    ] = None
     """Extensions and id of `patternUrl`."""
 
-    pattern_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="patternUuid", serialization_alias="patternUuid"
-    )
+    pattern_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="patternUuid", serialization_alias="patternUuid")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_patternUuid", serialization_alias="_patternUuid"
-    )
+    pattern_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_patternUuid", serialization_alias="_patternUuid")
+    ] = None
     """Extensions and id of `patternUuid`."""
 
-    pattern_address: Opt[Address] = Field(
-        default=None, validation_alias="patternAddress", serialization_alias="patternAddress"
-    )
+    pattern_address: Annotated[
+        Opt[Address], Field(validation_alias="patternAddress", serialization_alias="patternAddress")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_age: Opt[Age] = Field(
-        default=None, validation_alias="patternAge", serialization_alias="patternAge"
-    )
+    pattern_age: Annotated[
+        Opt[Age], Field(validation_alias="patternAge", serialization_alias="patternAge")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="patternAnnotation", serialization_alias="patternAnnotation"
-    )
+    pattern_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="patternAnnotation", serialization_alias="patternAnnotation"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="patternAttachment", serialization_alias="patternAttachment"
-    )
+    pattern_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="patternAttachment", serialization_alias="patternAttachment"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="patternCodeableConcept",
-        serialization_alias="patternCodeableConcept",
-    )
+    pattern_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="patternCodeableConcept", serialization_alias="patternCodeableConcept"
+        ),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_coding: Opt[Coding] = Field(
-        default=None, validation_alias="patternCoding", serialization_alias="patternCoding"
-    )
+    pattern_coding: Annotated[
+        Opt[Coding], Field(validation_alias="patternCoding", serialization_alias="patternCoding")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_contact_point: Opt[ContactPoint] = Field(
-        default=None,
-        validation_alias="patternContactPoint",
-        serialization_alias="patternContactPoint",
-    )
+    pattern_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="patternContactPoint", serialization_alias="patternContactPoint"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_count: Opt[Count] = Field(
-        default=None, validation_alias="patternCount", serialization_alias="patternCount"
-    )
+    pattern_count: Annotated[
+        Opt[Count], Field(validation_alias="patternCount", serialization_alias="patternCount")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_distance: Opt[Distance] = Field(
-        default=None, validation_alias="patternDistance", serialization_alias="patternDistance"
-    )
+    pattern_distance: Annotated[
+        Opt[Distance],
+        Field(validation_alias="patternDistance", serialization_alias="patternDistance"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_duration: Opt[Duration] = Field(
-        default=None, validation_alias="patternDuration", serialization_alias="patternDuration"
-    )
+    pattern_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="patternDuration", serialization_alias="patternDuration"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="patternHumanName", serialization_alias="patternHumanName"
-    )
+    pattern_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="patternHumanName", serialization_alias="patternHumanName"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="patternIdentifier", serialization_alias="patternIdentifier"
-    )
+    pattern_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="patternIdentifier", serialization_alias="patternIdentifier"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_money: Opt[Money] = Field(
-        default=None, validation_alias="patternMoney", serialization_alias="patternMoney"
-    )
+    pattern_money: Annotated[
+        Opt[Money], Field(validation_alias="patternMoney", serialization_alias="patternMoney")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_period: Opt[Period] = Field(
-        default=None, validation_alias="patternPeriod", serialization_alias="patternPeriod"
-    )
+    pattern_period: Annotated[
+        Opt[Period], Field(validation_alias="patternPeriod", serialization_alias="patternPeriod")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="patternQuantity", serialization_alias="patternQuantity"
-    )
+    pattern_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="patternQuantity", serialization_alias="patternQuantity"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_range: Opt[Range] = Field(
-        default=None, validation_alias="patternRange", serialization_alias="patternRange"
-    )
+    pattern_range: Annotated[
+        Opt[Range], Field(validation_alias="patternRange", serialization_alias="patternRange")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="patternRatio", serialization_alias="patternRatio"
-    )
+    pattern_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="patternRatio", serialization_alias="patternRatio")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_reference: Opt[Reference] = Field(
-        default=None, validation_alias="patternReference", serialization_alias="patternReference"
-    )
+    pattern_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="patternReference", serialization_alias="patternReference"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_sampled_data: Opt[SampledData] = Field(
-        default=None,
-        validation_alias="patternSampledData",
-        serialization_alias="patternSampledData",
-    )
+    pattern_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="patternSampledData", serialization_alias="patternSampledData"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_signature: Opt[Signature] = Field(
-        default=None, validation_alias="patternSignature", serialization_alias="patternSignature"
-    )
+    pattern_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="patternSignature", serialization_alias="patternSignature"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_timing: Opt[Timing] = Field(
-        default=None, validation_alias="patternTiming", serialization_alias="patternTiming"
-    )
+    pattern_timing: Annotated[
+        Opt[Timing], Field(validation_alias="patternTiming", serialization_alias="patternTiming")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="patternContactDetail",
-        serialization_alias="patternContactDetail",
-    )
+    pattern_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="patternContactDetail", serialization_alias="patternContactDetail"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_contributor: Opt[Contributor] = Field(
-        default=None,
-        validation_alias="patternContributor",
-        serialization_alias="patternContributor",
-    )
+    pattern_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="patternContributor", serialization_alias="patternContributor"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="patternDataRequirement",
-        serialization_alias="patternDataRequirement",
-    )
+    pattern_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(
+            validation_alias="patternDataRequirement", serialization_alias="patternDataRequirement"
+        ),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_expression: Opt[Expression] = Field(
-        default=None, validation_alias="patternExpression", serialization_alias="patternExpression"
-    )
+    pattern_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="patternExpression", serialization_alias="patternExpression"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="patternParameterDefinition",
-        serialization_alias="patternParameterDefinition",
-    )
+    pattern_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="patternParameterDefinition",
+            serialization_alias="patternParameterDefinition",
+        ),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="patternRelatedArtifact",
-        serialization_alias="patternRelatedArtifact",
-    )
+    pattern_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(
+            validation_alias="patternRelatedArtifact", serialization_alias="patternRelatedArtifact"
+        ),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="patternTriggerDefinition",
-        serialization_alias="patternTriggerDefinition",
-    )
+    pattern_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="patternTriggerDefinition",
+            serialization_alias="patternTriggerDefinition",
+        ),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_usage_context: Opt[UsageContext] = Field(
-        default=None,
-        validation_alias="patternUsageContext",
-        serialization_alias="patternUsageContext",
-    )
+    pattern_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="patternUsageContext", serialization_alias="patternUsageContext"),
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="patternDosage", serialization_alias="patternDosage"
-    )
+    pattern_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="patternDosage", serialization_alias="patternDosage")
+    ] = None
     """Value must have at least these property values"""
 
-    pattern_meta: Opt[Meta] = Field(
-        default=None, validation_alias="patternMeta", serialization_alias="patternMeta"
-    )
+    pattern_meta: Annotated[
+        Opt[Meta], Field(validation_alias="patternMeta", serialization_alias="patternMeta")
+    ] = None
     """Value must have at least these property values"""
 
-    example: Opt[list[ElementDefinitionExample]] = Field(default=None, min_length=1)
+    example: Annotated[Opt[list[ElementDefinitionExample]], Field(min_length=1)] = None
     """Example value (as defined for type)"""
 
-    min_value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="minValueDate", serialization_alias="minValueDate"
-    )
+    min_value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="minValueDate", serialization_alias="minValueDate")
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueDate", serialization_alias="_minValueDate"
-    )
+    min_value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_minValueDate", serialization_alias="_minValueDate")
+    ] = None
     """Extensions and id of `minValueDate`."""
 
-    min_value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="minValueDateTime", serialization_alias="minValueDateTime"
-    )
+    min_value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="minValueDateTime", serialization_alias="minValueDateTime"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueDateTime", serialization_alias="_minValueDateTime"
-    )
+    min_value_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValueDateTime", serialization_alias="_minValueDateTime"),
+    ] = None
     """Extensions and id of `minValueDateTime`."""
 
-    min_value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="minValueInstant", serialization_alias="minValueInstant"
-    )
+    min_value_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="minValueInstant", serialization_alias="minValueInstant"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueInstant", serialization_alias="_minValueInstant"
-    )
+    min_value_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValueInstant", serialization_alias="_minValueInstant"),
+    ] = None
     """Extensions and id of `minValueInstant`."""
 
-    min_value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="minValueTime", serialization_alias="minValueTime"
-    )
+    min_value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="minValueTime", serialization_alias="minValueTime")
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueTime", serialization_alias="_minValueTime"
-    )
+    min_value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_minValueTime", serialization_alias="_minValueTime")
+    ] = None
     """Extensions and id of `minValueTime`."""
 
-    min_value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="minValueDecimal", serialization_alias="minValueDecimal"
-    )
+    min_value_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="minValueDecimal", serialization_alias="minValueDecimal"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueDecimal", serialization_alias="_minValueDecimal"
-    )
+    min_value_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValueDecimal", serialization_alias="_minValueDecimal"),
+    ] = None
     """Extensions and id of `minValueDecimal`."""
 
-    min_value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="minValueInteger", serialization_alias="minValueInteger"
-    )
+    min_value_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="minValueInteger", serialization_alias="minValueInteger"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minValueInteger", serialization_alias="_minValueInteger"
-    )
+    min_value_integer_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValueInteger", serialization_alias="_minValueInteger"),
+    ] = None
     """Extensions and id of `minValueInteger`."""
 
-    min_value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="minValuePositiveInt",
-        serialization_alias="minValuePositiveInt",
-    )
+    min_value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="minValuePositiveInt", serialization_alias="minValuePositiveInt"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_minValuePositiveInt",
-        serialization_alias="_minValuePositiveInt",
-    )
+    min_value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValuePositiveInt", serialization_alias="_minValuePositiveInt"),
+    ] = None
     """Extensions and id of `minValuePositiveInt`."""
 
-    min_value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="minValueUnsignedInt",
-        serialization_alias="minValueUnsignedInt",
-    )
+    min_value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="minValueUnsignedInt", serialization_alias="minValueUnsignedInt"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    min_value_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_minValueUnsignedInt",
-        serialization_alias="_minValueUnsignedInt",
-    )
+    min_value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minValueUnsignedInt", serialization_alias="_minValueUnsignedInt"),
+    ] = None
     """Extensions and id of `minValueUnsignedInt`."""
 
-    min_value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="minValueQuantity", serialization_alias="minValueQuantity"
-    )
+    min_value_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="minValueQuantity", serialization_alias="minValueQuantity"),
+    ] = None
     """Minimum Allowed Value (for some types)"""
 
-    max_value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="maxValueDate", serialization_alias="maxValueDate"
-    )
+    max_value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="maxValueDate", serialization_alias="maxValueDate")
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueDate", serialization_alias="_maxValueDate"
-    )
+    max_value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_maxValueDate", serialization_alias="_maxValueDate")
+    ] = None
     """Extensions and id of `maxValueDate`."""
 
-    max_value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="maxValueDateTime", serialization_alias="maxValueDateTime"
-    )
+    max_value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="maxValueDateTime", serialization_alias="maxValueDateTime"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueDateTime", serialization_alias="_maxValueDateTime"
-    )
+    max_value_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValueDateTime", serialization_alias="_maxValueDateTime"),
+    ] = None
     """Extensions and id of `maxValueDateTime`."""
 
-    max_value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="maxValueInstant", serialization_alias="maxValueInstant"
-    )
+    max_value_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="maxValueInstant", serialization_alias="maxValueInstant"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueInstant", serialization_alias="_maxValueInstant"
-    )
+    max_value_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValueInstant", serialization_alias="_maxValueInstant"),
+    ] = None
     """Extensions and id of `maxValueInstant`."""
 
-    max_value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="maxValueTime", serialization_alias="maxValueTime"
-    )
+    max_value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="maxValueTime", serialization_alias="maxValueTime")
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueTime", serialization_alias="_maxValueTime"
-    )
+    max_value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_maxValueTime", serialization_alias="_maxValueTime")
+    ] = None
     """Extensions and id of `maxValueTime`."""
 
-    max_value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="maxValueDecimal", serialization_alias="maxValueDecimal"
-    )
+    max_value_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="maxValueDecimal", serialization_alias="maxValueDecimal"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueDecimal", serialization_alias="_maxValueDecimal"
-    )
+    max_value_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValueDecimal", serialization_alias="_maxValueDecimal"),
+    ] = None
     """Extensions and id of `maxValueDecimal`."""
 
-    max_value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="maxValueInteger", serialization_alias="maxValueInteger"
-    )
+    max_value_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="maxValueInteger", serialization_alias="maxValueInteger"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxValueInteger", serialization_alias="_maxValueInteger"
-    )
+    max_value_integer_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValueInteger", serialization_alias="_maxValueInteger"),
+    ] = None
     """Extensions and id of `maxValueInteger`."""
 
-    max_value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="maxValuePositiveInt",
-        serialization_alias="maxValuePositiveInt",
-    )
+    max_value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="maxValuePositiveInt", serialization_alias="maxValuePositiveInt"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_maxValuePositiveInt",
-        serialization_alias="_maxValuePositiveInt",
-    )
+    max_value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValuePositiveInt", serialization_alias="_maxValuePositiveInt"),
+    ] = None
     """Extensions and id of `maxValuePositiveInt`."""
 
-    max_value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="maxValueUnsignedInt",
-        serialization_alias="maxValueUnsignedInt",
-    )
+    max_value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="maxValueUnsignedInt", serialization_alias="maxValueUnsignedInt"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_value_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_maxValueUnsignedInt",
-        serialization_alias="_maxValueUnsignedInt",
-    )
+    max_value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maxValueUnsignedInt", serialization_alias="_maxValueUnsignedInt"),
+    ] = None
     """Extensions and id of `maxValueUnsignedInt`."""
 
-    max_value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="maxValueQuantity", serialization_alias="maxValueQuantity"
-    )
+    max_value_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="maxValueQuantity", serialization_alias="maxValueQuantity"),
+    ] = None
     """Maximum Allowed Value (for some types)"""
 
-    max_length: Opt[FhirInteger] = Field(
-        default=None, validation_alias="maxLength", serialization_alias="maxLength"
-    )
+    max_length: Annotated[
+        Opt[FhirInteger], Field(validation_alias="maxLength", serialization_alias="maxLength")
+    ] = None
     """Max length for strings"""
 
-    max_length_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxLength", serialization_alias="_maxLength"
-    )
+    max_length_ext: Annotated[
+        Opt[Element], Field(validation_alias="_maxLength", serialization_alias="_maxLength")
+    ] = None
     """Extensions and id of `maxLength`."""
 
-    condition: Opt[list[FhirId]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[FhirId]], Field(min_length=1)] = None
     """Reference to invariant about presence"""
 
-    condition_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_condition", serialization_alias="_condition", min_length=1
-    )
+    condition_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_condition", serialization_alias="_condition", min_length=1),
+    ] = None
     """Extensions and id of `condition`."""
 
-    constraint: Opt[list[ElementDefinitionConstraint]] = Field(default=None, min_length=1)
+    constraint: Annotated[Opt[list[ElementDefinitionConstraint]], Field(min_length=1)] = None
     """Condition that must evaluate to true"""
 
-    must_support: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="mustSupport", serialization_alias="mustSupport"
-    )
+    must_support: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="mustSupport", serialization_alias="mustSupport")
+    ] = None
     """If the element must be supported"""
 
-    must_support_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mustSupport", serialization_alias="_mustSupport"
-    )
+    must_support_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mustSupport", serialization_alias="_mustSupport")
+    ] = None
     """Extensions and id of `mustSupport`."""
 
-    is_modifier: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isModifier", serialization_alias="isModifier"
-    )
+    is_modifier: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isModifier", serialization_alias="isModifier")
+    ] = None
     """If this modifies the meaning of other elements"""
 
-    is_modifier_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isModifier", serialization_alias="_isModifier"
-    )
+    is_modifier_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isModifier", serialization_alias="_isModifier")
+    ] = None
     """Extensions and id of `isModifier`."""
 
-    is_modifier_reason: Opt[FhirString] = Field(
-        default=None, validation_alias="isModifierReason", serialization_alias="isModifierReason"
-    )
+    is_modifier_reason: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="isModifierReason", serialization_alias="isModifierReason"),
+    ] = None
     """Reason that this element is marked as a modifier"""
 
-    is_modifier_reason_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isModifierReason", serialization_alias="_isModifierReason"
-    )
+    is_modifier_reason_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_isModifierReason", serialization_alias="_isModifierReason"),
+    ] = None
     """Extensions and id of `isModifierReason`."""
 
-    is_summary: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isSummary", serialization_alias="isSummary"
-    )
+    is_summary: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isSummary", serialization_alias="isSummary")
+    ] = None
     """Include when _summary = true?"""
 
-    is_summary_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isSummary", serialization_alias="_isSummary"
-    )
+    is_summary_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isSummary", serialization_alias="_isSummary")
+    ] = None
     """Extensions and id of `isSummary`."""
 
-    binding: Opt[ElementDefinitionBinding] = Field(default=None)
+    binding: Opt[ElementDefinitionBinding] = None
     """ValueSet details if this is coded"""
 
-    mapping: Opt[list[ElementDefinitionMapping]] = Field(default=None, min_length=1)
+    mapping: Annotated[Opt[list[ElementDefinitionMapping]], Field(min_length=1)] = None
     """Map element to another set of definitions"""
 
 
 class ElementDefinitionSlicing(Element):
     """This element is sliced - slices follow"""
 
-    discriminator: Opt[list[ElementDefinitionSlicingDiscriminator]] = Field(
-        default=None, min_length=1
-    )
+    discriminator: Annotated[
+        Opt[list[ElementDefinitionSlicingDiscriminator]], Field(min_length=1)
+    ] = None
     """Element values that are used to distinguish the slices"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Text description of how slicing works (or not)"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    ordered: Opt[FhirBoolean] = Field(default=None)
+    ordered: Opt[FhirBoolean] = None
     """If elements must be in same order as slices"""
 
-    ordered_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ordered", serialization_alias="_ordered"
-    )
+    ordered_ext: Annotated[
+        Opt[Element], Field(validation_alias="_ordered", serialization_alias="_ordered")
+    ] = None
     """Extensions and id of `ordered`."""
 
-    rules: Literal["closed", "open", "openAtEnd"] = Field()
+    rules: Literal["closed", "open", "openAtEnd"]
     """closed | open | openAtEnd"""
 
-    rules_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rules", serialization_alias="_rules"
-    )
+    rules_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rules", serialization_alias="_rules")
+    ] = None
     """Extensions and id of `rules`."""
 
 
 class ElementDefinitionSlicingDiscriminator(Element):
     """Element values that are used to distinguish the slices"""
 
-    type: Literal["value", "exists", "pattern", "type", "profile"] = Field()
+    type: Literal["value", "exists", "pattern", "type", "profile"]
     """value | exists | pattern | type | profile"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    path: FhirString = Field()
+    path: FhirString
     """Path to element value"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
 
 class ElementDefinitionBase(Element):
     """Base definition information for tools"""
 
-    path: FhirString = Field()
+    path: FhirString
     """Path that identifies the base element"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    min: FhirUnsignedInt = Field()
+    min: FhirUnsignedInt
     """Min cardinality of the base element"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: FhirString = Field()
+    max: FhirString
     """Max cardinality of the base element"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
 
 class ElementDefinitionType(Element):
     """Data type and Profile for this element"""
 
-    code: FhirUri = Field()
+    code: FhirUri
     """Data type or Resource (reference to definition)"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    profile: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    profile: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Profiles (StructureDefinition or IG) - one must apply"""
 
-    profile_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile", min_length=1
-    )
+    profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_profile", serialization_alias="_profile", min_length=1),
+    ] = None
     """Extensions and id of `profile`."""
 
-    target_profile: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="targetProfile",
-        serialization_alias="targetProfile",
-        min_length=1,
-    )
+    target_profile: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="targetProfile", serialization_alias="targetProfile", min_length=1),
+    ] = None
     """Profile (StructureDefinition or IG) on the Reference/canonical target - one must apply"""
 
-    target_profile_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_targetProfile",
-        serialization_alias="_targetProfile",
-        min_length=1,
-    )
+    target_profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_targetProfile", serialization_alias="_targetProfile", min_length=1
+        ),
+    ] = None
     """Extensions and id of `targetProfile`."""
 
-    aggregation: Opt[list[Literal["contained", "referenced", "bundled"]]] = Field(
-        default=None, min_length=1
-    )
+    aggregation: Annotated[
+        Opt[list[Literal["contained", "referenced", "bundled"]]], Field(min_length=1)
+    ] = None
     """contained | referenced | bundled - how aggregated"""
 
-    aggregation_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_aggregation",
-        serialization_alias="_aggregation",
-        min_length=1,
-    )
+    aggregation_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_aggregation", serialization_alias="_aggregation", min_length=1),
+    ] = None
     """Extensions and id of `aggregation`."""
 
-    versioning: Opt[Literal["either", "independent", "specific"]] = Field(default=None)
+    versioning: Opt[Literal["either", "independent", "specific"]] = None
     """either | independent | specific"""
 
-    versioning_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versioning", serialization_alias="_versioning"
-    )
+    versioning_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versioning", serialization_alias="_versioning")
+    ] = None
     """Extensions and id of `versioning`."""
 
 
@@ -2084,491 +2184,513 @@ class ElementDefinitionExample(Element, ChoiceChecked):
         ),
     )
 
-    label: FhirString = Field()
+    label: FhirString
     """Describes the purpose of this example"""
 
-    label_ext: Opt[Element] = Field(
-        default=None, validation_alias="_label", serialization_alias="_label"
-    )
+    label_ext: Annotated[
+        Opt[Element], Field(validation_alias="_label", serialization_alias="_label")
+    ] = None
     """Extensions and id of `label`."""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueCanonical", serialization_alias="valueCanonical"
-    )
+    value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="valueCanonical", serialization_alias="valueCanonical"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCanonical", serialization_alias="_valueCanonical"
-    )
+    value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueCanonical", serialization_alias="_valueCanonical"),
+    ] = None
     """Extensions and id of `valueCanonical`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="valueInstant", serialization_alias="valueInstant"
-    )
+    value_instant: Annotated[
+        Opt[FhirInstant], Field(validation_alias="valueInstant", serialization_alias="valueInstant")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInstant", serialization_alias="_valueInstant"
-    )
+    value_instant_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInstant", serialization_alias="_valueInstant")
+    ] = None
     """Extensions and id of `valueInstant`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="valueMarkdown", serialization_alias="valueMarkdown"
-    )
+    value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="valueMarkdown", serialization_alias="valueMarkdown"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown"
-    )
+    value_markdown_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown")
+    ] = None
     """Extensions and id of `valueMarkdown`."""
 
-    value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="valueOid", serialization_alias="valueOid"
-    )
+    value_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="valueOid", serialization_alias="valueOid")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueOid", serialization_alias="_valueOid"
-    )
+    value_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueOid", serialization_alias="_valueOid")
+    ] = None
     """Extensions and id of `valueOid`."""
 
-    value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"
-    )
+    value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_positive_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"
-    )
+    value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"),
+    ] = None
     """Extensions and id of `valuePositiveInt`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"
-    )
+    value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"
-    )
+    value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"),
+    ] = None
     """Extensions and id of `valueUnsignedInt`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="valueUrl", serialization_alias="valueUrl"
-    )
+    value_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="valueUrl", serialization_alias="valueUrl")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUrl", serialization_alias="_valueUrl"
-    )
+    value_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUrl", serialization_alias="_valueUrl")
+    ] = None
     """Extensions and id of `valueUrl`."""
 
-    value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="valueUuid", serialization_alias="valueUuid"
-    )
+    value_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="valueUuid", serialization_alias="valueUuid")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUuid", serialization_alias="_valueUuid"
-    )
+    value_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUuid", serialization_alias="_valueUuid")
+    ] = None
     """Extensions and id of `valueUuid`."""
 
-    value_address: Opt[Address] = Field(
-        default=None, validation_alias="valueAddress", serialization_alias="valueAddress"
-    )
+    value_address: Annotated[
+        Opt[Address], Field(validation_alias="valueAddress", serialization_alias="valueAddress")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_age: Opt[Age] = Field(
-        default=None, validation_alias="valueAge", serialization_alias="valueAge"
-    )
+    value_age: Annotated[
+        Opt[Age], Field(validation_alias="valueAge", serialization_alias="valueAge")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="valueAnnotation", serialization_alias="valueAnnotation"
-    )
+    value_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="valueAnnotation", serialization_alias="valueAnnotation"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_contact_point: Opt[ContactPoint] = Field(
-        default=None, validation_alias="valueContactPoint", serialization_alias="valueContactPoint"
-    )
+    value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="valueContactPoint", serialization_alias="valueContactPoint"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_count: Opt[Count] = Field(
-        default=None, validation_alias="valueCount", serialization_alias="valueCount"
-    )
+    value_count: Annotated[
+        Opt[Count], Field(validation_alias="valueCount", serialization_alias="valueCount")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_distance: Opt[Distance] = Field(
-        default=None, validation_alias="valueDistance", serialization_alias="valueDistance"
-    )
+    value_distance: Annotated[
+        Opt[Distance], Field(validation_alias="valueDistance", serialization_alias="valueDistance")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_duration: Opt[Duration] = Field(
-        default=None, validation_alias="valueDuration", serialization_alias="valueDuration"
-    )
+    value_duration: Annotated[
+        Opt[Duration], Field(validation_alias="valueDuration", serialization_alias="valueDuration")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="valueHumanName", serialization_alias="valueHumanName"
-    )
+    value_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="valueHumanName", serialization_alias="valueHumanName"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="valueIdentifier", serialization_alias="valueIdentifier"
-    )
+    value_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="valueIdentifier", serialization_alias="valueIdentifier"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_money: Opt[Money] = Field(
-        default=None, validation_alias="valueMoney", serialization_alias="valueMoney"
-    )
+    value_money: Annotated[
+        Opt[Money], Field(validation_alias="valueMoney", serialization_alias="valueMoney")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_signature: Opt[Signature] = Field(
-        default=None, validation_alias="valueSignature", serialization_alias="valueSignature"
-    )
+    value_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="valueSignature", serialization_alias="valueSignature"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_timing: Opt[Timing] = Field(
-        default=None, validation_alias="valueTiming", serialization_alias="valueTiming"
-    )
+    value_timing: Annotated[
+        Opt[Timing], Field(validation_alias="valueTiming", serialization_alias="valueTiming")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="valueContactDetail",
-        serialization_alias="valueContactDetail",
-    )
+    value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="valueContactDetail", serialization_alias="valueContactDetail"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_contributor: Opt[Contributor] = Field(
-        default=None, validation_alias="valueContributor", serialization_alias="valueContributor"
-    )
+    value_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="valueContributor", serialization_alias="valueContributor"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="valueDataRequirement",
-        serialization_alias="valueDataRequirement",
-    )
+    value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(validation_alias="valueDataRequirement", serialization_alias="valueDataRequirement"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_expression: Opt[Expression] = Field(
-        default=None, validation_alias="valueExpression", serialization_alias="valueExpression"
-    )
+    value_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="valueExpression", serialization_alias="valueExpression"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="valueParameterDefinition",
-        serialization_alias="valueParameterDefinition",
-    )
+    value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="valueParameterDefinition",
+            serialization_alias="valueParameterDefinition",
+        ),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="valueRelatedArtifact",
-        serialization_alias="valueRelatedArtifact",
-    )
+    value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(validation_alias="valueRelatedArtifact", serialization_alias="valueRelatedArtifact"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="valueTriggerDefinition",
-        serialization_alias="valueTriggerDefinition",
-    )
+    value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="valueTriggerDefinition", serialization_alias="valueTriggerDefinition"
+        ),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_usage_context: Opt[UsageContext] = Field(
-        default=None, validation_alias="valueUsageContext", serialization_alias="valueUsageContext"
-    )
+    value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="valueUsageContext", serialization_alias="valueUsageContext"),
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="valueDosage", serialization_alias="valueDosage"
-    )
+    value_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="valueDosage", serialization_alias="valueDosage")
+    ] = None
     """Value of Example (one of allowed types)"""
 
-    value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="valueMeta", serialization_alias="valueMeta"
-    )
+    value_meta: Annotated[
+        Opt[Meta], Field(validation_alias="valueMeta", serialization_alias="valueMeta")
+    ] = None
     """Value of Example (one of allowed types)"""
 
 
 class ElementDefinitionConstraint(Element):
     """Condition that must evaluate to true"""
 
-    key: FhirId = Field()
+    key: FhirId
     """Target of 'condition' reference above"""
 
-    key_ext: Opt[Element] = Field(default=None, validation_alias="_key", serialization_alias="_key")
+    key_ext: Annotated[Opt[Element], Field(validation_alias="_key", serialization_alias="_key")] = (
+        None
+    )
     """Extensions and id of `key`."""
 
-    requirements: Opt[FhirString] = Field(default=None)
+    requirements: Opt[FhirString] = None
     """Why this constraint is necessary or appropriate"""
 
-    requirements_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requirements", serialization_alias="_requirements"
-    )
+    requirements_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requirements", serialization_alias="_requirements")
+    ] = None
     """Extensions and id of `requirements`."""
 
-    severity: Literal["error", "warning"] = Field()
+    severity: Literal["error", "warning"]
     """error | warning"""
 
-    severity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_severity", serialization_alias="_severity"
-    )
+    severity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_severity", serialization_alias="_severity")
+    ] = None
     """Extensions and id of `severity`."""
 
-    human: FhirString = Field()
+    human: FhirString
     """Human description of constraint"""
 
-    human_ext: Opt[Element] = Field(
-        default=None, validation_alias="_human", serialization_alias="_human"
-    )
+    human_ext: Annotated[
+        Opt[Element], Field(validation_alias="_human", serialization_alias="_human")
+    ] = None
     """Extensions and id of `human`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """FHIRPath expression of constraint"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
-    xpath: Opt[FhirString] = Field(default=None)
+    xpath: Opt[FhirString] = None
     """XPath expression of constraint"""
 
-    xpath_ext: Opt[Element] = Field(
-        default=None, validation_alias="_xpath", serialization_alias="_xpath"
-    )
+    xpath_ext: Annotated[
+        Opt[Element], Field(validation_alias="_xpath", serialization_alias="_xpath")
+    ] = None
     """Extensions and id of `xpath`."""
 
-    source: Opt[FhirCanonical] = Field(default=None)
+    source: Opt[FhirCanonical] = None
     """Reference to original source of constraint"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
 
 class ElementDefinitionBinding(Element):
     """ValueSet details if this is coded"""
 
-    strength: Literal["required", "extensible", "preferred", "example"] = Field()
+    strength: Literal["required", "extensible", "preferred", "example"]
     """required | extensible | preferred | example"""
 
-    strength_ext: Opt[Element] = Field(
-        default=None, validation_alias="_strength", serialization_alias="_strength"
-    )
+    strength_ext: Annotated[
+        Opt[Element], Field(validation_alias="_strength", serialization_alias="_strength")
+    ] = None
     """Extensions and id of `strength`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Human explanation of the value set"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    value_set: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueSet", serialization_alias="valueSet"
-    )
+    value_set: Annotated[
+        Opt[FhirCanonical], Field(validation_alias="valueSet", serialization_alias="valueSet")
+    ] = None
     """Source of value set"""
 
-    value_set_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueSet", serialization_alias="_valueSet"
-    )
+    value_set_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueSet", serialization_alias="_valueSet")
+    ] = None
     """Extensions and id of `valueSet`."""
 
 
 class ElementDefinitionMapping(Element):
     """Map element to another set of definitions"""
 
-    identity: FhirId = Field()
+    identity: FhirId
     """Reference to mapping declaration"""
 
-    identity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_identity", serialization_alias="_identity"
-    )
+    identity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_identity", serialization_alias="_identity")
+    ] = None
     """Extensions and id of `identity`."""
 
-    language: Opt[FhirCode] = Field(default=None)
+    language: Opt[FhirCode] = None
     """Computable language of mapping"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    map: FhirString = Field()
+    map: FhirString
     """Details of the mapping"""
 
-    map_ext: Opt[Element] = Field(default=None, validation_alias="_map", serialization_alias="_map")
+    map_ext: Annotated[Opt[Element], Field(validation_alias="_map", serialization_alias="_map")] = (
+        None
+    )
     """Extensions and id of `map`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Comments about the mapping or its use"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""

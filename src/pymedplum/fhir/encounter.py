@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirPositiveInt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EncounterSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.duration import Duration
@@ -33,14 +35,15 @@ _DEPENDENCIES = (
 )
 
 
-class Encounter(DomainResource):
+class Encounter(DomainResource, Searchable["Encounter", "EncounterSearchParams"]):
     """An interaction between a patient and healthcare provider(s) for the purpose of providing healthcare service(s) or assessing the health status of a patient."""
 
-    resource_type: Literal["Encounter"] = Field(
-        default="Encounter", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Encounter"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Encounter"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifier(s) by which this encounter is known"""
 
     status: Literal[
@@ -53,105 +56,103 @@ class Encounter(DomainResource):
         "cancelled",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """planned | arrived | triaged | in-progress | onleave | finished | cancelled +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_history: Opt[list[EncounterStatusHistory]] = Field(
-        default=None,
-        validation_alias="statusHistory",
-        serialization_alias="statusHistory",
-        min_length=1,
-    )
+    status_history: Annotated[
+        Opt[list[EncounterStatusHistory]],
+        Field(validation_alias="statusHistory", serialization_alias="statusHistory", min_length=1),
+    ] = None
     """List of past encounter statuses"""
 
-    class_: Coding = Field(validation_alias="class", serialization_alias="class")
+    class_: Annotated[Coding, Field(validation_alias="class", serialization_alias="class")]
     """Classification of patient encounter"""
 
-    class_history: Opt[list[EncounterClassHistory]] = Field(
-        default=None,
-        validation_alias="classHistory",
-        serialization_alias="classHistory",
-        min_length=1,
-    )
+    class_history: Annotated[
+        Opt[list[EncounterClassHistory]],
+        Field(validation_alias="classHistory", serialization_alias="classHistory", min_length=1),
+    ] = None
     """List of past encounter classes"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specific type of encounter"""
 
-    service_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="serviceType", serialization_alias="serviceType"
-    )
+    service_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="serviceType", serialization_alias="serviceType"),
+    ] = None
     """Specific type of service"""
 
-    priority: Opt[CodeableConcept] = Field(default=None)
+    priority: Opt[CodeableConcept] = None
     """Indicates the urgency of the encounter"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """The patient or group present at the encounter"""
 
-    episode_of_care: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="episodeOfCare",
-        serialization_alias="episodeOfCare",
-        min_length=1,
-    )
+    episode_of_care: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="episodeOfCare", serialization_alias="episodeOfCare", min_length=1),
+    ] = None
     """Episode(s) of care that this encounter should be recorded against"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """The ServiceRequest that initiated this encounter"""
 
-    participant: Opt[list[EncounterParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[EncounterParticipant]], Field(min_length=1)] = None
     """List of participants involved in the encounter"""
 
-    appointment: Opt[list[Reference]] = Field(default=None, min_length=1)
+    appointment: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The appointment that scheduled this encounter"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The start and end time of the encounter"""
 
-    length: Opt[Duration] = Field(default=None)
+    length: Opt[Duration] = None
     """Quantity of time the encounter lasted (less time absent)"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Coded reason the encounter takes place"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Reason the encounter takes place (reference)"""
 
-    diagnosis: Opt[list[EncounterDiagnosis]] = Field(default=None, min_length=1)
+    diagnosis: Annotated[Opt[list[EncounterDiagnosis]], Field(min_length=1)] = None
     """The list of diagnosis relevant to this encounter"""
 
-    account: Opt[list[Reference]] = Field(default=None, min_length=1)
+    account: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The set of accounts that may be used for billing for this Encounter"""
 
-    hospitalization: Opt[EncounterHospitalization] = Field(default=None)
+    hospitalization: Opt[EncounterHospitalization] = None
     """Details about the admission to a healthcare service"""
 
-    location: Opt[list[EncounterLocation]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[EncounterLocation]], Field(min_length=1)] = None
     """List of locations where the patient has been"""
 
-    service_provider: Opt[Reference] = Field(
-        default=None, validation_alias="serviceProvider", serialization_alias="serviceProvider"
-    )
+    service_provider: Annotated[
+        Opt[Reference],
+        Field(validation_alias="serviceProvider", serialization_alias="serviceProvider"),
+    ] = None
     """The organization (facility) responsible for this encounter"""
 
-    part_of: Opt[Reference] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf"
-    )
+    part_of: Annotated[
+        Opt[Reference], Field(validation_alias="partOf", serialization_alias="partOf")
+    ] = None
     """Another Encounter this encounter is part of"""
 
 
@@ -168,135 +169,140 @@ class EncounterStatusHistory(BackboneElement):
         "cancelled",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """planned | arrived | triaged | in-progress | onleave | finished | cancelled +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    period: Period = Field()
+    period: Period
     """The time that the episode was in the specified status"""
 
 
 class EncounterClassHistory(BackboneElement):
     """List of past encounter classes"""
 
-    class_: Coding = Field(validation_alias="class", serialization_alias="class")
+    class_: Annotated[Coding, Field(validation_alias="class", serialization_alias="class")]
     """inpatient | outpatient | ambulatory | emergency +"""
 
-    period: Period = Field()
+    period: Period
     """The time that the episode was in the specified class"""
 
 
 class EncounterParticipant(BackboneElement):
     """List of participants involved in the encounter"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Role of participant in encounter"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period of time during the encounter that the participant participated"""
 
-    individual: Opt[Reference] = Field(default=None)
+    individual: Opt[Reference] = None
     """Persons involved in the encounter other than the patient"""
 
 
 class EncounterDiagnosis(BackboneElement):
     """The list of diagnosis relevant to this encounter"""
 
-    condition: Reference = Field()
+    condition: Reference
     """The diagnosis or procedure relevant to the encounter"""
 
-    use: Opt[CodeableConcept] = Field(default=None)
+    use: Opt[CodeableConcept] = None
     """Role that this diagnosis has within the encounter (e.g."""
 
-    rank: Opt[FhirPositiveInt] = Field(default=None)
+    rank: Opt[FhirPositiveInt] = None
     """Ranking of the diagnosis (for each role type)"""
 
-    rank_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rank", serialization_alias="_rank"
-    )
+    rank_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rank", serialization_alias="_rank")
+    ] = None
     """Extensions and id of `rank`."""
 
 
 class EncounterHospitalization(BackboneElement):
     """Details about the admission to a healthcare service"""
 
-    pre_admission_identifier: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="preAdmissionIdentifier",
-        serialization_alias="preAdmissionIdentifier",
-    )
+    pre_admission_identifier: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="preAdmissionIdentifier", serialization_alias="preAdmissionIdentifier"
+        ),
+    ] = None
     """Pre-admission identifier"""
 
-    origin: Opt[Reference] = Field(default=None)
+    origin: Opt[Reference] = None
     """The location/organization from which the patient came before admission"""
 
-    admit_source: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="admitSource", serialization_alias="admitSource"
-    )
+    admit_source: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="admitSource", serialization_alias="admitSource"),
+    ] = None
     """From where patient was admitted (physician referral, transfer)"""
 
-    re_admission: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="reAdmission", serialization_alias="reAdmission"
-    )
+    re_admission: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="reAdmission", serialization_alias="reAdmission"),
+    ] = None
     """The type of hospital re-admission that has occurred (if any)."""
 
-    diet_preference: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="dietPreference",
-        serialization_alias="dietPreference",
-        min_length=1,
-    )
+    diet_preference: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="dietPreference", serialization_alias="dietPreference", min_length=1
+        ),
+    ] = None
     """Diet preferences reported by the patient"""
 
-    special_courtesy: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="specialCourtesy",
-        serialization_alias="specialCourtesy",
-        min_length=1,
-    )
+    special_courtesy: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="specialCourtesy", serialization_alias="specialCourtesy", min_length=1
+        ),
+    ] = None
     """Special courtesies (VIP, board member)"""
 
-    special_arrangement: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="specialArrangement",
-        serialization_alias="specialArrangement",
-        min_length=1,
-    )
+    special_arrangement: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="specialArrangement",
+            serialization_alias="specialArrangement",
+            min_length=1,
+        ),
+    ] = None
     """Wheelchair, translator, stretcher, etc."""
 
-    destination: Opt[Reference] = Field(default=None)
+    destination: Opt[Reference] = None
     """Location/organization to which the patient is discharged"""
 
-    discharge_disposition: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="dischargeDisposition",
-        serialization_alias="dischargeDisposition",
-    )
+    discharge_disposition: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="dischargeDisposition", serialization_alias="dischargeDisposition"),
+    ] = None
     """Category or kind of location after discharge"""
 
 
 class EncounterLocation(BackboneElement):
     """List of locations where the patient has been"""
 
-    location: Reference = Field()
+    location: Reference
     """Location the encounter takes place"""
 
-    status: Opt[Literal["planned", "active", "reserved", "completed"]] = Field(default=None)
+    status: Opt[Literal["planned", "active", "reserved", "completed"]] = None
     """planned | active | reserved | completed"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    physical_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="physicalType", serialization_alias="physicalType"
-    )
+    physical_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="physicalType", serialization_alias="physicalType"),
+    ] = None
     """The physical type of the location (usually the level in the location hierachy - bed room ward etc.)"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period during which the patient was present at the location"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirCode, FhirString, FhirUrl
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EndpointSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -32,83 +34,87 @@ _DEPENDENCIES = (
 )
 
 
-class Endpoint(DomainResource):
+class Endpoint(DomainResource, Searchable["Endpoint", "EndpointSearchParams"]):
     """The technical details of an endpoint that can be used for electronic services, such as for web services providing XDS.b or a REST endpoint for another FHIR server."""
 
-    resource_type: Literal["Endpoint"] = Field(
-        default="Endpoint", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Endpoint"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Endpoint"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifies this endpoint across multiple systems"""
 
-    status: Literal["active", "suspended", "error", "off", "entered-in-error", "test"] = Field()
+    status: Literal["active", "suspended", "error", "off", "entered-in-error", "test"]
     """active | suspended | error | off | entered-in-error | test"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    connection_type: Coding = Field(
-        validation_alias="connectionType", serialization_alias="connectionType"
-    )
+    connection_type: Annotated[
+        Coding, Field(validation_alias="connectionType", serialization_alias="connectionType")
+    ]
     """Protocol/Profile/Standard to be used with this endpoint connection"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name that this endpoint can be identified by"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    managing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-    )
+    managing_organization: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingOrganization", serialization_alias="managingOrganization"),
+    ] = None
     """Organization that manages this endpoint (might not be the organization that exposes the endpoint)"""
 
-    contact: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details for source (e.g."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Interval the endpoint is expected to be operational"""
 
-    payload_type: list[CodeableConcept] = Field(
-        validation_alias="payloadType", serialization_alias="payloadType", min_length=1
-    )
+    payload_type: Annotated[
+        list[CodeableConcept],
+        Field(validation_alias="payloadType", serialization_alias="payloadType", min_length=1),
+    ]
     """The type of content that may be used at this endpoint (e.g."""
 
-    payload_mime_type: Opt[list[FhirCode]] = Field(
-        default=None,
-        validation_alias="payloadMimeType",
-        serialization_alias="payloadMimeType",
-        min_length=1,
-    )
+    payload_mime_type: Annotated[
+        Opt[list[FhirCode]],
+        Field(
+            validation_alias="payloadMimeType", serialization_alias="payloadMimeType", min_length=1
+        ),
+    ] = None
     """Mimetype to send."""
 
-    payload_mime_type_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_payloadMimeType",
-        serialization_alias="_payloadMimeType",
-        min_length=1,
-    )
+    payload_mime_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_payloadMimeType",
+            serialization_alias="_payloadMimeType",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `payloadMimeType`."""
 
-    address: FhirUrl = Field()
+    address: FhirUrl
     """The technical base address for connecting to this endpoint"""
 
-    address_ext: Opt[Element] = Field(
-        default=None, validation_alias="_address", serialization_alias="_address"
-    )
+    address_ext: Annotated[
+        Opt[Element], Field(validation_alias="_address", serialization_alias="_address")
+    ] = None
     """Extensions and id of `address`."""
 
-    header: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    header: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Usage depends on the channel type"""
 
-    header_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_header", serialization_alias="_header", min_length=1
-    )
+    header_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_header", serialization_alias="_header", min_length=1),
+    ] = None
     """Extensions and id of `header`."""

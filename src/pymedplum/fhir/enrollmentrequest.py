@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EnrollmentRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -20,42 +22,43 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class EnrollmentRequest(DomainResource):
+class EnrollmentRequest(
+    DomainResource, Searchable["EnrollmentRequest", "EnrollmentRequestSearchParams"]
+):
     """This resource provides the insurance enrollment details to the insurer regarding a specified coverage."""
 
-    resource_type: Literal["EnrollmentRequest"] = Field(
-        default="EnrollmentRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["EnrollmentRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "EnrollmentRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier"""
 
-    status: Opt[Literal["active", "cancelled", "draft", "entered-in-error"]] = Field(default=None)
+    status: Opt[Literal["active", "cancelled", "draft", "entered-in-error"]] = None
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    created: Opt[FhirDateTime] = Field(default=None)
+    created: Opt[FhirDateTime] = None
     """Creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    insurer: Opt[Reference] = Field(default=None)
+    insurer: Opt[Reference] = None
     """Target"""
 
-    provider: Opt[Reference] = Field(default=None)
+    provider: Opt[Reference] = None
     """Responsible practitioner"""
 
-    candidate: Opt[Reference] = Field(default=None)
+    candidate: Opt[Reference] = None
     """The subject to be enrolled"""
 
-    coverage: Opt[Reference] = Field(default=None)
+    coverage: Opt[Reference] = None
     """Insurance information"""

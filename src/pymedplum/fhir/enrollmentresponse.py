@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EnrollmentResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -20,57 +22,59 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class EnrollmentResponse(DomainResource):
+class EnrollmentResponse(
+    DomainResource, Searchable["EnrollmentResponse", "EnrollmentResponseSearchParams"]
+):
     """This resource provides enrollment and plan details from the processing of an EnrollmentRequest resource."""
 
-    resource_type: Literal["EnrollmentResponse"] = Field(
-        default="EnrollmentResponse",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["EnrollmentResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "EnrollmentResponse"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier"""
 
-    status: Opt[Literal["active", "cancelled", "draft", "entered-in-error"]] = Field(default=None)
+    status: Opt[Literal["active", "cancelled", "draft", "entered-in-error"]] = None
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Claim reference"""
 
-    outcome: Opt[Literal["queued", "complete", "error", "partial"]] = Field(default=None)
+    outcome: Opt[Literal["queued", "complete", "error", "partial"]] = None
     """queued | complete | error | partial"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    disposition: Opt[FhirString] = Field(default=None)
+    disposition: Opt[FhirString] = None
     """Disposition Message"""
 
-    disposition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disposition", serialization_alias="_disposition"
-    )
+    disposition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disposition", serialization_alias="_disposition")
+    ] = None
     """Extensions and id of `disposition`."""
 
-    created: Opt[FhirDateTime] = Field(default=None)
+    created: Opt[FhirDateTime] = None
     """Creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    organization: Opt[Reference] = Field(default=None)
+    organization: Opt[Reference] = None
     """Insurer"""
 
-    request_provider: Opt[Reference] = Field(
-        default=None, validation_alias="requestProvider", serialization_alias="requestProvider"
-    )
+    request_provider: Annotated[
+        Opt[Reference],
+        Field(validation_alias="requestProvider", serialization_alias="requestProvider"),
+    ] = None
     """Responsible practitioner"""

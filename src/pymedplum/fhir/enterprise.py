@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EnterpriseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,52 +24,53 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class Enterprise(DomainResource):
+class Enterprise(DomainResource, Searchable["Enterprise", "EnterpriseSearchParams"]):
     """A group of Medplum projects managed as a single enterprise."""
 
-    resource_type: Literal["Enterprise"] = Field(
-        default="Enterprise", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Enterprise"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Enterprise"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifiers for the enterprise."""
 
-    name: FhirString = Field()
+    name: FhirString
     """The name of the enterprise."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["active", "inactive"] = Field()
+    status: Literal["active", "inactive"]
     """Whether the enterprise is active or inactive."""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    organization: Opt[Reference] = Field(default=None)
+    organization: Opt[Reference] = None
     """The organization represented by the enterprise."""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Codes used to classify the enterprise."""
 
-    project: Opt[list[EnterpriseProject]] = Field(default=None, min_length=1)
+    project: Annotated[Opt[list[EnterpriseProject]], Field(min_length=1)] = None
     """Projects belonging to the enterprise and their deployment environments."""
 
 
 class EnterpriseProject(BackboneElement):
     """Projects belonging to the enterprise and their deployment environments."""
 
-    project: Reference = Field()
+    project: Reference
     """A project belonging to the enterprise."""
 
-    code: Literal["production", "non-production"] = Field()
+    code: Literal["production", "non-production"]
     """Whether the project is a production or non-production environment."""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""

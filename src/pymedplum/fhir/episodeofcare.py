@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirPositiveInt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EpisodeOfCareSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,70 +25,68 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class EpisodeOfCare(DomainResource):
+class EpisodeOfCare(DomainResource, Searchable["EpisodeOfCare", "EpisodeOfCareSearchParams"]):
     """An association between a patient and an organization / healthcare provider(s) during which time encounters may occur."""
 
-    resource_type: Literal["EpisodeOfCare"] = Field(
-        default="EpisodeOfCare", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["EpisodeOfCare"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "EpisodeOfCare"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier(s) relevant for this EpisodeOfCare"""
 
     status: Literal[
         "planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error"
-    ] = Field()
+    ]
     """planned | waitlist | active | onhold | finished | cancelled | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_history: Opt[list[EpisodeOfCareStatusHistory]] = Field(
-        default=None,
-        validation_alias="statusHistory",
-        serialization_alias="statusHistory",
-        min_length=1,
-    )
+    status_history: Annotated[
+        Opt[list[EpisodeOfCareStatusHistory]],
+        Field(validation_alias="statusHistory", serialization_alias="statusHistory", min_length=1),
+    ] = None
     """Past list of status codes (the current status may be included to cover the start date of the status)"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type/class - e.g."""
 
-    diagnosis: Opt[list[EpisodeOfCareDiagnosis]] = Field(default=None, min_length=1)
+    diagnosis: Annotated[Opt[list[EpisodeOfCareDiagnosis]], Field(min_length=1)] = None
     """The list of diagnosis relevant to this episode of care"""
 
-    patient: Reference = Field()
+    patient: Reference
     """The patient who is the focus of this episode of care"""
 
-    managing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-    )
+    managing_organization: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingOrganization", serialization_alias="managingOrganization"),
+    ] = None
     """Organization that assumes care"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Interval during responsibility is assumed"""
 
-    referral_request: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="referralRequest",
-        serialization_alias="referralRequest",
-        min_length=1,
-    )
+    referral_request: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="referralRequest", serialization_alias="referralRequest", min_length=1
+        ),
+    ] = None
     """Originating Referral Request(s)"""
 
-    care_manager: Opt[Reference] = Field(
-        default=None, validation_alias="careManager", serialization_alias="careManager"
-    )
+    care_manager: Annotated[
+        Opt[Reference], Field(validation_alias="careManager", serialization_alias="careManager")
+    ] = None
     """Care manager/care coordinator for the patient"""
 
-    team: Opt[list[Reference]] = Field(default=None, min_length=1)
+    team: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Other practitioners facilitating this episode of care"""
 
-    account: Opt[list[Reference]] = Field(default=None, min_length=1)
+    account: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The set of accounts that may be used for billing for this EpisodeOfCare"""
 
 
@@ -95,31 +95,31 @@ class EpisodeOfCareStatusHistory(BackboneElement):
 
     status: Literal[
         "planned", "waitlist", "active", "onhold", "finished", "cancelled", "entered-in-error"
-    ] = Field()
+    ]
     """planned | waitlist | active | onhold | finished | cancelled | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    period: Period = Field()
+    period: Period
     """Duration the EpisodeOfCare was in the specified status"""
 
 
 class EpisodeOfCareDiagnosis(BackboneElement):
     """The list of diagnosis relevant to this episode of care"""
 
-    condition: Reference = Field()
+    condition: Reference
     """Conditions/problems/diagnoses this episode of care is for"""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Role that this diagnosis has within the episode of care (e.g."""
 
-    rank: Opt[FhirPositiveInt] = Field(default=None)
+    rank: Opt[FhirPositiveInt] = None
     """Ranking of the diagnosis (for each role type)"""
 
-    rank_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rank", serialization_alias="_rank"
-    )
+    rank_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rank", serialization_alias="_rank")
+    ] = None
     """Extensions and id of `rank`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import EvidenceVariableSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -54,177 +56,184 @@ _DEPENDENCIES = (
 )
 
 
-class EvidenceVariable(DomainResource):
+class EvidenceVariable(
+    DomainResource, Searchable["EvidenceVariable", "EvidenceVariableSearchParams"]
+):
     """The EvidenceVariable resource describes a \"PICO\" element that knowledge (evidence, assertion, recommendation) is about."""
 
-    resource_type: Literal["EvidenceVariable"] = Field(
-        default="EvidenceVariable",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["EvidenceVariable"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "EvidenceVariable"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this evidence variable, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the evidence variable"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the evidence variable"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this evidence variable (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this evidence variable (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    short_title: Opt[FhirString] = Field(
-        default=None, validation_alias="shortTitle", serialization_alias="shortTitle"
-    )
+    short_title: Annotated[
+        Opt[FhirString], Field(validation_alias="shortTitle", serialization_alias="shortTitle")
+    ] = None
     """Title for use in informal contexts"""
 
-    short_title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_shortTitle", serialization_alias="_shortTitle"
-    )
+    short_title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_shortTitle", serialization_alias="_shortTitle")
+    ] = None
     """Extensions and id of `shortTitle`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the EvidenceVariable"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the evidence variable"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for evidence variable (if applicable)"""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the evidence variable was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the evidence variable was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the evidence variable is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The category of the EvidenceVariable, such as Education, Treatment, Assessment, etc."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    type: Opt[Literal["dichotomous", "continuous", "descriptive"]] = Field(default=None)
+    type: Opt[Literal["dichotomous", "continuous", "descriptive"]] = None
     """dichotomous | continuous | descriptive"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    characteristic: Opt[list[EvidenceVariableCharacteristic]] = Field(default=None, min_length=1)
+    characteristic: Annotated[Opt[list[EvidenceVariableCharacteristic]], Field(min_length=1)] = None
     """A defining factor of the EvidenceVariable"""
 
 
@@ -244,122 +253,122 @@ class EvidenceVariableCharacteristic(BackboneElement, ChoiceChecked):
         ),
     )
 
-    link_id: Opt[FhirId] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId"
-    )
+    link_id: Annotated[
+        Opt[FhirId], Field(validation_alias="linkId", serialization_alias="linkId")
+    ] = None
     """Label for internal linking"""
 
-    link_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId"
-    )
+    link_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_linkId", serialization_alias="_linkId")
+    ] = None
     """Extensions and id of `linkId`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the characteristic"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    exclude: Opt[FhirBoolean] = Field(default=None)
+    exclude: Opt[FhirBoolean] = None
     """Whether the characteristic is an inclusion criterion or exclusion criterion"""
 
-    exclude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exclude", serialization_alias="_exclude"
-    )
+    exclude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_exclude", serialization_alias="_exclude")
+    ] = None
     """Extensions and id of `exclude`."""
 
-    definition_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="definitionReference",
-        serialization_alias="definitionReference",
-    )
+    definition_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="definitionReference", serialization_alias="definitionReference"),
+    ] = None
     """Defines the characteristic (without using type and value) by a Reference"""
 
-    definition_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="definitionCanonical",
-        serialization_alias="definitionCanonical",
-    )
+    definition_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="definitionCanonical", serialization_alias="definitionCanonical"),
+    ] = None
     """Defines the characteristic (without using type and value) by a Canonical"""
 
-    definition_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_definitionCanonical",
-        serialization_alias="_definitionCanonical",
-    )
+    definition_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_definitionCanonical", serialization_alias="_definitionCanonical"),
+    ] = None
     """Extensions and id of `definitionCanonical`."""
 
-    definition_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="definitionCodeableConcept",
-        serialization_alias="definitionCodeableConcept",
-    )
+    definition_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="definitionCodeableConcept",
+            serialization_alias="definitionCodeableConcept",
+        ),
+    ] = None
     """Defines the characteristic (without using type and value) by a CodeableConcept"""
 
-    definition_expression: Opt[Expression] = Field(
-        default=None,
-        validation_alias="definitionExpression",
-        serialization_alias="definitionExpression",
-    )
+    definition_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="definitionExpression", serialization_alias="definitionExpression"),
+    ] = None
     """Defines the characteristic (without using type and value) by an expression"""
 
-    definition_id: Opt[FhirId] = Field(
-        default=None, validation_alias="definitionId", serialization_alias="definitionId"
-    )
+    definition_id: Annotated[
+        Opt[FhirId], Field(validation_alias="definitionId", serialization_alias="definitionId")
+    ] = None
     """Defines the characteristic (without using type and value) by an id"""
 
-    definition_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definitionId", serialization_alias="_definitionId"
-    )
+    definition_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definitionId", serialization_alias="_definitionId")
+    ] = None
     """Extensions and id of `definitionId`."""
 
-    definition_by_type_and_value: Opt[EvidenceVariableCharacteristicDefinitionByTypeAndValue] = (
+    definition_by_type_and_value: Annotated[
+        Opt[EvidenceVariableCharacteristicDefinitionByTypeAndValue],
         Field(
-            default=None,
             validation_alias="definitionByTypeAndValue",
             serialization_alias="definitionByTypeAndValue",
-        )
-    )
+        ),
+    ] = None
     """Defines the characteristic using type and value"""
 
-    definition_by_combination: Opt[EvidenceVariableCharacteristicDefinitionByCombination] = Field(
-        default=None,
-        validation_alias="definitionByCombination",
-        serialization_alias="definitionByCombination",
-    )
+    definition_by_combination: Annotated[
+        Opt[EvidenceVariableCharacteristicDefinitionByCombination],
+        Field(
+            validation_alias="definitionByCombination",
+            serialization_alias="definitionByCombination",
+        ),
+    ] = None
     """Used to specify how two or more characteristics are combined"""
 
-    instances_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="instancesQuantity", serialization_alias="instancesQuantity"
-    )
+    instances_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="instancesQuantity", serialization_alias="instancesQuantity"),
+    ] = None
     """Number of occurrences meeting the characteristic"""
 
-    instances_range: Opt[Range] = Field(
-        default=None, validation_alias="instancesRange", serialization_alias="instancesRange"
-    )
+    instances_range: Annotated[
+        Opt[Range], Field(validation_alias="instancesRange", serialization_alias="instancesRange")
+    ] = None
     """Number of occurrences meeting the characteristic"""
 
-    duration_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="durationQuantity", serialization_alias="durationQuantity"
-    )
+    duration_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="durationQuantity", serialization_alias="durationQuantity"),
+    ] = None
     """Length of time in which the characteristic is met"""
 
-    duration_range: Opt[Range] = Field(
-        default=None, validation_alias="durationRange", serialization_alias="durationRange"
-    )
+    duration_range: Annotated[
+        Opt[Range], Field(validation_alias="durationRange", serialization_alias="durationRange")
+    ] = None
     """Length of time in which the characteristic is met"""
 
-    time_from_event: Opt[list[EvidenceVariableCharacteristicTimeFromEvent]] = Field(
-        default=None,
-        validation_alias="timeFromEvent",
-        serialization_alias="timeFromEvent",
-        min_length=1,
-    )
+    time_from_event: Annotated[
+        Opt[list[EvidenceVariableCharacteristicTimeFromEvent]],
+        Field(validation_alias="timeFromEvent", serialization_alias="timeFromEvent", min_length=1),
+    ] = None
     """Timing in which the characteristic is determined"""
 
 
@@ -381,81 +390,81 @@ class EvidenceVariableCharacteristicDefinitionByTypeAndValue(BackboneElement, Ch
         ),
     )
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Expresses the type of characteristic"""
 
-    method: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    method: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Method for how the characteristic value was determined"""
 
-    device: Opt[Reference] = Field(default=None)
+    device: Opt[Reference] = None
     """Device used for determining characteristic"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """Defines the characteristic when coupled with characteristic.type"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    offset: Opt[CodeableConcept] = Field(default=None)
+    offset: Opt[CodeableConcept] = None
     """Reference point for valueQuantity or valueRange"""
 
 
 class EvidenceVariableCharacteristicDefinitionByCombination(BackboneElement):
     """Used to specify how two or more characteristics are combined"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """all-of | any-of | at-least | at-most | statistical | net-effect | dataset"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    threshold: Opt[FhirPositiveInt] = Field(default=None)
+    threshold: Opt[FhirPositiveInt] = None
     """Provides the value of \"n\" when \"at-least\" or \"at-most\" codes are used"""
 
-    threshold_ext: Opt[Element] = Field(
-        default=None, validation_alias="_threshold", serialization_alias="_threshold"
-    )
+    threshold_ext: Annotated[
+        Opt[Element], Field(validation_alias="_threshold", serialization_alias="_threshold")
+    ] = None
     """Extensions and id of `threshold`."""
 
-    characteristic: list[EvidenceVariableCharacteristic] = Field(min_length=1)
+    characteristic: Annotated[list[EvidenceVariableCharacteristic], Field(min_length=1)]
     """A defining factor of the characteristic"""
 
 
@@ -475,51 +484,52 @@ class EvidenceVariableCharacteristicTimeFromEvent(BackboneElement, ChoiceChecked
         ),
     )
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Human readable description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    event_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="eventCodeableConcept",
-        serialization_alias="eventCodeableConcept",
-    )
+    event_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="eventCodeableConcept", serialization_alias="eventCodeableConcept"),
+    ] = None
     """The event used as a base point (reference point) in time"""
 
-    event_reference: Opt[Reference] = Field(
-        default=None, validation_alias="eventReference", serialization_alias="eventReference"
-    )
+    event_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="eventReference", serialization_alias="eventReference"),
+    ] = None
     """The event used as a base point (reference point) in time"""
 
-    event_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="eventDateTime", serialization_alias="eventDateTime"
-    )
+    event_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="eventDateTime", serialization_alias="eventDateTime"),
+    ] = None
     """The event used as a base point (reference point) in time"""
 
-    event_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_eventDateTime", serialization_alias="_eventDateTime"
-    )
+    event_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_eventDateTime", serialization_alias="_eventDateTime")
+    ] = None
     """Extensions and id of `eventDateTime`."""
 
-    event_id: Opt[FhirId] = Field(
-        default=None, validation_alias="eventId", serialization_alias="eventId"
-    )
+    event_id: Annotated[
+        Opt[FhirId], Field(validation_alias="eventId", serialization_alias="eventId")
+    ] = None
     """The event used as a base point (reference point) in time"""
 
-    event_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_eventId", serialization_alias="_eventId"
-    )
+    event_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_eventId", serialization_alias="_eventId")
+    ] = None
     """Extensions and id of `eventId`."""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Used to express the observation at a defined amount of time before or after the event"""
 
-    range: Opt[Range] = Field(default=None)
+    range: Opt[Range] = None
     """Used to express the observation within a period before and/or after the event"""

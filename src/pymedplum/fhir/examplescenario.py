@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ExampleScenarioSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -30,553 +32,576 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "Identifier", "UsageContext")
 
 
-class ExampleScenario(DomainResource):
+class ExampleScenario(DomainResource, Searchable["ExampleScenario", "ExampleScenarioSearchParams"]):
     """Example of workflow instance."""
 
-    resource_type: Literal["ExampleScenario"] = Field(
-        default="ExampleScenario",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ExampleScenario"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ExampleScenario"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this example scenario, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the example scenario"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the example scenario"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this example scenario (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for example scenario (if applicable)"""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """The purpose of the example, e.g."""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    actor: Opt[list[ExampleScenarioActor]] = Field(default=None, min_length=1)
+    actor: Annotated[Opt[list[ExampleScenarioActor]], Field(min_length=1)] = None
     """Actor participating in the resource"""
 
-    instance: Opt[list[ExampleScenarioInstance]] = Field(default=None, min_length=1)
+    instance: Annotated[Opt[list[ExampleScenarioInstance]], Field(min_length=1)] = None
     """Each resource and each version that is present in the workflow"""
 
-    process: Opt[list[ExampleScenarioProcess]] = Field(default=None, min_length=1)
+    process: Annotated[Opt[list[ExampleScenarioProcess]], Field(min_length=1)] = None
     """Each major process - a group of operations"""
 
-    workflow: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    workflow: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Another nested workflow"""
 
-    workflow_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_workflow", serialization_alias="_workflow", min_length=1
-    )
+    workflow_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_workflow", serialization_alias="_workflow", min_length=1),
+    ] = None
     """Extensions and id of `workflow`."""
 
 
 class ExampleScenarioActor(BackboneElement):
     """Actor participating in the resource"""
 
-    actor_id: FhirString = Field(validation_alias="actorId", serialization_alias="actorId")
+    actor_id: Annotated[
+        FhirString, Field(validation_alias="actorId", serialization_alias="actorId")
+    ]
     """ID or acronym of the actor"""
 
-    actor_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actorId", serialization_alias="_actorId"
-    )
+    actor_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actorId", serialization_alias="_actorId")
+    ] = None
     """Extensions and id of `actorId`."""
 
-    type: Literal["person", "entity"] = Field()
+    type: Literal["person", "entity"]
     """person | entity"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """The name of the actor as shown in the page"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """The description of the actor"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
 class ExampleScenarioInstance(BackboneElement):
     """Each resource and each version that is present in the workflow"""
 
-    resource_id: FhirString = Field(validation_alias="resourceId", serialization_alias="resourceId")
+    resource_id: Annotated[
+        FhirString, Field(validation_alias="resourceId", serialization_alias="resourceId")
+    ]
     """The id of the resource for referencing"""
 
-    resource_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceId", serialization_alias="_resourceId"
-    )
+    resource_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceId", serialization_alias="_resourceId")
+    ] = None
     """Extensions and id of `resourceId`."""
 
-    resource_type: Literal[
-        "Account",
-        "ActivityDefinition",
-        "AdverseEvent",
-        "AllergyIntolerance",
-        "Appointment",
-        "AppointmentResponse",
-        "AuditEvent",
-        "Basic",
-        "Binary",
-        "BiologicallyDerivedProduct",
-        "BodyStructure",
-        "Bundle",
-        "CapabilityStatement",
-        "CarePlan",
-        "CareTeam",
-        "CatalogEntry",
-        "ChargeItem",
-        "ChargeItemDefinition",
-        "Claim",
-        "ClaimResponse",
-        "ClinicalImpression",
-        "CodeSystem",
-        "Communication",
-        "CommunicationRequest",
-        "CompartmentDefinition",
-        "Composition",
-        "ConceptMap",
-        "Condition",
-        "Consent",
-        "Contract",
-        "Coverage",
-        "CoverageEligibilityRequest",
-        "CoverageEligibilityResponse",
-        "DetectedIssue",
-        "Device",
-        "DeviceDefinition",
-        "DeviceMetric",
-        "DeviceRequest",
-        "DeviceUseStatement",
-        "DiagnosticReport",
-        "DocumentManifest",
-        "DocumentReference",
-        "DomainResource",
-        "EffectEvidenceSynthesis",
-        "Encounter",
-        "Endpoint",
-        "EnrollmentRequest",
-        "EnrollmentResponse",
-        "EpisodeOfCare",
-        "EventDefinition",
-        "Evidence",
-        "EvidenceVariable",
-        "ExampleScenario",
-        "ExplanationOfBenefit",
-        "FamilyMemberHistory",
-        "Flag",
-        "Goal",
-        "GraphDefinition",
-        "Group",
-        "GuidanceResponse",
-        "HealthcareService",
-        "ImagingStudy",
-        "Immunization",
-        "ImmunizationEvaluation",
-        "ImmunizationRecommendation",
-        "ImplementationGuide",
-        "InsurancePlan",
-        "Invoice",
-        "Library",
-        "Linkage",
-        "List",
-        "Location",
-        "Measure",
-        "MeasureReport",
-        "Media",
-        "Medication",
-        "MedicationAdministration",
-        "MedicationDispense",
-        "MedicationKnowledge",
-        "MedicationRequest",
-        "MedicationStatement",
-        "MedicinalProduct",
-        "MedicinalProductAuthorization",
-        "MedicinalProductContraindication",
-        "MedicinalProductIndication",
-        "MedicinalProductIngredient",
-        "MedicinalProductInteraction",
-        "MedicinalProductManufactured",
-        "MedicinalProductPackaged",
-        "MedicinalProductPharmaceutical",
-        "MedicinalProductUndesirableEffect",
-        "MessageDefinition",
-        "MessageHeader",
-        "MolecularSequence",
-        "NamingSystem",
-        "NutritionOrder",
-        "Observation",
-        "ObservationDefinition",
-        "OperationDefinition",
-        "OperationOutcome",
-        "Organization",
-        "OrganizationAffiliation",
-        "Parameters",
-        "Patient",
-        "PaymentNotice",
-        "PaymentReconciliation",
-        "Person",
-        "PlanDefinition",
-        "Practitioner",
-        "PractitionerRole",
-        "Procedure",
-        "Provenance",
-        "Questionnaire",
-        "QuestionnaireResponse",
-        "RelatedPerson",
-        "RequestGroup",
-        "ResearchDefinition",
-        "ResearchElementDefinition",
-        "ResearchStudy",
-        "ResearchSubject",
-        "Resource",
-        "RiskAssessment",
-        "RiskEvidenceSynthesis",
-        "Schedule",
-        "SearchParameter",
-        "ServiceRequest",
-        "Slot",
-        "Specimen",
-        "SpecimenDefinition",
-        "StructureDefinition",
-        "StructureMap",
-        "Subscription",
-        "Substance",
-        "SubstanceNucleicAcid",
-        "SubstancePolymer",
-        "SubstanceProtein",
-        "SubstanceReferenceInformation",
-        "SubstanceSourceMaterial",
-        "SubstanceSpecification",
-        "SupplyDelivery",
-        "SupplyRequest",
-        "Task",
-        "TerminologyCapabilities",
-        "TestReport",
-        "TestScript",
-        "ValueSet",
-        "VerificationResult",
-        "VisionPrescription",
-    ] = Field(validation_alias="resourceType", serialization_alias="resourceType")
+    resource_type: Annotated[
+        Literal[
+            "Account",
+            "ActivityDefinition",
+            "AdverseEvent",
+            "AllergyIntolerance",
+            "Appointment",
+            "AppointmentResponse",
+            "AuditEvent",
+            "Basic",
+            "Binary",
+            "BiologicallyDerivedProduct",
+            "BodyStructure",
+            "Bundle",
+            "CapabilityStatement",
+            "CarePlan",
+            "CareTeam",
+            "CatalogEntry",
+            "ChargeItem",
+            "ChargeItemDefinition",
+            "Claim",
+            "ClaimResponse",
+            "ClinicalImpression",
+            "CodeSystem",
+            "Communication",
+            "CommunicationRequest",
+            "CompartmentDefinition",
+            "Composition",
+            "ConceptMap",
+            "Condition",
+            "Consent",
+            "Contract",
+            "Coverage",
+            "CoverageEligibilityRequest",
+            "CoverageEligibilityResponse",
+            "DetectedIssue",
+            "Device",
+            "DeviceDefinition",
+            "DeviceMetric",
+            "DeviceRequest",
+            "DeviceUseStatement",
+            "DiagnosticReport",
+            "DocumentManifest",
+            "DocumentReference",
+            "DomainResource",
+            "EffectEvidenceSynthesis",
+            "Encounter",
+            "Endpoint",
+            "EnrollmentRequest",
+            "EnrollmentResponse",
+            "EpisodeOfCare",
+            "EventDefinition",
+            "Evidence",
+            "EvidenceVariable",
+            "ExampleScenario",
+            "ExplanationOfBenefit",
+            "FamilyMemberHistory",
+            "Flag",
+            "Goal",
+            "GraphDefinition",
+            "Group",
+            "GuidanceResponse",
+            "HealthcareService",
+            "ImagingStudy",
+            "Immunization",
+            "ImmunizationEvaluation",
+            "ImmunizationRecommendation",
+            "ImplementationGuide",
+            "InsurancePlan",
+            "Invoice",
+            "Library",
+            "Linkage",
+            "List",
+            "Location",
+            "Measure",
+            "MeasureReport",
+            "Media",
+            "Medication",
+            "MedicationAdministration",
+            "MedicationDispense",
+            "MedicationKnowledge",
+            "MedicationRequest",
+            "MedicationStatement",
+            "MedicinalProduct",
+            "MedicinalProductAuthorization",
+            "MedicinalProductContraindication",
+            "MedicinalProductIndication",
+            "MedicinalProductIngredient",
+            "MedicinalProductInteraction",
+            "MedicinalProductManufactured",
+            "MedicinalProductPackaged",
+            "MedicinalProductPharmaceutical",
+            "MedicinalProductUndesirableEffect",
+            "MessageDefinition",
+            "MessageHeader",
+            "MolecularSequence",
+            "NamingSystem",
+            "NutritionOrder",
+            "Observation",
+            "ObservationDefinition",
+            "OperationDefinition",
+            "OperationOutcome",
+            "Organization",
+            "OrganizationAffiliation",
+            "Parameters",
+            "Patient",
+            "PaymentNotice",
+            "PaymentReconciliation",
+            "Person",
+            "PlanDefinition",
+            "Practitioner",
+            "PractitionerRole",
+            "Procedure",
+            "Provenance",
+            "Questionnaire",
+            "QuestionnaireResponse",
+            "RelatedPerson",
+            "RequestGroup",
+            "ResearchDefinition",
+            "ResearchElementDefinition",
+            "ResearchStudy",
+            "ResearchSubject",
+            "Resource",
+            "RiskAssessment",
+            "RiskEvidenceSynthesis",
+            "Schedule",
+            "SearchParameter",
+            "ServiceRequest",
+            "Slot",
+            "Specimen",
+            "SpecimenDefinition",
+            "StructureDefinition",
+            "StructureMap",
+            "Subscription",
+            "Substance",
+            "SubstanceNucleicAcid",
+            "SubstancePolymer",
+            "SubstanceProtein",
+            "SubstanceReferenceInformation",
+            "SubstanceSourceMaterial",
+            "SubstanceSpecification",
+            "SupplyDelivery",
+            "SupplyRequest",
+            "Task",
+            "TerminologyCapabilities",
+            "TestReport",
+            "TestScript",
+            "ValueSet",
+            "VerificationResult",
+            "VisionPrescription",
+        ],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ]
     """The type of the resource"""
 
-    resource_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceType", serialization_alias="_resourceType"
-    )
+    resource_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceType", serialization_alias="_resourceType")
+    ] = None
     """Extensions and id of `resourceType`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A short name for the resource instance"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Human-friendly description of the resource instance"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    version: Opt[list[ExampleScenarioInstanceVersion]] = Field(default=None, min_length=1)
+    version: Annotated[Opt[list[ExampleScenarioInstanceVersion]], Field(min_length=1)] = None
     """A specific version of the resource"""
 
-    contained_instance: Opt[list[ExampleScenarioInstanceContainedInstance]] = Field(
-        default=None,
-        validation_alias="containedInstance",
-        serialization_alias="containedInstance",
-        min_length=1,
-    )
+    contained_instance: Annotated[
+        Opt[list[ExampleScenarioInstanceContainedInstance]],
+        Field(
+            validation_alias="containedInstance",
+            serialization_alias="containedInstance",
+            min_length=1,
+        ),
+    ] = None
     """Resources contained in the instance"""
 
 
 class ExampleScenarioInstanceVersion(BackboneElement):
     """A specific version of the resource"""
 
-    version_id: FhirString = Field(validation_alias="versionId", serialization_alias="versionId")
+    version_id: Annotated[
+        FhirString, Field(validation_alias="versionId", serialization_alias="versionId")
+    ]
     """The identifier of a specific version of a resource"""
 
-    version_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versionId", serialization_alias="_versionId"
-    )
+    version_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versionId", serialization_alias="_versionId")
+    ] = None
     """Extensions and id of `versionId`."""
 
-    description: FhirMarkdown = Field()
+    description: FhirMarkdown
     """The description of the resource version"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
 class ExampleScenarioInstanceContainedInstance(BackboneElement):
     """Resources contained in the instance"""
 
-    resource_id: FhirString = Field(validation_alias="resourceId", serialization_alias="resourceId")
+    resource_id: Annotated[
+        FhirString, Field(validation_alias="resourceId", serialization_alias="resourceId")
+    ]
     """Each resource contained in the instance"""
 
-    resource_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceId", serialization_alias="_resourceId"
-    )
+    resource_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceId", serialization_alias="_resourceId")
+    ] = None
     """Extensions and id of `resourceId`."""
 
-    version_id: Opt[FhirString] = Field(
-        default=None, validation_alias="versionId", serialization_alias="versionId"
-    )
+    version_id: Annotated[
+        Opt[FhirString], Field(validation_alias="versionId", serialization_alias="versionId")
+    ] = None
     """A specific version of a resource contained in the instance"""
 
-    version_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versionId", serialization_alias="_versionId"
-    )
+    version_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versionId", serialization_alias="_versionId")
+    ] = None
     """Extensions and id of `versionId`."""
 
 
 class ExampleScenarioProcess(BackboneElement):
     """Each major process - a group of operations"""
 
-    title: FhirString = Field()
+    title: FhirString
     """The diagram title of the group of operations"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """A longer description of the group of operations"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    pre_conditions: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="preConditions", serialization_alias="preConditions"
-    )
+    pre_conditions: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="preConditions", serialization_alias="preConditions"),
+    ] = None
     """Description of initial status before the process starts"""
 
-    pre_conditions_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preConditions", serialization_alias="_preConditions"
-    )
+    pre_conditions_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preConditions", serialization_alias="_preConditions")
+    ] = None
     """Extensions and id of `preConditions`."""
 
-    post_conditions: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="postConditions", serialization_alias="postConditions"
-    )
+    post_conditions: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="postConditions", serialization_alias="postConditions"),
+    ] = None
     """Description of final status after the process ends"""
 
-    post_conditions_ext: Opt[Element] = Field(
-        default=None, validation_alias="_postConditions", serialization_alias="_postConditions"
-    )
+    post_conditions_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_postConditions", serialization_alias="_postConditions"),
+    ] = None
     """Extensions and id of `postConditions`."""
 
-    step: Opt[list[ExampleScenarioProcessStep]] = Field(default=None, min_length=1)
+    step: Annotated[Opt[list[ExampleScenarioProcessStep]], Field(min_length=1)] = None
     """Each step of the process"""
 
 
 class ExampleScenarioProcessStep(BackboneElement):
     """Each step of the process"""
 
-    process: Opt[list[ExampleScenarioProcess]] = Field(default=None, min_length=1)
+    process: Annotated[Opt[list[ExampleScenarioProcess]], Field(min_length=1)] = None
     """Nested process"""
 
-    pause: Opt[FhirBoolean] = Field(default=None)
+    pause: Opt[FhirBoolean] = None
     """If there is a pause in the flow"""
 
-    pause_ext: Opt[Element] = Field(
-        default=None, validation_alias="_pause", serialization_alias="_pause"
-    )
+    pause_ext: Annotated[
+        Opt[Element], Field(validation_alias="_pause", serialization_alias="_pause")
+    ] = None
     """Extensions and id of `pause`."""
 
-    operation: Opt[ExampleScenarioProcessStepOperation] = Field(default=None)
+    operation: Opt[ExampleScenarioProcessStepOperation] = None
     """Each interaction or action"""
 
-    alternative: Opt[list[ExampleScenarioProcessStepAlternative]] = Field(
-        default=None, min_length=1
-    )
+    alternative: Annotated[
+        Opt[list[ExampleScenarioProcessStepAlternative]], Field(min_length=1)
+    ] = None
     """Alternate non-typical step action"""
 
 
 class ExampleScenarioProcessStepOperation(BackboneElement):
     """Each interaction or action"""
 
-    number: FhirString = Field()
+    number: FhirString
     """The sequential number of the interaction"""
 
-    number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number"
-    )
+    number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_number", serialization_alias="_number")
+    ] = None
     """Extensions and id of `number`."""
 
-    type: Opt[FhirString] = Field(default=None)
+    type: Opt[FhirString] = None
     """The type of operation - CRUD"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """The human-friendly name of the interaction"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    initiator: Opt[FhirString] = Field(default=None)
+    initiator: Opt[FhirString] = None
     """Who starts the transaction"""
 
-    initiator_ext: Opt[Element] = Field(
-        default=None, validation_alias="_initiator", serialization_alias="_initiator"
-    )
+    initiator_ext: Annotated[
+        Opt[Element], Field(validation_alias="_initiator", serialization_alias="_initiator")
+    ] = None
     """Extensions and id of `initiator`."""
 
-    receiver: Opt[FhirString] = Field(default=None)
+    receiver: Opt[FhirString] = None
     """Who receives the transaction"""
 
-    receiver_ext: Opt[Element] = Field(
-        default=None, validation_alias="_receiver", serialization_alias="_receiver"
-    )
+    receiver_ext: Annotated[
+        Opt[Element], Field(validation_alias="_receiver", serialization_alias="_receiver")
+    ] = None
     """Extensions and id of `receiver`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """A comment to be inserted in the diagram"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    initiator_active: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="initiatorActive", serialization_alias="initiatorActive"
-    )
+    initiator_active: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="initiatorActive", serialization_alias="initiatorActive"),
+    ] = None
     """Whether the initiator is deactivated right after the transaction"""
 
-    initiator_active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_initiatorActive", serialization_alias="_initiatorActive"
-    )
+    initiator_active_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_initiatorActive", serialization_alias="_initiatorActive"),
+    ] = None
     """Extensions and id of `initiatorActive`."""
 
-    receiver_active: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="receiverActive", serialization_alias="receiverActive"
-    )
+    receiver_active: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="receiverActive", serialization_alias="receiverActive"),
+    ] = None
     """Whether the receiver is deactivated right after the transaction"""
 
-    receiver_active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_receiverActive", serialization_alias="_receiverActive"
-    )
+    receiver_active_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_receiverActive", serialization_alias="_receiverActive"),
+    ] = None
     """Extensions and id of `receiverActive`."""
 
-    request: Opt[ExampleScenarioInstanceContainedInstance] = Field(default=None)
+    request: Opt[ExampleScenarioInstanceContainedInstance] = None
     """Each resource instance used by the initiator"""
 
-    response: Opt[ExampleScenarioInstanceContainedInstance] = Field(default=None)
+    response: Opt[ExampleScenarioInstanceContainedInstance] = None
     """Each resource instance used by the responder"""
 
 
 class ExampleScenarioProcessStepAlternative(BackboneElement):
     """Alternate non-typical step action"""
 
-    title: FhirString = Field()
+    title: FhirString
     """Label for alternative"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """A human-readable description of each option"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    step: Opt[list[ExampleScenarioProcessStep]] = Field(default=None, min_length=1)
+    step: Annotated[Opt[list[ExampleScenarioProcessStep]], Field(min_length=1)] = None
     """What happens in each alternative option"""

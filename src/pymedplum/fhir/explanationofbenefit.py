@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ExplanationOfBenefitSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -47,278 +49,283 @@ _DEPENDENCIES = (
 )
 
 
-class ExplanationOfBenefit(DomainResource):
+class ExplanationOfBenefit(
+    DomainResource, Searchable["ExplanationOfBenefit", "ExplanationOfBenefitSearchParams"]
+):
     """This resource provides: the claim details."""
 
-    resource_type: Literal["ExplanationOfBenefit"] = Field(
-        default="ExplanationOfBenefit",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ExplanationOfBenefit"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ExplanationOfBenefit"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for the resource"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Category or discipline"""
 
-    sub_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="subType", serialization_alias="subType"
-    )
+    sub_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="subType", serialization_alias="subType")
+    ] = None
     """More granular claim type"""
 
-    use: Literal["claim", "preauthorization", "predetermination"] = Field()
+    use: Literal["claim", "preauthorization", "predetermination"]
     """claim | preauthorization | predetermination"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """The recipient of the products and services"""
 
-    billable_period: Opt[Period] = Field(
-        default=None, validation_alias="billablePeriod", serialization_alias="billablePeriod"
-    )
+    billable_period: Annotated[
+        Opt[Period], Field(validation_alias="billablePeriod", serialization_alias="billablePeriod")
+    ] = None
     """Relevant time frame for the claim"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Response creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    enterer: Opt[Reference] = Field(default=None)
+    enterer: Opt[Reference] = None
     """Author of the claim"""
 
-    insurer: Reference = Field()
+    insurer: Reference
     """Party responsible for reimbursement"""
 
-    provider: Reference = Field()
+    provider: Reference
     """Party responsible for the claim"""
 
-    priority: Opt[CodeableConcept] = Field(default=None)
+    priority: Opt[CodeableConcept] = None
     """Desired processing urgency"""
 
-    funds_reserve_requested: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="fundsReserveRequested",
-        serialization_alias="fundsReserveRequested",
-    )
+    funds_reserve_requested: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="fundsReserveRequested", serialization_alias="fundsReserveRequested"
+        ),
+    ] = None
     """For whom to reserve funds"""
 
-    funds_reserve: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="fundsReserve", serialization_alias="fundsReserve"
-    )
+    funds_reserve: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="fundsReserve", serialization_alias="fundsReserve"),
+    ] = None
     """Funds reserved status"""
 
-    related: Opt[list[ExplanationOfBenefitRelated]] = Field(default=None, min_length=1)
+    related: Annotated[Opt[list[ExplanationOfBenefitRelated]], Field(min_length=1)] = None
     """Prior or corollary claims"""
 
-    prescription: Opt[Reference] = Field(default=None)
+    prescription: Opt[Reference] = None
     """Prescription authorizing services or products"""
 
-    original_prescription: Opt[Reference] = Field(
-        default=None,
-        validation_alias="originalPrescription",
-        serialization_alias="originalPrescription",
-    )
+    original_prescription: Annotated[
+        Opt[Reference],
+        Field(validation_alias="originalPrescription", serialization_alias="originalPrescription"),
+    ] = None
     """Original prescription if superceded by fulfiller"""
 
-    payee: Opt[ExplanationOfBenefitPayee] = Field(default=None)
+    payee: Opt[ExplanationOfBenefitPayee] = None
     """Recipient of benefits payable"""
 
-    referral: Opt[Reference] = Field(default=None)
+    referral: Opt[Reference] = None
     """Treatment Referral"""
 
-    facility: Opt[Reference] = Field(default=None)
+    facility: Opt[Reference] = None
     """Servicing Facility"""
 
-    claim: Opt[Reference] = Field(default=None)
+    claim: Opt[Reference] = None
     """Claim reference"""
 
-    claim_response: Opt[Reference] = Field(
-        default=None, validation_alias="claimResponse", serialization_alias="claimResponse"
-    )
+    claim_response: Annotated[
+        Opt[Reference], Field(validation_alias="claimResponse", serialization_alias="claimResponse")
+    ] = None
     """Claim response reference"""
 
-    outcome: Literal["queued", "complete", "error", "partial"] = Field()
+    outcome: Literal["queued", "complete", "error", "partial"]
     """queued | complete | error | partial"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    disposition: Opt[FhirString] = Field(default=None)
+    disposition: Opt[FhirString] = None
     """Disposition Message"""
 
-    disposition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disposition", serialization_alias="_disposition"
-    )
+    disposition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disposition", serialization_alias="_disposition")
+    ] = None
     """Extensions and id of `disposition`."""
 
-    pre_auth_ref: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1
-    )
+    pre_auth_ref: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1),
+    ] = None
     """Preauthorization reference"""
 
-    pre_auth_ref_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_preAuthRef",
-        serialization_alias="_preAuthRef",
-        min_length=1,
-    )
+    pre_auth_ref_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_preAuthRef", serialization_alias="_preAuthRef", min_length=1),
+    ] = None
     """Extensions and id of `preAuthRef`."""
 
-    pre_auth_ref_period: Opt[list[Period]] = Field(
-        default=None,
-        validation_alias="preAuthRefPeriod",
-        serialization_alias="preAuthRefPeriod",
-        min_length=1,
-    )
+    pre_auth_ref_period: Annotated[
+        Opt[list[Period]],
+        Field(
+            validation_alias="preAuthRefPeriod",
+            serialization_alias="preAuthRefPeriod",
+            min_length=1,
+        ),
+    ] = None
     """Preauthorization in-effect period"""
 
-    care_team: Opt[list[ExplanationOfBenefitCareTeam]] = Field(
-        default=None, validation_alias="careTeam", serialization_alias="careTeam", min_length=1
-    )
+    care_team: Annotated[
+        Opt[list[ExplanationOfBenefitCareTeam]],
+        Field(validation_alias="careTeam", serialization_alias="careTeam", min_length=1),
+    ] = None
     """Care Team members"""
 
-    supporting_info: Opt[list[ExplanationOfBenefitSupportingInfo]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[ExplanationOfBenefitSupportingInfo]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Supporting information"""
 
-    diagnosis: Opt[list[ExplanationOfBenefitDiagnosis]] = Field(default=None, min_length=1)
+    diagnosis: Annotated[Opt[list[ExplanationOfBenefitDiagnosis]], Field(min_length=1)] = None
     """Pertinent diagnosis information"""
 
-    procedure: Opt[list[ExplanationOfBenefitProcedure]] = Field(default=None, min_length=1)
+    procedure: Annotated[Opt[list[ExplanationOfBenefitProcedure]], Field(min_length=1)] = None
     """Clinical procedures performed"""
 
-    precedence: Opt[FhirPositiveInt] = Field(default=None)
+    precedence: Opt[FhirPositiveInt] = None
     """Precedence (primary, secondary, etc.)"""
 
-    precedence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_precedence", serialization_alias="_precedence"
-    )
+    precedence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_precedence", serialization_alias="_precedence")
+    ] = None
     """Extensions and id of `precedence`."""
 
-    insurance: list[ExplanationOfBenefitInsurance] = Field(min_length=1)
+    insurance: Annotated[list[ExplanationOfBenefitInsurance], Field(min_length=1)]
     """Patient insurance information"""
 
-    accident: Opt[ExplanationOfBenefitAccident] = Field(default=None)
+    accident: Opt[ExplanationOfBenefitAccident] = None
     """Details of the event"""
 
-    item: Opt[list[ExplanationOfBenefitItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[ExplanationOfBenefitItem]], Field(min_length=1)] = None
     """Product or service provided"""
 
-    add_item: Opt[list[ExplanationOfBenefitAddItem]] = Field(
-        default=None, validation_alias="addItem", serialization_alias="addItem", min_length=1
-    )
+    add_item: Annotated[
+        Opt[list[ExplanationOfBenefitAddItem]],
+        Field(validation_alias="addItem", serialization_alias="addItem", min_length=1),
+    ] = None
     """Insurer added line items"""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Header-level adjudication"""
 
-    total: Opt[list[ExplanationOfBenefitTotal]] = Field(default=None, min_length=1)
+    total: Annotated[Opt[list[ExplanationOfBenefitTotal]], Field(min_length=1)] = None
     """Adjudication totals"""
 
-    payment: Opt[ExplanationOfBenefitPayment] = Field(default=None)
+    payment: Opt[ExplanationOfBenefitPayment] = None
     """Payment Details"""
 
-    form_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="formCode", serialization_alias="formCode"
-    )
+    form_code: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="formCode", serialization_alias="formCode")
+    ] = None
     """Printed form identifier"""
 
-    form: Opt[Attachment] = Field(default=None)
+    form: Opt[Attachment] = None
     """Printed reference or actual form"""
 
-    process_note: Opt[list[ExplanationOfBenefitProcessNote]] = Field(
-        default=None,
-        validation_alias="processNote",
-        serialization_alias="processNote",
-        min_length=1,
-    )
+    process_note: Annotated[
+        Opt[list[ExplanationOfBenefitProcessNote]],
+        Field(validation_alias="processNote", serialization_alias="processNote", min_length=1),
+    ] = None
     """Note concerning adjudication"""
 
-    benefit_period: Opt[Period] = Field(
-        default=None, validation_alias="benefitPeriod", serialization_alias="benefitPeriod"
-    )
+    benefit_period: Annotated[
+        Opt[Period], Field(validation_alias="benefitPeriod", serialization_alias="benefitPeriod")
+    ] = None
     """When the benefits are applicable"""
 
-    benefit_balance: Opt[list[ExplanationOfBenefitBenefitBalance]] = Field(
-        default=None,
-        validation_alias="benefitBalance",
-        serialization_alias="benefitBalance",
-        min_length=1,
-    )
+    benefit_balance: Annotated[
+        Opt[list[ExplanationOfBenefitBenefitBalance]],
+        Field(
+            validation_alias="benefitBalance", serialization_alias="benefitBalance", min_length=1
+        ),
+    ] = None
     """Balance by Benefit Category"""
 
 
 class ExplanationOfBenefitRelated(BackboneElement):
     """Prior or corollary claims"""
 
-    claim: Opt[Reference] = Field(default=None)
+    claim: Opt[Reference] = None
     """Reference to the related claim"""
 
-    relationship: Opt[CodeableConcept] = Field(default=None)
+    relationship: Opt[CodeableConcept] = None
     """How the reference claim is related"""
 
-    reference: Opt[Identifier] = Field(default=None)
+    reference: Opt[Identifier] = None
     """File or case reference"""
 
 
 class ExplanationOfBenefitPayee(BackboneElement):
     """Recipient of benefits payable"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Category of recipient"""
 
-    party: Opt[Reference] = Field(default=None)
+    party: Opt[Reference] = None
     """Recipient reference"""
 
 
 class ExplanationOfBenefitCareTeam(BackboneElement):
     """Care Team members"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Order of care team"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    provider: Reference = Field()
+    provider: Reference
     """Practitioner or organization"""
 
-    responsible: Opt[FhirBoolean] = Field(default=None)
+    responsible: Opt[FhirBoolean] = None
     """Indicator of the lead practitioner"""
 
-    responsible_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responsible", serialization_alias="_responsible"
-    )
+    responsible_ext: Annotated[
+        Opt[Element], Field(validation_alias="_responsible", serialization_alias="_responsible")
+    ] = None
     """Extensions and id of `responsible`."""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Function within the team"""
 
-    qualification: Opt[CodeableConcept] = Field(default=None)
+    qualification: Opt[CodeableConcept] = None
     """Practitioner credential or specialization"""
 
 
@@ -344,71 +351,73 @@ class ExplanationOfBenefitSupportingInfo(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Information instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Classification of the supplied information"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Type of information"""
 
-    timing_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="timingDate", serialization_alias="timingDate"
-    )
+    timing_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="timingDate", serialization_alias="timingDate")
+    ] = None
     """When it occurred"""
 
-    timing_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDate", serialization_alias="_timingDate"
-    )
+    timing_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timingDate", serialization_alias="_timingDate")
+    ] = None
     """Extensions and id of `timingDate`."""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """When it occurred"""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Data to be provided"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Data to be provided"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Data to be provided"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Data to be provided"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Data to be provided"""
 
-    reason: Opt[Coding] = Field(default=None)
+    reason: Opt[Coding] = None
     """Explanation for the information"""
 
 
@@ -423,39 +432,42 @@ class ExplanationOfBenefitDiagnosis(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Diagnosis instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    diagnosis_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="diagnosisCodeableConcept",
-        serialization_alias="diagnosisCodeableConcept",
-    )
+    diagnosis_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="diagnosisCodeableConcept",
+            serialization_alias="diagnosisCodeableConcept",
+        ),
+    ] = None
     """Nature of illness or problem"""
 
-    diagnosis_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="diagnosisReference",
-        serialization_alias="diagnosisReference",
-    )
+    diagnosis_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="diagnosisReference", serialization_alias="diagnosisReference"),
+    ] = None
     """Nature of illness or problem"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Timing or nature of the diagnosis"""
 
-    on_admission: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="onAdmission", serialization_alias="onAdmission"
-    )
+    on_admission: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="onAdmission", serialization_alias="onAdmission"),
+    ] = None
     """Present on admission"""
 
-    package_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="packageCode", serialization_alias="packageCode"
-    )
+    package_code: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="packageCode", serialization_alias="packageCode"),
+    ] = None
     """Package billing code"""
 
 
@@ -470,68 +482,68 @@ class ExplanationOfBenefitProcedure(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Procedure instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Category of Procedure"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the procedure was performed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    procedure_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="procedureCodeableConcept",
-        serialization_alias="procedureCodeableConcept",
-    )
+    procedure_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="procedureCodeableConcept",
+            serialization_alias="procedureCodeableConcept",
+        ),
+    ] = None
     """Specific clinical procedure"""
 
-    procedure_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="procedureReference",
-        serialization_alias="procedureReference",
-    )
+    procedure_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="procedureReference", serialization_alias="procedureReference"),
+    ] = None
     """Specific clinical procedure"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
 
 class ExplanationOfBenefitInsurance(BackboneElement):
     """Patient insurance information"""
 
-    focal: FhirBoolean = Field()
+    focal: FhirBoolean
     """Coverage to be used for adjudication"""
 
-    focal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_focal", serialization_alias="_focal"
-    )
+    focal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_focal", serialization_alias="_focal")
+    ] = None
     """Extensions and id of `focal`."""
 
-    coverage: Reference = Field()
+    coverage: Reference
     """Insurance information"""
 
-    pre_auth_ref: Opt[list[FhirString]] = Field(
-        default=None, validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1
-    )
+    pre_auth_ref: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="preAuthRef", serialization_alias="preAuthRef", min_length=1),
+    ] = None
     """Prior authorization reference number"""
 
-    pre_auth_ref_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_preAuthRef",
-        serialization_alias="_preAuthRef",
-        min_length=1,
-    )
+    pre_auth_ref_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_preAuthRef", serialization_alias="_preAuthRef", min_length=1),
+    ] = None
     """Extensions and id of `preAuthRef`."""
 
 
@@ -546,25 +558,27 @@ class ExplanationOfBenefitAccident(BackboneElement, ChoiceChecked):
         ),
     )
 
-    date: Opt[FhirDate] = Field(default=None)
+    date: Opt[FhirDate] = None
     """When the incident occurred"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The nature of the accident"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Where the event occurred"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Where the event occurred"""
 
 
@@ -584,360 +598,376 @@ class ExplanationOfBenefitItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Item instance identifier"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    care_team_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="careTeamSequence",
-        serialization_alias="careTeamSequence",
-        min_length=1,
-    )
+    care_team_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="careTeamSequence",
+            serialization_alias="careTeamSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable care team members"""
 
-    care_team_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_careTeamSequence",
-        serialization_alias="_careTeamSequence",
-        min_length=1,
-    )
+    care_team_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_careTeamSequence",
+            serialization_alias="_careTeamSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `careTeamSequence`."""
 
-    diagnosis_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="diagnosisSequence",
-        serialization_alias="diagnosisSequence",
-        min_length=1,
-    )
+    diagnosis_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="diagnosisSequence",
+            serialization_alias="diagnosisSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable diagnoses"""
 
-    diagnosis_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_diagnosisSequence",
-        serialization_alias="_diagnosisSequence",
-        min_length=1,
-    )
+    diagnosis_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_diagnosisSequence",
+            serialization_alias="_diagnosisSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `diagnosisSequence`."""
 
-    procedure_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="procedureSequence",
-        serialization_alias="procedureSequence",
-        min_length=1,
-    )
+    procedure_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="procedureSequence",
+            serialization_alias="procedureSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable procedures"""
 
-    procedure_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_procedureSequence",
-        serialization_alias="_procedureSequence",
-        min_length=1,
-    )
+    procedure_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_procedureSequence",
+            serialization_alias="_procedureSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `procedureSequence`."""
 
-    information_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="informationSequence",
-        serialization_alias="informationSequence",
-        min_length=1,
-    )
+    information_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="informationSequence",
+            serialization_alias="informationSequence",
+            min_length=1,
+        ),
+    ] = None
     """Applicable exception and supporting information"""
 
-    information_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_informationSequence",
-        serialization_alias="_informationSequence",
-        min_length=1,
-    )
+    information_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_informationSequence",
+            serialization_alias="_informationSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `informationSequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Product or service billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    location_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="locationCodeableConcept",
-        serialization_alias="locationCodeableConcept",
-    )
+    location_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="locationCodeableConcept",
+            serialization_alias="locationCodeableConcept",
+        ),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Anatomical location"""
 
-    sub_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="subSite", serialization_alias="subSite", min_length=1
-    )
+    sub_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="subSite", serialization_alias="subSite", min_length=1),
+    ] = None
     """Anatomical sub-location"""
 
-    encounter: Opt[list[Reference]] = Field(default=None, min_length=1)
+    encounter: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Encounters related to this billed item"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Adjudication details"""
 
-    detail: Opt[list[ExplanationOfBenefitItemDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[ExplanationOfBenefitItemDetail]], Field(min_length=1)] = None
     """Additional items"""
 
 
 class ExplanationOfBenefitItemAdjudication(BackboneElement):
     """Adjudication details"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Type of adjudication information"""
 
-    reason: Opt[CodeableConcept] = Field(default=None)
+    reason: Opt[CodeableConcept] = None
     """Explanation of adjudication outcome"""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Monetary amount"""
 
-    value: Opt[FhirDecimal] = Field(default=None)
+    value: Opt[FhirDecimal] = None
     """Non-monitary value"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ExplanationOfBenefitItemDetail(BackboneElement):
     """Additional items"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Product or service provided"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Detail level adjudication details"""
 
-    sub_detail: Opt[list[ExplanationOfBenefitItemDetailSubDetail]] = Field(
-        default=None, validation_alias="subDetail", serialization_alias="subDetail", min_length=1
-    )
+    sub_detail: Annotated[
+        Opt[list[ExplanationOfBenefitItemDetailSubDetail]],
+        Field(validation_alias="subDetail", serialization_alias="subDetail", min_length=1),
+    ] = None
     """Additional items"""
 
 
 class ExplanationOfBenefitItemDetailSubDetail(BackboneElement):
     """Additional items"""
 
-    sequence: FhirPositiveInt = Field()
+    sequence: FhirPositiveInt
     """Product or service provided"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    revenue: Opt[CodeableConcept] = Field(default=None)
+    revenue: Opt[CodeableConcept] = None
     """Revenue or cost center code"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Benefit classification"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    udi: Opt[list[Reference]] = Field(default=None, min_length=1)
+    udi: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Unique device identifier"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Subdetail level adjudication details"""
 
 
@@ -957,371 +987,376 @@ class ExplanationOfBenefitAddItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    item_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="itemSequence",
-        serialization_alias="itemSequence",
-        min_length=1,
-    )
+    item_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="itemSequence", serialization_alias="itemSequence", min_length=1),
+    ] = None
     """Item sequence number"""
 
-    item_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_itemSequence",
-        serialization_alias="_itemSequence",
-        min_length=1,
-    )
+    item_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_itemSequence", serialization_alias="_itemSequence", min_length=1),
+    ] = None
     """Extensions and id of `itemSequence`."""
 
-    detail_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="detailSequence",
-        serialization_alias="detailSequence",
-        min_length=1,
-    )
+    detail_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="detailSequence", serialization_alias="detailSequence", min_length=1
+        ),
+    ] = None
     """Detail sequence number"""
 
-    detail_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_detailSequence",
-        serialization_alias="_detailSequence",
-        min_length=1,
-    )
+    detail_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_detailSequence", serialization_alias="_detailSequence", min_length=1
+        ),
+    ] = None
     """Extensions and id of `detailSequence`."""
 
-    sub_detail_sequence: Opt[list[FhirPositiveInt]] = Field(
-        default=None,
-        validation_alias="subDetailSequence",
-        serialization_alias="subDetailSequence",
-        min_length=1,
-    )
+    sub_detail_sequence: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(
+            validation_alias="subDetailSequence",
+            serialization_alias="subDetailSequence",
+            min_length=1,
+        ),
+    ] = None
     """Subdetail sequence number"""
 
-    sub_detail_sequence_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_subDetailSequence",
-        serialization_alias="_subDetailSequence",
-        min_length=1,
-    )
+    sub_detail_sequence_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_subDetailSequence",
+            serialization_alias="_subDetailSequence",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `subDetailSequence`."""
 
-    provider: Opt[list[Reference]] = Field(default=None, min_length=1)
+    provider: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Authorized providers"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    program_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programCode",
-        serialization_alias="programCode",
-        min_length=1,
-    )
+    program_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="programCode", serialization_alias="programCode", min_length=1),
+    ] = None
     """Program the product or service is provided under"""
 
-    serviced_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="servicedDate", serialization_alias="servicedDate"
-    )
+    serviced_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="servicedDate", serialization_alias="servicedDate")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    serviced_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_servicedDate", serialization_alias="_servicedDate"
-    )
+    serviced_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_servicedDate", serialization_alias="_servicedDate")
+    ] = None
     """Extensions and id of `servicedDate`."""
 
-    serviced_period: Opt[Period] = Field(
-        default=None, validation_alias="servicedPeriod", serialization_alias="servicedPeriod"
-    )
+    serviced_period: Annotated[
+        Opt[Period], Field(validation_alias="servicedPeriod", serialization_alias="servicedPeriod")
+    ] = None
     """Date or dates of service or product delivery"""
 
-    location_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="locationCodeableConcept",
-        serialization_alias="locationCodeableConcept",
-    )
+    location_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="locationCodeableConcept",
+            serialization_alias="locationCodeableConcept",
+        ),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_address: Opt[Address] = Field(
-        default=None, validation_alias="locationAddress", serialization_alias="locationAddress"
-    )
+    location_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="locationAddress", serialization_alias="locationAddress"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    location_reference: Opt[Reference] = Field(
-        default=None, validation_alias="locationReference", serialization_alias="locationReference"
-    )
+    location_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="locationReference", serialization_alias="locationReference"),
+    ] = None
     """Place of service or where product was supplied"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Anatomical location"""
 
-    sub_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="subSite", serialization_alias="subSite", min_length=1
-    )
+    sub_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="subSite", serialization_alias="subSite", min_length=1),
+    ] = None
     """Anatomical sub-location"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Added items adjudication"""
 
-    detail: Opt[list[ExplanationOfBenefitAddItemDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[ExplanationOfBenefitAddItemDetail]], Field(min_length=1)] = None
     """Insurer added line items"""
 
 
 class ExplanationOfBenefitAddItemDetail(BackboneElement):
     """Insurer added line items"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Added items adjudication"""
 
-    sub_detail: Opt[list[ExplanationOfBenefitAddItemDetailSubDetail]] = Field(
-        default=None, validation_alias="subDetail", serialization_alias="subDetail", min_length=1
-    )
+    sub_detail: Annotated[
+        Opt[list[ExplanationOfBenefitAddItemDetailSubDetail]],
+        Field(validation_alias="subDetail", serialization_alias="subDetail", min_length=1),
+    ] = None
     """Insurer added line items"""
 
 
 class ExplanationOfBenefitAddItemDetailSubDetail(BackboneElement):
     """Insurer added line items"""
 
-    product_or_service: CodeableConcept = Field(
-        validation_alias="productOrService", serialization_alias="productOrService"
-    )
+    product_or_service: Annotated[
+        CodeableConcept,
+        Field(validation_alias="productOrService", serialization_alias="productOrService"),
+    ]
     """Billing, service, product, or drug code"""
 
-    modifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    modifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Service/Product billing modifiers"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Count of products or services"""
 
-    unit_price: Opt[Money] = Field(
-        default=None, validation_alias="unitPrice", serialization_alias="unitPrice"
-    )
+    unit_price: Annotated[
+        Opt[Money], Field(validation_alias="unitPrice", serialization_alias="unitPrice")
+    ] = None
     """Fee, charge or cost per item"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Price scaling factor"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    net: Opt[Money] = Field(default=None)
+    net: Opt[Money] = None
     """Total item cost"""
 
-    note_number: Opt[list[FhirPositiveInt]] = Field(
-        default=None, validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1
-    )
+    note_number: Annotated[
+        Opt[list[FhirPositiveInt]],
+        Field(validation_alias="noteNumber", serialization_alias="noteNumber", min_length=1),
+    ] = None
     """Applicable note numbers"""
 
-    note_number_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_noteNumber",
-        serialization_alias="_noteNumber",
-        min_length=1,
-    )
+    note_number_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_noteNumber", serialization_alias="_noteNumber", min_length=1),
+    ] = None
     """Extensions and id of `noteNumber`."""
 
-    adjudication: Opt[list[ExplanationOfBenefitItemAdjudication]] = Field(
-        default=None, min_length=1
-    )
+    adjudication: Annotated[
+        Opt[list[ExplanationOfBenefitItemAdjudication]], Field(min_length=1)
+    ] = None
     """Added items adjudication"""
 
 
 class ExplanationOfBenefitTotal(BackboneElement):
     """Adjudication totals"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Type of adjudication information"""
 
-    amount: Money = Field()
+    amount: Money
     """Financial total for the category"""
 
 
 class ExplanationOfBenefitPayment(BackboneElement):
     """Payment Details"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Partial or complete payment"""
 
-    adjustment: Opt[Money] = Field(default=None)
+    adjustment: Opt[Money] = None
     """Payment adjustment for non-claim issues"""
 
-    adjustment_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="adjustmentReason", serialization_alias="adjustmentReason"
-    )
+    adjustment_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="adjustmentReason", serialization_alias="adjustmentReason"),
+    ] = None
     """Explanation for the variance"""
 
-    date: Opt[FhirDate] = Field(default=None)
+    date: Opt[FhirDate] = None
     """Expected date of payment"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Payable amount after adjustment"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Business identifier for the payment"""
 
 
 class ExplanationOfBenefitProcessNote(BackboneElement):
     """Note concerning adjudication"""
 
-    number: Opt[FhirPositiveInt] = Field(default=None)
+    number: Opt[FhirPositiveInt] = None
     """Note instance identifier"""
 
-    number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number"
-    )
+    number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_number", serialization_alias="_number")
+    ] = None
     """Extensions and id of `number`."""
 
-    type: Opt[Literal["display", "print", "printoper"]] = Field(default=None)
+    type: Opt[Literal["display", "print", "printoper"]] = None
     """display | print | printoper"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Note explanatory text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    language: Opt[CodeableConcept] = Field(default=None)
+    language: Opt[CodeableConcept] = None
     """Language of the text"""
 
 
 class ExplanationOfBenefitBenefitBalance(BackboneElement):
     """Balance by Benefit Category"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """Benefit classification"""
 
-    excluded: Opt[FhirBoolean] = Field(default=None)
+    excluded: Opt[FhirBoolean] = None
     """Excluded from the plan"""
 
-    excluded_ext: Opt[Element] = Field(
-        default=None, validation_alias="_excluded", serialization_alias="_excluded"
-    )
+    excluded_ext: Annotated[
+        Opt[Element], Field(validation_alias="_excluded", serialization_alias="_excluded")
+    ] = None
     """Extensions and id of `excluded`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Short name for the benefit"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of the benefit or services covered"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    network: Opt[CodeableConcept] = Field(default=None)
+    network: Opt[CodeableConcept] = None
     """In or out of network"""
 
-    unit: Opt[CodeableConcept] = Field(default=None)
+    unit: Opt[CodeableConcept] = None
     """Individual or family"""
 
-    term: Opt[CodeableConcept] = Field(default=None)
+    term: Opt[CodeableConcept] = None
     """Annual or lifetime"""
 
-    financial: Opt[list[ExplanationOfBenefitBenefitBalanceFinancial]] = Field(
-        default=None, min_length=1
-    )
+    financial: Annotated[
+        Opt[list[ExplanationOfBenefitBenefitBalanceFinancial]], Field(min_length=1)
+    ] = None
     """Benefit Summary"""
 
 
@@ -1345,49 +1380,50 @@ class ExplanationOfBenefitBenefitBalanceFinancial(BackboneElement, ChoiceChecked
         ),
     )
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Benefit classification"""
 
-    allowed_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="allowedUnsignedInt",
-        serialization_alias="allowedUnsignedInt",
-    )
+    allowed_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="allowedUnsignedInt", serialization_alias="allowedUnsignedInt"),
+    ] = None
     """Benefits allowed"""
 
-    allowed_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_allowedUnsignedInt",
-        serialization_alias="_allowedUnsignedInt",
-    )
+    allowed_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_allowedUnsignedInt", serialization_alias="_allowedUnsignedInt"),
+    ] = None
     """Extensions and id of `allowedUnsignedInt`."""
 
-    allowed_string: Opt[FhirString] = Field(
-        default=None, validation_alias="allowedString", serialization_alias="allowedString"
-    )
+    allowed_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="allowedString", serialization_alias="allowedString"),
+    ] = None
     """Benefits allowed"""
 
-    allowed_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allowedString", serialization_alias="_allowedString"
-    )
+    allowed_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allowedString", serialization_alias="_allowedString")
+    ] = None
     """Extensions and id of `allowedString`."""
 
-    allowed_money: Opt[Money] = Field(
-        default=None, validation_alias="allowedMoney", serialization_alias="allowedMoney"
-    )
+    allowed_money: Annotated[
+        Opt[Money], Field(validation_alias="allowedMoney", serialization_alias="allowedMoney")
+    ] = None
     """Benefits allowed"""
 
-    used_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="usedUnsignedInt", serialization_alias="usedUnsignedInt"
-    )
+    used_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="usedUnsignedInt", serialization_alias="usedUnsignedInt"),
+    ] = None
     """Benefits used"""
 
-    used_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usedUnsignedInt", serialization_alias="_usedUnsignedInt"
-    )
+    used_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_usedUnsignedInt", serialization_alias="_usedUnsignedInt"),
+    ] = None
     """Extensions and id of `usedUnsignedInt`."""
 
-    used_money: Opt[Money] = Field(
-        default=None, validation_alias="usedMoney", serialization_alias="usedMoney"
-    )
+    used_money: Annotated[
+        Opt[Money], Field(validation_alias="usedMoney", serialization_alias="usedMoney")
+    ] = None
     """Benefits used"""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
@@ -16,42 +18,42 @@ _DEPENDENCIES = ()
 class Expression(Element):
     """Base StructureDefinition for Expression Type: A expression that is evaluated in a specified context and returns a value."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Natural language description of the condition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    name: Opt[FhirId] = Field(default=None)
+    name: Opt[FhirId] = None
     """Short name assigned to expression for reuse"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    language: FhirCode = Field()
+    language: FhirCode
     """text/cql | text/fhirpath | application/x-fhir-query | etc."""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """Expression in specified language"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
-    reference: Opt[FhirUri] = Field(default=None)
+    reference: Opt[FhirUri] = None
     """Where the expression is found"""
 
-    reference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reference", serialization_alias="_reference"
-    )
+    reference_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reference", serialization_alias="_reference")
+    ] = None
     """Extensions and id of `reference`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import FamilyMemberHistorySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -42,7 +44,11 @@ _DEPENDENCIES = (
 )
 
 
-class FamilyMemberHistory(DomainResource, ChoiceChecked):
+class FamilyMemberHistory(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["FamilyMemberHistory", "FamilyMemberHistorySearchParams"],
+):
     """Significant health conditions for a person related to the patient relevant in the context of care for the patient."""
 
     __fhir_choice_groups__ = (
@@ -69,195 +75,208 @@ class FamilyMemberHistory(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["FamilyMemberHistory"] = Field(
-        default="FamilyMemberHistory",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["FamilyMemberHistory"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "FamilyMemberHistory"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Id(s) for this record"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    status: Literal["partial", "completed", "entered-in-error", "health-unknown"] = Field()
+    status: Literal["partial", "completed", "entered-in-error", "health-unknown"]
     """partial | completed | entered-in-error | health-unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    data_absent_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"
-    )
+    data_absent_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"),
+    ] = None
     """subject-unknown | withheld | unable-to-obtain | deferred"""
 
-    patient: Reference = Field()
+    patient: Reference
     """Patient history is about"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When history was recorded or last updated"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """The family member described"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    relationship: CodeableConcept = Field()
+    relationship: CodeableConcept
     """Relationship to the subject"""
 
-    sex: Opt[CodeableConcept] = Field(default=None)
+    sex: Opt[CodeableConcept] = None
     """male | female | other | unknown"""
 
-    born_period: Opt[Period] = Field(
-        default=None, validation_alias="bornPeriod", serialization_alias="bornPeriod"
-    )
+    born_period: Annotated[
+        Opt[Period], Field(validation_alias="bornPeriod", serialization_alias="bornPeriod")
+    ] = None
     """(approximate) date of birth"""
 
-    born_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="bornDate", serialization_alias="bornDate"
-    )
+    born_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="bornDate", serialization_alias="bornDate")
+    ] = None
     """(approximate) date of birth"""
 
-    born_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_bornDate", serialization_alias="_bornDate"
-    )
+    born_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_bornDate", serialization_alias="_bornDate")
+    ] = None
     """Extensions and id of `bornDate`."""
 
-    born_string: Opt[FhirString] = Field(
-        default=None, validation_alias="bornString", serialization_alias="bornString"
-    )
+    born_string: Annotated[
+        Opt[FhirString], Field(validation_alias="bornString", serialization_alias="bornString")
+    ] = None
     """(approximate) date of birth"""
 
-    born_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_bornString", serialization_alias="_bornString"
-    )
+    born_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_bornString", serialization_alias="_bornString")
+    ] = None
     """Extensions and id of `bornString`."""
 
-    age_age: Opt[Age] = Field(default=None, validation_alias="ageAge", serialization_alias="ageAge")
-    """(approximate) age"""
-
-    age_range: Opt[Range] = Field(
-        default=None, validation_alias="ageRange", serialization_alias="ageRange"
+    age_age: Annotated[Opt[Age], Field(validation_alias="ageAge", serialization_alias="ageAge")] = (
+        None
     )
     """(approximate) age"""
 
-    age_string: Opt[FhirString] = Field(
-        default=None, validation_alias="ageString", serialization_alias="ageString"
-    )
+    age_range: Annotated[
+        Opt[Range], Field(validation_alias="ageRange", serialization_alias="ageRange")
+    ] = None
     """(approximate) age"""
 
-    age_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_ageString", serialization_alias="_ageString"
-    )
+    age_string: Annotated[
+        Opt[FhirString], Field(validation_alias="ageString", serialization_alias="ageString")
+    ] = None
+    """(approximate) age"""
+
+    age_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_ageString", serialization_alias="_ageString")
+    ] = None
     """Extensions and id of `ageString`."""
 
-    estimated_age: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="estimatedAge", serialization_alias="estimatedAge"
-    )
+    estimated_age: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="estimatedAge", serialization_alias="estimatedAge")
+    ] = None
     """Age is estimated?"""
 
-    estimated_age_ext: Opt[Element] = Field(
-        default=None, validation_alias="_estimatedAge", serialization_alias="_estimatedAge"
-    )
+    estimated_age_ext: Annotated[
+        Opt[Element], Field(validation_alias="_estimatedAge", serialization_alias="_estimatedAge")
+    ] = None
     """Extensions and id of `estimatedAge`."""
 
-    deceased_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="deceasedBoolean", serialization_alias="deceasedBoolean"
-    )
+    deceased_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="deceasedBoolean", serialization_alias="deceasedBoolean"),
+    ] = None
     """Dead? How old/when?"""
 
-    deceased_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deceasedBoolean", serialization_alias="_deceasedBoolean"
-    )
+    deceased_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deceasedBoolean", serialization_alias="_deceasedBoolean"),
+    ] = None
     """Extensions and id of `deceasedBoolean`."""
 
-    deceased_age: Opt[Age] = Field(
-        default=None, validation_alias="deceasedAge", serialization_alias="deceasedAge"
-    )
+    deceased_age: Annotated[
+        Opt[Age], Field(validation_alias="deceasedAge", serialization_alias="deceasedAge")
+    ] = None
     """Dead? How old/when?"""
 
-    deceased_range: Opt[Range] = Field(
-        default=None, validation_alias="deceasedRange", serialization_alias="deceasedRange"
-    )
+    deceased_range: Annotated[
+        Opt[Range], Field(validation_alias="deceasedRange", serialization_alias="deceasedRange")
+    ] = None
     """Dead? How old/when?"""
 
-    deceased_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="deceasedDate", serialization_alias="deceasedDate"
-    )
+    deceased_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="deceasedDate", serialization_alias="deceasedDate")
+    ] = None
     """Dead? How old/when?"""
 
-    deceased_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deceasedDate", serialization_alias="_deceasedDate"
-    )
+    deceased_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_deceasedDate", serialization_alias="_deceasedDate")
+    ] = None
     """Extensions and id of `deceasedDate`."""
 
-    deceased_string: Opt[FhirString] = Field(
-        default=None, validation_alias="deceasedString", serialization_alias="deceasedString"
-    )
+    deceased_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="deceasedString", serialization_alias="deceasedString"),
+    ] = None
     """Dead? How old/when?"""
 
-    deceased_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deceasedString", serialization_alias="_deceasedString"
-    )
+    deceased_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deceasedString", serialization_alias="_deceasedString"),
+    ] = None
     """Extensions and id of `deceasedString`."""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why was family member history performed?"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why was family member history performed?"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """General note about related person"""
 
-    condition: Opt[list[FamilyMemberHistoryCondition]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[FamilyMemberHistoryCondition]], Field(min_length=1)] = None
     """Condition that the related person had"""
 
 
@@ -277,50 +296,48 @@ class FamilyMemberHistoryCondition(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Condition suffered by relation"""
 
-    outcome: Opt[CodeableConcept] = Field(default=None)
+    outcome: Opt[CodeableConcept] = None
     """deceased | permanent disability | etc."""
 
-    contributed_to_death: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="contributedToDeath",
-        serialization_alias="contributedToDeath",
-    )
+    contributed_to_death: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="contributedToDeath", serialization_alias="contributedToDeath"),
+    ] = None
     """Whether the condition contributed to the cause of death"""
 
-    contributed_to_death_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_contributedToDeath",
-        serialization_alias="_contributedToDeath",
-    )
+    contributed_to_death_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_contributedToDeath", serialization_alias="_contributedToDeath"),
+    ] = None
     """Extensions and id of `contributedToDeath`."""
 
-    onset_age: Opt[Age] = Field(
-        default=None, validation_alias="onsetAge", serialization_alias="onsetAge"
-    )
+    onset_age: Annotated[
+        Opt[Age], Field(validation_alias="onsetAge", serialization_alias="onsetAge")
+    ] = None
     """When condition first manifested"""
 
-    onset_range: Opt[Range] = Field(
-        default=None, validation_alias="onsetRange", serialization_alias="onsetRange"
-    )
+    onset_range: Annotated[
+        Opt[Range], Field(validation_alias="onsetRange", serialization_alias="onsetRange")
+    ] = None
     """When condition first manifested"""
 
-    onset_period: Opt[Period] = Field(
-        default=None, validation_alias="onsetPeriod", serialization_alias="onsetPeriod"
-    )
+    onset_period: Annotated[
+        Opt[Period], Field(validation_alias="onsetPeriod", serialization_alias="onsetPeriod")
+    ] = None
     """When condition first manifested"""
 
-    onset_string: Opt[FhirString] = Field(
-        default=None, validation_alias="onsetString", serialization_alias="onsetString"
-    )
+    onset_string: Annotated[
+        Opt[FhirString], Field(validation_alias="onsetString", serialization_alias="onsetString")
+    ] = None
     """When condition first manifested"""
 
-    onset_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_onsetString", serialization_alias="_onsetString"
-    )
+    onset_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_onsetString", serialization_alias="_onsetString")
+    ] = None
     """Extensions and id of `onsetString`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Extra information about condition"""

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import FlagSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,38 +23,39 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class Flag(DomainResource):
+class Flag(DomainResource, Searchable["Flag", "FlagSearchParams"]):
     """Prospective warnings of potential issues when providing care to the patient."""
 
-    resource_type: Literal["Flag"] = Field(
-        default="Flag", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Flag"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Flag"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    status: Literal["active", "inactive", "entered-in-error"] = Field()
+    status: Literal["active", "inactive", "entered-in-error"]
     """active | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Clinical, administrative, etc."""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Coded or textual message to display to user"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who/What is flag about?"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period when flag is active"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Alert relevant during encounter"""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Flag creator"""

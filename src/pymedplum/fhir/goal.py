@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDate, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import GoalSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.duration import Duration
@@ -37,7 +39,7 @@ _DEPENDENCIES = (
 )
 
 
-class Goal(DomainResource, ChoiceChecked):
+class Goal(DomainResource, ChoiceChecked, Searchable["Goal", "GoalSearchParams"]):
     """Describes the intended objective(s) for a patient, group or organization care, for example, weight loss, restoring an activity of daily living, obtaining herd immunity via immunization, meeting a p..."""
 
     __fhir_choice_groups__ = (
@@ -48,113 +50,118 @@ class Goal(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Goal"] = Field(
-        default="Goal", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Goal"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Goal"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this goal"""
 
-    lifecycle_status: Literal[
-        "proposed",
-        "planned",
-        "accepted",
-        "active",
-        "on-hold",
-        "completed",
-        "cancelled",
-        "entered-in-error",
-        "rejected",
-    ] = Field(validation_alias="lifecycleStatus", serialization_alias="lifecycleStatus")
+    lifecycle_status: Annotated[
+        Literal[
+            "proposed",
+            "planned",
+            "accepted",
+            "active",
+            "on-hold",
+            "completed",
+            "cancelled",
+            "entered-in-error",
+            "rejected",
+        ],
+        Field(validation_alias="lifecycleStatus", serialization_alias="lifecycleStatus"),
+    ]
     """proposed | planned | accepted | active | on-hold | completed | cancelled | entered-in-error | rejected"""
 
-    lifecycle_status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lifecycleStatus", serialization_alias="_lifecycleStatus"
-    )
+    lifecycle_status_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lifecycleStatus", serialization_alias="_lifecycleStatus"),
+    ] = None
     """Extensions and id of `lifecycleStatus`."""
 
-    achievement_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="achievementStatus", serialization_alias="achievementStatus"
-    )
+    achievement_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="achievementStatus", serialization_alias="achievementStatus"),
+    ] = None
     """in-progress | improving | worsening | no-change | achieved | sustaining | not-achieved | no-progress | not-attainable"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """E.g."""
 
-    priority: Opt[CodeableConcept] = Field(default=None)
+    priority: Opt[CodeableConcept] = None
     """high-priority | medium-priority | low-priority"""
 
-    description: CodeableConcept = Field()
+    description: CodeableConcept
     """Code or text describing goal"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who this goal is intended for"""
 
-    start_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="startDate", serialization_alias="startDate"
-    )
+    start_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="startDate", serialization_alias="startDate")
+    ] = None
     """When goal pursuit begins"""
 
-    start_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_startDate", serialization_alias="_startDate"
-    )
+    start_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_startDate", serialization_alias="_startDate")
+    ] = None
     """Extensions and id of `startDate`."""
 
-    start_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="startCodeableConcept",
-        serialization_alias="startCodeableConcept",
-    )
+    start_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="startCodeableConcept", serialization_alias="startCodeableConcept"),
+    ] = None
     """When goal pursuit begins"""
 
-    target: Opt[list[GoalTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[GoalTarget]], Field(min_length=1)] = None
     """Target outcome for the goal"""
 
-    status_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="statusDate", serialization_alias="statusDate"
-    )
+    status_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="statusDate", serialization_alias="statusDate")
+    ] = None
     """When goal status took effect"""
 
-    status_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_statusDate", serialization_alias="_statusDate"
-    )
+    status_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_statusDate", serialization_alias="_statusDate")
+    ] = None
     """Extensions and id of `statusDate`."""
 
-    status_reason: Opt[FhirString] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[FhirString], Field(validation_alias="statusReason", serialization_alias="statusReason")
+    ] = None
     """Reason for current status"""
 
-    status_reason_ext: Opt[Element] = Field(
-        default=None, validation_alias="_statusReason", serialization_alias="_statusReason"
-    )
+    status_reason_ext: Annotated[
+        Opt[Element], Field(validation_alias="_statusReason", serialization_alias="_statusReason")
+    ] = None
     """Extensions and id of `statusReason`."""
 
-    expressed_by: Opt[Reference] = Field(
-        default=None, validation_alias="expressedBy", serialization_alias="expressedBy"
-    )
+    expressed_by: Annotated[
+        Opt[Reference], Field(validation_alias="expressedBy", serialization_alias="expressedBy")
+    ] = None
     """Who's responsible for creating Goal?"""
 
-    addresses: Opt[list[Reference]] = Field(default=None, min_length=1)
+    addresses: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Issues addressed by this goal"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the goal"""
 
-    outcome_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="outcomeCode",
-        serialization_alias="outcomeCode",
-        min_length=1,
-    )
+    outcome_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="outcomeCode", serialization_alias="outcomeCode", min_length=1),
+    ] = None
     """What result was achieved regarding the goal?"""
 
-    outcome_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="outcomeReference",
-        serialization_alias="outcomeReference",
-        min_length=1,
-    )
+    outcome_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="outcomeReference",
+            serialization_alias="outcomeReference",
+            min_length=1,
+        ),
+    ] = None
     """Observation that resulted from goal"""
 
 
@@ -182,72 +189,76 @@ class GoalTarget(BackboneElement, ChoiceChecked):
         ),
     )
 
-    measure: Opt[CodeableConcept] = Field(default=None)
+    measure: Opt[CodeableConcept] = None
     """The parameter whose value is being tracked"""
 
-    detail_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="detailQuantity", serialization_alias="detailQuantity"
-    )
+    detail_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="detailQuantity", serialization_alias="detailQuantity"),
+    ] = None
     """The target value to be achieved"""
 
-    detail_range: Opt[Range] = Field(
-        default=None, validation_alias="detailRange", serialization_alias="detailRange"
-    )
+    detail_range: Annotated[
+        Opt[Range], Field(validation_alias="detailRange", serialization_alias="detailRange")
+    ] = None
     """The target value to be achieved"""
 
-    detail_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="detailCodeableConcept",
-        serialization_alias="detailCodeableConcept",
-    )
+    detail_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="detailCodeableConcept", serialization_alias="detailCodeableConcept"
+        ),
+    ] = None
     """The target value to be achieved"""
 
-    detail_string: Opt[FhirString] = Field(
-        default=None, validation_alias="detailString", serialization_alias="detailString"
-    )
+    detail_string: Annotated[
+        Opt[FhirString], Field(validation_alias="detailString", serialization_alias="detailString")
+    ] = None
     """The target value to be achieved"""
 
-    detail_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detailString", serialization_alias="_detailString"
-    )
+    detail_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detailString", serialization_alias="_detailString")
+    ] = None
     """Extensions and id of `detailString`."""
 
-    detail_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="detailBoolean", serialization_alias="detailBoolean"
-    )
+    detail_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="detailBoolean", serialization_alias="detailBoolean"),
+    ] = None
     """The target value to be achieved"""
 
-    detail_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detailBoolean", serialization_alias="_detailBoolean"
-    )
+    detail_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detailBoolean", serialization_alias="_detailBoolean")
+    ] = None
     """Extensions and id of `detailBoolean`."""
 
-    detail_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="detailInteger", serialization_alias="detailInteger"
-    )
+    detail_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="detailInteger", serialization_alias="detailInteger"),
+    ] = None
     """The target value to be achieved"""
 
-    detail_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detailInteger", serialization_alias="_detailInteger"
-    )
+    detail_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detailInteger", serialization_alias="_detailInteger")
+    ] = None
     """Extensions and id of `detailInteger`."""
 
-    detail_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="detailRatio", serialization_alias="detailRatio"
-    )
+    detail_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="detailRatio", serialization_alias="detailRatio")
+    ] = None
     """The target value to be achieved"""
 
-    due_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="dueDate", serialization_alias="dueDate"
-    )
+    due_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="dueDate", serialization_alias="dueDate")
+    ] = None
     """Reach goal on or before"""
 
-    due_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dueDate", serialization_alias="_dueDate"
-    )
+    due_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dueDate", serialization_alias="_dueDate")
+    ] = None
     """Extensions and id of `dueDate`."""
 
-    due_duration: Opt[Duration] = Field(
-        default=None, validation_alias="dueDuration", serialization_alias="dueDuration"
-    )
+    due_duration: Annotated[
+        Opt[Duration], Field(validation_alias="dueDuration", serialization_alias="dueDuration")
+    ] = None
     """Reach goal on or before"""

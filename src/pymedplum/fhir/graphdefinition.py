@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import GraphDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -30,94 +32,96 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "UsageContext")
 
 
-class GraphDefinition(DomainResource):
+class GraphDefinition(DomainResource, Searchable["GraphDefinition", "GraphDefinitionSearchParams"]):
     """A formal computable definition of a graph of resources - that is, a coherent set of resources that form a graph by following references."""
 
-    resource_type: Literal["GraphDefinition"] = Field(
-        default="GraphDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["GraphDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "GraphDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this graph definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the graph definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this graph definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the graph definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for graph definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this graph definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
     start: Literal[
@@ -269,68 +273,72 @@ class GraphDefinition(DomainResource):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """Type of resource at which the graph starts"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """Profile on base resource"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
-    link: Opt[list[GraphDefinitionLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[GraphDefinitionLink]], Field(min_length=1)] = None
     """Links this graph makes rules about"""
 
 
 class GraphDefinitionLink(BackboneElement):
     """Links this graph makes rules about"""
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """Path in the resource that contains the link"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    slice_name: Opt[FhirString] = Field(
-        default=None, validation_alias="sliceName", serialization_alias="sliceName"
-    )
+    slice_name: Annotated[
+        Opt[FhirString], Field(validation_alias="sliceName", serialization_alias="sliceName")
+    ] = None
     """Which slice (if profiled)"""
 
-    slice_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sliceName", serialization_alias="_sliceName"
-    )
+    slice_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sliceName", serialization_alias="_sliceName")
+    ] = None
     """Extensions and id of `sliceName`."""
 
-    min: Opt[FhirInteger] = Field(default=None)
+    min: Opt[FhirInteger] = None
     """Minimum occurrences for this link"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: Opt[FhirString] = Field(default=None)
+    max: Opt[FhirString] = None
     """Maximum occurrences for this link"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Why this link is specified"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    target: Opt[list[GraphDefinitionLinkTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[GraphDefinitionLinkTarget]], Field(min_length=1)] = None
     """Potential target for the link"""
 
 
@@ -486,74 +494,78 @@ class GraphDefinitionLinkTarget(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """Type of resource this link refers to"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    params: Opt[FhirString] = Field(default=None)
+    params: Opt[FhirString] = None
     """Criteria for reverse lookup"""
 
-    params_ext: Opt[Element] = Field(
-        default=None, validation_alias="_params", serialization_alias="_params"
-    )
+    params_ext: Annotated[
+        Opt[Element], Field(validation_alias="_params", serialization_alias="_params")
+    ] = None
     """Extensions and id of `params`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """Profile for the target resource"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
-    compartment: Opt[list[GraphDefinitionLinkTargetCompartment]] = Field(default=None, min_length=1)
+    compartment: Annotated[Opt[list[GraphDefinitionLinkTargetCompartment]], Field(min_length=1)] = (
+        None
+    )
     """Compartment Consistency Rules"""
 
-    link: Opt[list[GraphDefinitionLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[GraphDefinitionLink]], Field(min_length=1)] = None
     """Additional links from target resource"""
 
 
 class GraphDefinitionLinkTargetCompartment(BackboneElement):
     """Compartment Consistency Rules"""
 
-    use: Literal["condition", "requirement"] = Field()
+    use: Literal["condition", "requirement"]
     """condition | requirement"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    code: Literal["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"] = Field()
+    code: Literal["Patient", "Encounter", "RelatedPerson", "Practitioner", "Device"]
     """Patient | Encounter | RelatedPerson | Practitioner | Device"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    rule: Literal["identical", "matching", "different", "custom"] = Field()
+    rule: Literal["identical", "matching", "different", "custom"]
     """identical | matching | different | custom"""
 
-    rule_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rule", serialization_alias="_rule"
-    )
+    rule_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rule", serialization_alias="_rule")
+    ] = None
     """Extensions and id of `rule`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """Custom rule, as a FHIRPath expression"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Documentation for FHIRPath expression"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""

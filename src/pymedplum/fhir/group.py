@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString, FhirUnsignedInt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import GroupSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -33,68 +35,70 @@ _DEPENDENCIES = (
 )
 
 
-class Group(DomainResource):
+class Group(DomainResource, Searchable["Group", "GroupSearchParams"]):
     """Represents a defined collection of entities that may be discussed or acted upon collectively but which are not expected to act collectively, and are not formally or legally recognized; i.e."""
 
-    resource_type: Literal["Group"] = Field(
-        default="Group", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Group"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Group"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique id"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this group's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    type: Literal["person", "animal", "practitioner", "device", "medication", "substance"] = Field()
+    type: Literal["person", "animal", "practitioner", "device", "medication", "substance"]
     """person | animal | practitioner | device | medication | substance"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    actual: FhirBoolean = Field()
+    actual: FhirBoolean
     """Descriptive or actual"""
 
-    actual_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actual", serialization_alias="_actual"
-    )
+    actual_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actual", serialization_alias="_actual")
+    ] = None
     """Extensions and id of `actual`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Kind of Group members"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Label for Group"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    quantity: Opt[FhirUnsignedInt] = Field(default=None)
+    quantity: Opt[FhirUnsignedInt] = None
     """Number of members"""
 
-    quantity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_quantity", serialization_alias="_quantity"
-    )
+    quantity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_quantity", serialization_alias="_quantity")
+    ] = None
     """Extensions and id of `quantity`."""
 
-    managing_entity: Opt[Reference] = Field(
-        default=None, validation_alias="managingEntity", serialization_alias="managingEntity"
-    )
+    managing_entity: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingEntity", serialization_alias="managingEntity"),
+    ] = None
     """Entity that is the custodian of the Group's definition"""
 
-    characteristic: Opt[list[GroupCharacteristic]] = Field(default=None, min_length=1)
+    characteristic: Annotated[Opt[list[GroupCharacteristic]], Field(min_length=1)] = None
     """Include / Exclude group members by Trait"""
 
-    member: Opt[list[GroupMember]] = Field(default=None, min_length=1)
+    member: Annotated[Opt[list[GroupMember]], Field(min_length=1)] = None
     """Who or what is in group"""
 
 
@@ -115,66 +119,66 @@ class GroupCharacteristic(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Kind of characteristic"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Value held by characteristic"""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value held by characteristic"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Value held by characteristic"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Value held by characteristic"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Value held by characteristic"""
 
-    exclude: FhirBoolean = Field()
+    exclude: FhirBoolean
     """Group includes or excludes"""
 
-    exclude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exclude", serialization_alias="_exclude"
-    )
+    exclude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_exclude", serialization_alias="_exclude")
+    ] = None
     """Extensions and id of `exclude`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period over which characteristic is tested"""
 
 
 class GroupMember(BackboneElement):
     """Who or what is in group"""
 
-    entity: Reference = Field()
+    entity: Reference
     """Reference to the group member"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period member belonged to the group"""
 
-    inactive: Opt[FhirBoolean] = Field(default=None)
+    inactive: Opt[FhirBoolean] = None
     """If member is no longer in group"""
 
-    inactive_ext: Opt[Element] = Field(
-        default=None, validation_alias="_inactive", serialization_alias="_inactive"
-    )
+    inactive_ext: Annotated[
+        Opt[Element], Field(validation_alias="_inactive", serialization_alias="_inactive")
+    ] = None
     """Extensions and id of `inactive`."""

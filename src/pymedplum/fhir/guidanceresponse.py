@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirUri
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import GuidanceResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.datarequirement import DataRequirement
@@ -30,7 +32,9 @@ _DEPENDENCIES = (
 )
 
 
-class GuidanceResponse(DomainResource, ChoiceChecked):
+class GuidanceResponse(
+    DomainResource, ChoiceChecked, Searchable["GuidanceResponse", "GuidanceResponseSearchParams"]
+):
     """A guidance response is the formal response to a guidance request, including any output parameters returned by the evaluation, as well as the description of any proposed actions to be taken."""
 
     __fhir_choice_groups__ = (
@@ -45,116 +49,121 @@ class GuidanceResponse(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["GuidanceResponse"] = Field(
-        default="GuidanceResponse",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["GuidanceResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "GuidanceResponse"
 
-    request_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="requestIdentifier", serialization_alias="requestIdentifier"
-    )
+    request_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="requestIdentifier", serialization_alias="requestIdentifier"),
+    ] = None
     """The identifier of the request associated with this response, if any"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    module_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="moduleUri", serialization_alias="moduleUri"
-    )
+    module_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="moduleUri", serialization_alias="moduleUri")
+    ] = None
     """What guidance was requested"""
 
-    module_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_moduleUri", serialization_alias="_moduleUri"
-    )
+    module_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_moduleUri", serialization_alias="_moduleUri")
+    ] = None
     """Extensions and id of `moduleUri`."""
 
-    module_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="moduleCanonical", serialization_alias="moduleCanonical"
-    )
+    module_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="moduleCanonical", serialization_alias="moduleCanonical"),
+    ] = None
     """What guidance was requested"""
 
-    module_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_moduleCanonical", serialization_alias="_moduleCanonical"
-    )
+    module_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_moduleCanonical", serialization_alias="_moduleCanonical"),
+    ] = None
     """Extensions and id of `moduleCanonical`."""
 
-    module_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="moduleCodeableConcept",
-        serialization_alias="moduleCodeableConcept",
-    )
+    module_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="moduleCodeableConcept", serialization_alias="moduleCodeableConcept"
+        ),
+    ] = None
     """What guidance was requested"""
 
     status: Literal[
         "success", "data-requested", "data-required", "in-progress", "failure", "entered-in-error"
-    ] = Field()
+    ]
     """success | data-requested | data-required | in-progress | failure | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Patient the request was performed for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter during which the response was returned"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When the guidance response was processed"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Device returning the guidance"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why guidance is needed"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why guidance is needed"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional notes about the response"""
 
-    evaluation_message: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="evaluationMessage",
-        serialization_alias="evaluationMessage",
-        min_length=1,
-    )
+    evaluation_message: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="evaluationMessage",
+            serialization_alias="evaluationMessage",
+            min_length=1,
+        ),
+    ] = None
     """Messages resulting from the evaluation of the artifact or artifacts"""
 
-    output_parameters: Opt[Reference] = Field(
-        default=None, validation_alias="outputParameters", serialization_alias="outputParameters"
-    )
+    output_parameters: Annotated[
+        Opt[Reference],
+        Field(validation_alias="outputParameters", serialization_alias="outputParameters"),
+    ] = None
     """The output parameters of the evaluation, if any"""
 
-    result: Opt[Reference] = Field(default=None)
+    result: Opt[Reference] = None
     """Proposed actions, if any"""
 
-    data_requirement: Opt[list[DataRequirement]] = Field(
-        default=None,
-        validation_alias="dataRequirement",
-        serialization_alias="dataRequirement",
-        min_length=1,
-    )
+    data_requirement: Annotated[
+        Opt[list[DataRequirement]],
+        Field(
+            validation_alias="dataRequirement", serialization_alias="dataRequirement", min_length=1
+        ),
+    ] = None
     """Additional required data"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirMarkdown, FhirString, FhirTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import HealthcareServiceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -33,240 +35,239 @@ _DEPENDENCIES = (
 )
 
 
-class HealthcareService(DomainResource):
+class HealthcareService(
+    DomainResource, Searchable["HealthcareService", "HealthcareServiceSearchParams"]
+):
     """The details of a healthcare service available at a location."""
 
-    resource_type: Literal["HealthcareService"] = Field(
-        default="HealthcareService",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["HealthcareService"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "HealthcareService"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifiers for this item"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this HealthcareService record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    provided_by: Opt[Reference] = Field(
-        default=None, validation_alias="providedBy", serialization_alias="providedBy"
-    )
+    provided_by: Annotated[
+        Opt[Reference], Field(validation_alias="providedBy", serialization_alias="providedBy")
+    ] = None
     """Organization that provides this service"""
 
-    offered_in: Opt[list[Reference]] = Field(
-        default=None, validation_alias="offeredIn", serialization_alias="offeredIn", min_length=1
-    )
+    offered_in: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="offeredIn", serialization_alias="offeredIn", min_length=1),
+    ] = None
     """The service within which this service is offered"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Broad category of service being performed or delivered"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of service that may be delivered or performed"""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specialties handled by the HealthcareService"""
 
-    location: Opt[list[Reference]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Location(s) where service may be provided"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Description of service as presented to a consumer while searching"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Additional description and/or any specific issues not covered elsewhere"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    extra_details: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="extraDetails", serialization_alias="extraDetails"
-    )
+    extra_details: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="extraDetails", serialization_alias="extraDetails"),
+    ] = None
     """Extra details about the service that can't be placed in the other fields"""
 
-    extra_details_ext: Opt[Element] = Field(
-        default=None, validation_alias="_extraDetails", serialization_alias="_extraDetails"
-    )
+    extra_details_ext: Annotated[
+        Opt[Element], Field(validation_alias="_extraDetails", serialization_alias="_extraDetails")
+    ] = None
     """Extensions and id of `extraDetails`."""
 
-    photo: Opt[Attachment] = Field(default=None)
+    photo: Opt[Attachment] = None
     """Facilitates quick identification of the service"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contacts related to the healthcare service"""
 
-    coverage_area: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="coverageArea",
-        serialization_alias="coverageArea",
-        min_length=1,
-    )
+    coverage_area: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="coverageArea", serialization_alias="coverageArea", min_length=1),
+    ] = None
     """Location(s) service is intended for/available to"""
 
-    service_provision_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceProvisionCode",
-        serialization_alias="serviceProvisionCode",
-        min_length=1,
-    )
+    service_provision_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="serviceProvisionCode",
+            serialization_alias="serviceProvisionCode",
+            min_length=1,
+        ),
+    ] = None
     """Conditions under which service is available/offered"""
 
-    eligibility: Opt[list[HealthcareServiceEligibility]] = Field(default=None, min_length=1)
+    eligibility: Annotated[Opt[list[HealthcareServiceEligibility]], Field(min_length=1)] = None
     """Specific eligibility requirements required to use the service"""
 
-    program: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    program: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Programs that this service is applicable to"""
 
-    characteristic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    characteristic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Collection of characteristics (attributes)"""
 
-    communication: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    communication: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The language that this service is offered in"""
 
-    referral_method: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="referralMethod",
-        serialization_alias="referralMethod",
-        min_length=1,
-    )
+    referral_method: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="referralMethod", serialization_alias="referralMethod", min_length=1
+        ),
+    ] = None
     """Ways that the service accepts referrals"""
 
-    appointment_required: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="appointmentRequired",
-        serialization_alias="appointmentRequired",
-    )
+    appointment_required: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="appointmentRequired", serialization_alias="appointmentRequired"),
+    ] = None
     """If an appointment is required for access to this service"""
 
-    appointment_required_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_appointmentRequired",
-        serialization_alias="_appointmentRequired",
-    )
+    appointment_required_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_appointmentRequired", serialization_alias="_appointmentRequired"),
+    ] = None
     """Extensions and id of `appointmentRequired`."""
 
-    available_time: Opt[list[HealthcareServiceAvailableTime]] = Field(
-        default=None,
-        validation_alias="availableTime",
-        serialization_alias="availableTime",
-        min_length=1,
-    )
+    available_time: Annotated[
+        Opt[list[HealthcareServiceAvailableTime]],
+        Field(validation_alias="availableTime", serialization_alias="availableTime", min_length=1),
+    ] = None
     """Times the Service Site is available"""
 
-    not_available: Opt[list[HealthcareServiceNotAvailable]] = Field(
-        default=None,
-        validation_alias="notAvailable",
-        serialization_alias="notAvailable",
-        min_length=1,
-    )
+    not_available: Annotated[
+        Opt[list[HealthcareServiceNotAvailable]],
+        Field(validation_alias="notAvailable", serialization_alias="notAvailable", min_length=1),
+    ] = None
     """Not available during this time due to provided reason"""
 
-    availability_exceptions: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="availabilityExceptions",
-        serialization_alias="availabilityExceptions",
-    )
+    availability_exceptions: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="availabilityExceptions", serialization_alias="availabilityExceptions"
+        ),
+    ] = None
     """Description of availability exceptions"""
 
-    availability_exceptions_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_availabilityExceptions",
-        serialization_alias="_availabilityExceptions",
-    )
+    availability_exceptions_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_availabilityExceptions",
+            serialization_alias="_availabilityExceptions",
+        ),
+    ] = None
     """Extensions and id of `availabilityExceptions`."""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoints providing access to electronic services operated for the healthcare service"""
 
 
 class HealthcareServiceEligibility(BackboneElement):
     """Specific eligibility requirements required to use the service"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Coded value for the eligibility"""
 
-    comment: Opt[FhirMarkdown] = Field(default=None)
+    comment: Opt[FhirMarkdown] = None
     """Describes the eligibility conditions for the service"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
 
 class HealthcareServiceAvailableTime(BackboneElement):
     """Times the Service Site is available"""
 
-    days_of_week: Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]] = Field(
-        default=None, validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1
-    )
+    days_of_week: Annotated[
+        Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]],
+        Field(validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1),
+    ] = None
     """mon | tue | wed | thu | fri | sat | sun"""
 
-    days_of_week_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_daysOfWeek",
-        serialization_alias="_daysOfWeek",
-        min_length=1,
-    )
+    days_of_week_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_daysOfWeek", serialization_alias="_daysOfWeek", min_length=1),
+    ] = None
     """Extensions and id of `daysOfWeek`."""
 
-    all_day: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="allDay", serialization_alias="allDay"
-    )
+    all_day: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="allDay", serialization_alias="allDay")
+    ] = None
     """Always available? e.g."""
 
-    all_day_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allDay", serialization_alias="_allDay"
-    )
+    all_day_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allDay", serialization_alias="_allDay")
+    ] = None
     """Extensions and id of `allDay`."""
 
-    available_start_time: Opt[FhirTime] = Field(
-        default=None,
-        validation_alias="availableStartTime",
-        serialization_alias="availableStartTime",
-    )
+    available_start_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="availableStartTime", serialization_alias="availableStartTime"),
+    ] = None
     """Opening time of day (ignored if allDay = true)"""
 
-    available_start_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_availableStartTime",
-        serialization_alias="_availableStartTime",
-    )
+    available_start_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_availableStartTime", serialization_alias="_availableStartTime"),
+    ] = None
     """Extensions and id of `availableStartTime`."""
 
-    available_end_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="availableEndTime", serialization_alias="availableEndTime"
-    )
+    available_end_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="availableEndTime", serialization_alias="availableEndTime"),
+    ] = None
     """Closing time of day (ignored if allDay = true)"""
 
-    available_end_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_availableEndTime", serialization_alias="_availableEndTime"
-    )
+    available_end_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_availableEndTime", serialization_alias="_availableEndTime"),
+    ] = None
     """Extensions and id of `availableEndTime`."""
 
 
 class HealthcareServiceNotAvailable(BackboneElement):
     """Not available during this time due to provided reason"""
 
-    description: FhirString = Field()
+    description: FhirString
     """Reason presented to the user explaining why time not available"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    during: Opt[Period] = Field(default=None)
+    during: Opt[Period] = None
     """Service not available from this date"""

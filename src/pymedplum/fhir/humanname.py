@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,53 +21,56 @@ _DEPENDENCIES = ("Period",)
 class HumanName(Element):
     """Base StructureDefinition for HumanName Type: A human's name with the ability to identify parts and usage."""
 
-    use: Opt[Literal["usual", "official", "temp", "nickname", "anonymous", "old", "maiden"]] = (
-        Field(default=None)
-    )
+    use: Opt[Literal["usual", "official", "temp", "nickname", "anonymous", "old", "maiden"]] = None
     """usual | official | temp | nickname | anonymous | old | maiden"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Text representation of the full name"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    family: Opt[FhirString] = Field(default=None)
+    family: Opt[FhirString] = None
     """Family name (often called 'Surname')"""
 
-    family_ext: Opt[Element] = Field(
-        default=None, validation_alias="_family", serialization_alias="_family"
-    )
+    family_ext: Annotated[
+        Opt[Element], Field(validation_alias="_family", serialization_alias="_family")
+    ] = None
     """Extensions and id of `family`."""
 
-    given: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    given: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Given names (not always 'first')."""
 
-    given_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_given", serialization_alias="_given", min_length=1
-    )
+    given_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_given", serialization_alias="_given", min_length=1),
+    ] = None
     """Extensions and id of `given`."""
 
-    prefix: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    prefix: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Parts that come before the name"""
 
-    prefix_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_prefix", serialization_alias="_prefix", min_length=1
-    )
+    prefix_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_prefix", serialization_alias="_prefix", min_length=1),
+    ] = None
     """Extensions and id of `prefix`."""
 
-    suffix: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    suffix: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Parts that come after the name"""
 
-    suffix_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_suffix", serialization_alias="_suffix", min_length=1
-    )
+    suffix_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_suffix", serialization_alias="_suffix", min_length=1),
+    ] = None
     """Extensions and id of `suffix`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period when name was/is in use"""

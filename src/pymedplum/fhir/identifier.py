@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -23,33 +23,35 @@ _DEPENDENCIES = ("CodeableConcept", "Period", "Reference")
 class Identifier(Element):
     """Base StructureDefinition for Identifier Type: An identifier - identifies some entity uniquely and unambiguously."""
 
-    use: Opt[Literal["usual", "official", "temp", "secondary", "old"]] = Field(default=None)
+    use: Opt[Literal["usual", "official", "temp", "secondary", "old"]] = None
     """usual | official | temp | secondary | old (If known)"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Description of identifier"""
 
-    system: Opt[FhirUri] = Field(default=None)
+    system: Opt[FhirUri] = None
     """The namespace for the identifier value"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    value: Opt[FhirString] = Field(default=None)
+    value: Opt[FhirString] = None
     """The value that is unique"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Time period when id is/was valid for use"""
 
-    assigner: Opt[Reference] = Field(default=None)
+    assigner: Opt[Reference] = None
     """Organization that issued id (may be just text)"""

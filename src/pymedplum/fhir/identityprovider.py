@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,159 +18,164 @@ _DEPENDENCIES = ()
 class IdentityProvider(Element):
     """External Identity Provider (IdP) configuration details."""
 
-    issuer: Opt[FhirString] = Field(default=None)
+    issuer: Opt[FhirString] = None
     """Issuer URL for the external Identity Provider."""
 
-    issuer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issuer", serialization_alias="_issuer"
-    )
+    issuer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issuer", serialization_alias="_issuer")
+    ] = None
     """Extensions and id of `issuer`."""
 
-    audience: Opt[FhirString] = Field(default=None)
+    audience: Opt[FhirString] = None
     """Expected audience for tokens issued by the external Identity Provider."""
 
-    audience_ext: Opt[Element] = Field(
-        default=None, validation_alias="_audience", serialization_alias="_audience"
-    )
+    audience_ext: Annotated[
+        Opt[Element], Field(validation_alias="_audience", serialization_alias="_audience")
+    ] = None
     """Extensions and id of `audience`."""
 
-    jwks_url: Opt[FhirString] = Field(
-        default=None, validation_alias="jwksUrl", serialization_alias="jwksUrl"
-    )
+    jwks_url: Annotated[
+        Opt[FhirString], Field(validation_alias="jwksUrl", serialization_alias="jwksUrl")
+    ] = None
     """Remote URL for the external Identity Provider JWKS endpoint."""
 
-    jwks_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_jwksUrl", serialization_alias="_jwksUrl"
-    )
+    jwks_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_jwksUrl", serialization_alias="_jwksUrl")
+    ] = None
     """Extensions and id of `jwksUrl`."""
 
-    authorize_url: Opt[FhirString] = Field(
-        default=None, validation_alias="authorizeUrl", serialization_alias="authorizeUrl"
-    )
+    authorize_url: Annotated[
+        Opt[FhirString], Field(validation_alias="authorizeUrl", serialization_alias="authorizeUrl")
+    ] = None
     """Remote URL for the external Identity Provider authorize endpoint."""
 
-    authorize_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authorizeUrl", serialization_alias="_authorizeUrl"
-    )
+    authorize_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authorizeUrl", serialization_alias="_authorizeUrl")
+    ] = None
     """Extensions and id of `authorizeUrl`."""
 
-    token_url: Opt[FhirString] = Field(
-        default=None, validation_alias="tokenUrl", serialization_alias="tokenUrl"
-    )
+    token_url: Annotated[
+        Opt[FhirString], Field(validation_alias="tokenUrl", serialization_alias="tokenUrl")
+    ] = None
     """Remote URL for the external Identity Provider token endpoint."""
 
-    token_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_tokenUrl", serialization_alias="_tokenUrl"
-    )
+    token_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_tokenUrl", serialization_alias="_tokenUrl")
+    ] = None
     """Extensions and id of `tokenUrl`."""
 
-    token_auth_method: Opt[Literal["client_secret_basic", "client_secret_post"]] = Field(
-        default=None, validation_alias="tokenAuthMethod", serialization_alias="tokenAuthMethod"
-    )
+    token_auth_method: Annotated[
+        Opt[Literal["client_secret_basic", "client_secret_post"]],
+        Field(validation_alias="tokenAuthMethod", serialization_alias="tokenAuthMethod"),
+    ] = None
     """Client Authentication method used by Clients to authenticate to the Authorization Server when using the Token Endpoint."""
 
-    token_auth_method_ext: Opt[Element] = Field(
-        default=None, validation_alias="_tokenAuthMethod", serialization_alias="_tokenAuthMethod"
-    )
+    token_auth_method_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_tokenAuthMethod", serialization_alias="_tokenAuthMethod"),
+    ] = None
     """Extensions and id of `tokenAuthMethod`."""
 
-    user_info_url: Opt[FhirString] = Field(
-        default=None, validation_alias="userInfoUrl", serialization_alias="userInfoUrl"
-    )
+    user_info_url: Annotated[
+        Opt[FhirString], Field(validation_alias="userInfoUrl", serialization_alias="userInfoUrl")
+    ] = None
     """Remote URL for the external Identity Provider userinfo endpoint."""
 
-    user_info_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userInfoUrl", serialization_alias="_userInfoUrl"
-    )
+    user_info_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_userInfoUrl", serialization_alias="_userInfoUrl")
+    ] = None
     """Extensions and id of `userInfoUrl`."""
 
-    user_info_mode: Opt[Literal["oidc", "gcip"]] = Field(
-        default=None, validation_alias="userInfoMode", serialization_alias="userInfoMode"
-    )
+    user_info_mode: Annotated[
+        Opt[Literal["oidc", "gcip"]],
+        Field(validation_alias="userInfoMode", serialization_alias="userInfoMode"),
+    ] = None
     """Optional userinfo mode."""
 
-    user_info_mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userInfoMode", serialization_alias="_userInfoMode"
-    )
+    user_info_mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_userInfoMode", serialization_alias="_userInfoMode")
+    ] = None
     """Extensions and id of `userInfoMode`."""
 
-    user_info_api_key: Opt[FhirString] = Field(
-        default=None, validation_alias="userInfoApiKey", serialization_alias="userInfoApiKey"
-    )
+    user_info_api_key: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="userInfoApiKey", serialization_alias="userInfoApiKey"),
+    ] = None
     """Optional API key used by custom userinfo modes such as Google Cloud Identity Platform."""
 
-    user_info_api_key_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userInfoApiKey", serialization_alias="_userInfoApiKey"
-    )
+    user_info_api_key_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_userInfoApiKey", serialization_alias="_userInfoApiKey"),
+    ] = None
     """Extensions and id of `userInfoApiKey`."""
 
-    client_id: Opt[FhirString] = Field(
-        default=None, validation_alias="clientId", serialization_alias="clientId"
-    )
+    client_id: Annotated[
+        Opt[FhirString], Field(validation_alias="clientId", serialization_alias="clientId")
+    ] = None
     """External Identity Provider client ID."""
 
-    client_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_clientId", serialization_alias="_clientId"
-    )
+    client_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_clientId", serialization_alias="_clientId")
+    ] = None
     """Extensions and id of `clientId`."""
 
-    client_secret: Opt[FhirString] = Field(
-        default=None, validation_alias="clientSecret", serialization_alias="clientSecret"
-    )
+    client_secret: Annotated[
+        Opt[FhirString], Field(validation_alias="clientSecret", serialization_alias="clientSecret")
+    ] = None
     """External Identity Provider client secret."""
 
-    client_secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_clientSecret", serialization_alias="_clientSecret"
-    )
+    client_secret_ext: Annotated[
+        Opt[Element], Field(validation_alias="_clientSecret", serialization_alias="_clientSecret")
+    ] = None
     """Extensions and id of `clientSecret`."""
 
-    use_pkce: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="usePkce", serialization_alias="usePkce"
-    )
+    use_pkce: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="usePkce", serialization_alias="usePkce")
+    ] = None
     """Optional flag to use PKCE in the token request."""
 
-    use_pkce_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usePkce", serialization_alias="_usePkce"
-    )
+    use_pkce_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usePkce", serialization_alias="_usePkce")
+    ] = None
     """Extensions and id of `usePkce`."""
 
-    use_subject: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="useSubject", serialization_alias="useSubject"
-    )
+    use_subject: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="useSubject", serialization_alias="useSubject")
+    ] = None
     """Optional flag to use the subject field instead of the email field."""
 
-    use_subject_ext: Opt[Element] = Field(
-        default=None, validation_alias="_useSubject", serialization_alias="_useSubject"
-    )
+    use_subject_ext: Annotated[
+        Opt[Element], Field(validation_alias="_useSubject", serialization_alias="_useSubject")
+    ] = None
     """Extensions and id of `useSubject`."""
 
-    identity_source: Opt[Literal["email", "subject", "fhir-user"]] = Field(
-        default=None, validation_alias="identitySource", serialization_alias="identitySource"
-    )
+    identity_source: Annotated[
+        Opt[Literal["email", "subject", "fhir-user"]],
+        Field(validation_alias="identitySource", serialization_alias="identitySource"),
+    ] = None
     """External credential field used to identify the user."""
 
-    identity_source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_identitySource", serialization_alias="_identitySource"
-    )
+    identity_source_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_identitySource", serialization_alias="_identitySource"),
+    ] = None
     """Extensions and id of `identitySource`."""
 
-    identity_mapping_mode: Opt[
-        Literal[
-            "user-email",
-            "user-external-id",
-            "project-membership-external-id",
-            "project-membership-profile",
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="identityMappingMode",
-        serialization_alias="identityMappingMode",
-    )
+    identity_mapping_mode: Annotated[
+        Opt[
+            Literal[
+                "user-email",
+                "user-external-id",
+                "project-membership-external-id",
+                "project-membership-profile",
+            ]
+        ],
+        Field(validation_alias="identityMappingMode", serialization_alias="identityMappingMode"),
+    ] = None
     """Medplum identity mapping target."""
 
-    identity_mapping_mode_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_identityMappingMode",
-        serialization_alias="_identityMappingMode",
-    )
+    identity_mapping_mode_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_identityMappingMode", serialization_alias="_identityMappingMode"),
+    ] = None
     """Extensions and id of `identityMappingMode`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirId, FhirString, FhirUnsignedInt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ImagingStudySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
@@ -24,226 +26,232 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Coding", "Element", "Identifier", "Reference")
 
 
-class ImagingStudy(DomainResource):
+class ImagingStudy(DomainResource, Searchable["ImagingStudy", "ImagingStudySearchParams"]):
     """Representation of the content produced in a DICOM imaging study."""
 
-    resource_type: Literal["ImagingStudy"] = Field(
-        default="ImagingStudy", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ImagingStudy"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ImagingStudy"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifiers for the whole study"""
 
-    status: Literal["registered", "available", "cancelled", "entered-in-error", "unknown"] = Field()
+    status: Literal["registered", "available", "cancelled", "entered-in-error", "unknown"]
     """registered | available | cancelled | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    modality: Opt[list[Coding]] = Field(default=None, min_length=1)
+    modality: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """All series modality if actual acquisition modalities"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who or what is the subject of the study"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter with which this imaging study is associated"""
 
-    started: Opt[FhirDateTime] = Field(default=None)
+    started: Opt[FhirDateTime] = None
     """When the study was started"""
 
-    started_ext: Opt[Element] = Field(
-        default=None, validation_alias="_started", serialization_alias="_started"
-    )
+    started_ext: Annotated[
+        Opt[Element], Field(validation_alias="_started", serialization_alias="_started")
+    ] = None
     """Extensions and id of `started`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Request fulfilled"""
 
-    referrer: Opt[Reference] = Field(default=None)
+    referrer: Opt[Reference] = None
     """Referring physician"""
 
-    interpreter: Opt[list[Reference]] = Field(default=None, min_length=1)
+    interpreter: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who interpreted images"""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Study access endpoint"""
 
-    number_of_series: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="numberOfSeries", serialization_alias="numberOfSeries"
-    )
+    number_of_series: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="numberOfSeries", serialization_alias="numberOfSeries"),
+    ] = None
     """Number of Study Related Series"""
 
-    number_of_series_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfSeries", serialization_alias="_numberOfSeries"
-    )
+    number_of_series_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfSeries", serialization_alias="_numberOfSeries"),
+    ] = None
     """Extensions and id of `numberOfSeries`."""
 
-    number_of_instances: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="numberOfInstances", serialization_alias="numberOfInstances"
-    )
+    number_of_instances: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="numberOfInstances", serialization_alias="numberOfInstances"),
+    ] = None
     """Number of Study Related Instances"""
 
-    number_of_instances_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfInstances",
-        serialization_alias="_numberOfInstances",
-    )
+    number_of_instances_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfInstances", serialization_alias="_numberOfInstances"),
+    ] = None
     """Extensions and id of `numberOfInstances`."""
 
-    procedure_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="procedureReference",
-        serialization_alias="procedureReference",
-    )
+    procedure_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="procedureReference", serialization_alias="procedureReference"),
+    ] = None
     """The performed Procedure reference"""
 
-    procedure_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="procedureCode",
-        serialization_alias="procedureCode",
-        min_length=1,
-    )
+    procedure_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="procedureCode", serialization_alias="procedureCode", min_length=1),
+    ] = None
     """The performed procedure code"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where ImagingStudy occurred"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why the study was requested"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why was study performed"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """User-defined comments"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Institution-generated description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    series: Opt[list[ImagingStudySeries]] = Field(default=None, min_length=1)
+    series: Annotated[Opt[list[ImagingStudySeries]], Field(min_length=1)] = None
     """Each study has one or more series of instances"""
 
 
 class ImagingStudySeries(BackboneElement):
     """Each study has one or more series of instances"""
 
-    uid: FhirId = Field()
+    uid: FhirId
     """DICOM Series Instance UID for the series"""
 
-    uid_ext: Opt[Element] = Field(default=None, validation_alias="_uid", serialization_alias="_uid")
+    uid_ext: Annotated[Opt[Element], Field(validation_alias="_uid", serialization_alias="_uid")] = (
+        None
+    )
     """Extensions and id of `uid`."""
 
-    number: Opt[FhirUnsignedInt] = Field(default=None)
+    number: Opt[FhirUnsignedInt] = None
     """Numeric identifier of this series"""
 
-    number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number"
-    )
+    number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_number", serialization_alias="_number")
+    ] = None
     """Extensions and id of `number`."""
 
-    modality: Coding = Field()
+    modality: Coding
     """The modality of the instances in the series"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """A short human readable summary of the series"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    number_of_instances: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="numberOfInstances", serialization_alias="numberOfInstances"
-    )
+    number_of_instances: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="numberOfInstances", serialization_alias="numberOfInstances"),
+    ] = None
     """Number of Series Related Instances"""
 
-    number_of_instances_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfInstances",
-        serialization_alias="_numberOfInstances",
-    )
+    number_of_instances_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfInstances", serialization_alias="_numberOfInstances"),
+    ] = None
     """Extensions and id of `numberOfInstances`."""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Series access endpoint"""
 
-    body_site: Opt[Coding] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[Coding], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Body part examined"""
 
-    laterality: Opt[Coding] = Field(default=None)
+    laterality: Opt[Coding] = None
     """Body part laterality"""
 
-    specimen: Opt[list[Reference]] = Field(default=None, min_length=1)
+    specimen: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Specimen imaged"""
 
-    started: Opt[FhirDateTime] = Field(default=None)
+    started: Opt[FhirDateTime] = None
     """When the series started"""
 
-    started_ext: Opt[Element] = Field(
-        default=None, validation_alias="_started", serialization_alias="_started"
-    )
+    started_ext: Annotated[
+        Opt[Element], Field(validation_alias="_started", serialization_alias="_started")
+    ] = None
     """Extensions and id of `started`."""
 
-    performer: Opt[list[ImagingStudySeriesPerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[ImagingStudySeriesPerformer]], Field(min_length=1)] = None
     """Who performed the series"""
 
-    instance: Opt[list[ImagingStudySeriesInstance]] = Field(default=None, min_length=1)
+    instance: Annotated[Opt[list[ImagingStudySeriesInstance]], Field(min_length=1)] = None
     """A single SOP instance from the series"""
 
 
 class ImagingStudySeriesPerformer(BackboneElement):
     """Who performed the series"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """Type of performance"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Who performed the series"""
 
 
 class ImagingStudySeriesInstance(BackboneElement):
     """A single SOP instance from the series"""
 
-    uid: FhirId = Field()
+    uid: FhirId
     """DICOM SOP Instance UID"""
 
-    uid_ext: Opt[Element] = Field(default=None, validation_alias="_uid", serialization_alias="_uid")
+    uid_ext: Annotated[Opt[Element], Field(validation_alias="_uid", serialization_alias="_uid")] = (
+        None
+    )
     """Extensions and id of `uid`."""
 
-    sop_class: Coding = Field(validation_alias="sopClass", serialization_alias="sopClass")
+    sop_class: Annotated[Coding, Field(validation_alias="sopClass", serialization_alias="sopClass")]
     """DICOM class type"""
 
-    number: Opt[FhirUnsignedInt] = Field(default=None)
+    number: Opt[FhirUnsignedInt] = None
     """The number of this instance in the series"""
 
-    number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_number", serialization_alias="_number"
-    )
+    number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_number", serialization_alias="_number")
+    ] = None
     """Extensions and id of `number`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Description of instance"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ImmunizationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Element", "Identifier", "Quantity", "Reference")
 
 
-class Immunization(DomainResource, ChoiceChecked):
+class Immunization(
+    DomainResource, ChoiceChecked, Searchable["Immunization", "ImmunizationSearchParams"]
+):
     """Describes the event of a patient being administered a vaccine or a record of an immunization as reported by a patient, a clinician or another party."""
 
     __fhir_choice_groups__ = (
@@ -45,258 +49,272 @@ class Immunization(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Immunization"] = Field(
-        default="Immunization", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Immunization"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Immunization"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    status: Literal["completed", "entered-in-error", "not-done"] = Field()
+    status: Literal["completed", "entered-in-error", "not-done"]
     """completed | entered-in-error | not-done"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason not done"""
 
-    vaccine_code: CodeableConcept = Field(
-        validation_alias="vaccineCode", serialization_alias="vaccineCode"
-    )
+    vaccine_code: Annotated[
+        CodeableConcept, Field(validation_alias="vaccineCode", serialization_alias="vaccineCode")
+    ]
     """Vaccine product administered"""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who was immunized"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter immunization was part of"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """Vaccine administration date"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_string: Opt[FhirString] = Field(
-        default=None, validation_alias="occurrenceString", serialization_alias="occurrenceString"
-    )
+    occurrence_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="occurrenceString", serialization_alias="occurrenceString"),
+    ] = None
     """Vaccine administration date"""
 
-    occurrence_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_occurrenceString", serialization_alias="_occurrenceString"
-    )
+    occurrence_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceString", serialization_alias="_occurrenceString"),
+    ] = None
     """Extensions and id of `occurrenceString`."""
 
-    recorded: Opt[FhirDateTime] = Field(default=None)
+    recorded: Opt[FhirDateTime] = None
     """When the immunization was first captured in the subject's record"""
 
-    recorded_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recorded", serialization_alias="_recorded"
-    )
+    recorded_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recorded", serialization_alias="_recorded")
+    ] = None
     """Extensions and id of `recorded`."""
 
-    primary_source: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="primarySource", serialization_alias="primarySource"
-    )
+    primary_source: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="primarySource", serialization_alias="primarySource"),
+    ] = None
     """Indicates context the data was recorded in"""
 
-    primary_source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_primarySource", serialization_alias="_primarySource"
-    )
+    primary_source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_primarySource", serialization_alias="_primarySource")
+    ] = None
     """Extensions and id of `primarySource`."""
 
-    report_origin: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="reportOrigin", serialization_alias="reportOrigin"
-    )
+    report_origin: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="reportOrigin", serialization_alias="reportOrigin"),
+    ] = None
     """Indicates the source of a secondarily reported record"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where immunization occurred"""
 
-    manufacturer: Opt[Reference] = Field(default=None)
+    manufacturer: Opt[Reference] = None
     """Vaccine manufacturer"""
 
-    lot_number: Opt[FhirString] = Field(
-        default=None, validation_alias="lotNumber", serialization_alias="lotNumber"
-    )
+    lot_number: Annotated[
+        Opt[FhirString], Field(validation_alias="lotNumber", serialization_alias="lotNumber")
+    ] = None
     """Vaccine lot number"""
 
-    lot_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lotNumber", serialization_alias="_lotNumber"
-    )
+    lot_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lotNumber", serialization_alias="_lotNumber")
+    ] = None
     """Extensions and id of `lotNumber`."""
 
-    expiration_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="expirationDate", serialization_alias="expirationDate"
-    )
+    expiration_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="expirationDate", serialization_alias="expirationDate"),
+    ] = None
     """Vaccine expiration date"""
 
-    expiration_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expirationDate", serialization_alias="_expirationDate"
-    )
+    expiration_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_expirationDate", serialization_alias="_expirationDate"),
+    ] = None
     """Extensions and id of `expirationDate`."""
 
-    site: Opt[CodeableConcept] = Field(default=None)
+    site: Opt[CodeableConcept] = None
     """Body site vaccine was administered"""
 
-    route: Opt[CodeableConcept] = Field(default=None)
+    route: Opt[CodeableConcept] = None
     """How vaccine entered body"""
 
-    dose_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="doseQuantity", serialization_alias="doseQuantity"
-    )
+    dose_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="doseQuantity", serialization_alias="doseQuantity")
+    ] = None
     """Amount of vaccine administered"""
 
-    performer: Opt[list[ImmunizationPerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[ImmunizationPerformer]], Field(min_length=1)] = None
     """Who performed event"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional immunization notes"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why immunization occurred"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why immunization occurred"""
 
-    is_subpotent: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isSubpotent", serialization_alias="isSubpotent"
-    )
+    is_subpotent: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isSubpotent", serialization_alias="isSubpotent")
+    ] = None
     """Dose potency"""
 
-    is_subpotent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isSubpotent", serialization_alias="_isSubpotent"
-    )
+    is_subpotent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isSubpotent", serialization_alias="_isSubpotent")
+    ] = None
     """Extensions and id of `isSubpotent`."""
 
-    subpotent_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="subpotentReason",
-        serialization_alias="subpotentReason",
-        min_length=1,
-    )
+    subpotent_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="subpotentReason", serialization_alias="subpotentReason", min_length=1
+        ),
+    ] = None
     """Reason for being subpotent"""
 
-    education: Opt[list[ImmunizationEducation]] = Field(default=None, min_length=1)
+    education: Annotated[Opt[list[ImmunizationEducation]], Field(min_length=1)] = None
     """Educational material presented to patient"""
 
-    program_eligibility: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="programEligibility",
-        serialization_alias="programEligibility",
-        min_length=1,
-    )
+    program_eligibility: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="programEligibility",
+            serialization_alias="programEligibility",
+            min_length=1,
+        ),
+    ] = None
     """Patient eligibility for a vaccination program"""
 
-    funding_source: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="fundingSource", serialization_alias="fundingSource"
-    )
+    funding_source: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="fundingSource", serialization_alias="fundingSource"),
+    ] = None
     """Funding source for the vaccine"""
 
-    reaction: Opt[list[ImmunizationReaction]] = Field(default=None, min_length=1)
+    reaction: Annotated[Opt[list[ImmunizationReaction]], Field(min_length=1)] = None
     """Details of a reaction that follows immunization"""
 
-    protocol_applied: Opt[list[ImmunizationProtocolApplied]] = Field(
-        default=None,
-        validation_alias="protocolApplied",
-        serialization_alias="protocolApplied",
-        min_length=1,
-    )
+    protocol_applied: Annotated[
+        Opt[list[ImmunizationProtocolApplied]],
+        Field(
+            validation_alias="protocolApplied", serialization_alias="protocolApplied", min_length=1
+        ),
+    ] = None
     """Protocol followed by the provider"""
 
 
 class ImmunizationPerformer(BackboneElement):
     """Who performed event"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """What type of performance was done"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Individual or organization who was performing"""
 
 
 class ImmunizationEducation(BackboneElement):
     """Educational material presented to patient"""
 
-    document_type: Opt[FhirString] = Field(
-        default=None, validation_alias="documentType", serialization_alias="documentType"
-    )
+    document_type: Annotated[
+        Opt[FhirString], Field(validation_alias="documentType", serialization_alias="documentType")
+    ] = None
     """Educational material document identifier"""
 
-    document_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentType", serialization_alias="_documentType"
-    )
+    document_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentType", serialization_alias="_documentType")
+    ] = None
     """Extensions and id of `documentType`."""
 
-    reference: Opt[FhirUri] = Field(default=None)
+    reference: Opt[FhirUri] = None
     """Educational material reference pointer"""
 
-    reference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reference", serialization_alias="_reference"
-    )
+    reference_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reference", serialization_alias="_reference")
+    ] = None
     """Extensions and id of `reference`."""
 
-    publication_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="publicationDate", serialization_alias="publicationDate"
-    )
+    publication_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="publicationDate", serialization_alias="publicationDate"),
+    ] = None
     """Educational material publication date"""
 
-    publication_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publicationDate", serialization_alias="_publicationDate"
-    )
+    publication_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_publicationDate", serialization_alias="_publicationDate"),
+    ] = None
     """Extensions and id of `publicationDate`."""
 
-    presentation_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="presentationDate", serialization_alias="presentationDate"
-    )
+    presentation_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="presentationDate", serialization_alias="presentationDate"),
+    ] = None
     """Educational material presentation date"""
 
-    presentation_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_presentationDate", serialization_alias="_presentationDate"
-    )
+    presentation_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_presentationDate", serialization_alias="_presentationDate"),
+    ] = None
     """Extensions and id of `presentationDate`."""
 
 
 class ImmunizationReaction(BackboneElement):
     """Details of a reaction that follows immunization"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When reaction started"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    detail: Opt[Reference] = Field(default=None)
+    detail: Opt[Reference] = None
     """Additional information on reaction"""
 
-    reported: Opt[FhirBoolean] = Field(default=None)
+    reported: Opt[FhirBoolean] = None
     """Indicates self-reported reaction"""
 
-    reported_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reported", serialization_alias="_reported"
-    )
+    reported_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reported", serialization_alias="_reported")
+    ] = None
     """Extensions and id of `reported`."""
 
 
@@ -322,71 +340,76 @@ class ImmunizationProtocolApplied(BackboneElement, ChoiceChecked):
         ),
     )
 
-    series: Opt[FhirString] = Field(default=None)
+    series: Opt[FhirString] = None
     """Name of vaccine series"""
 
-    series_ext: Opt[Element] = Field(
-        default=None, validation_alias="_series", serialization_alias="_series"
-    )
+    series_ext: Annotated[
+        Opt[Element], Field(validation_alias="_series", serialization_alias="_series")
+    ] = None
     """Extensions and id of `series`."""
 
-    authority: Opt[Reference] = Field(default=None)
+    authority: Opt[Reference] = None
     """Who is responsible for publishing the recommendations"""
 
-    target_disease: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="targetDisease",
-        serialization_alias="targetDisease",
-        min_length=1,
-    )
+    target_disease: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="targetDisease", serialization_alias="targetDisease", min_length=1),
+    ] = None
     """Vaccine preventatable disease being targetted"""
 
-    dose_number_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="doseNumberPositiveInt",
-        serialization_alias="doseNumberPositiveInt",
-    )
+    dose_number_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="doseNumberPositiveInt", serialization_alias="doseNumberPositiveInt"
+        ),
+    ] = None
     """Dose number within series"""
 
-    dose_number_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_doseNumberPositiveInt",
-        serialization_alias="_doseNumberPositiveInt",
-    )
+    dose_number_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_doseNumberPositiveInt", serialization_alias="_doseNumberPositiveInt"
+        ),
+    ] = None
     """Extensions and id of `doseNumberPositiveInt`."""
 
-    dose_number_string: Opt[FhirString] = Field(
-        default=None, validation_alias="doseNumberString", serialization_alias="doseNumberString"
-    )
+    dose_number_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="doseNumberString", serialization_alias="doseNumberString"),
+    ] = None
     """Dose number within series"""
 
-    dose_number_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doseNumberString", serialization_alias="_doseNumberString"
-    )
+    dose_number_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_doseNumberString", serialization_alias="_doseNumberString"),
+    ] = None
     """Extensions and id of `doseNumberString`."""
 
-    series_doses_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="seriesDosesPositiveInt",
-        serialization_alias="seriesDosesPositiveInt",
-    )
+    series_doses_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="seriesDosesPositiveInt", serialization_alias="seriesDosesPositiveInt"
+        ),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesPositiveInt",
-        serialization_alias="_seriesDosesPositiveInt",
-    )
+    series_doses_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_seriesDosesPositiveInt",
+            serialization_alias="_seriesDosesPositiveInt",
+        ),
+    ] = None
     """Extensions and id of `seriesDosesPositiveInt`."""
 
-    series_doses_string: Opt[FhirString] = Field(
-        default=None, validation_alias="seriesDosesString", serialization_alias="seriesDosesString"
-    )
+    series_doses_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="seriesDosesString", serialization_alias="seriesDosesString"),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesString",
-        serialization_alias="_seriesDosesString",
-    )
+    series_doses_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_seriesDosesString", serialization_alias="_seriesDosesString"),
+    ] = None
     """Extensions and id of `seriesDosesString`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirPositiveInt, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ImmunizationEvaluationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,7 +23,11 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class ImmunizationEvaluation(DomainResource, ChoiceChecked):
+class ImmunizationEvaluation(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["ImmunizationEvaluation", "ImmunizationEvaluationSearchParams"],
+):
     """Describes a comparison of an immunization event against published recommendations to determine if the administration is \"valid\" in relation to those recommendations."""
 
     __fhir_choice_groups__ = (
@@ -43,122 +49,132 @@ class ImmunizationEvaluation(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ImmunizationEvaluation"] = Field(
-        default="ImmunizationEvaluation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ImmunizationEvaluation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ImmunizationEvaluation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    status: Literal["completed", "entered-in-error"] = Field()
+    status: Literal["completed", "entered-in-error"]
     """completed | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who this evaluation is for"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date evaluation was performed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    authority: Opt[Reference] = Field(default=None)
+    authority: Opt[Reference] = None
     """Who is responsible for publishing the recommendations"""
 
-    target_disease: CodeableConcept = Field(
-        validation_alias="targetDisease", serialization_alias="targetDisease"
-    )
+    target_disease: Annotated[
+        CodeableConcept,
+        Field(validation_alias="targetDisease", serialization_alias="targetDisease"),
+    ]
     """Evaluation target disease"""
 
-    immunization_event: Reference = Field(
-        validation_alias="immunizationEvent", serialization_alias="immunizationEvent"
-    )
+    immunization_event: Annotated[
+        Reference,
+        Field(validation_alias="immunizationEvent", serialization_alias="immunizationEvent"),
+    ]
     """Immunization being evaluated"""
 
-    dose_status: CodeableConcept = Field(
-        validation_alias="doseStatus", serialization_alias="doseStatus"
-    )
+    dose_status: Annotated[
+        CodeableConcept, Field(validation_alias="doseStatus", serialization_alias="doseStatus")
+    ]
     """Status of the dose relative to published recommendations"""
 
-    dose_status_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="doseStatusReason",
-        serialization_alias="doseStatusReason",
-        min_length=1,
-    )
+    dose_status_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="doseStatusReason",
+            serialization_alias="doseStatusReason",
+            min_length=1,
+        ),
+    ] = None
     """Reason for the dose status"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Evaluation notes"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    series: Opt[FhirString] = Field(default=None)
+    series: Opt[FhirString] = None
     """Name of vaccine series"""
 
-    series_ext: Opt[Element] = Field(
-        default=None, validation_alias="_series", serialization_alias="_series"
-    )
+    series_ext: Annotated[
+        Opt[Element], Field(validation_alias="_series", serialization_alias="_series")
+    ] = None
     """Extensions and id of `series`."""
 
-    dose_number_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="doseNumberPositiveInt",
-        serialization_alias="doseNumberPositiveInt",
-    )
+    dose_number_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="doseNumberPositiveInt", serialization_alias="doseNumberPositiveInt"
+        ),
+    ] = None
     """Dose number within series"""
 
-    dose_number_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_doseNumberPositiveInt",
-        serialization_alias="_doseNumberPositiveInt",
-    )
+    dose_number_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_doseNumberPositiveInt", serialization_alias="_doseNumberPositiveInt"
+        ),
+    ] = None
     """Extensions and id of `doseNumberPositiveInt`."""
 
-    dose_number_string: Opt[FhirString] = Field(
-        default=None, validation_alias="doseNumberString", serialization_alias="doseNumberString"
-    )
+    dose_number_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="doseNumberString", serialization_alias="doseNumberString"),
+    ] = None
     """Dose number within series"""
 
-    dose_number_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doseNumberString", serialization_alias="_doseNumberString"
-    )
+    dose_number_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_doseNumberString", serialization_alias="_doseNumberString"),
+    ] = None
     """Extensions and id of `doseNumberString`."""
 
-    series_doses_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="seriesDosesPositiveInt",
-        serialization_alias="seriesDosesPositiveInt",
-    )
+    series_doses_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="seriesDosesPositiveInt", serialization_alias="seriesDosesPositiveInt"
+        ),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesPositiveInt",
-        serialization_alias="_seriesDosesPositiveInt",
-    )
+    series_doses_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_seriesDosesPositiveInt",
+            serialization_alias="_seriesDosesPositiveInt",
+        ),
+    ] = None
     """Extensions and id of `seriesDosesPositiveInt`."""
 
-    series_doses_string: Opt[FhirString] = Field(
-        default=None, validation_alias="seriesDosesString", serialization_alias="seriesDosesString"
-    )
+    series_doses_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="seriesDosesString", serialization_alias="seriesDosesString"),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesString",
-        serialization_alias="_seriesDosesString",
-    )
+    series_doses_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_seriesDosesString", serialization_alias="_seriesDosesString"),
+    ] = None
     """Extensions and id of `seriesDosesString`."""

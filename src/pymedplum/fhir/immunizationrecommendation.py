@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirPositiveInt, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ImmunizationRecommendationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,33 +24,35 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class ImmunizationRecommendation(DomainResource):
+class ImmunizationRecommendation(
+    DomainResource,
+    Searchable["ImmunizationRecommendation", "ImmunizationRecommendationSearchParams"],
+):
     """A patient's point-in-time set of recommendations (i.e."""
 
-    resource_type: Literal["ImmunizationRecommendation"] = Field(
-        default="ImmunizationRecommendation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ImmunizationRecommendation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ImmunizationRecommendation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who this profile is for"""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Date recommendation(s) created"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    authority: Opt[Reference] = Field(default=None)
+    authority: Opt[Reference] = None
     """Who is responsible for protocol"""
 
-    recommendation: list[ImmunizationRecommendationRecommendation] = Field(min_length=1)
+    recommendation: Annotated[list[ImmunizationRecommendationRecommendation], Field(min_length=1)]
     """Vaccine administration recommendations"""
 
 
@@ -74,141 +78,152 @@ class ImmunizationRecommendationRecommendation(BackboneElement, ChoiceChecked):
         ),
     )
 
-    vaccine_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="vaccineCode",
-        serialization_alias="vaccineCode",
-        min_length=1,
-    )
+    vaccine_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="vaccineCode", serialization_alias="vaccineCode", min_length=1),
+    ] = None
     """Vaccine or vaccine group recommendation applies to"""
 
-    target_disease: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="targetDisease", serialization_alias="targetDisease"
-    )
+    target_disease: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="targetDisease", serialization_alias="targetDisease"),
+    ] = None
     """Disease to be immunized against"""
 
-    contraindicated_vaccine_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="contraindicatedVaccineCode",
-        serialization_alias="contraindicatedVaccineCode",
-        min_length=1,
-    )
+    contraindicated_vaccine_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="contraindicatedVaccineCode",
+            serialization_alias="contraindicatedVaccineCode",
+            min_length=1,
+        ),
+    ] = None
     """Vaccine which is contraindicated to fulfill the recommendation"""
 
-    forecast_status: CodeableConcept = Field(
-        validation_alias="forecastStatus", serialization_alias="forecastStatus"
-    )
+    forecast_status: Annotated[
+        CodeableConcept,
+        Field(validation_alias="forecastStatus", serialization_alias="forecastStatus"),
+    ]
     """Vaccine recommendation status"""
 
-    forecast_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="forecastReason",
-        serialization_alias="forecastReason",
-        min_length=1,
-    )
+    forecast_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="forecastReason", serialization_alias="forecastReason", min_length=1
+        ),
+    ] = None
     """Vaccine administration status reason"""
 
-    date_criterion: Opt[list[ImmunizationRecommendationRecommendationDateCriterion]] = Field(
-        default=None,
-        validation_alias="dateCriterion",
-        serialization_alias="dateCriterion",
-        min_length=1,
-    )
+    date_criterion: Annotated[
+        Opt[list[ImmunizationRecommendationRecommendationDateCriterion]],
+        Field(validation_alias="dateCriterion", serialization_alias="dateCriterion", min_length=1),
+    ] = None
     """Dates governing proposed immunization"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Protocol details"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    series: Opt[FhirString] = Field(default=None)
+    series: Opt[FhirString] = None
     """Name of vaccination series"""
 
-    series_ext: Opt[Element] = Field(
-        default=None, validation_alias="_series", serialization_alias="_series"
-    )
+    series_ext: Annotated[
+        Opt[Element], Field(validation_alias="_series", serialization_alias="_series")
+    ] = None
     """Extensions and id of `series`."""
 
-    dose_number_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="doseNumberPositiveInt",
-        serialization_alias="doseNumberPositiveInt",
-    )
+    dose_number_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="doseNumberPositiveInt", serialization_alias="doseNumberPositiveInt"
+        ),
+    ] = None
     """Recommended dose number within series"""
 
-    dose_number_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_doseNumberPositiveInt",
-        serialization_alias="_doseNumberPositiveInt",
-    )
+    dose_number_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_doseNumberPositiveInt", serialization_alias="_doseNumberPositiveInt"
+        ),
+    ] = None
     """Extensions and id of `doseNumberPositiveInt`."""
 
-    dose_number_string: Opt[FhirString] = Field(
-        default=None, validation_alias="doseNumberString", serialization_alias="doseNumberString"
-    )
+    dose_number_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="doseNumberString", serialization_alias="doseNumberString"),
+    ] = None
     """Recommended dose number within series"""
 
-    dose_number_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doseNumberString", serialization_alias="_doseNumberString"
-    )
+    dose_number_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_doseNumberString", serialization_alias="_doseNumberString"),
+    ] = None
     """Extensions and id of `doseNumberString`."""
 
-    series_doses_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="seriesDosesPositiveInt",
-        serialization_alias="seriesDosesPositiveInt",
-    )
+    series_doses_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="seriesDosesPositiveInt", serialization_alias="seriesDosesPositiveInt"
+        ),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesPositiveInt",
-        serialization_alias="_seriesDosesPositiveInt",
-    )
+    series_doses_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_seriesDosesPositiveInt",
+            serialization_alias="_seriesDosesPositiveInt",
+        ),
+    ] = None
     """Extensions and id of `seriesDosesPositiveInt`."""
 
-    series_doses_string: Opt[FhirString] = Field(
-        default=None, validation_alias="seriesDosesString", serialization_alias="seriesDosesString"
-    )
+    series_doses_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="seriesDosesString", serialization_alias="seriesDosesString"),
+    ] = None
     """Recommended number of doses for immunity"""
 
-    series_doses_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_seriesDosesString",
-        serialization_alias="_seriesDosesString",
-    )
+    series_doses_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_seriesDosesString", serialization_alias="_seriesDosesString"),
+    ] = None
     """Extensions and id of `seriesDosesString`."""
 
-    supporting_immunization: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingImmunization",
-        serialization_alias="supportingImmunization",
-        min_length=1,
-    )
+    supporting_immunization: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingImmunization",
+            serialization_alias="supportingImmunization",
+            min_length=1,
+        ),
+    ] = None
     """Past immunizations supporting recommendation"""
 
-    supporting_patient_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingPatientInformation",
-        serialization_alias="supportingPatientInformation",
-        min_length=1,
-    )
+    supporting_patient_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingPatientInformation",
+            serialization_alias="supportingPatientInformation",
+            min_length=1,
+        ),
+    ] = None
     """Patient observations supporting recommendation"""
 
 
 class ImmunizationRecommendationRecommendationDateCriterion(BackboneElement):
     """Dates governing proposed immunization"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Type of date"""
 
-    value: FhirDateTime = Field()
+    value: FhirDateTime
     """Recommended date"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""

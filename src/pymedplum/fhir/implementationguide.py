@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,8 +21,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ImplementationGuideSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -33,110 +35,116 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "Reference", "UsageContext")
 
 
-class ImplementationGuide(DomainResource):
+class ImplementationGuide(
+    DomainResource, Searchable["ImplementationGuide", "ImplementationGuideSearchParams"]
+):
     """A set of rules of how a particular interoperability or standards problem is solved - typically through the use of FHIR resources."""
 
-    resource_type: Literal["ImplementationGuide"] = Field(
-        default="ImplementationGuide",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ImplementationGuide"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ImplementationGuide"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this implementation guide, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the implementation guide"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this implementation guide (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this implementation guide (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the implementation guide"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for implementation guide (if applicable)"""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    package_id: FhirId = Field(validation_alias="packageId", serialization_alias="packageId")
+    package_id: Annotated[
+        FhirId, Field(validation_alias="packageId", serialization_alias="packageId")
+    ]
     """NPM Package name for IG"""
 
-    package_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_packageId", serialization_alias="_packageId"
-    )
+    package_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_packageId", serialization_alias="_packageId")
+    ] = None
     """Extensions and id of `packageId`."""
 
     license: Opt[
@@ -488,92 +496,97 @@ class ImplementationGuide(DomainResource):
             "ZPL-2.0",
             "ZPL-2.1",
         ]
-    ] = Field(default=None)
+    ] = None
     """SPDX license code for this IG (or not-open-source)"""
 
-    license_ext: Opt[Element] = Field(
-        default=None, validation_alias="_license", serialization_alias="_license"
-    )
+    license_ext: Annotated[
+        Opt[Element], Field(validation_alias="_license", serialization_alias="_license")
+    ] = None
     """Extensions and id of `license`."""
 
-    fhir_version: list[
-        Literal[
-            "0.01",
-            "0.05",
-            "0.06",
-            "0.11",
-            "0.0.80",
-            "0.0.81",
-            "0.0.82",
-            "0.4.0",
-            "0.5.0",
-            "1.0.0",
-            "1.0.1",
-            "1.0.2",
-            "1.1.0",
-            "1.4.0",
-            "1.6.0",
-            "1.8.0",
-            "3.0.0",
-            "3.0.1",
-            "3.3.0",
-            "3.5.0",
-            "4.0.0",
-            "4.0.1",
-        ]
-    ] = Field(validation_alias="fhirVersion", serialization_alias="fhirVersion", min_length=1)
+    fhir_version: Annotated[
+        list[
+            Literal[
+                "0.01",
+                "0.05",
+                "0.06",
+                "0.11",
+                "0.0.80",
+                "0.0.81",
+                "0.0.82",
+                "0.4.0",
+                "0.5.0",
+                "1.0.0",
+                "1.0.1",
+                "1.0.2",
+                "1.1.0",
+                "1.4.0",
+                "1.6.0",
+                "1.8.0",
+                "3.0.0",
+                "3.0.1",
+                "3.3.0",
+                "3.5.0",
+                "4.0.0",
+                "4.0.1",
+            ]
+        ],
+        Field(validation_alias="fhirVersion", serialization_alias="fhirVersion", min_length=1),
+    ]
     """FHIR Version(s) this Implementation Guide targets"""
 
-    fhir_version_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_fhirVersion",
-        serialization_alias="_fhirVersion",
-        min_length=1,
-    )
+    fhir_version_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_fhirVersion", serialization_alias="_fhirVersion", min_length=1),
+    ] = None
     """Extensions and id of `fhirVersion`."""
 
-    depends_on: Opt[list[ImplementationGuideDependsOn]] = Field(
-        default=None, validation_alias="dependsOn", serialization_alias="dependsOn", min_length=1
-    )
+    depends_on: Annotated[
+        Opt[list[ImplementationGuideDependsOn]],
+        Field(validation_alias="dependsOn", serialization_alias="dependsOn", min_length=1),
+    ] = None
     """Another Implementation guide this depends on"""
 
-    global_: Opt[list[ImplementationGuideGlobal]] = Field(
-        default=None, validation_alias="global", serialization_alias="global", min_length=1
-    )
+    global_: Annotated[
+        Opt[list[ImplementationGuideGlobal]],
+        Field(validation_alias="global", serialization_alias="global", min_length=1),
+    ] = None
     """Profiles that apply globally"""
 
-    definition: Opt[ImplementationGuideDefinition] = Field(default=None)
+    definition: Opt[ImplementationGuideDefinition] = None
     """Information needed to build the IG"""
 
-    manifest: Opt[ImplementationGuideManifest] = Field(default=None)
+    manifest: Opt[ImplementationGuideManifest] = None
     """Information about an assembled IG"""
 
 
 class ImplementationGuideDependsOn(BackboneElement):
     """Another Implementation guide this depends on"""
 
-    uri: FhirCanonical = Field()
+    uri: FhirCanonical
     """Identity of the IG that this depends on"""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
-    package_id: Opt[FhirId] = Field(
-        default=None, validation_alias="packageId", serialization_alias="packageId"
-    )
+    package_id: Annotated[
+        Opt[FhirId], Field(validation_alias="packageId", serialization_alias="packageId")
+    ] = None
     """NPM Package name for IG this depends on"""
 
-    package_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_packageId", serialization_alias="_packageId"
-    )
+    package_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_packageId", serialization_alias="_packageId")
+    ] = None
     """Extensions and id of `packageId`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version of the IG"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
 
@@ -729,59 +742,65 @@ class ImplementationGuideGlobal(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """Type this profile applies to"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    profile: FhirCanonical = Field()
+    profile: FhirCanonical
     """Profile that all resources must conform to"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
 
 class ImplementationGuideDefinition(BackboneElement):
     """Information needed to build the IG"""
 
-    grouping: Opt[list[ImplementationGuideDefinitionGrouping]] = Field(default=None, min_length=1)
+    grouping: Annotated[Opt[list[ImplementationGuideDefinitionGrouping]], Field(min_length=1)] = (
+        None
+    )
     """Grouping used to present related resources in the IG"""
 
-    resource: list[ImplementationGuideDefinitionResource] = Field(min_length=1)
+    resource: Annotated[list[ImplementationGuideDefinitionResource], Field(min_length=1)]
     """Resource in the implementation guide"""
 
-    page: Opt[ImplementationGuideDefinitionPage] = Field(default=None)
+    page: Opt[ImplementationGuideDefinitionPage] = None
     """Page/Section in the Guide"""
 
-    parameter: Opt[list[ImplementationGuideDefinitionParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[ImplementationGuideDefinitionParameter]], Field(min_length=1)] = (
+        None
+    )
     """Defines how IG is built by tools"""
 
-    template: Opt[list[ImplementationGuideDefinitionTemplate]] = Field(default=None, min_length=1)
+    template: Annotated[Opt[list[ImplementationGuideDefinitionTemplate]], Field(min_length=1)] = (
+        None
+    )
     """A template for building resources"""
 
 
 class ImplementationGuideDefinitionGrouping(BackboneElement):
     """Grouping used to present related resources in the IG"""
 
-    name: FhirString = Field()
+    name: FhirString
     """Descriptive name for the package"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Human readable text describing the package"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
@@ -799,96 +818,96 @@ class ImplementationGuideDefinitionResource(BackboneElement, ChoiceChecked):
         ),
     )
 
-    reference: Reference = Field()
+    reference: Reference
     """Location of the resource"""
 
-    fhir_version: Opt[
-        list[
-            Literal[
-                "0.01",
-                "0.05",
-                "0.06",
-                "0.11",
-                "0.0.80",
-                "0.0.81",
-                "0.0.82",
-                "0.4.0",
-                "0.5.0",
-                "1.0.0",
-                "1.0.1",
-                "1.0.2",
-                "1.1.0",
-                "1.4.0",
-                "1.6.0",
-                "1.8.0",
-                "3.0.0",
-                "3.0.1",
-                "3.3.0",
-                "3.5.0",
-                "4.0.0",
-                "4.0.1",
+    fhir_version: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "0.01",
+                    "0.05",
+                    "0.06",
+                    "0.11",
+                    "0.0.80",
+                    "0.0.81",
+                    "0.0.82",
+                    "0.4.0",
+                    "0.5.0",
+                    "1.0.0",
+                    "1.0.1",
+                    "1.0.2",
+                    "1.1.0",
+                    "1.4.0",
+                    "1.6.0",
+                    "1.8.0",
+                    "3.0.0",
+                    "3.0.1",
+                    "3.3.0",
+                    "3.5.0",
+                    "4.0.0",
+                    "4.0.1",
+                ]
             ]
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="fhirVersion",
-        serialization_alias="fhirVersion",
-        min_length=1,
-    )
+        ],
+        Field(validation_alias="fhirVersion", serialization_alias="fhirVersion", min_length=1),
+    ] = None
     """Versions this applies to (if different to IG)"""
 
-    fhir_version_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_fhirVersion",
-        serialization_alias="_fhirVersion",
-        min_length=1,
-    )
+    fhir_version_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_fhirVersion", serialization_alias="_fhirVersion", min_length=1),
+    ] = None
     """Extensions and id of `fhirVersion`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Human Name for the resource"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Reason why included in guide"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    example_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="exampleBoolean", serialization_alias="exampleBoolean"
-    )
+    example_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="exampleBoolean", serialization_alias="exampleBoolean"),
+    ] = None
     """Is an example/What is this an example of?"""
 
-    example_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exampleBoolean", serialization_alias="_exampleBoolean"
-    )
+    example_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_exampleBoolean", serialization_alias="_exampleBoolean"),
+    ] = None
     """Extensions and id of `exampleBoolean`."""
 
-    example_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="exampleCanonical", serialization_alias="exampleCanonical"
-    )
+    example_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="exampleCanonical", serialization_alias="exampleCanonical"),
+    ] = None
     """Is an example/What is this an example of?"""
 
-    example_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exampleCanonical", serialization_alias="_exampleCanonical"
-    )
+    example_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_exampleCanonical", serialization_alias="_exampleCanonical"),
+    ] = None
     """Extensions and id of `exampleCanonical`."""
 
-    grouping_id: Opt[FhirId] = Field(
-        default=None, validation_alias="groupingId", serialization_alias="groupingId"
-    )
+    grouping_id: Annotated[
+        Opt[FhirId], Field(validation_alias="groupingId", serialization_alias="groupingId")
+    ] = None
     """Grouping this is part of"""
 
-    grouping_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_groupingId", serialization_alias="_groupingId"
-    )
+    grouping_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_groupingId", serialization_alias="_groupingId")
+    ] = None
     """Extensions and id of `groupingId`."""
 
 
@@ -903,38 +922,38 @@ class ImplementationGuideDefinitionPage(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="nameUrl", serialization_alias="nameUrl"
-    )
+    name_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="nameUrl", serialization_alias="nameUrl")
+    ] = None
     """Where to find that page"""
 
-    name_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_nameUrl", serialization_alias="_nameUrl"
-    )
+    name_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_nameUrl", serialization_alias="_nameUrl")
+    ] = None
     """Extensions and id of `nameUrl`."""
 
-    name_reference: Opt[Reference] = Field(
-        default=None, validation_alias="nameReference", serialization_alias="nameReference"
-    )
+    name_reference: Annotated[
+        Opt[Reference], Field(validation_alias="nameReference", serialization_alias="nameReference")
+    ] = None
     """Where to find that page"""
 
-    title: FhirString = Field()
+    title: FhirString
     """Short title shown for navigational assistance"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    generation: Literal["html", "markdown", "xml", "generated"] = Field()
+    generation: Literal["html", "markdown", "xml", "generated"]
     """html | markdown | xml | generated"""
 
-    generation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_generation", serialization_alias="_generation"
-    )
+    generation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_generation", serialization_alias="_generation")
+    ] = None
     """Extensions and id of `generation`."""
 
-    page: Opt[list[ImplementationGuideDefinitionPage]] = Field(default=None, min_length=1)
+    page: Annotated[Opt[list[ImplementationGuideDefinitionPage]], Field(min_length=1)] = None
     """Nested Pages / Sections"""
 
 
@@ -952,82 +971,84 @@ class ImplementationGuideDefinitionParameter(BackboneElement):
         "generate-json",
         "generate-turtle",
         "html-template",
-    ] = Field()
+    ]
     """apply | path-resource | path-pages | path-tx-cache | expansion-parameter | rule-broken-links | generate-xml | generate-json | generate-turtle | html-template"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """Value for named type"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ImplementationGuideDefinitionTemplate(BackboneElement):
     """A template for building resources"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Type of template specified"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    source: FhirString = Field()
+    source: FhirString
     """The source location for the template"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    scope: Opt[FhirString] = Field(default=None)
+    scope: Opt[FhirString] = None
     """The scope in which the template applies"""
 
-    scope_ext: Opt[Element] = Field(
-        default=None, validation_alias="_scope", serialization_alias="_scope"
-    )
+    scope_ext: Annotated[
+        Opt[Element], Field(validation_alias="_scope", serialization_alias="_scope")
+    ] = None
     """Extensions and id of `scope`."""
 
 
 class ImplementationGuideManifest(BackboneElement):
     """Information about an assembled IG"""
 
-    rendering: Opt[FhirUrl] = Field(default=None)
+    rendering: Opt[FhirUrl] = None
     """Location of rendered implementation guide"""
 
-    rendering_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rendering", serialization_alias="_rendering"
-    )
+    rendering_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rendering", serialization_alias="_rendering")
+    ] = None
     """Extensions and id of `rendering`."""
 
-    resource: list[ImplementationGuideManifestResource] = Field(min_length=1)
+    resource: Annotated[list[ImplementationGuideManifestResource], Field(min_length=1)]
     """Resource in the implementation guide"""
 
-    page: Opt[list[ImplementationGuideManifestPage]] = Field(default=None, min_length=1)
+    page: Annotated[Opt[list[ImplementationGuideManifestPage]], Field(min_length=1)] = None
     """HTML page within the parent IG"""
 
-    image: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    image: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Image within the IG"""
 
-    image_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_image", serialization_alias="_image", min_length=1
-    )
+    image_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_image", serialization_alias="_image", min_length=1),
+    ] = None
     """Extensions and id of `image`."""
 
-    other: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    other: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Additional linkable file in IG"""
 
-    other_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_other", serialization_alias="_other", min_length=1
-    )
+    other_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_other", serialization_alias="_other", min_length=1),
+    ] = None
     """Extensions and id of `other`."""
 
 
@@ -1045,63 +1066,68 @@ class ImplementationGuideManifestResource(BackboneElement, ChoiceChecked):
         ),
     )
 
-    reference: Reference = Field()
+    reference: Reference
     """Location of the resource"""
 
-    example_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="exampleBoolean", serialization_alias="exampleBoolean"
-    )
+    example_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="exampleBoolean", serialization_alias="exampleBoolean"),
+    ] = None
     """Is an example/What is this an example of?"""
 
-    example_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exampleBoolean", serialization_alias="_exampleBoolean"
-    )
+    example_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_exampleBoolean", serialization_alias="_exampleBoolean"),
+    ] = None
     """Extensions and id of `exampleBoolean`."""
 
-    example_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="exampleCanonical", serialization_alias="exampleCanonical"
-    )
+    example_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="exampleCanonical", serialization_alias="exampleCanonical"),
+    ] = None
     """Is an example/What is this an example of?"""
 
-    example_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exampleCanonical", serialization_alias="_exampleCanonical"
-    )
+    example_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_exampleCanonical", serialization_alias="_exampleCanonical"),
+    ] = None
     """Extensions and id of `exampleCanonical`."""
 
-    relative_path: Opt[FhirUrl] = Field(
-        default=None, validation_alias="relativePath", serialization_alias="relativePath"
-    )
+    relative_path: Annotated[
+        Opt[FhirUrl], Field(validation_alias="relativePath", serialization_alias="relativePath")
+    ] = None
     """Relative path for page in IG"""
 
-    relative_path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relativePath", serialization_alias="_relativePath"
-    )
+    relative_path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relativePath", serialization_alias="_relativePath")
+    ] = None
     """Extensions and id of `relativePath`."""
 
 
 class ImplementationGuideManifestPage(BackboneElement):
     """HTML page within the parent IG"""
 
-    name: FhirString = Field()
+    name: FhirString
     """HTML page name"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Title of the page, for references"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    anchor: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    anchor: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Anchor available on the page"""
 
-    anchor_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_anchor", serialization_alias="_anchor", min_length=1
-    )
+    anchor_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_anchor", serialization_alias="_anchor", min_length=1),
+    ] = None
     """Extensions and id of `anchor`."""

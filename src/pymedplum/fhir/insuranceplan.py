@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirPositiveInt, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import InsurancePlanSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -39,233 +41,228 @@ _DEPENDENCIES = (
 )
 
 
-class InsurancePlan(DomainResource):
+class InsurancePlan(DomainResource, Searchable["InsurancePlan", "InsurancePlanSearchParams"]):
     """Details of a Health Insurance product/plan provided by an organization."""
 
-    resource_type: Literal["InsurancePlan"] = Field(
-        default="InsurancePlan", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["InsurancePlan"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "InsurancePlan"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for Product"""
 
-    status: Opt[Literal["draft", "active", "retired", "unknown"]] = Field(default=None)
+    status: Opt[Literal["draft", "active", "retired", "unknown"]] = None
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Kind of product"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Official name"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    alias: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    alias: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Alternate names"""
 
-    alias_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias", min_length=1
-    )
+    alias_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_alias", serialization_alias="_alias", min_length=1),
+    ] = None
     """Extensions and id of `alias`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """When the product is available"""
 
-    owned_by: Opt[Reference] = Field(
-        default=None, validation_alias="ownedBy", serialization_alias="ownedBy"
-    )
+    owned_by: Annotated[
+        Opt[Reference], Field(validation_alias="ownedBy", serialization_alias="ownedBy")
+    ] = None
     """Plan issuer"""
 
-    administered_by: Opt[Reference] = Field(
-        default=None, validation_alias="administeredBy", serialization_alias="administeredBy"
-    )
+    administered_by: Annotated[
+        Opt[Reference],
+        Field(validation_alias="administeredBy", serialization_alias="administeredBy"),
+    ] = None
     """Product administrator"""
 
-    coverage_area: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="coverageArea",
-        serialization_alias="coverageArea",
-        min_length=1,
-    )
+    coverage_area: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="coverageArea", serialization_alias="coverageArea", min_length=1),
+    ] = None
     """Where product applies"""
 
-    contact: Opt[list[InsurancePlanContact]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[InsurancePlanContact]], Field(min_length=1)] = None
     """Contact for the product"""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoint"""
 
-    network: Opt[list[Reference]] = Field(default=None, min_length=1)
+    network: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """What networks are Included"""
 
-    coverage: Opt[list[InsurancePlanCoverage]] = Field(default=None, min_length=1)
+    coverage: Annotated[Opt[list[InsurancePlanCoverage]], Field(min_length=1)] = None
     """Coverage details"""
 
-    plan: Opt[list[InsurancePlanPlan]] = Field(default=None, min_length=1)
+    plan: Annotated[Opt[list[InsurancePlanPlan]], Field(min_length=1)] = None
     """Plan details"""
 
 
 class InsurancePlanContact(BackboneElement):
     """Contact for the product"""
 
-    purpose: Opt[CodeableConcept] = Field(default=None)
+    purpose: Opt[CodeableConcept] = None
     """The type of contact"""
 
-    name: Opt[HumanName] = Field(default=None)
+    name: Opt[HumanName] = None
     """A name associated with the contact"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details (telephone, email, etc.) for a contact"""
 
-    address: Opt[Address] = Field(default=None)
+    address: Opt[Address] = None
     """Visiting or postal addresses for the contact"""
 
 
 class InsurancePlanCoverage(BackboneElement):
     """Coverage details"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of coverage"""
 
-    network: Opt[list[Reference]] = Field(default=None, min_length=1)
+    network: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """What networks provide coverage"""
 
-    benefit: list[InsurancePlanCoverageBenefit] = Field(min_length=1)
+    benefit: Annotated[list[InsurancePlanCoverageBenefit], Field(min_length=1)]
     """List of benefits"""
 
 
 class InsurancePlanCoverageBenefit(BackboneElement):
     """List of benefits"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of benefit"""
 
-    requirement: Opt[FhirString] = Field(default=None)
+    requirement: Opt[FhirString] = None
     """Referral requirements"""
 
-    requirement_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requirement", serialization_alias="_requirement"
-    )
+    requirement_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requirement", serialization_alias="_requirement")
+    ] = None
     """Extensions and id of `requirement`."""
 
-    limit: Opt[list[InsurancePlanCoverageBenefitLimit]] = Field(default=None, min_length=1)
+    limit: Annotated[Opt[list[InsurancePlanCoverageBenefitLimit]], Field(min_length=1)] = None
     """Benefit limits"""
 
 
 class InsurancePlanCoverageBenefitLimit(BackboneElement):
     """Benefit limits"""
 
-    value: Opt[Quantity] = Field(default=None)
+    value: Opt[Quantity] = None
     """Maximum value allowed"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Benefit limit details"""
 
 
 class InsurancePlanPlan(BackboneElement):
     """Plan details"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for Product"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of plan"""
 
-    coverage_area: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="coverageArea",
-        serialization_alias="coverageArea",
-        min_length=1,
-    )
+    coverage_area: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="coverageArea", serialization_alias="coverageArea", min_length=1),
+    ] = None
     """Where product applies"""
 
-    network: Opt[list[Reference]] = Field(default=None, min_length=1)
+    network: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """What networks provide coverage"""
 
-    general_cost: Opt[list[InsurancePlanPlanGeneralCost]] = Field(
-        default=None,
-        validation_alias="generalCost",
-        serialization_alias="generalCost",
-        min_length=1,
-    )
+    general_cost: Annotated[
+        Opt[list[InsurancePlanPlanGeneralCost]],
+        Field(validation_alias="generalCost", serialization_alias="generalCost", min_length=1),
+    ] = None
     """Overall costs"""
 
-    specific_cost: Opt[list[InsurancePlanPlanSpecificCost]] = Field(
-        default=None,
-        validation_alias="specificCost",
-        serialization_alias="specificCost",
-        min_length=1,
-    )
+    specific_cost: Annotated[
+        Opt[list[InsurancePlanPlanSpecificCost]],
+        Field(validation_alias="specificCost", serialization_alias="specificCost", min_length=1),
+    ] = None
     """Specific costs"""
 
 
 class InsurancePlanPlanGeneralCost(BackboneElement):
     """Overall costs"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of cost"""
 
-    group_size: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="groupSize", serialization_alias="groupSize"
-    )
+    group_size: Annotated[
+        Opt[FhirPositiveInt], Field(validation_alias="groupSize", serialization_alias="groupSize")
+    ] = None
     """Number of enrollees"""
 
-    group_size_ext: Opt[Element] = Field(
-        default=None, validation_alias="_groupSize", serialization_alias="_groupSize"
-    )
+    group_size_ext: Annotated[
+        Opt[Element], Field(validation_alias="_groupSize", serialization_alias="_groupSize")
+    ] = None
     """Extensions and id of `groupSize`."""
 
-    cost: Opt[Money] = Field(default=None)
+    cost: Opt[Money] = None
     """Cost value"""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Additional cost information"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
 
 class InsurancePlanPlanSpecificCost(BackboneElement):
     """Specific costs"""
 
-    category: CodeableConcept = Field()
+    category: CodeableConcept
     """General category of benefit"""
 
-    benefit: Opt[list[InsurancePlanPlanSpecificCostBenefit]] = Field(default=None, min_length=1)
+    benefit: Annotated[Opt[list[InsurancePlanPlanSpecificCostBenefit]], Field(min_length=1)] = None
     """Benefits list"""
 
 
 class InsurancePlanPlanSpecificCostBenefit(BackboneElement):
     """Benefits list"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of specific benefit"""
 
-    cost: Opt[list[InsurancePlanPlanSpecificCostBenefitCost]] = Field(default=None, min_length=1)
+    cost: Annotated[Opt[list[InsurancePlanPlanSpecificCostBenefitCost]], Field(min_length=1)] = None
     """List of the costs"""
 
 
 class InsurancePlanPlanSpecificCostBenefitCost(BackboneElement):
     """List of the costs"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of cost"""
 
-    applicability: Opt[CodeableConcept] = Field(default=None)
+    applicability: Opt[CodeableConcept] = None
     """in-network | out-of-network | other"""
 
-    qualifiers: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    qualifiers: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Additional information about the cost"""
 
-    value: Opt[Quantity] = Field(default=None)
+    value: Opt[Quantity] = None
     """The actual cost value"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import InvoiceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -30,104 +32,111 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Element", "Identifier", "Money", "Reference")
 
 
-class Invoice(DomainResource):
+class Invoice(DomainResource, Searchable["Invoice", "InvoiceSearchParams"]):
     """Invoice containing collected ChargeItems from an Account with calculated individual and total price for Billing purpose."""
 
-    resource_type: Literal["Invoice"] = Field(
-        default="Invoice", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Invoice"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Invoice"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for item"""
 
-    status: Literal["draft", "issued", "balanced", "cancelled", "entered-in-error"] = Field()
+    status: Literal["draft", "issued", "balanced", "cancelled", "entered-in-error"]
     """draft | issued | balanced | cancelled | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    cancelled_reason: Opt[FhirString] = Field(
-        default=None, validation_alias="cancelledReason", serialization_alias="cancelledReason"
-    )
+    cancelled_reason: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="cancelledReason", serialization_alias="cancelledReason"),
+    ] = None
     """Reason for cancellation of this Invoice"""
 
-    cancelled_reason_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cancelledReason", serialization_alias="_cancelledReason"
-    )
+    cancelled_reason_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_cancelledReason", serialization_alias="_cancelledReason"),
+    ] = None
     """Extensions and id of `cancelledReason`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of Invoice"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Recipient(s) of goods and services"""
 
-    recipient: Opt[Reference] = Field(default=None)
+    recipient: Opt[Reference] = None
     """Recipient of this invoice"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Invoice date / posting date"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    participant: Opt[list[InvoiceParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[InvoiceParticipant]], Field(min_length=1)] = None
     """Participant in creation of this Invoice"""
 
-    issuer: Opt[Reference] = Field(default=None)
+    issuer: Opt[Reference] = None
     """Issuing Organization of Invoice"""
 
-    account: Opt[Reference] = Field(default=None)
+    account: Opt[Reference] = None
     """Account that is being balanced"""
 
-    line_item: Opt[list[InvoiceLineItem]] = Field(
-        default=None, validation_alias="lineItem", serialization_alias="lineItem", min_length=1
-    )
+    line_item: Annotated[
+        Opt[list[InvoiceLineItem]],
+        Field(validation_alias="lineItem", serialization_alias="lineItem", min_length=1),
+    ] = None
     """Line items of this Invoice"""
 
-    total_price_component: Opt[list[InvoiceLineItemPriceComponent]] = Field(
-        default=None,
-        validation_alias="totalPriceComponent",
-        serialization_alias="totalPriceComponent",
-        min_length=1,
-    )
+    total_price_component: Annotated[
+        Opt[list[InvoiceLineItemPriceComponent]],
+        Field(
+            validation_alias="totalPriceComponent",
+            serialization_alias="totalPriceComponent",
+            min_length=1,
+        ),
+    ] = None
     """Components of Invoice total"""
 
-    total_net: Opt[Money] = Field(
-        default=None, validation_alias="totalNet", serialization_alias="totalNet"
-    )
+    total_net: Annotated[
+        Opt[Money], Field(validation_alias="totalNet", serialization_alias="totalNet")
+    ] = None
     """Net total of this Invoice"""
 
-    total_gross: Opt[Money] = Field(
-        default=None, validation_alias="totalGross", serialization_alias="totalGross"
-    )
+    total_gross: Annotated[
+        Opt[Money], Field(validation_alias="totalGross", serialization_alias="totalGross")
+    ] = None
     """Gross total of this Invoice"""
 
-    payment_terms: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="paymentTerms", serialization_alias="paymentTerms"
-    )
+    payment_terms: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="paymentTerms", serialization_alias="paymentTerms"),
+    ] = None
     """Payment details"""
 
-    payment_terms_ext: Opt[Element] = Field(
-        default=None, validation_alias="_paymentTerms", serialization_alias="_paymentTerms"
-    )
+    payment_terms_ext: Annotated[
+        Opt[Element], Field(validation_alias="_paymentTerms", serialization_alias="_paymentTerms")
+    ] = None
     """Extensions and id of `paymentTerms`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the invoice"""
 
 
 class InvoiceParticipant(BackboneElement):
     """Participant in creation of this Invoice"""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Type of involvement in creation of this Invoice"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Individual who was involved"""
 
 
@@ -142,58 +151,59 @@ class InvoiceLineItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    sequence: Opt[FhirPositiveInt] = Field(default=None)
+    sequence: Opt[FhirPositiveInt] = None
     """Sequence number of line item"""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    charge_item_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="chargeItemReference",
-        serialization_alias="chargeItemReference",
-    )
+    charge_item_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="chargeItemReference", serialization_alias="chargeItemReference"),
+    ] = None
     """Reference to ChargeItem containing details of this line item or an inline billing code"""
 
-    charge_item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="chargeItemCodeableConcept",
-        serialization_alias="chargeItemCodeableConcept",
-    )
+    charge_item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="chargeItemCodeableConcept",
+            serialization_alias="chargeItemCodeableConcept",
+        ),
+    ] = None
     """Reference to ChargeItem containing details of this line item or an inline billing code"""
 
-    price_component: Opt[list[InvoiceLineItemPriceComponent]] = Field(
-        default=None,
-        validation_alias="priceComponent",
-        serialization_alias="priceComponent",
-        min_length=1,
-    )
+    price_component: Annotated[
+        Opt[list[InvoiceLineItemPriceComponent]],
+        Field(
+            validation_alias="priceComponent", serialization_alias="priceComponent", min_length=1
+        ),
+    ] = None
     """Components of total line item price"""
 
 
 class InvoiceLineItemPriceComponent(BackboneElement):
     """Components of total line item price"""
 
-    type: Literal["base", "surcharge", "deduction", "discount", "tax", "informational"] = Field()
+    type: Literal["base", "surcharge", "deduction", "discount", "tax", "informational"]
     """base | surcharge | deduction | discount | tax | informational"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Code identifying the specific component"""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Factor used for calculating this component"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Monetary amount associated with this component"""

@@ -3,144 +3,161 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import JsonWebKeySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
 
 # Classes of other modules named in annotations, bound here on first validation.
 _DEPENDENCIES = ("Element",)
 
 
-class JsonWebKey(DomainResource):
+class JsonWebKey(DomainResource, Searchable["JsonWebKey", "JsonWebKeySearchParams"]):
     """A JSON object that represents a cryptographic key."""
 
-    resource_type: Literal["JsonWebKey"] = Field(
-        default="JsonWebKey", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["JsonWebKey"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "JsonWebKey"
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this key is in active use."""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    alg: FhirString = Field()
+    alg: FhirString
     """The specific cryptographic algorithm used with the key."""
 
-    alg_ext: Opt[Element] = Field(default=None, validation_alias="_alg", serialization_alias="_alg")
+    alg_ext: Annotated[Opt[Element], Field(validation_alias="_alg", serialization_alias="_alg")] = (
+        None
+    )
     """Extensions and id of `alg`."""
 
-    kty: Opt[FhirString] = Field(default=None)
+    kty: Opt[FhirString] = None
     """The family of cryptographic algorithms used with the key."""
 
-    kty_ext: Opt[Element] = Field(default=None, validation_alias="_kty", serialization_alias="_kty")
+    kty_ext: Annotated[Opt[Element], Field(validation_alias="_kty", serialization_alias="_kty")] = (
+        None
+    )
     """Extensions and id of `kty`."""
 
-    use: Opt[FhirString] = Field(default=None)
+    use: Opt[FhirString] = None
     """How the key was meant to be used."""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    key_ops: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    key_ops: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """The operation(s) for which the key is intended to be used."""
 
-    key_ops_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_key_ops", serialization_alias="_key_ops", min_length=1
-    )
+    key_ops_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_key_ops", serialization_alias="_key_ops", min_length=1),
+    ] = None
     """Extensions and id of `key_ops`."""
 
-    x5c: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    x5c: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """The x.509 certificate chain."""
 
-    x5c_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_x5c", serialization_alias="_x5c", min_length=1
-    )
+    x5c_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_x5c", serialization_alias="_x5c", min_length=1),
+    ] = None
     """Extensions and id of `x5c`."""
 
-    n: Opt[FhirString] = Field(default=None)
+    n: Opt[FhirString] = None
     """The modulus for the RSA public key."""
 
-    n_ext: Opt[Element] = Field(default=None, validation_alias="_n", serialization_alias="_n")
+    n_ext: Annotated[Opt[Element], Field(validation_alias="_n", serialization_alias="_n")] = None
     """Extensions and id of `n`."""
 
-    e: Opt[FhirString] = Field(default=None)
+    e: Opt[FhirString] = None
     """The exponent for the RSA public key."""
 
-    e_ext: Opt[Element] = Field(default=None, validation_alias="_e", serialization_alias="_e")
+    e_ext: Annotated[Opt[Element], Field(validation_alias="_e", serialization_alias="_e")] = None
     """Extensions and id of `e`."""
 
-    kid: Opt[FhirString] = Field(default=None)
+    kid: Opt[FhirString] = None
     """The unique identifier for the key."""
 
-    kid_ext: Opt[Element] = Field(default=None, validation_alias="_kid", serialization_alias="_kid")
+    kid_ext: Annotated[Opt[Element], Field(validation_alias="_kid", serialization_alias="_kid")] = (
+        None
+    )
     """Extensions and id of `kid`."""
 
-    x5t: Opt[FhirString] = Field(default=None)
+    x5t: Opt[FhirString] = None
     """The thumbprint of the x.509 cert (SHA-1 thumbprint)."""
 
-    x5t_ext: Opt[Element] = Field(default=None, validation_alias="_x5t", serialization_alias="_x5t")
+    x5t_ext: Annotated[Opt[Element], Field(validation_alias="_x5t", serialization_alias="_x5t")] = (
+        None
+    )
     """Extensions and id of `x5t`."""
 
-    d: Opt[FhirString] = Field(default=None)
+    d: Opt[FhirString] = None
     """The exponent for the RSA private key."""
 
-    d_ext: Opt[Element] = Field(default=None, validation_alias="_d", serialization_alias="_d")
+    d_ext: Annotated[Opt[Element], Field(validation_alias="_d", serialization_alias="_d")] = None
     """Extensions and id of `d`."""
 
-    p: Opt[FhirString] = Field(default=None)
+    p: Opt[FhirString] = None
     """The first prime factor."""
 
-    p_ext: Opt[Element] = Field(default=None, validation_alias="_p", serialization_alias="_p")
+    p_ext: Annotated[Opt[Element], Field(validation_alias="_p", serialization_alias="_p")] = None
     """Extensions and id of `p`."""
 
-    q: Opt[FhirString] = Field(default=None)
+    q: Opt[FhirString] = None
     """The second prime factor."""
 
-    q_ext: Opt[Element] = Field(default=None, validation_alias="_q", serialization_alias="_q")
+    q_ext: Annotated[Opt[Element], Field(validation_alias="_q", serialization_alias="_q")] = None
     """Extensions and id of `q`."""
 
-    dp: Opt[FhirString] = Field(default=None)
+    dp: Opt[FhirString] = None
     """The first factor CRT exponent."""
 
-    dp_ext: Opt[Element] = Field(default=None, validation_alias="_dp", serialization_alias="_dp")
+    dp_ext: Annotated[Opt[Element], Field(validation_alias="_dp", serialization_alias="_dp")] = None
     """Extensions and id of `dp`."""
 
-    dq: Opt[FhirString] = Field(default=None)
+    dq: Opt[FhirString] = None
     """The second factor CRT exponent."""
 
-    dq_ext: Opt[Element] = Field(default=None, validation_alias="_dq", serialization_alias="_dq")
+    dq_ext: Annotated[Opt[Element], Field(validation_alias="_dq", serialization_alias="_dq")] = None
     """Extensions and id of `dq`."""
 
-    qi: Opt[FhirString] = Field(default=None)
+    qi: Opt[FhirString] = None
     """The first CRT coefficient."""
 
-    qi_ext: Opt[Element] = Field(default=None, validation_alias="_qi", serialization_alias="_qi")
+    qi_ext: Annotated[Opt[Element], Field(validation_alias="_qi", serialization_alias="_qi")] = None
     """Extensions and id of `qi`."""
 
-    x: Opt[FhirString] = Field(default=None)
+    x: Opt[FhirString] = None
     """The x coordinate of the elliptic curve point (base64url encoded)."""
 
-    x_ext: Opt[Element] = Field(default=None, validation_alias="_x", serialization_alias="_x")
+    x_ext: Annotated[Opt[Element], Field(validation_alias="_x", serialization_alias="_x")] = None
     """Extensions and id of `x`."""
 
-    y: Opt[FhirString] = Field(default=None)
+    y: Opt[FhirString] = None
     """The y coordinate of the elliptic curve point (base64url encoded)."""
 
-    y_ext: Opt[Element] = Field(default=None, validation_alias="_y", serialization_alias="_y")
+    y_ext: Annotated[Opt[Element], Field(validation_alias="_y", serialization_alias="_y")] = None
     """Extensions and id of `y`."""
 
-    crv: Opt[FhirString] = Field(default=None)
+    crv: Opt[FhirString] = None
     """The cryptographic curve identifier (e.g., 'P-256', 'P-384', 'P-521')."""
 
-    crv_ext: Opt[Element] = Field(default=None, validation_alias="_crv", serialization_alias="_crv")
+    crv_ext: Annotated[Opt[Element], Field(validation_alias="_crv", serialization_alias="_crv")] = (
+        None
+    )
     """Extensions and id of `crv`."""

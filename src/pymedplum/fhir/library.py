@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
     FhirUri,
 )
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import LibrarySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -47,7 +49,7 @@ _DEPENDENCIES = (
 )
 
 
-class Library(DomainResource, ChoiceChecked):
+class Library(DomainResource, ChoiceChecked, Searchable["Library", "LibrarySearchParams"]):
     """The Library resource is a general-purpose container for knowledge asset definitions."""
 
     __fhir_choice_groups__ = (
@@ -58,199 +60,208 @@ class Library(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Library"] = Field(
-        default="Library", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Library"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Library"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this library, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the library"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the library"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this library (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this library (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the library"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """logic-library | model-definition | asset-collection | module-definition"""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """Type of individual the library content is focused on"""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """Type of individual the library content is focused on"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the library"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for library (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this library is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the library"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the library was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the library was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the library is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """E.g."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    parameter: Opt[list[ParameterDefinition]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[ParameterDefinition]], Field(min_length=1)] = None
     """Parameters defined by the library"""
 
-    data_requirement: Opt[list[DataRequirement]] = Field(
-        default=None,
-        validation_alias="dataRequirement",
-        serialization_alias="dataRequirement",
-        min_length=1,
-    )
+    data_requirement: Annotated[
+        Opt[list[DataRequirement]],
+        Field(
+            validation_alias="dataRequirement", serialization_alias="dataRequirement", min_length=1
+        ),
+    ] = None
     """What data is referenced by this library"""
 
-    content: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    content: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Contents of the library, either embedded or referenced"""

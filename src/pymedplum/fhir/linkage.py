@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import LinkageSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -20,38 +22,39 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class Linkage(DomainResource):
+class Linkage(DomainResource, Searchable["Linkage", "LinkageSearchParams"]):
     """Identifies two or more records (resource instances) that refer to the same real-world \"occurrence\"."""
 
-    resource_type: Literal["Linkage"] = Field(
-        default="Linkage", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Linkage"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Linkage"
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this linkage assertion is active or not"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Who is responsible for linkages"""
 
-    item: list[LinkageItem] = Field(min_length=1)
+    item: Annotated[list[LinkageItem], Field(min_length=1)]
     """Item to be linked"""
 
 
 class LinkageItem(BackboneElement):
     """Item to be linked"""
 
-    type: Literal["source", "alternate", "historical"] = Field()
+    type: Literal["source", "alternate", "historical"]
     """source | alternate | historical"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    resource: Reference = Field()
+    resource: Reference
     """Resource being linked"""

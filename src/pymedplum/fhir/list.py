@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ListSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -23,98 +25,100 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class List(DomainResource):
+class List(DomainResource, Searchable["List", "ListSearchParams"]):
     """A list is a curated collection of resources."""
 
-    resource_type: Literal["List"] = Field(
-        default="List", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["List"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "List"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    status: Literal["current", "retired", "entered-in-error"] = Field()
+    status: Literal["current", "retired", "entered-in-error"]
     """current | retired | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    mode: Literal["working", "snapshot", "changes"] = Field()
+    mode: Literal["working", "snapshot", "changes"]
     """working | snapshot | changes"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Descriptive name for the list"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """What the purpose of this list is"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """If all resources have the same subject"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Context in which list created"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the list was prepared"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """Who and/or what defined the list contents (aka Author)"""
 
-    ordered_by: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="orderedBy", serialization_alias="orderedBy"
-    )
+    ordered_by: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="orderedBy", serialization_alias="orderedBy")
+    ] = None
     """What order the list has"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the list"""
 
-    entry: Opt[list[ListEntry]] = Field(default=None, min_length=1)
+    entry: Annotated[Opt[list[ListEntry]], Field(min_length=1)] = None
     """Entries in the list"""
 
-    empty_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="emptyReason", serialization_alias="emptyReason"
-    )
+    empty_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="emptyReason", serialization_alias="emptyReason"),
+    ] = None
     """Why list is empty"""
 
 
 class ListEntry(BackboneElement):
     """Entries in the list"""
 
-    flag: Opt[CodeableConcept] = Field(default=None)
+    flag: Opt[CodeableConcept] = None
     """Status/Workflow information about this item"""
 
-    deleted: Opt[FhirBoolean] = Field(default=None)
+    deleted: Opt[FhirBoolean] = None
     """If this item is actually marked as deleted"""
 
-    deleted_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deleted", serialization_alias="_deleted"
-    )
+    deleted_ext: Annotated[
+        Opt[Element], Field(validation_alias="_deleted", serialization_alias="_deleted")
+    ] = None
     """Extensions and id of `deleted`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When item added to list"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    item: Reference = Field()
+    item: Reference
     """Actual entry"""

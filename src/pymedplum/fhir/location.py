@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDecimal, FhirString, FhirTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import LocationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
@@ -33,186 +35,193 @@ _DEPENDENCIES = (
 )
 
 
-class Location(DomainResource):
+class Location(DomainResource, Searchable["Location", "LocationSearchParams"]):
     """Details and position information for a physical place where services are provided and resources and participants may be stored, found, contained, or accommodated."""
 
-    resource_type: Literal["Location"] = Field(
-        default="Location", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Location"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Location"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique code or number identifying the location to its users"""
 
-    status: Opt[Literal["active", "suspended", "inactive"]] = Field(default=None)
+    status: Opt[Literal["active", "suspended", "inactive"]] = None
     """active | suspended | inactive"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    operational_status: Opt[Coding] = Field(
-        default=None, validation_alias="operationalStatus", serialization_alias="operationalStatus"
-    )
+    operational_status: Annotated[
+        Opt[Coding],
+        Field(validation_alias="operationalStatus", serialization_alias="operationalStatus"),
+    ] = None
     """The operational status of the location (typically only for a bed/room)"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of the location as used by humans"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    alias: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    alias: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """A list of alternate names that the location is known as, or was known as, in the past"""
 
-    alias_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias", min_length=1
-    )
+    alias_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_alias", serialization_alias="_alias", min_length=1),
+    ] = None
     """Extensions and id of `alias`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Additional details about the location that could be displayed as further information to identify the location beyond its name"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    mode: Opt[Literal["instance", "kind"]] = Field(default=None)
+    mode: Opt[Literal["instance", "kind"]] = None
     """instance | kind"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of function performed"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details of the location"""
 
-    address: Opt[Address] = Field(default=None)
+    address: Opt[Address] = None
     """Physical location"""
 
-    physical_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="physicalType", serialization_alias="physicalType"
-    )
+    physical_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="physicalType", serialization_alias="physicalType"),
+    ] = None
     """Physical form of the location"""
 
-    position: Opt[LocationPosition] = Field(default=None)
+    position: Opt[LocationPosition] = None
     """The absolute geographic location"""
 
-    managing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-    )
+    managing_organization: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingOrganization", serialization_alias="managingOrganization"),
+    ] = None
     """Organization responsible for provisioning and upkeep"""
 
-    part_of: Opt[Reference] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf"
-    )
+    part_of: Annotated[
+        Opt[Reference], Field(validation_alias="partOf", serialization_alias="partOf")
+    ] = None
     """Another Location this one is physically a part of"""
 
-    hours_of_operation: Opt[list[LocationHoursOfOperation]] = Field(
-        default=None,
-        validation_alias="hoursOfOperation",
-        serialization_alias="hoursOfOperation",
-        min_length=1,
-    )
+    hours_of_operation: Annotated[
+        Opt[list[LocationHoursOfOperation]],
+        Field(
+            validation_alias="hoursOfOperation",
+            serialization_alias="hoursOfOperation",
+            min_length=1,
+        ),
+    ] = None
     """What days/times during a week is this location usually open"""
 
-    availability_exceptions: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="availabilityExceptions",
-        serialization_alias="availabilityExceptions",
-    )
+    availability_exceptions: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="availabilityExceptions", serialization_alias="availabilityExceptions"
+        ),
+    ] = None
     """Description of availability exceptions"""
 
-    availability_exceptions_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_availabilityExceptions",
-        serialization_alias="_availabilityExceptions",
-    )
+    availability_exceptions_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_availabilityExceptions",
+            serialization_alias="_availabilityExceptions",
+        ),
+    ] = None
     """Extensions and id of `availabilityExceptions`."""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoints providing access to services operated for the location"""
 
 
 class LocationPosition(BackboneElement):
     """The absolute geographic location"""
 
-    longitude: FhirDecimal = Field()
+    longitude: FhirDecimal
     """Longitude with WGS84 datum"""
 
-    longitude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_longitude", serialization_alias="_longitude"
-    )
+    longitude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_longitude", serialization_alias="_longitude")
+    ] = None
     """Extensions and id of `longitude`."""
 
-    latitude: FhirDecimal = Field()
+    latitude: FhirDecimal
     """Latitude with WGS84 datum"""
 
-    latitude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_latitude", serialization_alias="_latitude"
-    )
+    latitude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_latitude", serialization_alias="_latitude")
+    ] = None
     """Extensions and id of `latitude`."""
 
-    altitude: Opt[FhirDecimal] = Field(default=None)
+    altitude: Opt[FhirDecimal] = None
     """Altitude with WGS84 datum"""
 
-    altitude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_altitude", serialization_alias="_altitude"
-    )
+    altitude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_altitude", serialization_alias="_altitude")
+    ] = None
     """Extensions and id of `altitude`."""
 
 
 class LocationHoursOfOperation(BackboneElement):
     """What days/times during a week is this location usually open"""
 
-    days_of_week: Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]] = Field(
-        default=None, validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1
-    )
+    days_of_week: Annotated[
+        Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]],
+        Field(validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1),
+    ] = None
     """mon | tue | wed | thu | fri | sat | sun"""
 
-    days_of_week_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_daysOfWeek",
-        serialization_alias="_daysOfWeek",
-        min_length=1,
-    )
+    days_of_week_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_daysOfWeek", serialization_alias="_daysOfWeek", min_length=1),
+    ] = None
     """Extensions and id of `daysOfWeek`."""
 
-    all_day: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="allDay", serialization_alias="allDay"
-    )
+    all_day: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="allDay", serialization_alias="allDay")
+    ] = None
     """The Location is open all day"""
 
-    all_day_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allDay", serialization_alias="_allDay"
-    )
+    all_day_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allDay", serialization_alias="_allDay")
+    ] = None
     """Extensions and id of `allDay`."""
 
-    opening_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="openingTime", serialization_alias="openingTime"
-    )
+    opening_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="openingTime", serialization_alias="openingTime")
+    ] = None
     """Time that the Location opens"""
 
-    opening_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_openingTime", serialization_alias="_openingTime"
-    )
+    opening_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_openingTime", serialization_alias="_openingTime")
+    ] = None
     """Extensions and id of `openingTime`."""
 
-    closing_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="closingTime", serialization_alias="closingTime"
-    )
+    closing_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="closingTime", serialization_alias="closingTime")
+    ] = None
     """Time that the Location closes"""
 
-    closing_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_closingTime", serialization_alias="_closingTime"
-    )
+    closing_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_closingTime", serialization_alias="_closingTime")
+    ] = None
     """Extensions and id of `closingTime`."""

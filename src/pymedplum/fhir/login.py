@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCode, FhirInstant, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import LoginSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -20,423 +22,444 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class Login(DomainResource):
+class Login(DomainResource, Searchable["Login", "LoginSearchParams"]):
     """Login event and session details."""
 
-    resource_type: Literal["Login"] = Field(
-        default="Login", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Login"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Login"
 
-    client: Opt[Reference] = Field(default=None)
+    client: Opt[Reference] = None
     """The client requesting the code."""
 
-    profile_type: Opt[
-        Literal[
-            "Account",
-            "ActivityDefinition",
-            "AdverseEvent",
-            "AllergyIntolerance",
-            "Appointment",
-            "AppointmentResponse",
-            "AuditEvent",
-            "Basic",
-            "Binary",
-            "BiologicallyDerivedProduct",
-            "BodyStructure",
-            "Bundle",
-            "CapabilityStatement",
-            "CarePlan",
-            "CareTeam",
-            "CatalogEntry",
-            "ChargeItem",
-            "ChargeItemDefinition",
-            "Claim",
-            "ClaimResponse",
-            "ClinicalImpression",
-            "CodeSystem",
-            "Communication",
-            "CommunicationRequest",
-            "CompartmentDefinition",
-            "Composition",
-            "ConceptMap",
-            "Condition",
-            "Consent",
-            "Contract",
-            "Coverage",
-            "CoverageEligibilityRequest",
-            "CoverageEligibilityResponse",
-            "DetectedIssue",
-            "Device",
-            "DeviceDefinition",
-            "DeviceMetric",
-            "DeviceRequest",
-            "DeviceUseStatement",
-            "DiagnosticReport",
-            "DocumentManifest",
-            "DocumentReference",
-            "DomainResource",
-            "EffectEvidenceSynthesis",
-            "Encounter",
-            "Endpoint",
-            "EnrollmentRequest",
-            "EnrollmentResponse",
-            "EpisodeOfCare",
-            "EventDefinition",
-            "Evidence",
-            "EvidenceVariable",
-            "ExampleScenario",
-            "ExplanationOfBenefit",
-            "FamilyMemberHistory",
-            "Flag",
-            "Goal",
-            "GraphDefinition",
-            "Group",
-            "GuidanceResponse",
-            "HealthcareService",
-            "ImagingStudy",
-            "Immunization",
-            "ImmunizationEvaluation",
-            "ImmunizationRecommendation",
-            "ImplementationGuide",
-            "InsurancePlan",
-            "Invoice",
-            "Library",
-            "Linkage",
-            "List",
-            "Location",
-            "Measure",
-            "MeasureReport",
-            "Media",
-            "Medication",
-            "MedicationAdministration",
-            "MedicationDispense",
-            "MedicationKnowledge",
-            "MedicationRequest",
-            "MedicationStatement",
-            "MedicinalProduct",
-            "MedicinalProductAuthorization",
-            "MedicinalProductContraindication",
-            "MedicinalProductIndication",
-            "MedicinalProductIngredient",
-            "MedicinalProductInteraction",
-            "MedicinalProductManufactured",
-            "MedicinalProductPackaged",
-            "MedicinalProductPharmaceutical",
-            "MedicinalProductUndesirableEffect",
-            "MessageDefinition",
-            "MessageHeader",
-            "MolecularSequence",
-            "NamingSystem",
-            "NutritionOrder",
-            "Observation",
-            "ObservationDefinition",
-            "OperationDefinition",
-            "OperationOutcome",
-            "Organization",
-            "OrganizationAffiliation",
-            "Parameters",
-            "Patient",
-            "PaymentNotice",
-            "PaymentReconciliation",
-            "Person",
-            "PlanDefinition",
-            "Practitioner",
-            "PractitionerRole",
-            "Procedure",
-            "Provenance",
-            "Questionnaire",
-            "QuestionnaireResponse",
-            "RelatedPerson",
-            "RequestGroup",
-            "ResearchDefinition",
-            "ResearchElementDefinition",
-            "ResearchStudy",
-            "ResearchSubject",
-            "Resource",
-            "RiskAssessment",
-            "RiskEvidenceSynthesis",
-            "Schedule",
-            "SearchParameter",
-            "ServiceRequest",
-            "Slot",
-            "Specimen",
-            "SpecimenDefinition",
-            "StructureDefinition",
-            "StructureMap",
-            "Subscription",
-            "Substance",
-            "SubstanceNucleicAcid",
-            "SubstancePolymer",
-            "SubstanceProtein",
-            "SubstanceReferenceInformation",
-            "SubstanceSourceMaterial",
-            "SubstanceSpecification",
-            "SupplyDelivery",
-            "SupplyRequest",
-            "Task",
-            "TerminologyCapabilities",
-            "TestReport",
-            "TestScript",
-            "ValueSet",
-            "VerificationResult",
-            "VisionPrescription",
-        ]
-    ] = Field(default=None, validation_alias="profileType", serialization_alias="profileType")
+    profile_type: Annotated[
+        Opt[
+            Literal[
+                "Account",
+                "ActivityDefinition",
+                "AdverseEvent",
+                "AllergyIntolerance",
+                "Appointment",
+                "AppointmentResponse",
+                "AuditEvent",
+                "Basic",
+                "Binary",
+                "BiologicallyDerivedProduct",
+                "BodyStructure",
+                "Bundle",
+                "CapabilityStatement",
+                "CarePlan",
+                "CareTeam",
+                "CatalogEntry",
+                "ChargeItem",
+                "ChargeItemDefinition",
+                "Claim",
+                "ClaimResponse",
+                "ClinicalImpression",
+                "CodeSystem",
+                "Communication",
+                "CommunicationRequest",
+                "CompartmentDefinition",
+                "Composition",
+                "ConceptMap",
+                "Condition",
+                "Consent",
+                "Contract",
+                "Coverage",
+                "CoverageEligibilityRequest",
+                "CoverageEligibilityResponse",
+                "DetectedIssue",
+                "Device",
+                "DeviceDefinition",
+                "DeviceMetric",
+                "DeviceRequest",
+                "DeviceUseStatement",
+                "DiagnosticReport",
+                "DocumentManifest",
+                "DocumentReference",
+                "DomainResource",
+                "EffectEvidenceSynthesis",
+                "Encounter",
+                "Endpoint",
+                "EnrollmentRequest",
+                "EnrollmentResponse",
+                "EpisodeOfCare",
+                "EventDefinition",
+                "Evidence",
+                "EvidenceVariable",
+                "ExampleScenario",
+                "ExplanationOfBenefit",
+                "FamilyMemberHistory",
+                "Flag",
+                "Goal",
+                "GraphDefinition",
+                "Group",
+                "GuidanceResponse",
+                "HealthcareService",
+                "ImagingStudy",
+                "Immunization",
+                "ImmunizationEvaluation",
+                "ImmunizationRecommendation",
+                "ImplementationGuide",
+                "InsurancePlan",
+                "Invoice",
+                "Library",
+                "Linkage",
+                "List",
+                "Location",
+                "Measure",
+                "MeasureReport",
+                "Media",
+                "Medication",
+                "MedicationAdministration",
+                "MedicationDispense",
+                "MedicationKnowledge",
+                "MedicationRequest",
+                "MedicationStatement",
+                "MedicinalProduct",
+                "MedicinalProductAuthorization",
+                "MedicinalProductContraindication",
+                "MedicinalProductIndication",
+                "MedicinalProductIngredient",
+                "MedicinalProductInteraction",
+                "MedicinalProductManufactured",
+                "MedicinalProductPackaged",
+                "MedicinalProductPharmaceutical",
+                "MedicinalProductUndesirableEffect",
+                "MessageDefinition",
+                "MessageHeader",
+                "MolecularSequence",
+                "NamingSystem",
+                "NutritionOrder",
+                "Observation",
+                "ObservationDefinition",
+                "OperationDefinition",
+                "OperationOutcome",
+                "Organization",
+                "OrganizationAffiliation",
+                "Parameters",
+                "Patient",
+                "PaymentNotice",
+                "PaymentReconciliation",
+                "Person",
+                "PlanDefinition",
+                "Practitioner",
+                "PractitionerRole",
+                "Procedure",
+                "Provenance",
+                "Questionnaire",
+                "QuestionnaireResponse",
+                "RelatedPerson",
+                "RequestGroup",
+                "ResearchDefinition",
+                "ResearchElementDefinition",
+                "ResearchStudy",
+                "ResearchSubject",
+                "Resource",
+                "RiskAssessment",
+                "RiskEvidenceSynthesis",
+                "Schedule",
+                "SearchParameter",
+                "ServiceRequest",
+                "Slot",
+                "Specimen",
+                "SpecimenDefinition",
+                "StructureDefinition",
+                "StructureMap",
+                "Subscription",
+                "Substance",
+                "SubstanceNucleicAcid",
+                "SubstancePolymer",
+                "SubstanceProtein",
+                "SubstanceReferenceInformation",
+                "SubstanceSourceMaterial",
+                "SubstanceSpecification",
+                "SupplyDelivery",
+                "SupplyRequest",
+                "Task",
+                "TerminologyCapabilities",
+                "TestReport",
+                "TestScript",
+                "ValueSet",
+                "VerificationResult",
+                "VisionPrescription",
+            ]
+        ],
+        Field(validation_alias="profileType", serialization_alias="profileType"),
+    ] = None
     """Optional required profile resource type."""
 
-    profile_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profileType", serialization_alias="_profileType"
-    )
+    profile_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profileType", serialization_alias="_profileType")
+    ] = None
     """Extensions and id of `profileType`."""
 
-    project: Opt[Reference] = Field(default=None)
+    project: Opt[Reference] = None
     """Optional required project for the login."""
 
-    user: Reference = Field()
+    user: Reference
     """The user requesting the code."""
 
-    membership: Opt[Reference] = Field(default=None)
+    membership: Opt[Reference] = None
     """Reference to the project membership which includes FHIR identity (patient, practitioner, etc), access policy, and user configuration."""
 
-    scope: Opt[FhirString] = Field(default=None)
+    scope: Opt[FhirString] = None
     """OAuth scope or scopes."""
 
-    scope_ext: Opt[Element] = Field(
-        default=None, validation_alias="_scope", serialization_alias="_scope"
-    )
+    scope_ext: Annotated[
+        Opt[Element], Field(validation_alias="_scope", serialization_alias="_scope")
+    ] = None
     """Extensions and id of `scope`."""
 
-    auth_method: Literal[
-        "client", "exchange", "execute", "external", "google", "password", "pre-authorized"
-    ] = Field(validation_alias="authMethod", serialization_alias="authMethod")
+    auth_method: Annotated[
+        Literal[
+            "client", "exchange", "execute", "external", "google", "password", "pre-authorized"
+        ],
+        Field(validation_alias="authMethod", serialization_alias="authMethod"),
+    ]
     """The authentication method used to obtain the code (password or google)."""
 
-    auth_method_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authMethod", serialization_alias="_authMethod"
-    )
+    auth_method_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authMethod", serialization_alias="_authMethod")
+    ] = None
     """Extensions and id of `authMethod`."""
 
-    pre_authorized_code_hash: Opt[FhirCode] = Field(
-        default=None,
-        validation_alias="preAuthorizedCodeHash",
-        serialization_alias="preAuthorizedCodeHash",
-    )
+    pre_authorized_code_hash: Annotated[
+        Opt[FhirCode],
+        Field(
+            validation_alias="preAuthorizedCodeHash", serialization_alias="preAuthorizedCodeHash"
+        ),
+    ] = None
     """The hash of the pre-authorized code used to obtain OAuth Pre-Authorized Code Grant."""
 
-    pre_authorized_code_hash_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_preAuthorizedCodeHash",
-        serialization_alias="_preAuthorizedCodeHash",
-    )
+    pre_authorized_code_hash_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_preAuthorizedCodeHash", serialization_alias="_preAuthorizedCodeHash"
+        ),
+    ] = None
     """Extensions and id of `preAuthorizedCodeHash`."""
 
-    auth_time: FhirInstant = Field(validation_alias="authTime", serialization_alias="authTime")
+    auth_time: Annotated[
+        FhirInstant, Field(validation_alias="authTime", serialization_alias="authTime")
+    ]
     """Time when the End-User authentication occurred."""
 
-    auth_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authTime", serialization_alias="_authTime"
-    )
+    auth_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authTime", serialization_alias="_authTime")
+    ] = None
     """Extensions and id of `authTime`."""
 
-    cookie: Opt[FhirString] = Field(default=None)
+    cookie: Opt[FhirString] = None
     """The cookie value that can be used for session management."""
 
-    cookie_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cookie", serialization_alias="_cookie"
-    )
+    cookie_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cookie", serialization_alias="_cookie")
+    ] = None
     """Extensions and id of `cookie`."""
 
-    code: Opt[FhirString] = Field(default=None)
+    code: Opt[FhirString] = None
     """The authorization code generated by the authorization server."""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    code_challenge: Opt[FhirString] = Field(
-        default=None, validation_alias="codeChallenge", serialization_alias="codeChallenge"
-    )
+    code_challenge: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="codeChallenge", serialization_alias="codeChallenge"),
+    ] = None
     """PKCE code challenge presented in the authorization request."""
 
-    code_challenge_ext: Opt[Element] = Field(
-        default=None, validation_alias="_codeChallenge", serialization_alias="_codeChallenge"
-    )
+    code_challenge_ext: Annotated[
+        Opt[Element], Field(validation_alias="_codeChallenge", serialization_alias="_codeChallenge")
+    ] = None
     """Extensions and id of `codeChallenge`."""
 
-    code_challenge_method: Opt[Literal["plain", "S256"]] = Field(
-        default=None,
-        validation_alias="codeChallengeMethod",
-        serialization_alias="codeChallengeMethod",
-    )
+    code_challenge_method: Annotated[
+        Opt[Literal["plain", "S256"]],
+        Field(validation_alias="codeChallengeMethod", serialization_alias="codeChallengeMethod"),
+    ] = None
     """OPTIONAL, defaults to \"plain\" if not present in the request."""
 
-    code_challenge_method_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_codeChallengeMethod",
-        serialization_alias="_codeChallengeMethod",
-    )
+    code_challenge_method_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_codeChallengeMethod", serialization_alias="_codeChallengeMethod"),
+    ] = None
     """Extensions and id of `codeChallengeMethod`."""
 
-    refresh_secret: Opt[FhirString] = Field(
-        default=None, validation_alias="refreshSecret", serialization_alias="refreshSecret"
-    )
+    refresh_secret: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="refreshSecret", serialization_alias="refreshSecret"),
+    ] = None
     """Optional secure random string that can be used in an OAuth refresh token."""
 
-    refresh_secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_refreshSecret", serialization_alias="_refreshSecret"
-    )
+    refresh_secret_ext: Annotated[
+        Opt[Element], Field(validation_alias="_refreshSecret", serialization_alias="_refreshSecret")
+    ] = None
     """Extensions and id of `refreshSecret`."""
 
-    nonce: Opt[FhirString] = Field(default=None)
+    nonce: Opt[FhirString] = None
     """Optional cryptographically random string that your app adds to the initial request and the authorization server includes inside the ID Token, used to prevent token replay attacks."""
 
-    nonce_ext: Opt[Element] = Field(
-        default=None, validation_alias="_nonce", serialization_alias="_nonce"
-    )
+    nonce_ext: Annotated[
+        Opt[Element], Field(validation_alias="_nonce", serialization_alias="_nonce")
+    ] = None
     """Extensions and id of `nonce`."""
 
-    mfa_verified: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="mfaVerified", serialization_alias="mfaVerified"
-    )
+    mfa_verified: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="mfaVerified", serialization_alias="mfaVerified")
+    ] = None
     """Whether the user has verified using multi-factor authentication (MFA)."""
 
-    mfa_verified_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mfaVerified", serialization_alias="_mfaVerified"
-    )
+    mfa_verified_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mfaVerified", serialization_alias="_mfaVerified")
+    ] = None
     """Extensions and id of `mfaVerified`."""
 
-    email_mfa: Opt[LoginEmailMfa] = Field(
-        default=None, validation_alias="emailMfa", serialization_alias="emailMfa"
-    )
+    email_mfa: Annotated[
+        Opt[LoginEmailMfa], Field(validation_alias="emailMfa", serialization_alias="emailMfa")
+    ] = None
     """Single-use 6-digit code for email-based MFA."""
 
-    expires_at: Opt[FhirInstant] = Field(
-        default=None, validation_alias="expiresAt", serialization_alias="expiresAt"
-    )
+    expires_at: Annotated[
+        Opt[FhirInstant], Field(validation_alias="expiresAt", serialization_alias="expiresAt")
+    ] = None
     """The time at which a token will expire for this login."""
 
-    expires_at_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expiresAt", serialization_alias="_expiresAt"
-    )
+    expires_at_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expiresAt", serialization_alias="_expiresAt")
+    ] = None
     """Extensions and id of `expiresAt`."""
 
-    granted: Opt[FhirBoolean] = Field(default=None)
+    granted: Opt[FhirBoolean] = None
     """Whether a token has been granted for this login."""
 
-    granted_ext: Opt[Element] = Field(
-        default=None, validation_alias="_granted", serialization_alias="_granted"
-    )
+    granted_ext: Annotated[
+        Opt[Element], Field(validation_alias="_granted", serialization_alias="_granted")
+    ] = None
     """Extensions and id of `granted`."""
 
-    revoked: Opt[FhirBoolean] = Field(default=None)
+    revoked: Opt[FhirBoolean] = None
     """Whether this login has been revoked or invalidated."""
 
-    revoked_ext: Opt[Element] = Field(
-        default=None, validation_alias="_revoked", serialization_alias="_revoked"
-    )
+    revoked_ext: Annotated[
+        Opt[Element], Field(validation_alias="_revoked", serialization_alias="_revoked")
+    ] = None
     """Extensions and id of `revoked`."""
 
-    admin: Opt[FhirBoolean] = Field(default=None)
+    admin: Opt[FhirBoolean] = None
     """@deprecated"""
 
-    admin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_admin", serialization_alias="_admin"
-    )
+    admin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_admin", serialization_alias="_admin")
+    ] = None
     """Extensions and id of `admin`."""
 
-    super_admin: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="superAdmin", serialization_alias="superAdmin"
-    )
+    super_admin: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="superAdmin", serialization_alias="superAdmin")
+    ] = None
     """@deprecated"""
 
-    super_admin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_superAdmin", serialization_alias="_superAdmin"
-    )
+    super_admin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_superAdmin", serialization_alias="_superAdmin")
+    ] = None
     """Extensions and id of `superAdmin`."""
 
-    launch: Opt[Reference] = Field(default=None)
+    launch: Opt[Reference] = None
     """Optional SMART App Launch context for this login."""
 
-    remote_address: Opt[FhirString] = Field(
-        default=None, validation_alias="remoteAddress", serialization_alias="remoteAddress"
-    )
+    remote_address: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="remoteAddress", serialization_alias="remoteAddress"),
+    ] = None
     """The Internet Protocol (IP) address of the client or last proxy that sent the request."""
 
-    remote_address_ext: Opt[Element] = Field(
-        default=None, validation_alias="_remoteAddress", serialization_alias="_remoteAddress"
-    )
+    remote_address_ext: Annotated[
+        Opt[Element], Field(validation_alias="_remoteAddress", serialization_alias="_remoteAddress")
+    ] = None
     """Extensions and id of `remoteAddress`."""
 
-    user_agent: Opt[FhirString] = Field(
-        default=None, validation_alias="userAgent", serialization_alias="userAgent"
-    )
+    user_agent: Annotated[
+        Opt[FhirString], Field(validation_alias="userAgent", serialization_alias="userAgent")
+    ] = None
     """The User-Agent request header as sent by the client."""
 
-    user_agent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userAgent", serialization_alias="_userAgent"
-    )
+    user_agent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_userAgent", serialization_alias="_userAgent")
+    ] = None
     """Extensions and id of `userAgent`."""
 
-    picture_url: Opt[FhirString] = Field(
-        default=None, validation_alias="pictureUrl", serialization_alias="pictureUrl"
-    )
+    picture_url: Annotated[
+        Opt[FhirString], Field(validation_alias="pictureUrl", serialization_alias="pictureUrl")
+    ] = None
     """Optional picture URL from the external identity provider."""
 
-    picture_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_pictureUrl", serialization_alias="_pictureUrl"
-    )
+    picture_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_pictureUrl", serialization_alias="_pictureUrl")
+    ] = None
     """Extensions and id of `pictureUrl`."""
 
-    based_on: Opt[Reference] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn"
-    )
+    based_on: Annotated[
+        Opt[Reference], Field(validation_alias="basedOn", serialization_alias="basedOn")
+    ] = None
     """The existing login that this login was created from, when an authorization request reused an existing session."""
 
-    previous_refresh_secret: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="previousRefreshSecret",
-        serialization_alias="previousRefreshSecret",
-    )
+    previous_refresh_secret: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="previousRefreshSecret", serialization_alias="previousRefreshSecret"
+        ),
+    ] = None
     """The refresh secret that was most recently replaced by refresh token rotation."""
 
-    previous_refresh_secret_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_previousRefreshSecret",
-        serialization_alias="_previousRefreshSecret",
-    )
+    previous_refresh_secret_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_previousRefreshSecret", serialization_alias="_previousRefreshSecret"
+        ),
+    ] = None
     """Extensions and id of `previousRefreshSecret`."""
 
-    refresh_secret_rotated_at: Opt[FhirInstant] = Field(
-        default=None,
-        validation_alias="refreshSecretRotatedAt",
-        serialization_alias="refreshSecretRotatedAt",
-    )
+    refresh_secret_rotated_at: Annotated[
+        Opt[FhirInstant],
+        Field(
+            validation_alias="refreshSecretRotatedAt", serialization_alias="refreshSecretRotatedAt"
+        ),
+    ] = None
     """The time at which the refresh secret was most recently rotated."""
 
-    refresh_secret_rotated_at_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_refreshSecretRotatedAt",
-        serialization_alias="_refreshSecretRotatedAt",
-    )
+    refresh_secret_rotated_at_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_refreshSecretRotatedAt",
+            serialization_alias="_refreshSecretRotatedAt",
+        ),
+    ] = None
     """Extensions and id of `refreshSecretRotatedAt`."""
 
 
 class LoginEmailMfa(BackboneElement):
     """Single-use 6-digit code for email-based MFA."""
 
-    code_hash: FhirString = Field(validation_alias="codeHash", serialization_alias="codeHash")
+    code_hash: Annotated[
+        FhirString, Field(validation_alias="codeHash", serialization_alias="codeHash")
+    ]
     """Hashed single-use 6-digit code that was emailed to the user."""
 
-    code_hash_ext: Opt[Element] = Field(
-        default=None, validation_alias="_codeHash", serialization_alias="_codeHash"
-    )
+    code_hash_ext: Annotated[
+        Opt[Element], Field(validation_alias="_codeHash", serialization_alias="_codeHash")
+    ] = None
     """Extensions and id of `codeHash`."""
 
-    expires_at: FhirInstant = Field(validation_alias="expiresAt", serialization_alias="expiresAt")
+    expires_at: Annotated[
+        FhirInstant, Field(validation_alias="expiresAt", serialization_alias="expiresAt")
+    ]
     """The time at which the emailed code expires and can no longer be used to verify the login."""
 
-    expires_at_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expiresAt", serialization_alias="_expiresAt"
-    )
+    expires_at_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expiresAt", serialization_alias="_expiresAt")
+    ] = None
     """Extensions and id of `expiresAt`."""

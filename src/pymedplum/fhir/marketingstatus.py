@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -23,24 +23,26 @@ _DEPENDENCIES = ("CodeableConcept", "Element", "Period")
 class MarketingStatus(BackboneElement):
     """Base StructureDefinition for MarketingStatus Type: The marketing status describes the date when a medicinal product is actually put on the market or the date as of which it is no longer available."""
 
-    country: CodeableConcept = Field()
+    country: CodeableConcept
     """The country in which the marketing authorisation has been granted shall be specified It should be specified using the ISO 3166 ‑ 1 alpha-2 code elements"""
 
-    jurisdiction: Opt[CodeableConcept] = Field(default=None)
+    jurisdiction: Opt[CodeableConcept] = None
     """Where a Medicines Regulatory Agency has granted a marketing authorisation for which specific provisions within a jurisdiction apply, the jurisdiction can be specified using an appropriate controlle..."""
 
-    status: CodeableConcept = Field()
+    status: CodeableConcept
     """This attribute provides information on the status of the marketing of the medicinal product See ISO/TS 20443 for more information and examples"""
 
-    date_range: Period = Field(validation_alias="dateRange", serialization_alias="dateRange")
+    date_range: Annotated[
+        Period, Field(validation_alias="dateRange", serialization_alias="dateRange")
+    ]
     """The date when the Medicinal Product is placed on the market by the Marketing Authorisation Holder (or where applicable, the manufacturer/distributor) in a country and/or jurisdiction shall be provi..."""
 
-    restore_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="restoreDate", serialization_alias="restoreDate"
-    )
+    restore_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="restoreDate", serialization_alias="restoreDate")
+    ] = None
     """The date when the Medicinal Product is placed on the market by the Marketing Authorisation Holder (or where applicable, the manufacturer/distributor) in a country and/or jurisdiction shall be provi..."""
 
-    restore_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_restoreDate", serialization_alias="_restoreDate"
-    )
+    restore_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_restoreDate", serialization_alias="_restoreDate")
+    ] = None
     """Extensions and id of `restoreDate`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MeasureSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -45,7 +47,7 @@ _DEPENDENCIES = (
 )
 
 
-class Measure(DomainResource, ChoiceChecked):
+class Measure(DomainResource, ChoiceChecked, Searchable["Measure", "MeasureSearchParams"]):
     """The Measure resource provides the definition of a quality measure."""
 
     __fhir_choice_groups__ = (
@@ -56,387 +58,405 @@ class Measure(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Measure"] = Field(
-        default="Measure", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Measure"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Measure"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this measure, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the measure"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the measure"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this measure (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this measure (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the measure"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """E.g."""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """E.g."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the measure"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for measure (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this measure is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the measure"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the measure was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the measure was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the measure is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The category of the measure, such as Education, Treatment, Assessment, etc."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    library: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    library: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Logic used by the measure"""
 
-    library_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_library", serialization_alias="_library", min_length=1
-    )
+    library_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_library", serialization_alias="_library", min_length=1),
+    ] = None
     """Extensions and id of `library`."""
 
-    disclaimer: Opt[FhirMarkdown] = Field(default=None)
+    disclaimer: Opt[FhirMarkdown] = None
     """Disclaimer for use of the measure or its referenced content"""
 
-    disclaimer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disclaimer", serialization_alias="_disclaimer"
-    )
+    disclaimer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disclaimer", serialization_alias="_disclaimer")
+    ] = None
     """Extensions and id of `disclaimer`."""
 
-    scoring: Opt[CodeableConcept] = Field(default=None)
+    scoring: Opt[CodeableConcept] = None
     """proportion | ratio | continuous-variable | cohort"""
 
-    composite_scoring: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="compositeScoring", serialization_alias="compositeScoring"
-    )
+    composite_scoring: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="compositeScoring", serialization_alias="compositeScoring"),
+    ] = None
     """opportunity | all-or-nothing | linear | weighted"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """process | outcome | structure | patient-reported-outcome | composite"""
 
-    risk_adjustment: Opt[FhirString] = Field(
-        default=None, validation_alias="riskAdjustment", serialization_alias="riskAdjustment"
-    )
+    risk_adjustment: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="riskAdjustment", serialization_alias="riskAdjustment"),
+    ] = None
     """How risk adjustment is applied for this measure"""
 
-    risk_adjustment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_riskAdjustment", serialization_alias="_riskAdjustment"
-    )
+    risk_adjustment_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_riskAdjustment", serialization_alias="_riskAdjustment"),
+    ] = None
     """Extensions and id of `riskAdjustment`."""
 
-    rate_aggregation: Opt[FhirString] = Field(
-        default=None, validation_alias="rateAggregation", serialization_alias="rateAggregation"
-    )
+    rate_aggregation: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="rateAggregation", serialization_alias="rateAggregation"),
+    ] = None
     """How is rate aggregation performed for this measure"""
 
-    rate_aggregation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rateAggregation", serialization_alias="_rateAggregation"
-    )
+    rate_aggregation_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_rateAggregation", serialization_alias="_rateAggregation"),
+    ] = None
     """Extensions and id of `rateAggregation`."""
 
-    rationale: Opt[FhirMarkdown] = Field(default=None)
+    rationale: Opt[FhirMarkdown] = None
     """Detailed description of why the measure exists"""
 
-    rationale_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rationale", serialization_alias="_rationale"
-    )
+    rationale_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rationale", serialization_alias="_rationale")
+    ] = None
     """Extensions and id of `rationale`."""
 
-    clinical_recommendation_statement: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="clinicalRecommendationStatement",
-        serialization_alias="clinicalRecommendationStatement",
-    )
+    clinical_recommendation_statement: Annotated[
+        Opt[FhirMarkdown],
+        Field(
+            validation_alias="clinicalRecommendationStatement",
+            serialization_alias="clinicalRecommendationStatement",
+        ),
+    ] = None
     """Summary of clinical guidelines"""
 
-    clinical_recommendation_statement_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_clinicalRecommendationStatement",
-        serialization_alias="_clinicalRecommendationStatement",
-    )
+    clinical_recommendation_statement_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_clinicalRecommendationStatement",
+            serialization_alias="_clinicalRecommendationStatement",
+        ),
+    ] = None
     """Extensions and id of `clinicalRecommendationStatement`."""
 
-    improvement_notation: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="improvementNotation",
-        serialization_alias="improvementNotation",
-    )
+    improvement_notation: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="improvementNotation", serialization_alias="improvementNotation"),
+    ] = None
     """increase | decrease"""
 
-    definition: Opt[list[FhirMarkdown]] = Field(default=None, min_length=1)
+    definition: Annotated[Opt[list[FhirMarkdown]], Field(min_length=1)] = None
     """Defined terms used in the measure documentation"""
 
-    definition_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_definition",
-        serialization_alias="_definition",
-        min_length=1,
-    )
+    definition_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_definition", serialization_alias="_definition", min_length=1),
+    ] = None
     """Extensions and id of `definition`."""
 
-    guidance: Opt[FhirMarkdown] = Field(default=None)
+    guidance: Opt[FhirMarkdown] = None
     """Additional guidance for implementers"""
 
-    guidance_ext: Opt[Element] = Field(
-        default=None, validation_alias="_guidance", serialization_alias="_guidance"
-    )
+    guidance_ext: Annotated[
+        Opt[Element], Field(validation_alias="_guidance", serialization_alias="_guidance")
+    ] = None
     """Extensions and id of `guidance`."""
 
-    group: Opt[list[MeasureGroup]] = Field(default=None, min_length=1)
+    group: Annotated[Opt[list[MeasureGroup]], Field(min_length=1)] = None
     """Population criteria group"""
 
-    supplemental_data: Opt[list[MeasureSupplementalData]] = Field(
-        default=None,
-        validation_alias="supplementalData",
-        serialization_alias="supplementalData",
-        min_length=1,
-    )
+    supplemental_data: Annotated[
+        Opt[list[MeasureSupplementalData]],
+        Field(
+            validation_alias="supplementalData",
+            serialization_alias="supplementalData",
+            min_length=1,
+        ),
+    ] = None
     """What other data should be reported with the measure"""
 
 
 class MeasureGroup(BackboneElement):
     """Population criteria group"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Meaning of the group"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Summary description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    population: Opt[list[MeasureGroupPopulation]] = Field(default=None, min_length=1)
+    population: Annotated[Opt[list[MeasureGroupPopulation]], Field(min_length=1)] = None
     """Population criteria"""
 
-    stratifier: Opt[list[MeasureGroupStratifier]] = Field(default=None, min_length=1)
+    stratifier: Annotated[Opt[list[MeasureGroupStratifier]], Field(min_length=1)] = None
     """Stratifier criteria for the measure"""
 
 
 class MeasureGroupPopulation(BackboneElement):
     """Population criteria"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """initial-population | numerator | numerator-exclusion | denominator | denominator-exclusion | denominator-exception | measure-population | measure-population-exclusion | measure-observation"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The human readable description of this population criteria"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    criteria: Expression = Field()
+    criteria: Expression
     """The criteria that defines this population"""
 
 
 class MeasureGroupStratifier(BackboneElement):
     """Stratifier criteria for the measure"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Meaning of the stratifier"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The human readable description of this stratifier"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    criteria: Opt[Expression] = Field(default=None)
+    criteria: Opt[Expression] = None
     """How the measure should be stratified"""
 
-    component: Opt[list[MeasureGroupStratifierComponent]] = Field(default=None, min_length=1)
+    component: Annotated[Opt[list[MeasureGroupStratifierComponent]], Field(min_length=1)] = None
     """Stratifier criteria component for the measure"""
 
 
 class MeasureGroupStratifierComponent(BackboneElement):
     """Stratifier criteria component for the measure"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Meaning of the stratifier component"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The human readable description of this stratifier component"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    criteria: Expression = Field()
+    criteria: Expression
     """Component of how the measure should be stratified"""
 
 
 class MeasureSupplementalData(BackboneElement):
     """What other data should be reported with the measure"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Meaning of the supplemental data"""
 
-    usage: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    usage: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """supplemental-data | risk-adjustment-factor"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The human readable description of this supplemental data"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    criteria: Expression = Field()
+    criteria: Expression
     """Expression describing additional data to be reported"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirInteger
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MeasureReportSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -24,171 +26,175 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Quantity", "Reference")
 
 
-class MeasureReport(DomainResource):
+class MeasureReport(DomainResource, Searchable["MeasureReport", "MeasureReportSearchParams"]):
     """The MeasureReport resource contains the results of the calculation of a measure."""
 
-    resource_type: Literal["MeasureReport"] = Field(
-        default="MeasureReport", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["MeasureReport"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MeasureReport"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the MeasureReport"""
 
-    status: Literal["complete", "pending", "error"] = Field()
+    status: Literal["complete", "pending", "error"]
     """complete | pending | error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Literal["individual", "subject-list", "summary", "data-collection"] = Field()
+    type: Literal["individual", "subject-list", "summary", "data-collection"]
     """individual | subject-list | summary | data-collection"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    measure: FhirCanonical = Field()
+    measure: FhirCanonical
     """What measure was calculated"""
 
-    measure_ext: Opt[Element] = Field(
-        default=None, validation_alias="_measure", serialization_alias="_measure"
-    )
+    measure_ext: Annotated[
+        Opt[Element], Field(validation_alias="_measure", serialization_alias="_measure")
+    ] = None
     """Extensions and id of `measure`."""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """What individual(s) the report is for"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """When the report was generated"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    reporter: Opt[Reference] = Field(default=None)
+    reporter: Opt[Reference] = None
     """Who is reporting the data"""
 
-    period: Period = Field()
+    period: Period
     """What period the report covers"""
 
-    improvement_notation: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="improvementNotation",
-        serialization_alias="improvementNotation",
-    )
+    improvement_notation: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="improvementNotation", serialization_alias="improvementNotation"),
+    ] = None
     """increase | decrease"""
 
-    group: Opt[list[MeasureReportGroup]] = Field(default=None, min_length=1)
+    group: Annotated[Opt[list[MeasureReportGroup]], Field(min_length=1)] = None
     """Measure results for each group"""
 
-    evaluated_resource: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="evaluatedResource",
-        serialization_alias="evaluatedResource",
-        min_length=1,
-    )
+    evaluated_resource: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="evaluatedResource",
+            serialization_alias="evaluatedResource",
+            min_length=1,
+        ),
+    ] = None
     """What data was used to calculate the measure score"""
 
 
 class MeasureReportGroup(BackboneElement):
     """Measure results for each group"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Meaning of the group"""
 
-    population: Opt[list[MeasureReportGroupPopulation]] = Field(default=None, min_length=1)
+    population: Annotated[Opt[list[MeasureReportGroupPopulation]], Field(min_length=1)] = None
     """The populations in the group"""
 
-    measure_score: Opt[Quantity] = Field(
-        default=None, validation_alias="measureScore", serialization_alias="measureScore"
-    )
+    measure_score: Annotated[
+        Opt[Quantity], Field(validation_alias="measureScore", serialization_alias="measureScore")
+    ] = None
     """What score this group achieved"""
 
-    stratifier: Opt[list[MeasureReportGroupStratifier]] = Field(default=None, min_length=1)
+    stratifier: Annotated[Opt[list[MeasureReportGroupStratifier]], Field(min_length=1)] = None
     """Stratification results"""
 
 
 class MeasureReportGroupPopulation(BackboneElement):
     """The populations in the group"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """initial-population | numerator | numerator-exclusion | denominator | denominator-exclusion | denominator-exception | measure-population | measure-population-exclusion | measure-observation"""
 
-    count: Opt[FhirInteger] = Field(default=None)
+    count: Opt[FhirInteger] = None
     """Size of the population"""
 
-    count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_count", serialization_alias="_count"
-    )
+    count_ext: Annotated[
+        Opt[Element], Field(validation_alias="_count", serialization_alias="_count")
+    ] = None
     """Extensions and id of `count`."""
 
-    subject_results: Opt[Reference] = Field(
-        default=None, validation_alias="subjectResults", serialization_alias="subjectResults"
-    )
+    subject_results: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectResults", serialization_alias="subjectResults"),
+    ] = None
     """For subject-list reports, the subject results in this population"""
 
 
 class MeasureReportGroupStratifier(BackboneElement):
     """Stratification results"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """What stratifier of the group"""
 
-    stratum: Opt[list[MeasureReportGroupStratifierStratum]] = Field(default=None, min_length=1)
+    stratum: Annotated[Opt[list[MeasureReportGroupStratifierStratum]], Field(min_length=1)] = None
     """Stratum results, one for each unique value, or set of values, in the stratifier, or stratifier components"""
 
 
 class MeasureReportGroupStratifierStratum(BackboneElement):
     """Stratum results, one for each unique value, or set of values, in the stratifier, or stratifier components"""
 
-    value: Opt[CodeableConcept] = Field(default=None)
+    value: Opt[CodeableConcept] = None
     """The stratum value, e.g."""
 
-    component: Opt[list[MeasureReportGroupStratifierStratumComponent]] = Field(
-        default=None, min_length=1
-    )
+    component: Annotated[
+        Opt[list[MeasureReportGroupStratifierStratumComponent]], Field(min_length=1)
+    ] = None
     """Stratifier component values"""
 
-    population: Opt[list[MeasureReportGroupStratifierStratumPopulation]] = Field(
-        default=None, min_length=1
-    )
+    population: Annotated[
+        Opt[list[MeasureReportGroupStratifierStratumPopulation]], Field(min_length=1)
+    ] = None
     """Population results in this stratum"""
 
-    measure_score: Opt[Quantity] = Field(
-        default=None, validation_alias="measureScore", serialization_alias="measureScore"
-    )
+    measure_score: Annotated[
+        Opt[Quantity], Field(validation_alias="measureScore", serialization_alias="measureScore")
+    ] = None
     """What score this stratum achieved"""
 
 
 class MeasureReportGroupStratifierStratumComponent(BackboneElement):
     """Stratifier component values"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """What stratifier component of the group"""
 
-    value: CodeableConcept = Field()
+    value: CodeableConcept
     """The stratum component value, e.g."""
 
 
 class MeasureReportGroupStratifierStratumPopulation(BackboneElement):
     """Population results in this stratum"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """initial-population | numerator | numerator-exclusion | denominator | denominator-exclusion | denominator-exception | measure-population | measure-population-exclusion | measure-observation"""
 
-    count: Opt[FhirInteger] = Field(default=None)
+    count: Opt[FhirInteger] = None
     """Size of the population"""
 
-    count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_count", serialization_alias="_count"
-    )
+    count_ext: Annotated[
+        Opt[Element], Field(validation_alias="_count", serialization_alias="_count")
+    ] = None
     """Extensions and id of `count`."""
 
-    subject_results: Opt[Reference] = Field(
-        default=None, validation_alias="subjectResults", serialization_alias="subjectResults"
-    )
+    subject_results: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectResults", serialization_alias="subjectResults"),
+    ] = None
     """For subject-list reports, the subject results in this population"""

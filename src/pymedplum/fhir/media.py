@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -16,8 +16,10 @@ from pymedplum.fhir._primitives import (
     FhirString,
 )
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MediaSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -38,7 +40,7 @@ _DEPENDENCIES = (
 )
 
 
-class Media(DomainResource, ChoiceChecked):
+class Media(DomainResource, ChoiceChecked, Searchable["Media", "MediaSearchParams"]):
     """A photo, video, or audio recording acquired or used in healthcare."""
 
     __fhir_choice_groups__ = (
@@ -49,21 +51,24 @@ class Media(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Media"] = Field(
-        default="Media", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Media"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Media"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifier(s) for the image"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Procedure that caused this media to be created"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
     status: Literal[
@@ -75,112 +80,115 @@ class Media(DomainResource, ChoiceChecked):
         "completed",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """preparation | in-progress | not-done | on-hold | stopped | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Classification of media as image, video, or audio"""
 
-    modality: Opt[CodeableConcept] = Field(default=None)
+    modality: Opt[CodeableConcept] = None
     """The type of acquisition equipment/process"""
 
-    view: Opt[CodeableConcept] = Field(default=None)
+    view: Opt[CodeableConcept] = None
     """Imaging view, e.g."""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who/What this Media is a record of"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter associated with media"""
 
-    created_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="createdDateTime", serialization_alias="createdDateTime"
-    )
+    created_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="createdDateTime", serialization_alias="createdDateTime"),
+    ] = None
     """When Media was collected"""
 
-    created_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_createdDateTime", serialization_alias="_createdDateTime"
-    )
+    created_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_createdDateTime", serialization_alias="_createdDateTime"),
+    ] = None
     """Extensions and id of `createdDateTime`."""
 
-    created_period: Opt[Period] = Field(
-        default=None, validation_alias="createdPeriod", serialization_alias="createdPeriod"
-    )
+    created_period: Annotated[
+        Opt[Period], Field(validation_alias="createdPeriod", serialization_alias="createdPeriod")
+    ] = None
     """When Media was collected"""
 
-    issued: Opt[FhirInstant] = Field(default=None)
+    issued: Opt[FhirInstant] = None
     """Date/Time this version was made available"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    operator: Opt[Reference] = Field(default=None)
+    operator: Opt[Reference] = None
     """The person who generated the image"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why was event performed?"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Observed body part"""
 
-    device_name: Opt[FhirString] = Field(
-        default=None, validation_alias="deviceName", serialization_alias="deviceName"
-    )
+    device_name: Annotated[
+        Opt[FhirString], Field(validation_alias="deviceName", serialization_alias="deviceName")
+    ] = None
     """Name of the device/manufacturer"""
 
-    device_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deviceName", serialization_alias="_deviceName"
-    )
+    device_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_deviceName", serialization_alias="_deviceName")
+    ] = None
     """Extensions and id of `deviceName`."""
 
-    device: Opt[Reference] = Field(default=None)
+    device: Opt[Reference] = None
     """Observing Device"""
 
-    height: Opt[FhirPositiveInt] = Field(default=None)
+    height: Opt[FhirPositiveInt] = None
     """Height of the image in pixels (photo/video)"""
 
-    height_ext: Opt[Element] = Field(
-        default=None, validation_alias="_height", serialization_alias="_height"
-    )
+    height_ext: Annotated[
+        Opt[Element], Field(validation_alias="_height", serialization_alias="_height")
+    ] = None
     """Extensions and id of `height`."""
 
-    width: Opt[FhirPositiveInt] = Field(default=None)
+    width: Opt[FhirPositiveInt] = None
     """Width of the image in pixels (photo/video)"""
 
-    width_ext: Opt[Element] = Field(
-        default=None, validation_alias="_width", serialization_alias="_width"
-    )
+    width_ext: Annotated[
+        Opt[Element], Field(validation_alias="_width", serialization_alias="_width")
+    ] = None
     """Extensions and id of `width`."""
 
-    frames: Opt[FhirPositiveInt] = Field(default=None)
+    frames: Opt[FhirPositiveInt] = None
     """Number of frames if > 1 (photo)"""
 
-    frames_ext: Opt[Element] = Field(
-        default=None, validation_alias="_frames", serialization_alias="_frames"
-    )
+    frames_ext: Annotated[
+        Opt[Element], Field(validation_alias="_frames", serialization_alias="_frames")
+    ] = None
     """Extensions and id of `frames`."""
 
-    duration: Opt[FhirDecimal] = Field(default=None)
+    duration: Opt[FhirDecimal] = None
     """Length in seconds (audio / video)"""
 
-    duration_ext: Opt[Element] = Field(
-        default=None, validation_alias="_duration", serialization_alias="_duration"
-    )
+    duration_ext: Annotated[
+        Opt[Element], Field(validation_alias="_duration", serialization_alias="_duration")
+    ] = None
     """Extensions and id of `duration`."""
 
-    content: Attachment = Field()
+    content: Attachment
     """Actual Media - reference or data"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the media"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,40 +25,41 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Ratio", "Reference")
 
 
-class Medication(DomainResource):
+class Medication(DomainResource, Searchable["Medication", "MedicationSearchParams"]):
     """This resource is primarily used for the identification and definition of a medication for the purposes of prescribing, dispensing, and administering a medication as well as for making statements ab..."""
 
-    resource_type: Literal["Medication"] = Field(
-        default="Medication", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Medication"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Medication"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier for this medication"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Codes that identify this medication"""
 
-    status: Opt[Literal["active", "inactive", "entered-in-error"]] = Field(default=None)
+    status: Opt[Literal["active", "inactive", "entered-in-error"]] = None
     """active | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    manufacturer: Opt[Reference] = Field(default=None)
+    manufacturer: Opt[Reference] = None
     """Manufacturer of the item"""
 
-    form: Opt[CodeableConcept] = Field(default=None)
+    form: Opt[CodeableConcept] = None
     """powder | tablets | capsule +"""
 
-    amount: Opt[Ratio] = Field(default=None)
+    amount: Opt[Ratio] = None
     """Amount of drug in package"""
 
-    ingredient: Opt[list[MedicationIngredient]] = Field(default=None, min_length=1)
+    ingredient: Annotated[Opt[list[MedicationIngredient]], Field(min_length=1)] = None
     """Active or inactive ingredient"""
 
-    batch: Opt[MedicationBatch] = Field(default=None)
+    batch: Opt[MedicationBatch] = None
     """Details about packaged medications"""
 
 
@@ -71,51 +74,52 @@ class MedicationIngredient(BackboneElement, ChoiceChecked):
         ),
     )
 
-    item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="itemCodeableConcept",
-        serialization_alias="itemCodeableConcept",
-    )
+    item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="itemCodeableConcept", serialization_alias="itemCodeableConcept"),
+    ] = None
     """The actual ingredient or content"""
 
-    item_reference: Opt[Reference] = Field(
-        default=None, validation_alias="itemReference", serialization_alias="itemReference"
-    )
+    item_reference: Annotated[
+        Opt[Reference], Field(validation_alias="itemReference", serialization_alias="itemReference")
+    ] = None
     """The actual ingredient or content"""
 
-    is_active: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isActive", serialization_alias="isActive"
-    )
+    is_active: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isActive", serialization_alias="isActive")
+    ] = None
     """Active ingredient indicator"""
 
-    is_active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isActive", serialization_alias="_isActive"
-    )
+    is_active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isActive", serialization_alias="_isActive")
+    ] = None
     """Extensions and id of `isActive`."""
 
-    strength: Opt[Ratio] = Field(default=None)
+    strength: Opt[Ratio] = None
     """Quantity of ingredient present"""
 
 
 class MedicationBatch(BackboneElement):
     """Details about packaged medications"""
 
-    lot_number: Opt[FhirString] = Field(
-        default=None, validation_alias="lotNumber", serialization_alias="lotNumber"
-    )
+    lot_number: Annotated[
+        Opt[FhirString], Field(validation_alias="lotNumber", serialization_alias="lotNumber")
+    ] = None
     """Identifier assigned to batch"""
 
-    lot_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lotNumber", serialization_alias="_lotNumber"
-    )
+    lot_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lotNumber", serialization_alias="_lotNumber")
+    ] = None
     """Extensions and id of `lotNumber`."""
 
-    expiration_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="expirationDate", serialization_alias="expirationDate"
-    )
+    expiration_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="expirationDate", serialization_alias="expirationDate"),
+    ] = None
     """When batch will expire"""
 
-    expiration_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expirationDate", serialization_alias="_expirationDate"
-    )
+    expiration_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_expirationDate", serialization_alias="_expirationDate"),
+    ] = None
     """Extensions and id of `expirationDate`."""

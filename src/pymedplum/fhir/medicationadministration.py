@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationAdministrationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -35,7 +37,11 @@ _DEPENDENCIES = (
 )
 
 
-class MedicationAdministration(DomainResource, ChoiceChecked):
+class MedicationAdministration(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["MedicationAdministration", "MedicationAdministrationSearchParams"],
+):
     """Describes the event of a patient consuming or otherwise being administered a medication."""
 
     __fhir_choice_groups__ = (
@@ -51,141 +57,140 @@ class MedicationAdministration(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MedicationAdministration"] = Field(
-        default="MedicationAdministration",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicationAdministration"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicationAdministration"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifier"""
 
-    instantiates: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    instantiates: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Instantiates protocol or definition"""
 
-    instantiates_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiates",
-        serialization_alias="_instantiates",
-        min_length=1,
-    )
+    instantiates_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_instantiates", serialization_alias="_instantiates", min_length=1),
+    ] = None
     """Extensions and id of `instantiates`."""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
     status: Literal[
         "in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped", "unknown"
-    ] = Field()
+    ]
     """in-progress | not-done | on-hold | completed | entered-in-error | stopped | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="statusReason",
-        serialization_alias="statusReason",
-        min_length=1,
-    )
+    status_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="statusReason", serialization_alias="statusReason", min_length=1),
+    ] = None
     """Reason administration not performed"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Type of medication usage"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """What was administered"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """What was administered"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who received medication"""
 
-    context: Opt[Reference] = Field(default=None)
+    context: Opt[Reference] = None
     """Encounter or Episode of Care administered as part of"""
 
-    supporting_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-        min_length=1,
-    )
+    supporting_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInformation",
+            serialization_alias="supportingInformation",
+            min_length=1,
+        ),
+    ] = None
     """Additional information to support administration"""
 
-    effective_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"
-    )
+    effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"),
+    ] = None
     """Start and end time of administration"""
 
-    effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_effectiveDateTime",
-        serialization_alias="_effectiveDateTime",
-    )
+    effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveDateTime", serialization_alias="_effectiveDateTime"),
+    ] = None
     """Extensions and id of `effectiveDateTime`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """Start and end time of administration"""
 
-    performer: Opt[list[MedicationAdministrationPerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[MedicationAdministrationPerformer]], Field(min_length=1)] = None
     """Who performed the medication administration and what they did"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Reason administration performed"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Condition or observation that supports why the medication was administered"""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Request administration performed against"""
 
-    device: Opt[list[Reference]] = Field(default=None, min_length=1)
+    device: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Device used to administer"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Information about the administration"""
 
-    dosage: Opt[MedicationAdministrationDosage] = Field(default=None)
+    dosage: Opt[MedicationAdministrationDosage] = None
     """Details of how medication was taken"""
 
-    event_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="eventHistory",
-        serialization_alias="eventHistory",
-        min_length=1,
-    )
+    event_history: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="eventHistory", serialization_alias="eventHistory", min_length=1),
+    ] = None
     """A list of events of interest in the lifecycle"""
 
 
 class MedicationAdministrationPerformer(BackboneElement):
     """Who performed the medication administration and what they did"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """Type of performance"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Who performed the medication administration"""
 
 
@@ -200,32 +205,32 @@ class MedicationAdministrationDosage(BackboneElement, ChoiceChecked):
         ),
     )
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Free text dosage instructions e.g."""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    site: Opt[CodeableConcept] = Field(default=None)
+    site: Opt[CodeableConcept] = None
     """Body site administered to"""
 
-    route: Opt[CodeableConcept] = Field(default=None)
+    route: Opt[CodeableConcept] = None
     """Path of substance into body"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """How drug was administered"""
 
-    dose: Opt[Quantity] = Field(default=None)
+    dose: Opt[Quantity] = None
     """Amount of medication per dose"""
 
-    rate_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="rateRatio", serialization_alias="rateRatio"
-    )
+    rate_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="rateRatio", serialization_alias="rateRatio")
+    ] = None
     """Dose quantity per unit of time"""
 
-    rate_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="rateQuantity", serialization_alias="rateQuantity"
-    )
+    rate_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="rateQuantity", serialization_alias="rateQuantity")
+    ] = None
     """Dose quantity per unit of time"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationDispenseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.dosage import Dosage
@@ -33,7 +35,11 @@ _DEPENDENCIES = (
 )
 
 
-class MedicationDispense(DomainResource, ChoiceChecked):
+class MedicationDispense(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["MedicationDispense", "MedicationDispenseSearchParams"],
+):
     """Indicates that a medication product is to be or has been dispensed for a named person/patient."""
 
     __fhir_choice_groups__ = (
@@ -49,18 +55,18 @@ class MedicationDispense(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MedicationDispense"] = Field(
-        default="MedicationDispense",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicationDispense"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicationDispense"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifier"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Event that dispense is part of"""
 
     status: Literal[
@@ -73,174 +79,186 @@ class MedicationDispense(DomainResource, ChoiceChecked):
         "stopped",
         "declined",
         "unknown",
-    ] = Field()
+    ]
     """preparation | in-progress | cancelled | on-hold | completed | entered-in-error | stopped | declined | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="statusReasonCodeableConcept",
-        serialization_alias="statusReasonCodeableConcept",
-    )
+    status_reason_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="statusReasonCodeableConcept",
+            serialization_alias="statusReasonCodeableConcept",
+        ),
+    ] = None
     """Why a dispense was not performed"""
 
-    status_reason_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="statusReasonReference",
-        serialization_alias="statusReasonReference",
-    )
+    status_reason_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="statusReasonReference", serialization_alias="statusReasonReference"
+        ),
+    ] = None
     """Why a dispense was not performed"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Type of medication dispense"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """What medication was supplied"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """What medication was supplied"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who the dispense is for"""
 
-    context: Opt[Reference] = Field(default=None)
+    context: Opt[Reference] = None
     """Encounter / Episode associated with event"""
 
-    supporting_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-        min_length=1,
-    )
+    supporting_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInformation",
+            serialization_alias="supportingInformation",
+            min_length=1,
+        ),
+    ] = None
     """Information that supports the dispensing of the medication"""
 
-    performer: Opt[list[MedicationDispensePerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[MedicationDispensePerformer]], Field(min_length=1)] = None
     """Who performed event"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where the dispense occurred"""
 
-    authorizing_prescription: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="authorizingPrescription",
-        serialization_alias="authorizingPrescription",
-        min_length=1,
-    )
+    authorizing_prescription: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="authorizingPrescription",
+            serialization_alias="authorizingPrescription",
+            min_length=1,
+        ),
+    ] = None
     """Medication order that authorizes the dispense"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Trial fill, partial fill, emergency fill, etc."""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Amount dispensed"""
 
-    days_supply: Opt[Quantity] = Field(
-        default=None, validation_alias="daysSupply", serialization_alias="daysSupply"
-    )
+    days_supply: Annotated[
+        Opt[Quantity], Field(validation_alias="daysSupply", serialization_alias="daysSupply")
+    ] = None
     """Amount of medication expressed as a timing amount"""
 
-    when_prepared: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="whenPrepared", serialization_alias="whenPrepared"
-    )
+    when_prepared: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="whenPrepared", serialization_alias="whenPrepared"),
+    ] = None
     """When product was packaged and reviewed"""
 
-    when_prepared_ext: Opt[Element] = Field(
-        default=None, validation_alias="_whenPrepared", serialization_alias="_whenPrepared"
-    )
+    when_prepared_ext: Annotated[
+        Opt[Element], Field(validation_alias="_whenPrepared", serialization_alias="_whenPrepared")
+    ] = None
     """Extensions and id of `whenPrepared`."""
 
-    when_handed_over: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="whenHandedOver", serialization_alias="whenHandedOver"
-    )
+    when_handed_over: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="whenHandedOver", serialization_alias="whenHandedOver"),
+    ] = None
     """When product was given out"""
 
-    when_handed_over_ext: Opt[Element] = Field(
-        default=None, validation_alias="_whenHandedOver", serialization_alias="_whenHandedOver"
-    )
+    when_handed_over_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_whenHandedOver", serialization_alias="_whenHandedOver"),
+    ] = None
     """Extensions and id of `whenHandedOver`."""
 
-    destination: Opt[Reference] = Field(default=None)
+    destination: Opt[Reference] = None
     """Where the medication was sent"""
 
-    receiver: Opt[list[Reference]] = Field(default=None, min_length=1)
+    receiver: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who collected the medication"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Information about the dispense"""
 
-    dosage_instruction: Opt[list[Dosage]] = Field(
-        default=None,
-        validation_alias="dosageInstruction",
-        serialization_alias="dosageInstruction",
-        min_length=1,
-    )
+    dosage_instruction: Annotated[
+        Opt[list[Dosage]],
+        Field(
+            validation_alias="dosageInstruction",
+            serialization_alias="dosageInstruction",
+            min_length=1,
+        ),
+    ] = None
     """How the medication is to be used by the patient or administered by the caregiver"""
 
-    substitution: Opt[MedicationDispenseSubstitution] = Field(default=None)
+    substitution: Opt[MedicationDispenseSubstitution] = None
     """Whether a substitution was performed on the dispense"""
 
-    detected_issue: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="detectedIssue",
-        serialization_alias="detectedIssue",
-        min_length=1,
-    )
+    detected_issue: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="detectedIssue", serialization_alias="detectedIssue", min_length=1),
+    ] = None
     """Clinical issue with action"""
 
-    event_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="eventHistory",
-        serialization_alias="eventHistory",
-        min_length=1,
-    )
+    event_history: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="eventHistory", serialization_alias="eventHistory", min_length=1),
+    ] = None
     """A list of relevant lifecycle events"""
 
 
 class MedicationDispensePerformer(BackboneElement):
     """Who performed event"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """Who performed the dispense and what they did"""
 
-    actor: Reference = Field()
+    actor: Reference
     """Individual who was performing"""
 
 
 class MedicationDispenseSubstitution(BackboneElement):
     """Whether a substitution was performed on the dispense"""
 
-    was_substituted: FhirBoolean = Field(
-        validation_alias="wasSubstituted", serialization_alias="wasSubstituted"
-    )
+    was_substituted: Annotated[
+        FhirBoolean, Field(validation_alias="wasSubstituted", serialization_alias="wasSubstituted")
+    ]
     """Whether a substitution was or was not performed on the dispense"""
 
-    was_substituted_ext: Opt[Element] = Field(
-        default=None, validation_alias="_wasSubstituted", serialization_alias="_wasSubstituted"
-    )
+    was_substituted_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_wasSubstituted", serialization_alias="_wasSubstituted"),
+    ] = None
     """Extensions and id of `wasSubstituted`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Code signifying whether a different drug was dispensed from what was prescribed"""
 
-    reason: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    reason: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Why was substitution made"""
 
-    responsible_party: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="responsibleParty",
-        serialization_alias="responsibleParty",
-        min_length=1,
-    )
+    responsible_party: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="responsibleParty",
+            serialization_alias="responsibleParty",
+            min_length=1,
+        ),
+    ] = None
     """Who is responsible for the substitution"""

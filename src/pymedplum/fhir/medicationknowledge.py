@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBase64Binary, FhirBoolean, FhirMarkdown, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationKnowledgeSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.dosage import Dosage
     from pymedplum.fhir.duration import Duration
@@ -35,162 +37,175 @@ _DEPENDENCIES = (
 )
 
 
-class MedicationKnowledge(DomainResource):
+class MedicationKnowledge(
+    DomainResource, Searchable["MedicationKnowledge", "MedicationKnowledgeSearchParams"]
+):
     """Information about a medication that is used to support knowledge."""
 
-    resource_type: Literal["MedicationKnowledge"] = Field(
-        default="MedicationKnowledge",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicationKnowledge"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicationKnowledge"
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Code that identifies this medication"""
 
-    status: Opt[Literal["active", "inactive", "entered-in-error"]] = Field(default=None)
+    status: Opt[Literal["active", "inactive", "entered-in-error"]] = None
     """active | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    manufacturer: Opt[Reference] = Field(default=None)
+    manufacturer: Opt[Reference] = None
     """Manufacturer of the item"""
 
-    dose_form: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="doseForm", serialization_alias="doseForm"
-    )
+    dose_form: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="doseForm", serialization_alias="doseForm")
+    ] = None
     """powder | tablets | capsule +"""
 
-    amount: Opt[Quantity] = Field(default=None)
+    amount: Opt[Quantity] = None
     """Amount of drug in package"""
 
-    synonym: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    synonym: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Additional names for a medication"""
 
-    synonym_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_synonym", serialization_alias="_synonym", min_length=1
-    )
+    synonym_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_synonym", serialization_alias="_synonym", min_length=1),
+    ] = None
     """Extensions and id of `synonym`."""
 
-    related_medication_knowledge: Opt[list[MedicationKnowledgeRelatedMedicationKnowledge]] = Field(
-        default=None,
-        validation_alias="relatedMedicationKnowledge",
-        serialization_alias="relatedMedicationKnowledge",
-        min_length=1,
-    )
+    related_medication_knowledge: Annotated[
+        Opt[list[MedicationKnowledgeRelatedMedicationKnowledge]],
+        Field(
+            validation_alias="relatedMedicationKnowledge",
+            serialization_alias="relatedMedicationKnowledge",
+            min_length=1,
+        ),
+    ] = None
     """Associated or related medication information"""
 
-    associated_medication: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="associatedMedication",
-        serialization_alias="associatedMedication",
-        min_length=1,
-    )
+    associated_medication: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="associatedMedication",
+            serialization_alias="associatedMedication",
+            min_length=1,
+        ),
+    ] = None
     """A medication resource that is associated with this medication"""
 
-    product_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="productType",
-        serialization_alias="productType",
-        min_length=1,
-    )
+    product_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="productType", serialization_alias="productType", min_length=1),
+    ] = None
     """Category of the medication or product"""
 
-    monograph: Opt[list[MedicationKnowledgeMonograph]] = Field(default=None, min_length=1)
+    monograph: Annotated[Opt[list[MedicationKnowledgeMonograph]], Field(min_length=1)] = None
     """Associated documentation about the medication"""
 
-    ingredient: Opt[list[MedicationKnowledgeIngredient]] = Field(default=None, min_length=1)
+    ingredient: Annotated[Opt[list[MedicationKnowledgeIngredient]], Field(min_length=1)] = None
     """Active or inactive ingredient"""
 
-    preparation_instruction: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="preparationInstruction",
-        serialization_alias="preparationInstruction",
-    )
+    preparation_instruction: Annotated[
+        Opt[FhirMarkdown],
+        Field(
+            validation_alias="preparationInstruction", serialization_alias="preparationInstruction"
+        ),
+    ] = None
     """The instructions for preparing the medication"""
 
-    preparation_instruction_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_preparationInstruction",
-        serialization_alias="_preparationInstruction",
-    )
+    preparation_instruction_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_preparationInstruction",
+            serialization_alias="_preparationInstruction",
+        ),
+    ] = None
     """Extensions and id of `preparationInstruction`."""
 
-    intended_route: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="intendedRoute",
-        serialization_alias="intendedRoute",
-        min_length=1,
-    )
+    intended_route: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="intendedRoute", serialization_alias="intendedRoute", min_length=1),
+    ] = None
     """The intended or approved route of administration"""
 
-    cost: Opt[list[MedicationKnowledgeCost]] = Field(default=None, min_length=1)
+    cost: Annotated[Opt[list[MedicationKnowledgeCost]], Field(min_length=1)] = None
     """The pricing of the medication"""
 
-    monitoring_program: Opt[list[MedicationKnowledgeMonitoringProgram]] = Field(
-        default=None,
-        validation_alias="monitoringProgram",
-        serialization_alias="monitoringProgram",
-        min_length=1,
-    )
+    monitoring_program: Annotated[
+        Opt[list[MedicationKnowledgeMonitoringProgram]],
+        Field(
+            validation_alias="monitoringProgram",
+            serialization_alias="monitoringProgram",
+            min_length=1,
+        ),
+    ] = None
     """Program under which a medication is reviewed"""
 
-    administration_guidelines: Opt[list[MedicationKnowledgeAdministrationGuidelines]] = Field(
-        default=None,
-        validation_alias="administrationGuidelines",
-        serialization_alias="administrationGuidelines",
-        min_length=1,
-    )
+    administration_guidelines: Annotated[
+        Opt[list[MedicationKnowledgeAdministrationGuidelines]],
+        Field(
+            validation_alias="administrationGuidelines",
+            serialization_alias="administrationGuidelines",
+            min_length=1,
+        ),
+    ] = None
     """Guidelines for administration of the medication"""
 
-    medicine_classification: Opt[list[MedicationKnowledgeMedicineClassification]] = Field(
-        default=None,
-        validation_alias="medicineClassification",
-        serialization_alias="medicineClassification",
-        min_length=1,
-    )
+    medicine_classification: Annotated[
+        Opt[list[MedicationKnowledgeMedicineClassification]],
+        Field(
+            validation_alias="medicineClassification",
+            serialization_alias="medicineClassification",
+            min_length=1,
+        ),
+    ] = None
     """Categorization of the medication within a formulary or classification system"""
 
-    packaging: Opt[MedicationKnowledgePackaging] = Field(default=None)
+    packaging: Opt[MedicationKnowledgePackaging] = None
     """Details about packaged medications"""
 
-    drug_characteristic: Opt[list[MedicationKnowledgeDrugCharacteristic]] = Field(
-        default=None,
-        validation_alias="drugCharacteristic",
-        serialization_alias="drugCharacteristic",
-        min_length=1,
-    )
+    drug_characteristic: Annotated[
+        Opt[list[MedicationKnowledgeDrugCharacteristic]],
+        Field(
+            validation_alias="drugCharacteristic",
+            serialization_alias="drugCharacteristic",
+            min_length=1,
+        ),
+    ] = None
     """Specifies descriptive properties of the medicine"""
 
-    contraindication: Opt[list[Reference]] = Field(default=None, min_length=1)
+    contraindication: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Potential clinical issue with or between medication(s)"""
 
-    regulatory: Opt[list[MedicationKnowledgeRegulatory]] = Field(default=None, min_length=1)
+    regulatory: Annotated[Opt[list[MedicationKnowledgeRegulatory]], Field(min_length=1)] = None
     """Regulatory information about a medication"""
 
-    kinetics: Opt[list[MedicationKnowledgeKinetics]] = Field(default=None, min_length=1)
+    kinetics: Annotated[Opt[list[MedicationKnowledgeKinetics]], Field(min_length=1)] = None
     """The time course of drug absorption, distribution, metabolism and excretion of a medication from the body"""
 
 
 class MedicationKnowledgeRelatedMedicationKnowledge(BackboneElement):
     """Associated or related medication information"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Category of medicationKnowledge"""
 
-    reference: list[Reference] = Field(min_length=1)
+    reference: Annotated[list[Reference], Field(min_length=1)]
     """Associated documentation about the associated medication knowledge"""
 
 
 class MedicationKnowledgeMonograph(BackboneElement):
     """Associated documentation about the medication"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The category of medication document"""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """Associated documentation about the medication"""
 
 
@@ -205,62 +220,61 @@ class MedicationKnowledgeIngredient(BackboneElement, ChoiceChecked):
         ),
     )
 
-    item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="itemCodeableConcept",
-        serialization_alias="itemCodeableConcept",
-    )
+    item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="itemCodeableConcept", serialization_alias="itemCodeableConcept"),
+    ] = None
     """Medication(s) or substance(s) contained in the medication"""
 
-    item_reference: Opt[Reference] = Field(
-        default=None, validation_alias="itemReference", serialization_alias="itemReference"
-    )
+    item_reference: Annotated[
+        Opt[Reference], Field(validation_alias="itemReference", serialization_alias="itemReference")
+    ] = None
     """Medication(s) or substance(s) contained in the medication"""
 
-    is_active: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isActive", serialization_alias="isActive"
-    )
+    is_active: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isActive", serialization_alias="isActive")
+    ] = None
     """Active ingredient indicator"""
 
-    is_active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isActive", serialization_alias="_isActive"
-    )
+    is_active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isActive", serialization_alias="_isActive")
+    ] = None
     """Extensions and id of `isActive`."""
 
-    strength: Opt[Ratio] = Field(default=None)
+    strength: Opt[Ratio] = None
     """Quantity of ingredient present"""
 
 
 class MedicationKnowledgeCost(BackboneElement):
     """The pricing of the medication"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """The category of the cost information"""
 
-    source: Opt[FhirString] = Field(default=None)
+    source: Opt[FhirString] = None
     """The source or owner for the price information"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    cost: Money = Field()
+    cost: Money
     """The price of the medication"""
 
 
 class MedicationKnowledgeMonitoringProgram(BackboneElement):
     """Program under which a medication is reviewed"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of program under which the medication is monitored"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of the reviewing program"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
 
@@ -275,43 +289,44 @@ class MedicationKnowledgeAdministrationGuidelines(BackboneElement, ChoiceChecked
         ),
     )
 
-    dosage: Opt[list[MedicationKnowledgeAdministrationGuidelinesDosage]] = Field(
-        default=None, min_length=1
-    )
+    dosage: Annotated[
+        Opt[list[MedicationKnowledgeAdministrationGuidelinesDosage]], Field(min_length=1)
+    ] = None
     """Dosage for the medication for the specific guidelines"""
 
-    indication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="indicationCodeableConcept",
-        serialization_alias="indicationCodeableConcept",
-    )
+    indication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="indicationCodeableConcept",
+            serialization_alias="indicationCodeableConcept",
+        ),
+    ] = None
     """Indication for use that apply to the specific administration guidelines"""
 
-    indication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="indicationReference",
-        serialization_alias="indicationReference",
-    )
+    indication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="indicationReference", serialization_alias="indicationReference"),
+    ] = None
     """Indication for use that apply to the specific administration guidelines"""
 
-    patient_characteristics: Opt[
-        list[MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics]
-    ] = Field(
-        default=None,
-        validation_alias="patientCharacteristics",
-        serialization_alias="patientCharacteristics",
-        min_length=1,
-    )
+    patient_characteristics: Annotated[
+        Opt[list[MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics]],
+        Field(
+            validation_alias="patientCharacteristics",
+            serialization_alias="patientCharacteristics",
+            min_length=1,
+        ),
+    ] = None
     """Characteristics of the patient that are relevant to the administration guidelines"""
 
 
 class MedicationKnowledgeAdministrationGuidelinesDosage(BackboneElement):
     """Dosage for the medication for the specific guidelines"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of dosage"""
 
-    dosage: list[Dosage] = Field(min_length=1)
+    dosage: Annotated[list[Dosage], Field(min_length=1)]
     """Dosage for the medication for the specific guidelines"""
 
 
@@ -328,46 +343,50 @@ class MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics(
         ),
     )
 
-    characteristic_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="characteristicCodeableConcept",
-        serialization_alias="characteristicCodeableConcept",
-    )
+    characteristic_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="characteristicCodeableConcept",
+            serialization_alias="characteristicCodeableConcept",
+        ),
+    ] = None
     """Specific characteristic that is relevant to the administration guideline"""
 
-    characteristic_quantity: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="characteristicQuantity",
-        serialization_alias="characteristicQuantity",
-    )
+    characteristic_quantity: Annotated[
+        Opt[Quantity],
+        Field(
+            validation_alias="characteristicQuantity", serialization_alias="characteristicQuantity"
+        ),
+    ] = None
     """Specific characteristic that is relevant to the administration guideline"""
 
-    value: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    value: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """The specific characteristic"""
 
-    value_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value", min_length=1
-    )
+    value_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_value", serialization_alias="_value", min_length=1),
+    ] = None
     """Extensions and id of `value`."""
 
 
 class MedicationKnowledgeMedicineClassification(BackboneElement):
     """Categorization of the medication within a formulary or classification system"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """The type of category for the medication (for example, therapeutic classification, therapeutic sub-classification)"""
 
-    classification: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    classification: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specific category assigned to the medication"""
 
 
 class MedicationKnowledgePackaging(BackboneElement):
     """Details about packaged medications"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """A code that defines the specific type of packaging that the medication can be found in"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """The number of product units the package would contain if fully loaded"""
 
 
@@ -387,118 +406,120 @@ class MedicationKnowledgeDrugCharacteristic(BackboneElement, ChoiceChecked):
         ),
     )
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Code specifying the type of characteristic of medication"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Description of the characteristic"""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Description of the characteristic"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Description of the characteristic"""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """Description of the characteristic"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""
 
 
 class MedicationKnowledgeRegulatory(BackboneElement):
     """Regulatory information about a medication"""
 
-    regulatory_authority: Reference = Field(
-        validation_alias="regulatoryAuthority", serialization_alias="regulatoryAuthority"
-    )
+    regulatory_authority: Annotated[
+        Reference,
+        Field(validation_alias="regulatoryAuthority", serialization_alias="regulatoryAuthority"),
+    ]
     """Specifies the authority of the regulation"""
 
-    substitution: Opt[list[MedicationKnowledgeRegulatorySubstitution]] = Field(
-        default=None, min_length=1
-    )
+    substitution: Annotated[
+        Opt[list[MedicationKnowledgeRegulatorySubstitution]], Field(min_length=1)
+    ] = None
     """Specifies if changes are allowed when dispensing a medication from a regulatory perspective"""
 
-    schedule: Opt[list[MedicationKnowledgeRegulatorySchedule]] = Field(default=None, min_length=1)
+    schedule: Annotated[Opt[list[MedicationKnowledgeRegulatorySchedule]], Field(min_length=1)] = (
+        None
+    )
     """Specifies the schedule of a medication in jurisdiction"""
 
-    max_dispense: Opt[MedicationKnowledgeRegulatoryMaxDispense] = Field(
-        default=None, validation_alias="maxDispense", serialization_alias="maxDispense"
-    )
+    max_dispense: Annotated[
+        Opt[MedicationKnowledgeRegulatoryMaxDispense],
+        Field(validation_alias="maxDispense", serialization_alias="maxDispense"),
+    ] = None
     """The maximum number of units of the medication that can be dispensed in a period"""
 
 
 class MedicationKnowledgeRegulatorySubstitution(BackboneElement):
     """Specifies if changes are allowed when dispensing a medication from a regulatory perspective"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Specifies the type of substitution allowed"""
 
-    allowed: FhirBoolean = Field()
+    allowed: FhirBoolean
     """Specifies if regulation allows for changes in the medication when dispensing"""
 
-    allowed_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allowed", serialization_alias="_allowed"
-    )
+    allowed_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allowed", serialization_alias="_allowed")
+    ] = None
     """Extensions and id of `allowed`."""
 
 
 class MedicationKnowledgeRegulatorySchedule(BackboneElement):
     """Specifies the schedule of a medication in jurisdiction"""
 
-    schedule: CodeableConcept = Field()
+    schedule: CodeableConcept
     """Specifies the specific drug schedule"""
 
 
 class MedicationKnowledgeRegulatoryMaxDispense(BackboneElement):
     """The maximum number of units of the medication that can be dispensed in a period"""
 
-    quantity: Quantity = Field()
+    quantity: Quantity
     """The maximum number of units of the medication that can be dispensed"""
 
-    period: Opt[Duration] = Field(default=None)
+    period: Opt[Duration] = None
     """The period that applies to the maximum number of units"""
 
 
 class MedicationKnowledgeKinetics(BackboneElement):
     """The time course of drug absorption, distribution, metabolism and excretion of a medication from the body"""
 
-    area_under_curve: Opt[list[Quantity]] = Field(
-        default=None,
-        validation_alias="areaUnderCurve",
-        serialization_alias="areaUnderCurve",
-        min_length=1,
-    )
+    area_under_curve: Annotated[
+        Opt[list[Quantity]],
+        Field(
+            validation_alias="areaUnderCurve", serialization_alias="areaUnderCurve", min_length=1
+        ),
+    ] = None
     """The drug concentration measured at certain discrete points in time"""
 
-    lethal_dose50: Opt[list[Quantity]] = Field(
-        default=None,
-        validation_alias="lethalDose50",
-        serialization_alias="lethalDose50",
-        min_length=1,
-    )
+    lethal_dose50: Annotated[
+        Opt[list[Quantity]],
+        Field(validation_alias="lethalDose50", serialization_alias="lethalDose50", min_length=1),
+    ] = None
     """The median lethal dose of a drug"""
 
-    half_life_period: Opt[Duration] = Field(
-        default=None, validation_alias="halfLifePeriod", serialization_alias="halfLifePeriod"
-    )
+    half_life_period: Annotated[
+        Opt[Duration],
+        Field(validation_alias="halfLifePeriod", serialization_alias="halfLifePeriod"),
+    ] = None
     """Time required for concentration in the body to decrease by half"""

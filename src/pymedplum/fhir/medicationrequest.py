@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.dosage import Dosage
@@ -43,7 +45,9 @@ _DEPENDENCIES = (
 )
 
 
-class MedicationRequest(DomainResource, ChoiceChecked):
+class MedicationRequest(
+    DomainResource, ChoiceChecked, Searchable["MedicationRequest", "MedicationRequestSearchParams"]
+):
     """An order or request for both supply of the medication and the instructions for administration of the medication to a patient."""
 
     __fhir_choice_groups__ = (
@@ -59,13 +63,12 @@ class MedicationRequest(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MedicationRequest"] = Field(
-        default="MedicationRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicationRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicationRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External ids for this request"""
 
     status: Literal[
@@ -77,17 +80,18 @@ class MedicationRequest(DomainResource, ChoiceChecked):
         "stopped",
         "draft",
         "unknown",
-    ] = Field()
+    ]
     """active | on-hold | cancelled | completed | entered-in-error | stopped | draft | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
     intent: Literal[
@@ -99,261 +103,282 @@ class MedicationRequest(DomainResource, ChoiceChecked):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """proposal | plan | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of medication usage"""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """True if request is prohibiting action"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    reported_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="reportedBoolean", serialization_alias="reportedBoolean"
-    )
+    reported_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="reportedBoolean", serialization_alias="reportedBoolean"),
+    ] = None
     """Reported rather than primary record"""
 
-    reported_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reportedBoolean", serialization_alias="_reportedBoolean"
-    )
+    reported_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_reportedBoolean", serialization_alias="_reportedBoolean"),
+    ] = None
     """Extensions and id of `reportedBoolean`."""
 
-    reported_reference: Opt[Reference] = Field(
-        default=None, validation_alias="reportedReference", serialization_alias="reportedReference"
-    )
+    reported_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="reportedReference", serialization_alias="reportedReference"),
+    ] = None
     """Reported rather than primary record"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """Medication to be taken"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """Medication to be taken"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who or group medication request is for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of encounter/admission/stay"""
 
-    supporting_information: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-        min_length=1,
-    )
+    supporting_information: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInformation",
+            serialization_alias="supportingInformation",
+            min_length=1,
+        ),
+    ] = None
     """Information to support ordering of the medication"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """When request was initially authored"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    requester: Opt[Reference] = Field(default=None)
+    requester: Opt[Reference] = None
     """Who/What requested the Request"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Intended performer of administration"""
 
-    performer_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="performerType", serialization_alias="performerType"
-    )
+    performer_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="performerType", serialization_alias="performerType"),
+    ] = None
     """Desired kind of performer of the medication administration"""
 
-    recorder: Opt[Reference] = Field(default=None)
+    recorder: Opt[Reference] = None
     """Person who entered the request"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Reason or indication for ordering or not ordering the medication"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Condition or observation that supports why the prescription is being written"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """What request fulfills"""
 
-    group_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="groupIdentifier", serialization_alias="groupIdentifier"
-    )
+    group_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="groupIdentifier", serialization_alias="groupIdentifier"),
+    ] = None
     """Composite request this is part of"""
 
-    course_of_therapy_type: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="courseOfTherapyType",
-        serialization_alias="courseOfTherapyType",
-    )
+    course_of_therapy_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="courseOfTherapyType", serialization_alias="courseOfTherapyType"),
+    ] = None
     """Overall pattern of medication administration"""
 
-    insurance: Opt[list[Reference]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Associated insurance coverage"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Information about the prescription"""
 
-    dosage_instruction: Opt[list[Dosage]] = Field(
-        default=None,
-        validation_alias="dosageInstruction",
-        serialization_alias="dosageInstruction",
-        min_length=1,
-    )
+    dosage_instruction: Annotated[
+        Opt[list[Dosage]],
+        Field(
+            validation_alias="dosageInstruction",
+            serialization_alias="dosageInstruction",
+            min_length=1,
+        ),
+    ] = None
     """How the medication should be taken"""
 
-    dispense_request: Opt[MedicationRequestDispenseRequest] = Field(
-        default=None, validation_alias="dispenseRequest", serialization_alias="dispenseRequest"
-    )
+    dispense_request: Annotated[
+        Opt[MedicationRequestDispenseRequest],
+        Field(validation_alias="dispenseRequest", serialization_alias="dispenseRequest"),
+    ] = None
     """Medication supply authorization"""
 
-    substitution: Opt[MedicationRequestSubstitution] = Field(default=None)
+    substitution: Opt[MedicationRequestSubstitution] = None
     """Any restrictions on medication substitution"""
 
-    prior_prescription: Opt[Reference] = Field(
-        default=None, validation_alias="priorPrescription", serialization_alias="priorPrescription"
-    )
+    prior_prescription: Annotated[
+        Opt[Reference],
+        Field(validation_alias="priorPrescription", serialization_alias="priorPrescription"),
+    ] = None
     """An order/prescription that is being replaced"""
 
-    detected_issue: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="detectedIssue",
-        serialization_alias="detectedIssue",
-        min_length=1,
-    )
+    detected_issue: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="detectedIssue", serialization_alias="detectedIssue", min_length=1),
+    ] = None
     """Clinical Issue with action"""
 
-    event_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="eventHistory",
-        serialization_alias="eventHistory",
-        min_length=1,
-    )
+    event_history: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="eventHistory", serialization_alias="eventHistory", min_length=1),
+    ] = None
     """A list of events of interest in the lifecycle"""
 
 
 class MedicationRequestDispenseRequest(BackboneElement):
     """Medication supply authorization"""
 
-    initial_fill: Opt[MedicationRequestDispenseRequestInitialFill] = Field(
-        default=None, validation_alias="initialFill", serialization_alias="initialFill"
-    )
+    initial_fill: Annotated[
+        Opt[MedicationRequestDispenseRequestInitialFill],
+        Field(validation_alias="initialFill", serialization_alias="initialFill"),
+    ] = None
     """First fill details"""
 
-    dispense_interval: Opt[Duration] = Field(
-        default=None, validation_alias="dispenseInterval", serialization_alias="dispenseInterval"
-    )
+    dispense_interval: Annotated[
+        Opt[Duration],
+        Field(validation_alias="dispenseInterval", serialization_alias="dispenseInterval"),
+    ] = None
     """Minimum period of time between dispenses"""
 
-    validity_period: Opt[Period] = Field(
-        default=None, validation_alias="validityPeriod", serialization_alias="validityPeriod"
-    )
+    validity_period: Annotated[
+        Opt[Period], Field(validation_alias="validityPeriod", serialization_alias="validityPeriod")
+    ] = None
     """Time period supply is authorized for"""
 
-    number_of_repeats_allowed: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="numberOfRepeatsAllowed",
-        serialization_alias="numberOfRepeatsAllowed",
-    )
+    number_of_repeats_allowed: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="numberOfRepeatsAllowed", serialization_alias="numberOfRepeatsAllowed"
+        ),
+    ] = None
     """Number of refills authorized"""
 
-    number_of_repeats_allowed_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfRepeatsAllowed",
-        serialization_alias="_numberOfRepeatsAllowed",
-    )
+    number_of_repeats_allowed_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_numberOfRepeatsAllowed",
+            serialization_alias="_numberOfRepeatsAllowed",
+        ),
+    ] = None
     """Extensions and id of `numberOfRepeatsAllowed`."""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Amount of medication to supply per dispense"""
 
-    expected_supply_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="expectedSupplyDuration",
-        serialization_alias="expectedSupplyDuration",
-    )
+    expected_supply_duration: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="expectedSupplyDuration", serialization_alias="expectedSupplyDuration"
+        ),
+    ] = None
     """Number of days supply per dispense"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Intended dispenser"""
 
 
 class MedicationRequestDispenseRequestInitialFill(BackboneElement):
     """First fill details"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """First fill quantity"""
 
-    duration: Opt[Duration] = Field(default=None)
+    duration: Opt[Duration] = None
     """First fill duration"""
 
 
@@ -368,22 +393,25 @@ class MedicationRequestSubstitution(BackboneElement, ChoiceChecked):
         ),
     )
 
-    allowed_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="allowedBoolean", serialization_alias="allowedBoolean"
-    )
+    allowed_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="allowedBoolean", serialization_alias="allowedBoolean"),
+    ] = None
     """Whether substitution is allowed or not"""
 
-    allowed_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allowedBoolean", serialization_alias="_allowedBoolean"
-    )
+    allowed_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_allowedBoolean", serialization_alias="_allowedBoolean"),
+    ] = None
     """Extensions and id of `allowedBoolean`."""
 
-    allowed_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="allowedCodeableConcept",
-        serialization_alias="allowedCodeableConcept",
-    )
+    allowed_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="allowedCodeableConcept", serialization_alias="allowedCodeableConcept"
+        ),
+    ] = None
     """Whether substitution is allowed or not"""
 
-    reason: Opt[CodeableConcept] = Field(default=None)
+    reason: Opt[CodeableConcept] = None
     """Why should (not) substitution be made"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicationStatementSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.dosage import Dosage
@@ -32,7 +34,11 @@ _DEPENDENCIES = (
 )
 
 
-class MedicationStatement(DomainResource, ChoiceChecked):
+class MedicationStatement(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["MedicationStatement", "MedicationStatementSearchParams"],
+):
     """A record of a medication that is being consumed by a patient."""
 
     __fhir_choice_groups__ = (
@@ -48,23 +54,24 @@ class MedicationStatement(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MedicationStatement"] = Field(
-        default="MedicationStatement",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicationStatement"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicationStatement"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifier"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfils plan, proposal or order"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
     status: Literal[
@@ -76,100 +83,101 @@ class MedicationStatement(DomainResource, ChoiceChecked):
         "on-hold",
         "unknown",
         "not-taken",
-    ] = Field()
+    ]
     """active | completed | entered-in-error | intended | stopped | on-hold | unknown | not-taken"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="statusReason",
-        serialization_alias="statusReason",
-        min_length=1,
-    )
+    status_reason: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="statusReason", serialization_alias="statusReason", min_length=1),
+    ] = None
     """Reason for current status"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Type of medication usage"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """What medication was taken"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """What medication was taken"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who is/was taking the medication"""
 
-    context: Opt[Reference] = Field(default=None)
+    context: Opt[Reference] = None
     """Encounter / Episode associated with MedicationStatement"""
 
-    effective_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"
-    )
+    effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"),
+    ] = None
     """The date/time or interval when the medication is/was/will be taken"""
 
-    effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_effectiveDateTime",
-        serialization_alias="_effectiveDateTime",
-    )
+    effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveDateTime", serialization_alias="_effectiveDateTime"),
+    ] = None
     """Extensions and id of `effectiveDateTime`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """The date/time or interval when the medication is/was/will be taken"""
 
-    date_asserted: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="dateAsserted", serialization_alias="dateAsserted"
-    )
+    date_asserted: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="dateAsserted", serialization_alias="dateAsserted"),
+    ] = None
     """When the statement was asserted?"""
 
-    date_asserted_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dateAsserted", serialization_alias="_dateAsserted"
-    )
+    date_asserted_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dateAsserted", serialization_alias="_dateAsserted")
+    ] = None
     """Extensions and id of `dateAsserted`."""
 
-    information_source: Opt[Reference] = Field(
-        default=None, validation_alias="informationSource", serialization_alias="informationSource"
-    )
+    information_source: Annotated[
+        Opt[Reference],
+        Field(validation_alias="informationSource", serialization_alias="informationSource"),
+    ] = None
     """Person or organization that provided the information about the taking of this medication"""
 
-    derived_from: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="derivedFrom",
-        serialization_alias="derivedFrom",
-        min_length=1,
-    )
+    derived_from: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="derivedFrom", serialization_alias="derivedFrom", min_length=1),
+    ] = None
     """Additional supporting information"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Reason for why the medication is being/was taken"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Condition or observation that supports why the medication is being/was taken"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Further information about the statement"""
 
-    dosage: Opt[list[Dosage]] = Field(default=None, min_length=1)
+    dosage: Annotated[Opt[list[Dosage]], Field(min_length=1)] = None
     """Details of how medication is/was taken or should be taken"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.element import Element
@@ -31,245 +33,268 @@ _DEPENDENCIES = (
 )
 
 
-class MedicinalProduct(DomainResource):
+class MedicinalProduct(
+    DomainResource, Searchable["MedicinalProduct", "MedicinalProductSearchParams"]
+):
     """Detailed definition of a medicinal product, typically for uses other than direct patient care (e.g."""
 
-    resource_type: Literal["MedicinalProduct"] = Field(
-        default="MedicinalProduct",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProduct"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProduct"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier for this product."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Regulatory type, e.g."""
 
-    domain: Opt[Coding] = Field(default=None)
+    domain: Opt[Coding] = None
     """If this medicine applies to human or veterinary uses"""
 
-    combined_pharmaceutical_dose_form: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="combinedPharmaceuticalDoseForm",
-        serialization_alias="combinedPharmaceuticalDoseForm",
-    )
+    combined_pharmaceutical_dose_form: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="combinedPharmaceuticalDoseForm",
+            serialization_alias="combinedPharmaceuticalDoseForm",
+        ),
+    ] = None
     """The dose form for a single part product, or combined form of a multiple part product"""
 
-    legal_status_of_supply: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="legalStatusOfSupply",
-        serialization_alias="legalStatusOfSupply",
-    )
+    legal_status_of_supply: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="legalStatusOfSupply", serialization_alias="legalStatusOfSupply"),
+    ] = None
     """The legal status of supply of the medicinal product as classified by the regulator"""
 
-    additional_monitoring_indicator: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="additionalMonitoringIndicator",
-        serialization_alias="additionalMonitoringIndicator",
-    )
+    additional_monitoring_indicator: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="additionalMonitoringIndicator",
+            serialization_alias="additionalMonitoringIndicator",
+        ),
+    ] = None
     """Whether the Medicinal Product is subject to additional monitoring for regulatory reasons"""
 
-    special_measures: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="specialMeasures",
-        serialization_alias="specialMeasures",
-        min_length=1,
-    )
+    special_measures: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="specialMeasures", serialization_alias="specialMeasures", min_length=1
+        ),
+    ] = None
     """Whether the Medicinal Product is subject to special measures for regulatory reasons"""
 
-    special_measures_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_specialMeasures",
-        serialization_alias="_specialMeasures",
-        min_length=1,
-    )
+    special_measures_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_specialMeasures",
+            serialization_alias="_specialMeasures",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `specialMeasures`."""
 
-    paediatric_use_indicator: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="paediatricUseIndicator",
-        serialization_alias="paediatricUseIndicator",
-    )
+    paediatric_use_indicator: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="paediatricUseIndicator", serialization_alias="paediatricUseIndicator"
+        ),
+    ] = None
     """If authorised for use in children"""
 
-    product_classification: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="productClassification",
-        serialization_alias="productClassification",
-        min_length=1,
-    )
+    product_classification: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="productClassification",
+            serialization_alias="productClassification",
+            min_length=1,
+        ),
+    ] = None
     """Allows the product to be classified by various systems"""
 
-    marketing_status: Opt[list[MarketingStatus]] = Field(
-        default=None,
-        validation_alias="marketingStatus",
-        serialization_alias="marketingStatus",
-        min_length=1,
-    )
+    marketing_status: Annotated[
+        Opt[list[MarketingStatus]],
+        Field(
+            validation_alias="marketingStatus", serialization_alias="marketingStatus", min_length=1
+        ),
+    ] = None
     """Marketing status of the medicinal product, in contrast to marketing authorizaton"""
 
-    pharmaceutical_product: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="pharmaceuticalProduct",
-        serialization_alias="pharmaceuticalProduct",
-        min_length=1,
-    )
+    pharmaceutical_product: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="pharmaceuticalProduct",
+            serialization_alias="pharmaceuticalProduct",
+            min_length=1,
+        ),
+    ] = None
     """Pharmaceutical aspects of product"""
 
-    packaged_medicinal_product: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="packagedMedicinalProduct",
-        serialization_alias="packagedMedicinalProduct",
-        min_length=1,
-    )
+    packaged_medicinal_product: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="packagedMedicinalProduct",
+            serialization_alias="packagedMedicinalProduct",
+            min_length=1,
+        ),
+    ] = None
     """Package representation for the product"""
 
-    attached_document: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="attachedDocument",
-        serialization_alias="attachedDocument",
-        min_length=1,
-    )
+    attached_document: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="attachedDocument",
+            serialization_alias="attachedDocument",
+            min_length=1,
+        ),
+    ] = None
     """Supporting documentation, typically for regulatory submission"""
 
-    master_file: Opt[list[Reference]] = Field(
-        default=None, validation_alias="masterFile", serialization_alias="masterFile", min_length=1
-    )
+    master_file: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="masterFile", serialization_alias="masterFile", min_length=1),
+    ] = None
     """A master file for to the medicinal product (e.g."""
 
-    contact: Opt[list[Reference]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """A product specific contact, person (in a role), or an organization"""
 
-    clinical_trial: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="clinicalTrial",
-        serialization_alias="clinicalTrial",
-        min_length=1,
-    )
+    clinical_trial: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="clinicalTrial", serialization_alias="clinicalTrial", min_length=1),
+    ] = None
     """Clinical trials or studies that this product is involved in"""
 
-    name: list[MedicinalProductName] = Field(min_length=1)
+    name: Annotated[list[MedicinalProductName], Field(min_length=1)]
     """The product's name, including full name and possibly coded parts"""
 
-    cross_reference: Opt[list[Identifier]] = Field(
-        default=None,
-        validation_alias="crossReference",
-        serialization_alias="crossReference",
-        min_length=1,
-    )
+    cross_reference: Annotated[
+        Opt[list[Identifier]],
+        Field(
+            validation_alias="crossReference", serialization_alias="crossReference", min_length=1
+        ),
+    ] = None
     """Reference to another product, e.g."""
 
-    manufacturing_business_operation: Opt[list[MedicinalProductManufacturingBusinessOperation]] = (
+    manufacturing_business_operation: Annotated[
+        Opt[list[MedicinalProductManufacturingBusinessOperation]],
         Field(
-            default=None,
             validation_alias="manufacturingBusinessOperation",
             serialization_alias="manufacturingBusinessOperation",
             min_length=1,
-        )
-    )
+        ),
+    ] = None
     """An operation applied to the product, for manufacturing or adminsitrative purpose"""
 
-    special_designation: Opt[list[MedicinalProductSpecialDesignation]] = Field(
-        default=None,
-        validation_alias="specialDesignation",
-        serialization_alias="specialDesignation",
-        min_length=1,
-    )
+    special_designation: Annotated[
+        Opt[list[MedicinalProductSpecialDesignation]],
+        Field(
+            validation_alias="specialDesignation",
+            serialization_alias="specialDesignation",
+            min_length=1,
+        ),
+    ] = None
     """Indicates if the medicinal product has an orphan designation for the treatment of a rare disease"""
 
 
 class MedicinalProductName(BackboneElement):
     """The product's name, including full name and possibly coded parts"""
 
-    product_name: FhirString = Field(
-        validation_alias="productName", serialization_alias="productName"
-    )
+    product_name: Annotated[
+        FhirString, Field(validation_alias="productName", serialization_alias="productName")
+    ]
     """The full product name"""
 
-    product_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_productName", serialization_alias="_productName"
-    )
+    product_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_productName", serialization_alias="_productName")
+    ] = None
     """Extensions and id of `productName`."""
 
-    name_part: Opt[list[MedicinalProductNameNamePart]] = Field(
-        default=None, validation_alias="namePart", serialization_alias="namePart", min_length=1
-    )
+    name_part: Annotated[
+        Opt[list[MedicinalProductNameNamePart]],
+        Field(validation_alias="namePart", serialization_alias="namePart", min_length=1),
+    ] = None
     """Coding words or phrases of the name"""
 
-    country_language: Opt[list[MedicinalProductNameCountryLanguage]] = Field(
-        default=None,
-        validation_alias="countryLanguage",
-        serialization_alias="countryLanguage",
-        min_length=1,
-    )
+    country_language: Annotated[
+        Opt[list[MedicinalProductNameCountryLanguage]],
+        Field(
+            validation_alias="countryLanguage", serialization_alias="countryLanguage", min_length=1
+        ),
+    ] = None
     """Country where the name applies"""
 
 
 class MedicinalProductNameNamePart(BackboneElement):
     """Coding words or phrases of the name"""
 
-    part: FhirString = Field()
+    part: FhirString
     """A fragment of a product name"""
 
-    part_ext: Opt[Element] = Field(
-        default=None, validation_alias="_part", serialization_alias="_part"
-    )
+    part_ext: Annotated[
+        Opt[Element], Field(validation_alias="_part", serialization_alias="_part")
+    ] = None
     """Extensions and id of `part`."""
 
-    type: Coding = Field()
+    type: Coding
     """Idenifying type for this part of the name (e.g."""
 
 
 class MedicinalProductNameCountryLanguage(BackboneElement):
     """Country where the name applies"""
 
-    country: CodeableConcept = Field()
+    country: CodeableConcept
     """Country code for where this name applies"""
 
-    jurisdiction: Opt[CodeableConcept] = Field(default=None)
+    jurisdiction: Opt[CodeableConcept] = None
     """Jurisdiction code for where this name applies"""
 
-    language: CodeableConcept = Field()
+    language: CodeableConcept
     """Language code for this name"""
 
 
 class MedicinalProductManufacturingBusinessOperation(BackboneElement):
     """An operation applied to the product, for manufacturing or adminsitrative purpose"""
 
-    operation_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="operationType", serialization_alias="operationType"
-    )
+    operation_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="operationType", serialization_alias="operationType"),
+    ] = None
     """The type of manufacturing operation"""
 
-    authorisation_reference_number: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="authorisationReferenceNumber",
-        serialization_alias="authorisationReferenceNumber",
-    )
+    authorisation_reference_number: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="authorisationReferenceNumber",
+            serialization_alias="authorisationReferenceNumber",
+        ),
+    ] = None
     """Regulatory authorization reference number"""
 
-    effective_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDate", serialization_alias="effectiveDate"
-    )
+    effective_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDate", serialization_alias="effectiveDate"),
+    ] = None
     """Regulatory authorization date"""
 
-    effective_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_effectiveDate", serialization_alias="_effectiveDate"
-    )
+    effective_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_effectiveDate", serialization_alias="_effectiveDate")
+    ] = None
     """Extensions and id of `effectiveDate`."""
 
-    confidentiality_indicator: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="confidentialityIndicator",
-        serialization_alias="confidentialityIndicator",
-    )
+    confidentiality_indicator: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="confidentialityIndicator",
+            serialization_alias="confidentialityIndicator",
+        ),
+    ] = None
     """To indicate if this proces is commercially confidential"""
 
-    manufacturer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    manufacturer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The manufacturer or establishment associated with the process"""
 
-    regulator: Opt[Reference] = Field(default=None)
+    regulator: Opt[Reference] = None
     """A regulator which oversees the operation"""
 
 
@@ -284,41 +309,43 @@ class MedicinalProductSpecialDesignation(BackboneElement, ChoiceChecked):
         ),
     )
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifier for the designation, or procedure number"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The type of special designation, e.g."""
 
-    intended_use: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="intendedUse", serialization_alias="intendedUse"
-    )
+    intended_use: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="intendedUse", serialization_alias="intendedUse"),
+    ] = None
     """The intended use of the product, e.g."""
 
-    indication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="indicationCodeableConcept",
-        serialization_alias="indicationCodeableConcept",
-    )
+    indication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="indicationCodeableConcept",
+            serialization_alias="indicationCodeableConcept",
+        ),
+    ] = None
     """Condition for which the medicinal use applies"""
 
-    indication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="indicationReference",
-        serialization_alias="indicationReference",
-    )
+    indication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="indicationReference", serialization_alias="indicationReference"),
+    ] = None
     """Condition for which the medicinal use applies"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """For example granted, pending, expired or withdrawn"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date when the designation was granted"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    species: Opt[CodeableConcept] = Field(default=None)
+    species: Opt[CodeableConcept] = None
     """Animal species for which this applies"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductAuthorizationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,137 +25,146 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class MedicinalProductAuthorization(DomainResource):
+class MedicinalProductAuthorization(
+    DomainResource,
+    Searchable["MedicinalProductAuthorization", "MedicinalProductAuthorizationSearchParams"],
+):
     """The regulatory authorization of a medicinal product."""
 
-    resource_type: Literal["MedicinalProductAuthorization"] = Field(
-        default="MedicinalProductAuthorization",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductAuthorization"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductAuthorization"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier for the marketing authorization, as assigned by a regulator"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """The medicinal product that is being authorized"""
 
-    country: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    country: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The country in which the marketing authorization has been granted"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Jurisdiction within a country"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """The status of the marketing authorization"""
 
-    status_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="statusDate", serialization_alias="statusDate"
-    )
+    status_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="statusDate", serialization_alias="statusDate")
+    ] = None
     """The date at which the given status has become applicable"""
 
-    status_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_statusDate", serialization_alias="_statusDate"
-    )
+    status_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_statusDate", serialization_alias="_statusDate")
+    ] = None
     """Extensions and id of `statusDate`."""
 
-    restore_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="restoreDate", serialization_alias="restoreDate"
-    )
+    restore_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="restoreDate", serialization_alias="restoreDate")
+    ] = None
     """The date when a suspended the marketing or the marketing authorization of the product is anticipated to be restored"""
 
-    restore_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_restoreDate", serialization_alias="_restoreDate"
-    )
+    restore_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_restoreDate", serialization_alias="_restoreDate")
+    ] = None
     """Extensions and id of `restoreDate`."""
 
-    validity_period: Opt[Period] = Field(
-        default=None, validation_alias="validityPeriod", serialization_alias="validityPeriod"
-    )
+    validity_period: Annotated[
+        Opt[Period], Field(validation_alias="validityPeriod", serialization_alias="validityPeriod")
+    ] = None
     """The beginning of the time period in which the marketing authorization is in the specific status shall be specified A complete date consisting of day, month and year shall be specified using the ISO..."""
 
-    data_exclusivity_period: Opt[Period] = Field(
-        default=None,
-        validation_alias="dataExclusivityPeriod",
-        serialization_alias="dataExclusivityPeriod",
-    )
+    data_exclusivity_period: Annotated[
+        Opt[Period],
+        Field(
+            validation_alias="dataExclusivityPeriod", serialization_alias="dataExclusivityPeriod"
+        ),
+    ] = None
     """A period of time after authorization before generic product applicatiosn can be submitted"""
 
-    date_of_first_authorization: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="dateOfFirstAuthorization",
-        serialization_alias="dateOfFirstAuthorization",
-    )
+    date_of_first_authorization: Annotated[
+        Opt[FhirDateTime],
+        Field(
+            validation_alias="dateOfFirstAuthorization",
+            serialization_alias="dateOfFirstAuthorization",
+        ),
+    ] = None
     """The date when the first authorization was granted by a Medicines Regulatory Agency"""
 
-    date_of_first_authorization_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_dateOfFirstAuthorization",
-        serialization_alias="_dateOfFirstAuthorization",
-    )
+    date_of_first_authorization_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_dateOfFirstAuthorization",
+            serialization_alias="_dateOfFirstAuthorization",
+        ),
+    ] = None
     """Extensions and id of `dateOfFirstAuthorization`."""
 
-    international_birth_date: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="internationalBirthDate",
-        serialization_alias="internationalBirthDate",
-    )
+    international_birth_date: Annotated[
+        Opt[FhirDateTime],
+        Field(
+            validation_alias="internationalBirthDate", serialization_alias="internationalBirthDate"
+        ),
+    ] = None
     """Date of first marketing authorization for a company's new medicinal product in any country in the World"""
 
-    international_birth_date_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_internationalBirthDate",
-        serialization_alias="_internationalBirthDate",
-    )
+    international_birth_date_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_internationalBirthDate",
+            serialization_alias="_internationalBirthDate",
+        ),
+    ] = None
     """Extensions and id of `internationalBirthDate`."""
 
-    legal_basis: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="legalBasis", serialization_alias="legalBasis"
-    )
+    legal_basis: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="legalBasis", serialization_alias="legalBasis")
+    ] = None
     """The legal framework against which this authorization is granted"""
 
-    jurisdictional_authorization: Opt[
-        list[MedicinalProductAuthorizationJurisdictionalAuthorization]
-    ] = Field(
-        default=None,
-        validation_alias="jurisdictionalAuthorization",
-        serialization_alias="jurisdictionalAuthorization",
-        min_length=1,
-    )
+    jurisdictional_authorization: Annotated[
+        Opt[list[MedicinalProductAuthorizationJurisdictionalAuthorization]],
+        Field(
+            validation_alias="jurisdictionalAuthorization",
+            serialization_alias="jurisdictionalAuthorization",
+            min_length=1,
+        ),
+    ] = None
     """Authorization in areas within a country"""
 
-    holder: Opt[Reference] = Field(default=None)
+    holder: Opt[Reference] = None
     """Marketing Authorization Holder"""
 
-    regulator: Opt[Reference] = Field(default=None)
+    regulator: Opt[Reference] = None
     """Medicines Regulatory Agency"""
 
-    procedure: Opt[MedicinalProductAuthorizationProcedure] = Field(default=None)
+    procedure: Opt[MedicinalProductAuthorizationProcedure] = None
     """The regulatory procedure for granting or amending a marketing authorization"""
 
 
 class MedicinalProductAuthorizationJurisdictionalAuthorization(BackboneElement):
     """Authorization in areas within a country"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """The assigned number for the marketing authorization"""
 
-    country: Opt[CodeableConcept] = Field(default=None)
+    country: Opt[CodeableConcept] = None
     """Country of authorization"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Jurisdiction within a country"""
 
-    legal_status_of_supply: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="legalStatusOfSupply",
-        serialization_alias="legalStatusOfSupply",
-    )
+    legal_status_of_supply: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="legalStatusOfSupply", serialization_alias="legalStatusOfSupply"),
+    ] = None
     """The legal status of supply in a jurisdiction or region"""
 
-    validity_period: Opt[Period] = Field(
-        default=None, validation_alias="validityPeriod", serialization_alias="validityPeriod"
-    )
+    validity_period: Annotated[
+        Opt[Period], Field(validation_alias="validityPeriod", serialization_alias="validityPeriod")
+    ] = None
     """The start and expected end date of the authorization"""
 
 
@@ -168,28 +179,29 @@ class MedicinalProductAuthorizationProcedure(BackboneElement, ChoiceChecked):
         ),
     )
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifier for this procedure"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Type of procedure"""
 
-    date_period: Opt[Period] = Field(
-        default=None, validation_alias="datePeriod", serialization_alias="datePeriod"
-    )
+    date_period: Annotated[
+        Opt[Period], Field(validation_alias="datePeriod", serialization_alias="datePeriod")
+    ] = None
     """Date of procedure"""
 
-    date_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="dateDateTime", serialization_alias="dateDateTime"
-    )
+    date_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="dateDateTime", serialization_alias="dateDateTime"),
+    ] = None
     """Date of procedure"""
 
-    date_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dateDateTime", serialization_alias="_dateDateTime"
-    )
+    date_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dateDateTime", serialization_alias="_dateDateTime")
+    ] = None
     """Extensions and id of `dateDateTime`."""
 
-    application: Opt[list[MedicinalProductAuthorizationProcedure]] = Field(
-        default=None, min_length=1
-    )
+    application: Annotated[
+        Opt[list[MedicinalProductAuthorizationProcedure]], Field(min_length=1)
+    ] = None
     """Applcations submitted to obtain a marketing authorization"""

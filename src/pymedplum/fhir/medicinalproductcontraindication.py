@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductContraindicationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.population import Population
     from pymedplum.fhir.reference import Reference
@@ -20,46 +22,49 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Population", "Reference")
 
 
-class MedicinalProductContraindication(DomainResource):
+class MedicinalProductContraindication(
+    DomainResource,
+    Searchable["MedicinalProductContraindication", "MedicinalProductContraindicationSearchParams"],
+):
     """The clinical particulars - indications, contraindications etc."""
 
-    resource_type: Literal["MedicinalProductContraindication"] = Field(
-        default="MedicinalProductContraindication",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductContraindication"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductContraindication"
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The medication for which this is an indication"""
 
-    disease: Opt[CodeableConcept] = Field(default=None)
+    disease: Opt[CodeableConcept] = None
     """The disease, symptom or procedure for the contraindication"""
 
-    disease_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="diseaseStatus", serialization_alias="diseaseStatus"
-    )
+    disease_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="diseaseStatus", serialization_alias="diseaseStatus"),
+    ] = None
     """The status of the disease or symptom for the contraindication"""
 
-    comorbidity: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    comorbidity: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """A comorbidity (concurrent condition) or coinfection"""
 
-    therapeutic_indication: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="therapeuticIndication",
-        serialization_alias="therapeuticIndication",
-        min_length=1,
-    )
+    therapeutic_indication: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="therapeuticIndication",
+            serialization_alias="therapeuticIndication",
+            min_length=1,
+        ),
+    ] = None
     """Information about the use of the medicinal product in relation to other therapies as part of the indication"""
 
-    other_therapy: Opt[list[MedicinalProductContraindicationOtherTherapy]] = Field(
-        default=None,
-        validation_alias="otherTherapy",
-        serialization_alias="otherTherapy",
-        min_length=1,
-    )
+    other_therapy: Annotated[
+        Opt[list[MedicinalProductContraindicationOtherTherapy]],
+        Field(validation_alias="otherTherapy", serialization_alias="otherTherapy", min_length=1),
+    ] = None
     """Information about the use of the medicinal product in relation to other therapies described as part of the indication"""
 
-    population: Opt[list[Population]] = Field(default=None, min_length=1)
+    population: Annotated[Opt[list[Population]], Field(min_length=1)] = None
     """The population group to which this applies"""
 
 
@@ -74,21 +79,26 @@ class MedicinalProductContraindicationOtherTherapy(BackboneElement, ChoiceChecke
         ),
     )
 
-    therapy_relationship_type: CodeableConcept = Field(
-        validation_alias="therapyRelationshipType", serialization_alias="therapyRelationshipType"
-    )
+    therapy_relationship_type: Annotated[
+        CodeableConcept,
+        Field(
+            validation_alias="therapyRelationshipType",
+            serialization_alias="therapyRelationshipType",
+        ),
+    ]
     """The type of relationship between the medicinal product indication or contraindication and another therapy"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """Reference to a specific medication (active substance, medicinal product or class of products) as part of an indication or contraindication"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """Reference to a specific medication (active substance, medicinal product or class of products) as part of an indication or contraindication"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductIndicationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.population import Population
     from pymedplum.fhir.quantity import Quantity
@@ -21,58 +23,64 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Population", "Quantity", "Reference")
 
 
-class MedicinalProductIndication(DomainResource):
+class MedicinalProductIndication(
+    DomainResource,
+    Searchable["MedicinalProductIndication", "MedicinalProductIndicationSearchParams"],
+):
     """Indication for the Medicinal Product."""
 
-    resource_type: Literal["MedicinalProductIndication"] = Field(
-        default="MedicinalProductIndication",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductIndication"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductIndication"
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The medication for which this is an indication"""
 
-    disease_symptom_procedure: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="diseaseSymptomProcedure",
-        serialization_alias="diseaseSymptomProcedure",
-    )
+    disease_symptom_procedure: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="diseaseSymptomProcedure",
+            serialization_alias="diseaseSymptomProcedure",
+        ),
+    ] = None
     """The disease, symptom or procedure that is the indication for treatment"""
 
-    disease_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="diseaseStatus", serialization_alias="diseaseStatus"
-    )
+    disease_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="diseaseStatus", serialization_alias="diseaseStatus"),
+    ] = None
     """The status of the disease or symptom for which the indication applies"""
 
-    comorbidity: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    comorbidity: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Comorbidity (concurrent condition) or co-infection as part of the indication"""
 
-    intended_effect: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="intendedEffect", serialization_alias="intendedEffect"
-    )
+    intended_effect: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="intendedEffect", serialization_alias="intendedEffect"),
+    ] = None
     """The intended effect, aim or strategy to be achieved by the indication"""
 
-    duration: Opt[Quantity] = Field(default=None)
+    duration: Opt[Quantity] = None
     """Timing or duration information as part of the indication"""
 
-    other_therapy: Opt[list[MedicinalProductIndicationOtherTherapy]] = Field(
-        default=None,
-        validation_alias="otherTherapy",
-        serialization_alias="otherTherapy",
-        min_length=1,
-    )
+    other_therapy: Annotated[
+        Opt[list[MedicinalProductIndicationOtherTherapy]],
+        Field(validation_alias="otherTherapy", serialization_alias="otherTherapy", min_length=1),
+    ] = None
     """Information about the use of the medicinal product in relation to other therapies described as part of the indication"""
 
-    undesirable_effect: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="undesirableEffect",
-        serialization_alias="undesirableEffect",
-        min_length=1,
-    )
+    undesirable_effect: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="undesirableEffect",
+            serialization_alias="undesirableEffect",
+            min_length=1,
+        ),
+    ] = None
     """Describe the undesirable effects of the medicinal product"""
 
-    population: Opt[list[Population]] = Field(default=None, min_length=1)
+    population: Annotated[Opt[list[Population]], Field(min_length=1)] = None
     """The population group to which this applies"""
 
 
@@ -87,21 +95,26 @@ class MedicinalProductIndicationOtherTherapy(BackboneElement, ChoiceChecked):
         ),
     )
 
-    therapy_relationship_type: CodeableConcept = Field(
-        validation_alias="therapyRelationshipType", serialization_alias="therapyRelationshipType"
-    )
+    therapy_relationship_type: Annotated[
+        CodeableConcept,
+        Field(
+            validation_alias="therapyRelationshipType",
+            serialization_alias="therapyRelationshipType",
+        ),
+    ]
     """The type of relationship between the medicinal product indication or contraindication and another therapy"""
 
-    medication_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="medicationCodeableConcept",
-        serialization_alias="medicationCodeableConcept",
-    )
+    medication_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="medicationCodeableConcept",
+            serialization_alias="medicationCodeableConcept",
+        ),
+    ] = None
     """Reference to a specific medication (active substance, medicinal product or class of products) as part of an indication or contraindication"""
 
-    medication_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="medicationReference",
-        serialization_alias="medicationReference",
-    )
+    medication_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="medicationReference", serialization_alias="medicationReference"),
+    ] = None
     """Reference to a specific medication (active substance, medicinal product or class of products) as part of an indication or contraindication"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductIngredientSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,150 +25,157 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Ratio", "Reference")
 
 
-class MedicinalProductIngredient(DomainResource):
+class MedicinalProductIngredient(
+    DomainResource,
+    Searchable["MedicinalProductIngredient", "MedicinalProductIngredientSearchParams"],
+):
     """An ingredient of a manufactured item or pharmaceutical product."""
 
-    resource_type: Literal["MedicinalProductIngredient"] = Field(
-        default="MedicinalProductIngredient",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductIngredient"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductIngredient"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifier for the ingredient"""
 
-    role: CodeableConcept = Field()
+    role: CodeableConcept
     """Ingredient role e.g."""
 
-    allergenic_indicator: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="allergenicIndicator",
-        serialization_alias="allergenicIndicator",
-    )
+    allergenic_indicator: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="allergenicIndicator", serialization_alias="allergenicIndicator"),
+    ] = None
     """If the ingredient is a known or suspected allergen"""
 
-    allergenic_indicator_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_allergenicIndicator",
-        serialization_alias="_allergenicIndicator",
-    )
+    allergenic_indicator_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_allergenicIndicator", serialization_alias="_allergenicIndicator"),
+    ] = None
     """Extensions and id of `allergenicIndicator`."""
 
-    manufacturer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    manufacturer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Manufacturer of this Ingredient"""
 
-    specified_substance: Opt[list[MedicinalProductIngredientSpecifiedSubstance]] = Field(
-        default=None,
-        validation_alias="specifiedSubstance",
-        serialization_alias="specifiedSubstance",
-        min_length=1,
-    )
+    specified_substance: Annotated[
+        Opt[list[MedicinalProductIngredientSpecifiedSubstance]],
+        Field(
+            validation_alias="specifiedSubstance",
+            serialization_alias="specifiedSubstance",
+            min_length=1,
+        ),
+    ] = None
     """A specified substance that comprises this ingredient"""
 
-    substance: Opt[MedicinalProductIngredientSubstance] = Field(default=None)
+    substance: Opt[MedicinalProductIngredientSubstance] = None
     """The ingredient substance"""
 
 
 class MedicinalProductIngredientSpecifiedSubstance(BackboneElement):
     """A specified substance that comprises this ingredient"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """The specified substance"""
 
-    group: CodeableConcept = Field()
+    group: CodeableConcept
     """The group of specified substance, e.g."""
 
-    confidentiality: Opt[CodeableConcept] = Field(default=None)
+    confidentiality: Opt[CodeableConcept] = None
     """Confidentiality level of the specified substance as the ingredient"""
 
-    strength: Opt[list[MedicinalProductIngredientSpecifiedSubstanceStrength]] = Field(
-        default=None, min_length=1
-    )
+    strength: Annotated[
+        Opt[list[MedicinalProductIngredientSpecifiedSubstanceStrength]], Field(min_length=1)
+    ] = None
     """Quantity of the substance or specified substance present in the manufactured item or pharmaceutical product"""
 
 
 class MedicinalProductIngredientSpecifiedSubstanceStrength(BackboneElement):
     """Quantity of the substance or specified substance present in the manufactured item or pharmaceutical product"""
 
-    presentation: Ratio = Field()
+    presentation: Ratio
     """The quantity of substance in the unit of presentation, or in the volume (or mass) of the single pharmaceutical product or manufactured item"""
 
-    presentation_low_limit: Opt[Ratio] = Field(
-        default=None,
-        validation_alias="presentationLowLimit",
-        serialization_alias="presentationLowLimit",
-    )
+    presentation_low_limit: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="presentationLowLimit", serialization_alias="presentationLowLimit"),
+    ] = None
     """A lower limit for the quantity of substance in the unit of presentation."""
 
-    concentration: Opt[Ratio] = Field(default=None)
+    concentration: Opt[Ratio] = None
     """The strength per unitary volume (or mass)"""
 
-    concentration_low_limit: Opt[Ratio] = Field(
-        default=None,
-        validation_alias="concentrationLowLimit",
-        serialization_alias="concentrationLowLimit",
-    )
+    concentration_low_limit: Annotated[
+        Opt[Ratio],
+        Field(
+            validation_alias="concentrationLowLimit", serialization_alias="concentrationLowLimit"
+        ),
+    ] = None
     """A lower limit for the strength per unitary volume (or mass), for when there is a range."""
 
-    measurement_point: Opt[FhirString] = Field(
-        default=None, validation_alias="measurementPoint", serialization_alias="measurementPoint"
-    )
+    measurement_point: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="measurementPoint", serialization_alias="measurementPoint"),
+    ] = None
     """For when strength is measured at a particular point or distance"""
 
-    measurement_point_ext: Opt[Element] = Field(
-        default=None, validation_alias="_measurementPoint", serialization_alias="_measurementPoint"
-    )
+    measurement_point_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_measurementPoint", serialization_alias="_measurementPoint"),
+    ] = None
     """Extensions and id of `measurementPoint`."""
 
-    country: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    country: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The country or countries for which the strength range applies"""
 
-    reference_strength: Opt[
-        list[MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength]
-    ] = Field(
-        default=None,
-        validation_alias="referenceStrength",
-        serialization_alias="referenceStrength",
-        min_length=1,
-    )
+    reference_strength: Annotated[
+        Opt[list[MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength]],
+        Field(
+            validation_alias="referenceStrength",
+            serialization_alias="referenceStrength",
+            min_length=1,
+        ),
+    ] = None
     """Strength expressed in terms of a reference substance"""
 
 
 class MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength(BackboneElement):
     """Strength expressed in terms of a reference substance"""
 
-    substance: Opt[CodeableConcept] = Field(default=None)
+    substance: Opt[CodeableConcept] = None
     """Relevant reference substance"""
 
-    strength: Ratio = Field()
+    strength: Ratio
     """Strength expressed in terms of a reference substance"""
 
-    strength_low_limit: Opt[Ratio] = Field(
-        default=None, validation_alias="strengthLowLimit", serialization_alias="strengthLowLimit"
-    )
+    strength_low_limit: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="strengthLowLimit", serialization_alias="strengthLowLimit"),
+    ] = None
     """Strength expressed in terms of a reference substance"""
 
-    measurement_point: Opt[FhirString] = Field(
-        default=None, validation_alias="measurementPoint", serialization_alias="measurementPoint"
-    )
+    measurement_point: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="measurementPoint", serialization_alias="measurementPoint"),
+    ] = None
     """For when strength is measured at a particular point or distance"""
 
-    measurement_point_ext: Opt[Element] = Field(
-        default=None, validation_alias="_measurementPoint", serialization_alias="_measurementPoint"
-    )
+    measurement_point_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_measurementPoint", serialization_alias="_measurementPoint"),
+    ] = None
     """Extensions and id of `measurementPoint`."""
 
-    country: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    country: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The country or countries for which the strength range applies"""
 
 
 class MedicinalProductIngredientSubstance(BackboneElement):
     """The ingredient substance"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """The ingredient substance"""
 
-    strength: Opt[list[MedicinalProductIngredientSpecifiedSubstanceStrength]] = Field(
-        default=None, min_length=1
-    )
+    strength: Annotated[
+        Opt[list[MedicinalProductIngredientSpecifiedSubstanceStrength]], Field(min_length=1)
+    ] = None
     """Quantity of the substance or specified substance present in the manufactured item or pharmaceutical product"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductInteractionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
@@ -21,41 +23,43 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Reference")
 
 
-class MedicinalProductInteraction(DomainResource):
+class MedicinalProductInteraction(
+    DomainResource,
+    Searchable["MedicinalProductInteraction", "MedicinalProductInteractionSearchParams"],
+):
     """The interactions of the medicinal product with other medicinal products, or other forms of interactions."""
 
-    resource_type: Literal["MedicinalProductInteraction"] = Field(
-        default="MedicinalProductInteraction",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductInteraction"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductInteraction"
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The medication for which this is a described interaction"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The interaction described"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    interactant: Opt[list[MedicinalProductInteractionInteractant]] = Field(
-        default=None, min_length=1
-    )
+    interactant: Annotated[
+        Opt[list[MedicinalProductInteractionInteractant]], Field(min_length=1)
+    ] = None
     """The specific medication, food or laboratory test that interacts"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The type of the interaction e.g."""
 
-    effect: Opt[CodeableConcept] = Field(default=None)
+    effect: Opt[CodeableConcept] = None
     """The effect of the interaction, for example \"reduced gastric absorption of primary medication\""""
 
-    incidence: Opt[CodeableConcept] = Field(default=None)
+    incidence: Opt[CodeableConcept] = None
     """The incidence of the interaction, e.g."""
 
-    management: Opt[CodeableConcept] = Field(default=None)
+    management: Opt[CodeableConcept] = None
     """Actions for managing the interaction"""
 
 
@@ -70,14 +74,13 @@ class MedicinalProductInteractionInteractant(BackboneElement, ChoiceChecked):
         ),
     )
 
-    item_reference: Opt[Reference] = Field(
-        default=None, validation_alias="itemReference", serialization_alias="itemReference"
-    )
+    item_reference: Annotated[
+        Opt[Reference], Field(validation_alias="itemReference", serialization_alias="itemReference")
+    ] = None
     """The specific medication, food or laboratory test that interacts"""
 
-    item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="itemCodeableConcept",
-        serialization_alias="itemCodeableConcept",
-    )
+    item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="itemCodeableConcept", serialization_alias="itemCodeableConcept"),
+    ] = None
     """The specific medication, food or laboratory test that interacts"""

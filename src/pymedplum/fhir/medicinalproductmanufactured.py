@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductManufacturedSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.prodcharacteristic import ProdCharacteristic
     from pymedplum.fhir.quantity import Quantity
@@ -20,47 +22,53 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ProdCharacteristic", "Quantity", "Reference")
 
 
-class MedicinalProductManufactured(DomainResource):
+class MedicinalProductManufactured(
+    DomainResource,
+    Searchable["MedicinalProductManufactured", "MedicinalProductManufacturedSearchParams"],
+):
     """The manufactured item as contained in the packaged medicinal product."""
 
-    resource_type: Literal["MedicinalProductManufactured"] = Field(
-        default="MedicinalProductManufactured",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductManufactured"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductManufactured"
 
-    manufactured_dose_form: CodeableConcept = Field(
-        validation_alias="manufacturedDoseForm", serialization_alias="manufacturedDoseForm"
-    )
+    manufactured_dose_form: Annotated[
+        CodeableConcept,
+        Field(validation_alias="manufacturedDoseForm", serialization_alias="manufacturedDoseForm"),
+    ]
     """Dose form as manufactured and before any transformation into the pharmaceutical product"""
 
-    unit_of_presentation: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="unitOfPresentation",
-        serialization_alias="unitOfPresentation",
-    )
+    unit_of_presentation: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="unitOfPresentation", serialization_alias="unitOfPresentation"),
+    ] = None
     """The “real world” units in which the quantity of the manufactured item is described"""
 
-    quantity: Quantity = Field()
+    quantity: Quantity
     """The quantity or \"count number\" of the manufactured item"""
 
-    manufacturer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    manufacturer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Manufacturer of the item (Note that this should be named \"manufacturer\" but it currently causes technical issues)"""
 
-    ingredient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    ingredient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Ingredient"""
 
-    physical_characteristics: Opt[ProdCharacteristic] = Field(
-        default=None,
-        validation_alias="physicalCharacteristics",
-        serialization_alias="physicalCharacteristics",
-    )
+    physical_characteristics: Annotated[
+        Opt[ProdCharacteristic],
+        Field(
+            validation_alias="physicalCharacteristics",
+            serialization_alias="physicalCharacteristics",
+        ),
+    ] = None
     """Dimensions, color etc."""
 
-    other_characteristics: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="otherCharacteristics",
-        serialization_alias="otherCharacteristics",
-        min_length=1,
-    )
+    other_characteristics: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="otherCharacteristics",
+            serialization_alias="otherCharacteristics",
+            min_length=1,
+        ),
+    ] = None
     """Other codeable characteristics"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductPackagedSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -35,148 +37,157 @@ _DEPENDENCIES = (
 )
 
 
-class MedicinalProductPackaged(DomainResource):
+class MedicinalProductPackaged(
+    DomainResource, Searchable["MedicinalProductPackaged", "MedicinalProductPackagedSearchParams"]
+):
     """A medicinal product in a container or package."""
 
-    resource_type: Literal["MedicinalProductPackaged"] = Field(
-        default="MedicinalProductPackaged",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductPackaged"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductPackaged"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier"""
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The product with this is a pack for"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Textual description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    legal_status_of_supply: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="legalStatusOfSupply",
-        serialization_alias="legalStatusOfSupply",
-    )
+    legal_status_of_supply: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="legalStatusOfSupply", serialization_alias="legalStatusOfSupply"),
+    ] = None
     """The legal status of supply of the medicinal product as classified by the regulator"""
 
-    marketing_status: Opt[list[MarketingStatus]] = Field(
-        default=None,
-        validation_alias="marketingStatus",
-        serialization_alias="marketingStatus",
-        min_length=1,
-    )
+    marketing_status: Annotated[
+        Opt[list[MarketingStatus]],
+        Field(
+            validation_alias="marketingStatus", serialization_alias="marketingStatus", min_length=1
+        ),
+    ] = None
     """Marketing information"""
 
-    marketing_authorization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="marketingAuthorization",
-        serialization_alias="marketingAuthorization",
-    )
+    marketing_authorization: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="marketingAuthorization", serialization_alias="marketingAuthorization"
+        ),
+    ] = None
     """Manufacturer of this Package Item"""
 
-    manufacturer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    manufacturer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Manufacturer of this Package Item"""
 
-    batch_identifier: Opt[list[MedicinalProductPackagedBatchIdentifier]] = Field(
-        default=None,
-        validation_alias="batchIdentifier",
-        serialization_alias="batchIdentifier",
-        min_length=1,
-    )
+    batch_identifier: Annotated[
+        Opt[list[MedicinalProductPackagedBatchIdentifier]],
+        Field(
+            validation_alias="batchIdentifier", serialization_alias="batchIdentifier", min_length=1
+        ),
+    ] = None
     """Batch numbering"""
 
-    package_item: list[MedicinalProductPackagedPackageItem] = Field(
-        validation_alias="packageItem", serialization_alias="packageItem", min_length=1
-    )
+    package_item: Annotated[
+        list[MedicinalProductPackagedPackageItem],
+        Field(validation_alias="packageItem", serialization_alias="packageItem", min_length=1),
+    ]
     """A packaging item, as a contained for medicine, possibly with other packaging items within"""
 
 
 class MedicinalProductPackagedBatchIdentifier(BackboneElement):
     """Batch numbering"""
 
-    outer_packaging: Identifier = Field(
-        validation_alias="outerPackaging", serialization_alias="outerPackaging"
-    )
+    outer_packaging: Annotated[
+        Identifier, Field(validation_alias="outerPackaging", serialization_alias="outerPackaging")
+    ]
     """A number appearing on the outer packaging of a specific batch"""
 
-    immediate_packaging: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="immediatePackaging",
-        serialization_alias="immediatePackaging",
-    )
+    immediate_packaging: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="immediatePackaging", serialization_alias="immediatePackaging"),
+    ] = None
     """A number appearing on the immediate packaging (and not the outer packaging)"""
 
 
 class MedicinalProductPackagedPackageItem(BackboneElement):
     """A packaging item, as a contained for medicine, possibly with other packaging items within"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Including possibly Data Carrier Identifier"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """The physical type of the container of the medicine"""
 
-    quantity: Quantity = Field()
+    quantity: Quantity
     """The quantity of this package in the medicinal product, at the current level of packaging."""
 
-    material: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    material: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Material type of the package item"""
 
-    alternate_material: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="alternateMaterial",
-        serialization_alias="alternateMaterial",
-        min_length=1,
-    )
+    alternate_material: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="alternateMaterial",
+            serialization_alias="alternateMaterial",
+            min_length=1,
+        ),
+    ] = None
     """A possible alternate material for the packaging"""
 
-    device: Opt[list[Reference]] = Field(default=None, min_length=1)
+    device: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """A device accompanying a medicinal product"""
 
-    manufactured_item: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="manufacturedItem",
-        serialization_alias="manufacturedItem",
-        min_length=1,
-    )
+    manufactured_item: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="manufacturedItem",
+            serialization_alias="manufacturedItem",
+            min_length=1,
+        ),
+    ] = None
     """The manufactured item as contained in the packaged medicinal product"""
 
-    package_item: Opt[list[MedicinalProductPackagedPackageItem]] = Field(
-        default=None,
-        validation_alias="packageItem",
-        serialization_alias="packageItem",
-        min_length=1,
-    )
+    package_item: Annotated[
+        Opt[list[MedicinalProductPackagedPackageItem]],
+        Field(validation_alias="packageItem", serialization_alias="packageItem", min_length=1),
+    ] = None
     """Allows containers within containers"""
 
-    physical_characteristics: Opt[ProdCharacteristic] = Field(
-        default=None,
-        validation_alias="physicalCharacteristics",
-        serialization_alias="physicalCharacteristics",
-    )
+    physical_characteristics: Annotated[
+        Opt[ProdCharacteristic],
+        Field(
+            validation_alias="physicalCharacteristics",
+            serialization_alias="physicalCharacteristics",
+        ),
+    ] = None
     """Dimensions, color etc."""
 
-    other_characteristics: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="otherCharacteristics",
-        serialization_alias="otherCharacteristics",
-        min_length=1,
-    )
+    other_characteristics: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="otherCharacteristics",
+            serialization_alias="otherCharacteristics",
+            min_length=1,
+        ),
+    ] = None
     """Other codeable characteristics"""
 
-    shelf_life_storage: Opt[list[ProductShelfLife]] = Field(
-        default=None,
-        validation_alias="shelfLifeStorage",
-        serialization_alias="shelfLifeStorage",
-        min_length=1,
-    )
+    shelf_life_storage: Annotated[
+        Opt[list[ProductShelfLife]],
+        Field(
+            validation_alias="shelfLifeStorage",
+            serialization_alias="shelfLifeStorage",
+            min_length=1,
+        ),
+    ] = None
     """Shelf Life and storage information"""
 
-    manufacturer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    manufacturer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Manufacturer of this Package Item"""

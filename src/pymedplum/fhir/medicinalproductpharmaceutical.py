@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductPharmaceuticalSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.duration import Duration
     from pymedplum.fhir.element import Element
@@ -33,119 +35,123 @@ _DEPENDENCIES = (
 )
 
 
-class MedicinalProductPharmaceutical(DomainResource):
+class MedicinalProductPharmaceutical(
+    DomainResource,
+    Searchable["MedicinalProductPharmaceutical", "MedicinalProductPharmaceuticalSearchParams"],
+):
     """A pharmaceutical product described in terms of its composition and dose form."""
 
-    resource_type: Literal["MedicinalProductPharmaceutical"] = Field(
-        default="MedicinalProductPharmaceutical",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductPharmaceutical"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductPharmaceutical"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for the pharmaceutical medicinal product"""
 
-    administrable_dose_form: CodeableConcept = Field(
-        validation_alias="administrableDoseForm", serialization_alias="administrableDoseForm"
-    )
+    administrable_dose_form: Annotated[
+        CodeableConcept,
+        Field(
+            validation_alias="administrableDoseForm", serialization_alias="administrableDoseForm"
+        ),
+    ]
     """The administrable dose form, after necessary reconstitution"""
 
-    unit_of_presentation: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="unitOfPresentation",
-        serialization_alias="unitOfPresentation",
-    )
+    unit_of_presentation: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="unitOfPresentation", serialization_alias="unitOfPresentation"),
+    ] = None
     """Todo"""
 
-    ingredient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    ingredient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Ingredient"""
 
-    device: Opt[list[Reference]] = Field(default=None, min_length=1)
+    device: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Accompanying device"""
 
-    characteristics: Opt[list[MedicinalProductPharmaceuticalCharacteristics]] = Field(
-        default=None, min_length=1
-    )
+    characteristics: Annotated[
+        Opt[list[MedicinalProductPharmaceuticalCharacteristics]], Field(min_length=1)
+    ] = None
     """Characteristics e.g."""
 
-    route_of_administration: list[MedicinalProductPharmaceuticalRouteOfAdministration] = Field(
-        validation_alias="routeOfAdministration",
-        serialization_alias="routeOfAdministration",
-        min_length=1,
-    )
+    route_of_administration: Annotated[
+        list[MedicinalProductPharmaceuticalRouteOfAdministration],
+        Field(
+            validation_alias="routeOfAdministration",
+            serialization_alias="routeOfAdministration",
+            min_length=1,
+        ),
+    ]
     """The path by which the pharmaceutical product is taken into or makes contact with the body"""
 
 
 class MedicinalProductPharmaceuticalCharacteristics(BackboneElement):
     """Characteristics e.g."""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """A coded characteristic"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """The status of characteristic e.g."""
 
 
 class MedicinalProductPharmaceuticalRouteOfAdministration(BackboneElement):
     """The path by which the pharmaceutical product is taken into or makes contact with the body"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Coded expression for the route"""
 
-    first_dose: Opt[Quantity] = Field(
-        default=None, validation_alias="firstDose", serialization_alias="firstDose"
-    )
+    first_dose: Annotated[
+        Opt[Quantity], Field(validation_alias="firstDose", serialization_alias="firstDose")
+    ] = None
     """The first dose (dose quantity) administered in humans can be specified, for a product under investigation, using a numerical value and its unit of measurement"""
 
-    max_single_dose: Opt[Quantity] = Field(
-        default=None, validation_alias="maxSingleDose", serialization_alias="maxSingleDose"
-    )
+    max_single_dose: Annotated[
+        Opt[Quantity], Field(validation_alias="maxSingleDose", serialization_alias="maxSingleDose")
+    ] = None
     """The maximum single dose that can be administered as per the protocol of a clinical trial can be specified using a numerical value and its unit of measurement"""
 
-    max_dose_per_day: Opt[Quantity] = Field(
-        default=None, validation_alias="maxDosePerDay", serialization_alias="maxDosePerDay"
-    )
+    max_dose_per_day: Annotated[
+        Opt[Quantity], Field(validation_alias="maxDosePerDay", serialization_alias="maxDosePerDay")
+    ] = None
     """The maximum dose per day (maximum dose quantity to be administered in any one 24-h period) that can be administered as per the protocol referenced in the clinical trial authorisation"""
 
-    max_dose_per_treatment_period: Opt[Ratio] = Field(
-        default=None,
-        validation_alias="maxDosePerTreatmentPeriod",
-        serialization_alias="maxDosePerTreatmentPeriod",
-    )
+    max_dose_per_treatment_period: Annotated[
+        Opt[Ratio],
+        Field(
+            validation_alias="maxDosePerTreatmentPeriod",
+            serialization_alias="maxDosePerTreatmentPeriod",
+        ),
+    ] = None
     """The maximum dose per treatment period that can be administered as per the protocol referenced in the clinical trial authorisation"""
 
-    max_treatment_period: Opt[Duration] = Field(
-        default=None,
-        validation_alias="maxTreatmentPeriod",
-        serialization_alias="maxTreatmentPeriod",
-    )
+    max_treatment_period: Annotated[
+        Opt[Duration],
+        Field(validation_alias="maxTreatmentPeriod", serialization_alias="maxTreatmentPeriod"),
+    ] = None
     """The maximum treatment period during which an Investigational Medicinal Product can be administered as per the protocol referenced in the clinical trial authorisation"""
 
-    target_species: Opt[list[MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies]] = (
-        Field(
-            default=None,
-            validation_alias="targetSpecies",
-            serialization_alias="targetSpecies",
-            min_length=1,
-        )
-    )
+    target_species: Annotated[
+        Opt[list[MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies]],
+        Field(validation_alias="targetSpecies", serialization_alias="targetSpecies", min_length=1),
+    ] = None
     """A species for which this route applies"""
 
 
 class MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies(BackboneElement):
     """A species for which this route applies"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Coded expression for the species"""
 
-    withdrawal_period: Opt[
-        list[MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod]
-    ] = Field(
-        default=None,
-        validation_alias="withdrawalPeriod",
-        serialization_alias="withdrawalPeriod",
-        min_length=1,
-    )
+    withdrawal_period: Annotated[
+        Opt[list[MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod]],
+        Field(
+            validation_alias="withdrawalPeriod",
+            serialization_alias="withdrawalPeriod",
+            min_length=1,
+        ),
+    ] = None
     """A species specific time during which consumption of animal product is not appropriate"""
 
 
@@ -154,22 +160,24 @@ class MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawal
 ):
     """A species specific time during which consumption of animal product is not appropriate"""
 
-    tissue: CodeableConcept = Field()
+    tissue: CodeableConcept
     """Coded expression for the type of tissue for which the withdrawal period applues, e.g."""
 
-    value: Quantity = Field()
+    value: Quantity
     """A value for the time"""
 
-    supporting_information: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="supportingInformation",
-        serialization_alias="supportingInformation",
-    )
+    supporting_information: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="supportingInformation", serialization_alias="supportingInformation"
+        ),
+    ] = None
     """Extra information about the withdrawal period"""
 
-    supporting_information_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_supportingInformation",
-        serialization_alias="_supportingInformation",
-    )
+    supporting_information_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_supportingInformation", serialization_alias="_supportingInformation"
+        ),
+    ] = None
     """Extensions and id of `supportingInformation`."""

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MedicinalProductUndesirableEffectSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.population import Population
     from pymedplum.fhir.reference import Reference
@@ -19,34 +21,40 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Population", "Reference")
 
 
-class MedicinalProductUndesirableEffect(DomainResource):
+class MedicinalProductUndesirableEffect(
+    DomainResource,
+    Searchable[
+        "MedicinalProductUndesirableEffect", "MedicinalProductUndesirableEffectSearchParams"
+    ],
+):
     """Describe the undesirable effects of the medicinal product."""
 
-    resource_type: Literal["MedicinalProductUndesirableEffect"] = Field(
-        default="MedicinalProductUndesirableEffect",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MedicinalProductUndesirableEffect"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MedicinalProductUndesirableEffect"
 
-    subject: Opt[list[Reference]] = Field(default=None, min_length=1)
+    subject: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The medication for which this is an indication"""
 
-    symptom_condition_effect: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="symptomConditionEffect",
-        serialization_alias="symptomConditionEffect",
-    )
+    symptom_condition_effect: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="symptomConditionEffect", serialization_alias="symptomConditionEffect"
+        ),
+    ] = None
     """The symptom, condition or undesirable effect"""
 
-    classification: Opt[CodeableConcept] = Field(default=None)
+    classification: Opt[CodeableConcept] = None
     """Classification of the effect"""
 
-    frequency_of_occurrence: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="frequencyOfOccurrence",
-        serialization_alias="frequencyOfOccurrence",
-    )
+    frequency_of_occurrence: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="frequencyOfOccurrence", serialization_alias="frequencyOfOccurrence"
+        ),
+    ] = None
     """The frequency of occurrence of the effect"""
 
-    population: Opt[list[Population]] = Field(default=None, min_length=1)
+    population: Annotated[Opt[list[Population]], Field(min_length=1)] = None
     """The population group to which this applies"""

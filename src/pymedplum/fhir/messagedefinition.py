@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MessageDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -39,7 +41,9 @@ _DEPENDENCIES = (
 )
 
 
-class MessageDefinition(DomainResource, ChoiceChecked):
+class MessageDefinition(
+    DomainResource, ChoiceChecked, Searchable["MessageDefinition", "MessageDefinitionSearchParams"]
+):
     """Defines the characteristics of a message that can be shared between systems, including the type of event that initiates the message, the content to be transmitted and what response(s), if any, are..."""
 
     __fhir_choice_groups__ = (
@@ -50,186 +54,193 @@ class MessageDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MessageDefinition"] = Field(
-        default="MessageDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MessageDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MessageDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Business Identifier for a given MessageDefinition"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Primary key for the message definition on a given server"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the message definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this message definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this message definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    replaces: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Takes the place of"""
 
-    replaces_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_replaces", serialization_alias="_replaces", min_length=1
-    )
+    replaces_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_replaces", serialization_alias="_replaces", min_length=1),
+    ] = None
     """Extensions and id of `replaces`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the message definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for message definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this message definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    base: Opt[FhirCanonical] = Field(default=None)
+    base: Opt[FhirCanonical] = None
     """Definition this one is based on"""
 
-    base_ext: Opt[Element] = Field(
-        default=None, validation_alias="_base", serialization_alias="_base"
-    )
+    base_ext: Annotated[
+        Opt[Element], Field(validation_alias="_base", serialization_alias="_base")
+    ] = None
     """Extensions and id of `base`."""
 
-    parent: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    parent: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Protocol/workflow this is part of"""
 
-    parent_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_parent", serialization_alias="_parent", min_length=1
-    )
+    parent_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_parent", serialization_alias="_parent", min_length=1),
+    ] = None
     """Extensions and id of `parent`."""
 
-    event_coding: Opt[Coding] = Field(
-        default=None, validation_alias="eventCoding", serialization_alias="eventCoding"
-    )
+    event_coding: Annotated[
+        Opt[Coding], Field(validation_alias="eventCoding", serialization_alias="eventCoding")
+    ] = None
     """Event code or link to the EventDefinition"""
 
-    event_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="eventUri", serialization_alias="eventUri"
-    )
+    event_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="eventUri", serialization_alias="eventUri")
+    ] = None
     """Event code or link to the EventDefinition"""
 
-    event_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_eventUri", serialization_alias="_eventUri"
-    )
+    event_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_eventUri", serialization_alias="_eventUri")
+    ] = None
     """Extensions and id of `eventUri`."""
 
-    category: Opt[Literal["consequence", "currency", "notification"]] = Field(default=None)
+    category: Opt[Literal["consequence", "currency", "notification"]] = None
     """consequence | currency | notification"""
 
-    category_ext: Opt[Element] = Field(
-        default=None, validation_alias="_category", serialization_alias="_category"
-    )
+    category_ext: Annotated[
+        Opt[Element], Field(validation_alias="_category", serialization_alias="_category")
+    ] = None
     """Extensions and id of `category`."""
 
-    focus: Opt[list[MessageDefinitionFocus]] = Field(default=None, min_length=1)
+    focus: Annotated[Opt[list[MessageDefinitionFocus]], Field(min_length=1)] = None
     """Resource(s) that are the subject of the event"""
 
-    response_required: Opt[Literal["always", "on-error", "never", "on-success"]] = Field(
-        default=None, validation_alias="responseRequired", serialization_alias="responseRequired"
-    )
+    response_required: Annotated[
+        Opt[Literal["always", "on-error", "never", "on-success"]],
+        Field(validation_alias="responseRequired", serialization_alias="responseRequired"),
+    ] = None
     """always | on-error | never | on-success"""
 
-    response_required_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responseRequired", serialization_alias="_responseRequired"
-    )
+    response_required_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_responseRequired", serialization_alias="_responseRequired"),
+    ] = None
     """Extensions and id of `responseRequired`."""
 
-    allowed_response: Opt[list[MessageDefinitionAllowedResponse]] = Field(
-        default=None,
-        validation_alias="allowedResponse",
-        serialization_alias="allowedResponse",
-        min_length=1,
-    )
+    allowed_response: Annotated[
+        Opt[list[MessageDefinitionAllowedResponse]],
+        Field(
+            validation_alias="allowedResponse", serialization_alias="allowedResponse", min_length=1
+        ),
+    ] = None
     """Responses to this message"""
 
-    graph: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    graph: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Canonical reference to a GraphDefinition"""
 
-    graph_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_graph", serialization_alias="_graph", min_length=1
-    )
+    graph_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_graph", serialization_alias="_graph", min_length=1),
+    ] = None
     """Extensions and id of `graph`."""
 
 
@@ -385,50 +396,54 @@ class MessageDefinitionFocus(BackboneElement):
         "ValueSet",
         "VerificationResult",
         "VisionPrescription",
-    ] = Field()
+    ]
     """Type of resource"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """Profile that must be adhered to by focus"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""
 
-    min: FhirUnsignedInt = Field()
+    min: FhirUnsignedInt
     """Minimum number of focuses of this type"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: Opt[FhirString] = Field(default=None)
+    max: Opt[FhirString] = None
     """Maximum number of focuses of this type"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
 
 class MessageDefinitionAllowedResponse(BackboneElement):
     """Responses to this message"""
 
-    message: FhirCanonical = Field()
+    message: FhirCanonical
     """Reference to allowed message definition response"""
 
-    message_ext: Opt[Element] = Field(
-        default=None, validation_alias="_message", serialization_alias="_message"
-    )
+    message_ext: Annotated[
+        Opt[Element], Field(validation_alias="_message", serialization_alias="_message")
+    ] = None
     """Extensions and id of `message`."""
 
-    situation: Opt[FhirMarkdown] = Field(default=None)
+    situation: Opt[FhirMarkdown] = None
     """When should this response be used"""
 
-    situation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_situation", serialization_alias="_situation"
-    )
+    situation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_situation", serialization_alias="_situation")
+    ] = None
     """Extensions and id of `situation`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirId, FhirString, FhirUri, FhirUrl
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MessageHeaderSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Coding", "ContactPoint", "Element", "Reference")
 
 
-class MessageHeader(DomainResource, ChoiceChecked):
+class MessageHeader(
+    DomainResource, ChoiceChecked, Searchable["MessageHeader", "MessageHeaderSearchParams"]
+):
     """The header for a message exchange that is either requesting or responding to an action."""
 
     __fhir_choice_groups__ = (
@@ -34,144 +38,145 @@ class MessageHeader(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["MessageHeader"] = Field(
-        default="MessageHeader", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["MessageHeader"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MessageHeader"
 
-    event_coding: Opt[Coding] = Field(
-        default=None, validation_alias="eventCoding", serialization_alias="eventCoding"
-    )
+    event_coding: Annotated[
+        Opt[Coding], Field(validation_alias="eventCoding", serialization_alias="eventCoding")
+    ] = None
     """Code for the event this message represents or link to event definition"""
 
-    event_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="eventUri", serialization_alias="eventUri"
-    )
+    event_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="eventUri", serialization_alias="eventUri")
+    ] = None
     """Code for the event this message represents or link to event definition"""
 
-    event_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_eventUri", serialization_alias="_eventUri"
-    )
+    event_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_eventUri", serialization_alias="_eventUri")
+    ] = None
     """Extensions and id of `eventUri`."""
 
-    destination: Opt[list[MessageHeaderDestination]] = Field(default=None, min_length=1)
+    destination: Annotated[Opt[list[MessageHeaderDestination]], Field(min_length=1)] = None
     """Message destination application(s)"""
 
-    sender: Opt[Reference] = Field(default=None)
+    sender: Opt[Reference] = None
     """Real world sender of the message"""
 
-    enterer: Opt[Reference] = Field(default=None)
+    enterer: Opt[Reference] = None
     """The source of the data entry"""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """The source of the decision"""
 
-    source: MessageHeaderSource = Field()
+    source: MessageHeaderSource
     """Message source application"""
 
-    responsible: Opt[Reference] = Field(default=None)
+    responsible: Opt[Reference] = None
     """Final responsibility for event"""
 
-    reason: Opt[CodeableConcept] = Field(default=None)
+    reason: Opt[CodeableConcept] = None
     """Cause of event"""
 
-    response: Opt[MessageHeaderResponse] = Field(default=None)
+    response: Opt[MessageHeaderResponse] = None
     """If this is a reply to prior message"""
 
-    focus: Opt[list[Reference]] = Field(default=None, min_length=1)
+    focus: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The actual content of the message"""
 
-    definition: Opt[FhirCanonical] = Field(default=None)
+    definition: Opt[FhirCanonical] = None
     """Link to the definition for this message"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
 
 class MessageHeaderDestination(BackboneElement):
     """Message destination application(s)"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of system"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    target: Opt[Reference] = Field(default=None)
+    target: Opt[Reference] = None
     """Particular delivery destination within the destination"""
 
-    endpoint: FhirUrl = Field()
+    endpoint: FhirUrl
     """Actual destination address or id"""
 
-    endpoint_ext: Opt[Element] = Field(
-        default=None, validation_alias="_endpoint", serialization_alias="_endpoint"
-    )
+    endpoint_ext: Annotated[
+        Opt[Element], Field(validation_alias="_endpoint", serialization_alias="_endpoint")
+    ] = None
     """Extensions and id of `endpoint`."""
 
-    receiver: Opt[Reference] = Field(default=None)
+    receiver: Opt[Reference] = None
     """Intended \"real-world\" recipient for the data"""
 
 
 class MessageHeaderSource(BackboneElement):
     """Message source application"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of system"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    software: Opt[FhirString] = Field(default=None)
+    software: Opt[FhirString] = None
     """Name of software running the system"""
 
-    software_ext: Opt[Element] = Field(
-        default=None, validation_alias="_software", serialization_alias="_software"
-    )
+    software_ext: Annotated[
+        Opt[Element], Field(validation_alias="_software", serialization_alias="_software")
+    ] = None
     """Extensions and id of `software`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version of software running"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    contact: Opt[ContactPoint] = Field(default=None)
+    contact: Opt[ContactPoint] = None
     """Human contact for problems"""
 
-    endpoint: FhirUrl = Field()
+    endpoint: FhirUrl
     """Actual message source address or id"""
 
-    endpoint_ext: Opt[Element] = Field(
-        default=None, validation_alias="_endpoint", serialization_alias="_endpoint"
-    )
+    endpoint_ext: Annotated[
+        Opt[Element], Field(validation_alias="_endpoint", serialization_alias="_endpoint")
+    ] = None
     """Extensions and id of `endpoint`."""
 
 
 class MessageHeaderResponse(BackboneElement):
     """If this is a reply to prior message"""
 
-    identifier: FhirId = Field()
+    identifier: FhirId
     """Id of original message"""
 
-    identifier_ext: Opt[Element] = Field(
-        default=None, validation_alias="_identifier", serialization_alias="_identifier"
-    )
+    identifier_ext: Annotated[
+        Opt[Element], Field(validation_alias="_identifier", serialization_alias="_identifier")
+    ] = None
     """Extensions and id of `identifier`."""
 
-    code: Literal["ok", "transient-error", "fatal-error"] = Field()
+    code: Literal["ok", "transient-error", "fatal-error"]
     """ok | transient-error | fatal-error"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    details: Opt[Reference] = Field(default=None)
+    details: Opt[Reference] = None
     """Specific list of hints/warnings/errors"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -22,77 +22,78 @@ _DEPENDENCIES = ("Coding", "Reference")
 class Meta(Element):
     """Base StructureDefinition for Meta Type: The metadata about a resource."""
 
-    version_id: Opt[FhirId] = Field(
-        default=None, validation_alias="versionId", serialization_alias="versionId"
-    )
+    version_id: Annotated[
+        Opt[FhirId], Field(validation_alias="versionId", serialization_alias="versionId")
+    ] = None
     """Version specific identifier"""
 
-    version_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_versionId", serialization_alias="_versionId"
-    )
+    version_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_versionId", serialization_alias="_versionId")
+    ] = None
     """Extensions and id of `versionId`."""
 
-    last_updated: Opt[FhirInstant] = Field(
-        default=None, validation_alias="lastUpdated", serialization_alias="lastUpdated"
-    )
+    last_updated: Annotated[
+        Opt[FhirInstant], Field(validation_alias="lastUpdated", serialization_alias="lastUpdated")
+    ] = None
     """When the resource version last changed"""
 
-    last_updated_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastUpdated", serialization_alias="_lastUpdated"
-    )
+    last_updated_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastUpdated", serialization_alias="_lastUpdated")
+    ] = None
     """Extensions and id of `lastUpdated`."""
 
-    source: Opt[FhirUri] = Field(default=None)
+    source: Opt[FhirUri] = None
     """Identifies where the resource comes from"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    profile: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    profile: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Profiles this resource claims to conform to"""
 
-    profile_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile", min_length=1
-    )
+    profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_profile", serialization_alias="_profile", min_length=1),
+    ] = None
     """Extensions and id of `profile`."""
 
-    security: Opt[list[Coding]] = Field(default=None, min_length=1)
+    security: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Security Labels applied to this resource"""
 
-    tag: Opt[list[Coding]] = Field(default=None, min_length=1)
+    tag: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Tags applied to this resource"""
 
-    project: Opt[FhirUri] = Field(default=None)
+    project: Opt[FhirUri] = None
     """The project that contains this resource."""
 
-    project_ext: Opt[Element] = Field(
-        default=None, validation_alias="_project", serialization_alias="_project"
-    )
+    project_ext: Annotated[
+        Opt[Element], Field(validation_alias="_project", serialization_alias="_project")
+    ] = None
     """Extensions and id of `project`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """The individual, device or organization who initiated the last change."""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """Optional individual, device, or organization for whom the change was made."""
 
-    account: Opt[Reference] = Field(default=None)
+    account: Opt[Reference] = None
     """Optional account reference that can be used for sub-project compartments."""
 
-    accounts: Opt[list[Reference]] = Field(default=None, min_length=1)
+    accounts: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Optional account references that can be used for sub-project compartments."""
 
-    compartment: Opt[list[Reference]] = Field(default=None, min_length=1)
+    compartment: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The list of compartments containing this resource"""
 
-    deleted: Opt[FhirBoolean] = Field(default=None)
+    deleted: Opt[FhirBoolean] = None
     """True when this version represents a logical delete tombstone."""
 
-    deleted_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deleted", serialization_alias="_deleted"
-    )
+    deleted_ext: Annotated[
+        Opt[Element], Field(validation_alias="_deleted", serialization_alias="_deleted")
+    ] = None
     """Extensions and id of `deleted`."""

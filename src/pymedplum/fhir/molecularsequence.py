@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDecimal, FhirInteger, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import MolecularSequenceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,532 +25,561 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Quantity", "Reference")
 
 
-class MolecularSequence(DomainResource):
+class MolecularSequence(
+    DomainResource, Searchable["MolecularSequence", "MolecularSequenceSearchParams"]
+):
     """Raw data describing a biological sequence."""
 
-    resource_type: Literal["MolecularSequence"] = Field(
-        default="MolecularSequence",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["MolecularSequence"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "MolecularSequence"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique ID for this particular sequence."""
 
-    type: Opt[Literal["aa", "dna", "rna"]] = Field(default=None)
+    type: Opt[Literal["aa", "dna", "rna"]] = None
     """aa | dna | rna"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    coordinate_system: FhirInteger = Field(
-        validation_alias="coordinateSystem", serialization_alias="coordinateSystem"
-    )
+    coordinate_system: Annotated[
+        FhirInteger,
+        Field(validation_alias="coordinateSystem", serialization_alias="coordinateSystem"),
+    ]
     """Base number of coordinate system (0 for 0-based numbering or coordinates, inclusive start, exclusive end, 1 for 1-based numbering, inclusive start, inclusive end)"""
 
-    coordinate_system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_coordinateSystem", serialization_alias="_coordinateSystem"
-    )
+    coordinate_system_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_coordinateSystem", serialization_alias="_coordinateSystem"),
+    ] = None
     """Extensions and id of `coordinateSystem`."""
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Who and/or what this is about"""
 
-    specimen: Opt[Reference] = Field(default=None)
+    specimen: Opt[Reference] = None
     """Specimen used for sequencing"""
 
-    device: Opt[Reference] = Field(default=None)
+    device: Opt[Reference] = None
     """The method for sequencing"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Who should be responsible for test result"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """The number of copies of the sequence of interest."""
 
-    reference_seq: Opt[MolecularSequenceReferenceSeq] = Field(
-        default=None, validation_alias="referenceSeq", serialization_alias="referenceSeq"
-    )
+    reference_seq: Annotated[
+        Opt[MolecularSequenceReferenceSeq],
+        Field(validation_alias="referenceSeq", serialization_alias="referenceSeq"),
+    ] = None
     """A sequence used as reference"""
 
-    variant: Opt[list[MolecularSequenceVariant]] = Field(default=None, min_length=1)
+    variant: Annotated[Opt[list[MolecularSequenceVariant]], Field(min_length=1)] = None
     """Variant in sequence"""
 
-    observed_seq: Opt[FhirString] = Field(
-        default=None, validation_alias="observedSeq", serialization_alias="observedSeq"
-    )
+    observed_seq: Annotated[
+        Opt[FhirString], Field(validation_alias="observedSeq", serialization_alias="observedSeq")
+    ] = None
     """Sequence that was observed"""
 
-    observed_seq_ext: Opt[Element] = Field(
-        default=None, validation_alias="_observedSeq", serialization_alias="_observedSeq"
-    )
+    observed_seq_ext: Annotated[
+        Opt[Element], Field(validation_alias="_observedSeq", serialization_alias="_observedSeq")
+    ] = None
     """Extensions and id of `observedSeq`."""
 
-    quality: Opt[list[MolecularSequenceQuality]] = Field(default=None, min_length=1)
+    quality: Annotated[Opt[list[MolecularSequenceQuality]], Field(min_length=1)] = None
     """An set of value as quality of sequence"""
 
-    read_coverage: Opt[FhirInteger] = Field(
-        default=None, validation_alias="readCoverage", serialization_alias="readCoverage"
-    )
+    read_coverage: Annotated[
+        Opt[FhirInteger], Field(validation_alias="readCoverage", serialization_alias="readCoverage")
+    ] = None
     """Average number of reads representing a given nucleotide in the reconstructed sequence"""
 
-    read_coverage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_readCoverage", serialization_alias="_readCoverage"
-    )
+    read_coverage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_readCoverage", serialization_alias="_readCoverage")
+    ] = None
     """Extensions and id of `readCoverage`."""
 
-    repository: Opt[list[MolecularSequenceRepository]] = Field(default=None, min_length=1)
+    repository: Annotated[Opt[list[MolecularSequenceRepository]], Field(min_length=1)] = None
     """External repository which contains detailed report related with observedSeq in this resource"""
 
-    pointer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    pointer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Pointer to next atomic sequence"""
 
-    structure_variant: Opt[list[MolecularSequenceStructureVariant]] = Field(
-        default=None,
-        validation_alias="structureVariant",
-        serialization_alias="structureVariant",
-        min_length=1,
-    )
+    structure_variant: Annotated[
+        Opt[list[MolecularSequenceStructureVariant]],
+        Field(
+            validation_alias="structureVariant",
+            serialization_alias="structureVariant",
+            min_length=1,
+        ),
+    ] = None
     """Structural variant"""
 
 
 class MolecularSequenceReferenceSeq(BackboneElement):
     """A sequence used as reference"""
 
-    chromosome: Opt[CodeableConcept] = Field(default=None)
+    chromosome: Opt[CodeableConcept] = None
     """Chromosome containing genetic finding"""
 
-    genome_build: Opt[FhirString] = Field(
-        default=None, validation_alias="genomeBuild", serialization_alias="genomeBuild"
-    )
+    genome_build: Annotated[
+        Opt[FhirString], Field(validation_alias="genomeBuild", serialization_alias="genomeBuild")
+    ] = None
     """The Genome Build used for reference, following GRCh build versions e.g."""
 
-    genome_build_ext: Opt[Element] = Field(
-        default=None, validation_alias="_genomeBuild", serialization_alias="_genomeBuild"
-    )
+    genome_build_ext: Annotated[
+        Opt[Element], Field(validation_alias="_genomeBuild", serialization_alias="_genomeBuild")
+    ] = None
     """Extensions and id of `genomeBuild`."""
 
-    orientation: Opt[Literal["sense", "antisense"]] = Field(default=None)
+    orientation: Opt[Literal["sense", "antisense"]] = None
     """sense | antisense"""
 
-    orientation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_orientation", serialization_alias="_orientation"
-    )
+    orientation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_orientation", serialization_alias="_orientation")
+    ] = None
     """Extensions and id of `orientation`."""
 
-    reference_seq_id: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="referenceSeqId", serialization_alias="referenceSeqId"
-    )
+    reference_seq_id: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="referenceSeqId", serialization_alias="referenceSeqId"),
+    ] = None
     """Reference identifier"""
 
-    reference_seq_pointer: Opt[Reference] = Field(
-        default=None,
-        validation_alias="referenceSeqPointer",
-        serialization_alias="referenceSeqPointer",
-    )
+    reference_seq_pointer: Annotated[
+        Opt[Reference],
+        Field(validation_alias="referenceSeqPointer", serialization_alias="referenceSeqPointer"),
+    ] = None
     """A pointer to another MolecularSequence entity as reference sequence"""
 
-    reference_seq_string: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="referenceSeqString",
-        serialization_alias="referenceSeqString",
-    )
+    reference_seq_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="referenceSeqString", serialization_alias="referenceSeqString"),
+    ] = None
     """A string to represent reference sequence"""
 
-    reference_seq_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_referenceSeqString",
-        serialization_alias="_referenceSeqString",
-    )
+    reference_seq_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_referenceSeqString", serialization_alias="_referenceSeqString"),
+    ] = None
     """Extensions and id of `referenceSeqString`."""
 
-    strand: Opt[Literal["watson", "crick"]] = Field(default=None)
+    strand: Opt[Literal["watson", "crick"]] = None
     """watson | crick"""
 
-    strand_ext: Opt[Element] = Field(
-        default=None, validation_alias="_strand", serialization_alias="_strand"
-    )
+    strand_ext: Annotated[
+        Opt[Element], Field(validation_alias="_strand", serialization_alias="_strand")
+    ] = None
     """Extensions and id of `strand`."""
 
-    window_start: Opt[FhirInteger] = Field(
-        default=None, validation_alias="windowStart", serialization_alias="windowStart"
-    )
+    window_start: Annotated[
+        Opt[FhirInteger], Field(validation_alias="windowStart", serialization_alias="windowStart")
+    ] = None
     """Start position of the window on the reference sequence"""
 
-    window_start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_windowStart", serialization_alias="_windowStart"
-    )
+    window_start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_windowStart", serialization_alias="_windowStart")
+    ] = None
     """Extensions and id of `windowStart`."""
 
-    window_end: Opt[FhirInteger] = Field(
-        default=None, validation_alias="windowEnd", serialization_alias="windowEnd"
-    )
+    window_end: Annotated[
+        Opt[FhirInteger], Field(validation_alias="windowEnd", serialization_alias="windowEnd")
+    ] = None
     """End position of the window on the reference sequence"""
 
-    window_end_ext: Opt[Element] = Field(
-        default=None, validation_alias="_windowEnd", serialization_alias="_windowEnd"
-    )
+    window_end_ext: Annotated[
+        Opt[Element], Field(validation_alias="_windowEnd", serialization_alias="_windowEnd")
+    ] = None
     """Extensions and id of `windowEnd`."""
 
 
 class MolecularSequenceVariant(BackboneElement):
     """Variant in sequence"""
 
-    start: Opt[FhirInteger] = Field(default=None)
+    start: Opt[FhirInteger] = None
     """Start position of the variant on the reference sequence"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInteger] = Field(default=None)
+    end: Opt[FhirInteger] = None
     """End position of the variant on the reference sequence"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    observed_allele: Opt[FhirString] = Field(
-        default=None, validation_alias="observedAllele", serialization_alias="observedAllele"
-    )
+    observed_allele: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="observedAllele", serialization_alias="observedAllele"),
+    ] = None
     """Allele that was observed"""
 
-    observed_allele_ext: Opt[Element] = Field(
-        default=None, validation_alias="_observedAllele", serialization_alias="_observedAllele"
-    )
+    observed_allele_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_observedAllele", serialization_alias="_observedAllele"),
+    ] = None
     """Extensions and id of `observedAllele`."""
 
-    reference_allele: Opt[FhirString] = Field(
-        default=None, validation_alias="referenceAllele", serialization_alias="referenceAllele"
-    )
+    reference_allele: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="referenceAllele", serialization_alias="referenceAllele"),
+    ] = None
     """Allele in the reference sequence"""
 
-    reference_allele_ext: Opt[Element] = Field(
-        default=None, validation_alias="_referenceAllele", serialization_alias="_referenceAllele"
-    )
+    reference_allele_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_referenceAllele", serialization_alias="_referenceAllele"),
+    ] = None
     """Extensions and id of `referenceAllele`."""
 
-    cigar: Opt[FhirString] = Field(default=None)
+    cigar: Opt[FhirString] = None
     """Extended CIGAR string for aligning the sequence with reference bases"""
 
-    cigar_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cigar", serialization_alias="_cigar"
-    )
+    cigar_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cigar", serialization_alias="_cigar")
+    ] = None
     """Extensions and id of `cigar`."""
 
-    variant_pointer: Opt[Reference] = Field(
-        default=None, validation_alias="variantPointer", serialization_alias="variantPointer"
-    )
+    variant_pointer: Annotated[
+        Opt[Reference],
+        Field(validation_alias="variantPointer", serialization_alias="variantPointer"),
+    ] = None
     """Pointer to observed variant information"""
 
 
 class MolecularSequenceQuality(BackboneElement):
     """An set of value as quality of sequence"""
 
-    type: Literal["indel", "snp", "unknown"] = Field()
+    type: Literal["indel", "snp", "unknown"]
     """indel | snp | unknown"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    standard_sequence: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="standardSequence", serialization_alias="standardSequence"
-    )
+    standard_sequence: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="standardSequence", serialization_alias="standardSequence"),
+    ] = None
     """Standard sequence for comparison"""
 
-    start: Opt[FhirInteger] = Field(default=None)
+    start: Opt[FhirInteger] = None
     """Start position of the sequence"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInteger] = Field(default=None)
+    end: Opt[FhirInteger] = None
     """End position of the sequence"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    score: Opt[Quantity] = Field(default=None)
+    score: Opt[Quantity] = None
     """Quality score for the comparison"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """Method to get quality"""
 
-    truth_tp: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="truthTP", serialization_alias="truthTP"
-    )
+    truth_tp: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="truthTP", serialization_alias="truthTP")
+    ] = None
     """True positives from the perspective of the truth data"""
 
-    truth_tp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_truthTP", serialization_alias="_truthTP"
-    )
+    truth_tp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_truthTP", serialization_alias="_truthTP")
+    ] = None
     """Extensions and id of `truthTP`."""
 
-    query_tp: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="queryTP", serialization_alias="queryTP"
-    )
+    query_tp: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="queryTP", serialization_alias="queryTP")
+    ] = None
     """True positives from the perspective of the query data"""
 
-    query_tp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_queryTP", serialization_alias="_queryTP"
-    )
+    query_tp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_queryTP", serialization_alias="_queryTP")
+    ] = None
     """Extensions and id of `queryTP`."""
 
-    truth_fn: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="truthFN", serialization_alias="truthFN"
-    )
+    truth_fn: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="truthFN", serialization_alias="truthFN")
+    ] = None
     """False negatives"""
 
-    truth_fn_ext: Opt[Element] = Field(
-        default=None, validation_alias="_truthFN", serialization_alias="_truthFN"
-    )
+    truth_fn_ext: Annotated[
+        Opt[Element], Field(validation_alias="_truthFN", serialization_alias="_truthFN")
+    ] = None
     """Extensions and id of `truthFN`."""
 
-    query_fp: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="queryFP", serialization_alias="queryFP"
-    )
+    query_fp: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="queryFP", serialization_alias="queryFP")
+    ] = None
     """False positives"""
 
-    query_fp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_queryFP", serialization_alias="_queryFP"
-    )
+    query_fp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_queryFP", serialization_alias="_queryFP")
+    ] = None
     """Extensions and id of `queryFP`."""
 
-    gt_fp: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="gtFP", serialization_alias="gtFP"
-    )
+    gt_fp: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="gtFP", serialization_alias="gtFP")
+    ] = None
     """False positives where the non-REF alleles in the Truth and Query Call Sets match"""
 
-    gt_fp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gtFP", serialization_alias="_gtFP"
-    )
+    gt_fp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gtFP", serialization_alias="_gtFP")
+    ] = None
     """Extensions and id of `gtFP`."""
 
-    precision: Opt[FhirDecimal] = Field(default=None)
+    precision: Opt[FhirDecimal] = None
     """Precision of comparison"""
 
-    precision_ext: Opt[Element] = Field(
-        default=None, validation_alias="_precision", serialization_alias="_precision"
-    )
+    precision_ext: Annotated[
+        Opt[Element], Field(validation_alias="_precision", serialization_alias="_precision")
+    ] = None
     """Extensions and id of `precision`."""
 
-    recall: Opt[FhirDecimal] = Field(default=None)
+    recall: Opt[FhirDecimal] = None
     """Recall of comparison"""
 
-    recall_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recall", serialization_alias="_recall"
-    )
+    recall_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recall", serialization_alias="_recall")
+    ] = None
     """Extensions and id of `recall`."""
 
-    f_score: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="fScore", serialization_alias="fScore"
-    )
+    f_score: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="fScore", serialization_alias="fScore")
+    ] = None
     """F-score"""
 
-    f_score_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fScore", serialization_alias="_fScore"
-    )
+    f_score_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fScore", serialization_alias="_fScore")
+    ] = None
     """Extensions and id of `fScore`."""
 
-    roc: Opt[MolecularSequenceQualityRoc] = Field(default=None)
+    roc: Opt[MolecularSequenceQualityRoc] = None
     """Receiver Operator Characteristic (ROC) Curve"""
 
 
 class MolecularSequenceQualityRoc(BackboneElement):
     """Receiver Operator Characteristic (ROC) Curve"""
 
-    score: Opt[list[FhirInteger]] = Field(default=None, min_length=1)
+    score: Annotated[Opt[list[FhirInteger]], Field(min_length=1)] = None
     """Genotype quality score"""
 
-    score_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_score", serialization_alias="_score", min_length=1
-    )
+    score_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_score", serialization_alias="_score", min_length=1),
+    ] = None
     """Extensions and id of `score`."""
 
-    num_tp: Opt[list[FhirInteger]] = Field(
-        default=None, validation_alias="numTP", serialization_alias="numTP", min_length=1
-    )
+    num_tp: Annotated[
+        Opt[list[FhirInteger]],
+        Field(validation_alias="numTP", serialization_alias="numTP", min_length=1),
+    ] = None
     """Roc score true positive numbers"""
 
-    num_tp_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_numTP", serialization_alias="_numTP", min_length=1
-    )
+    num_tp_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_numTP", serialization_alias="_numTP", min_length=1),
+    ] = None
     """Extensions and id of `numTP`."""
 
-    num_fp: Opt[list[FhirInteger]] = Field(
-        default=None, validation_alias="numFP", serialization_alias="numFP", min_length=1
-    )
+    num_fp: Annotated[
+        Opt[list[FhirInteger]],
+        Field(validation_alias="numFP", serialization_alias="numFP", min_length=1),
+    ] = None
     """Roc score false positive numbers"""
 
-    num_fp_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_numFP", serialization_alias="_numFP", min_length=1
-    )
+    num_fp_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_numFP", serialization_alias="_numFP", min_length=1),
+    ] = None
     """Extensions and id of `numFP`."""
 
-    num_fn: Opt[list[FhirInteger]] = Field(
-        default=None, validation_alias="numFN", serialization_alias="numFN", min_length=1
-    )
+    num_fn: Annotated[
+        Opt[list[FhirInteger]],
+        Field(validation_alias="numFN", serialization_alias="numFN", min_length=1),
+    ] = None
     """Roc score false negative numbers"""
 
-    num_fn_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_numFN", serialization_alias="_numFN", min_length=1
-    )
+    num_fn_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_numFN", serialization_alias="_numFN", min_length=1),
+    ] = None
     """Extensions and id of `numFN`."""
 
-    precision: Opt[list[FhirDecimal]] = Field(default=None, min_length=1)
+    precision: Annotated[Opt[list[FhirDecimal]], Field(min_length=1)] = None
     """Precision of the GQ score"""
 
-    precision_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_precision", serialization_alias="_precision", min_length=1
-    )
+    precision_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_precision", serialization_alias="_precision", min_length=1),
+    ] = None
     """Extensions and id of `precision`."""
 
-    sensitivity: Opt[list[FhirDecimal]] = Field(default=None, min_length=1)
+    sensitivity: Annotated[Opt[list[FhirDecimal]], Field(min_length=1)] = None
     """Sensitivity of the GQ score"""
 
-    sensitivity_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_sensitivity",
-        serialization_alias="_sensitivity",
-        min_length=1,
-    )
+    sensitivity_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_sensitivity", serialization_alias="_sensitivity", min_length=1),
+    ] = None
     """Extensions and id of `sensitivity`."""
 
-    f_measure: Opt[list[FhirDecimal]] = Field(
-        default=None, validation_alias="fMeasure", serialization_alias="fMeasure", min_length=1
-    )
+    f_measure: Annotated[
+        Opt[list[FhirDecimal]],
+        Field(validation_alias="fMeasure", serialization_alias="fMeasure", min_length=1),
+    ] = None
     """FScore of the GQ score"""
 
-    f_measure_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_fMeasure", serialization_alias="_fMeasure", min_length=1
-    )
+    f_measure_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_fMeasure", serialization_alias="_fMeasure", min_length=1),
+    ] = None
     """Extensions and id of `fMeasure`."""
 
 
 class MolecularSequenceRepository(BackboneElement):
     """External repository which contains detailed report related with observedSeq in this resource"""
 
-    type: Literal["directlink", "openapi", "login", "oauth", "other"] = Field()
+    type: Literal["directlink", "openapi", "login", "oauth", "other"]
     """directlink | openapi | login | oauth | other"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """URI of the repository"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Repository's name"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    dataset_id: Opt[FhirString] = Field(
-        default=None, validation_alias="datasetId", serialization_alias="datasetId"
-    )
+    dataset_id: Annotated[
+        Opt[FhirString], Field(validation_alias="datasetId", serialization_alias="datasetId")
+    ] = None
     """Id of the dataset that used to call for dataset in repository"""
 
-    dataset_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_datasetId", serialization_alias="_datasetId"
-    )
+    dataset_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_datasetId", serialization_alias="_datasetId")
+    ] = None
     """Extensions and id of `datasetId`."""
 
-    variantset_id: Opt[FhirString] = Field(
-        default=None, validation_alias="variantsetId", serialization_alias="variantsetId"
-    )
+    variantset_id: Annotated[
+        Opt[FhirString], Field(validation_alias="variantsetId", serialization_alias="variantsetId")
+    ] = None
     """Id of the variantset that used to call for variantset in repository"""
 
-    variantset_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_variantsetId", serialization_alias="_variantsetId"
-    )
+    variantset_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_variantsetId", serialization_alias="_variantsetId")
+    ] = None
     """Extensions and id of `variantsetId`."""
 
-    readset_id: Opt[FhirString] = Field(
-        default=None, validation_alias="readsetId", serialization_alias="readsetId"
-    )
+    readset_id: Annotated[
+        Opt[FhirString], Field(validation_alias="readsetId", serialization_alias="readsetId")
+    ] = None
     """Id of the read"""
 
-    readset_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_readsetId", serialization_alias="_readsetId"
-    )
+    readset_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_readsetId", serialization_alias="_readsetId")
+    ] = None
     """Extensions and id of `readsetId`."""
 
 
 class MolecularSequenceStructureVariant(BackboneElement):
     """Structural variant"""
 
-    variant_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="variantType", serialization_alias="variantType"
-    )
+    variant_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="variantType", serialization_alias="variantType"),
+    ] = None
     """Structural variant change type"""
 
-    exact: Opt[FhirBoolean] = Field(default=None)
+    exact: Opt[FhirBoolean] = None
     """Does the structural variant have base pair resolution breakpoints?"""
 
-    exact_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exact", serialization_alias="_exact"
-    )
+    exact_ext: Annotated[
+        Opt[Element], Field(validation_alias="_exact", serialization_alias="_exact")
+    ] = None
     """Extensions and id of `exact`."""
 
-    length: Opt[FhirInteger] = Field(default=None)
+    length: Opt[FhirInteger] = None
     """Structural variant length"""
 
-    length_ext: Opt[Element] = Field(
-        default=None, validation_alias="_length", serialization_alias="_length"
-    )
+    length_ext: Annotated[
+        Opt[Element], Field(validation_alias="_length", serialization_alias="_length")
+    ] = None
     """Extensions and id of `length`."""
 
-    outer: Opt[MolecularSequenceStructureVariantOuter] = Field(default=None)
+    outer: Opt[MolecularSequenceStructureVariantOuter] = None
     """Structural variant outer"""
 
-    inner: Opt[MolecularSequenceStructureVariantInner] = Field(default=None)
+    inner: Opt[MolecularSequenceStructureVariantInner] = None
     """Structural variant inner"""
 
 
 class MolecularSequenceStructureVariantOuter(BackboneElement):
     """Structural variant outer"""
 
-    start: Opt[FhirInteger] = Field(default=None)
+    start: Opt[FhirInteger] = None
     """Structural variant outer start"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInteger] = Field(default=None)
+    end: Opt[FhirInteger] = None
     """Structural variant outer end"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
 
 class MolecularSequenceStructureVariantInner(BackboneElement):
     """Structural variant inner"""
 
-    start: Opt[FhirInteger] = Field(default=None)
+    start: Opt[FhirInteger] = None
     """Structural variant inner start"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirInteger] = Field(default=None)
+    end: Opt[FhirInteger] = None
     """Structural variant inner end"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""

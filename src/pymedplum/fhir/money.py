@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
@@ -16,18 +18,18 @@ _DEPENDENCIES = ()
 class Money(Element):
     """Base StructureDefinition for Money Type: An amount of economic utility in some recognized currency."""
 
-    value: Opt[FhirDecimal] = Field(default=None)
+    value: Opt[FhirDecimal] = None
     """Numerical value (with implicit precision)"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    currency: Opt[FhirCode] = Field(default=None)
+    currency: Opt[FhirCode] = None
     """ISO 4217 Currency Code"""
 
-    currency_ext: Opt[Element] = Field(
-        default=None, validation_alias="_currency", serialization_alias="_currency"
-    )
+    currency_ext: Annotated[
+        Opt[Element], Field(validation_alias="_currency", serialization_alias="_currency")
+    ] = None
     """Extensions and id of `currency`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirMarkdown, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import NamingSystemSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -23,131 +25,134 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "Period", "UsageContext")
 
 
-class NamingSystem(DomainResource):
+class NamingSystem(DomainResource, Searchable["NamingSystem", "NamingSystemSearchParams"]):
     """A curated namespace that issues unique symbols within that namespace for the identification of concepts, people, devices, etc."""
 
-    resource_type: Literal["NamingSystem"] = Field(
-        default="NamingSystem", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["NamingSystem"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "NamingSystem"
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this naming system (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    kind: Literal["codesystem", "identifier", "root"] = Field()
+    kind: Literal["codesystem", "identifier", "root"]
     """codesystem | identifier | root"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    responsible: Opt[FhirString] = Field(default=None)
+    responsible: Opt[FhirString] = None
     """Who maintains system namespace?"""
 
-    responsible_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responsible", serialization_alias="_responsible"
-    )
+    responsible_ext: Annotated[
+        Opt[Element], Field(validation_alias="_responsible", serialization_alias="_responsible")
+    ] = None
     """Extensions and id of `responsible`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """e.g."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the naming system"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for naming system (if applicable)"""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """How/where is it used"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    unique_id: list[NamingSystemUniqueId] = Field(
-        validation_alias="uniqueId", serialization_alias="uniqueId", min_length=1
-    )
+    unique_id: Annotated[
+        list[NamingSystemUniqueId],
+        Field(validation_alias="uniqueId", serialization_alias="uniqueId", min_length=1),
+    ]
     """Unique identifiers used for system"""
 
 
 class NamingSystemUniqueId(BackboneElement):
     """Unique identifiers used for system"""
 
-    type: Literal["oid", "uuid", "uri", "other"] = Field()
+    type: Literal["oid", "uuid", "uri", "other"]
     """oid | uuid | uri | other"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """The unique identifier"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    preferred: Opt[FhirBoolean] = Field(default=None)
+    preferred: Opt[FhirBoolean] = None
     """Is this the id that should be used for this type"""
 
-    preferred_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preferred", serialization_alias="_preferred"
-    )
+    preferred_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preferred", serialization_alias="_preferred")
+    ] = None
     """Extensions and id of `preferred`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Notes about identifier usage"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """When is identifier valid?"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,16 +18,18 @@ _DEPENDENCIES = ()
 class Narrative(Element):
     """Base StructureDefinition for Narrative Type: A human-readable summary of the resource conveying the essential clinical and business information for the resource."""
 
-    status: Literal["generated", "extensions", "additional", "empty"] = Field()
+    status: Literal["generated", "extensions", "additional", "empty"]
     """generated | extensions | additional | empty"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    div: FhirXhtml = Field()
+    div: FhirXhtml
     """Limited xhtml content"""
 
-    div_ext: Opt[Element] = Field(default=None, validation_alias="_div", serialization_alias="_div")
+    div_ext: Annotated[Opt[Element], Field(validation_alias="_div", serialization_alias="_div")] = (
+        None
+    )
     """Extensions and id of `div`."""

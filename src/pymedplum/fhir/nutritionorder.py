@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import NutritionOrderSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -35,69 +37,72 @@ _DEPENDENCIES = (
 )
 
 
-class NutritionOrder(DomainResource):
+class NutritionOrder(DomainResource, Searchable["NutritionOrder", "NutritionOrderSearchParams"]):
     """A request to supply a diet, formula feeding (enteral) or oral nutritional supplement to a patient/resident."""
 
-    resource_type: Literal["NutritionOrder"] = Field(
-        default="NutritionOrder",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["NutritionOrder"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "NutritionOrder"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifiers assigned to this order"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    instantiates: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    instantiates: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Instantiates protocol or definition"""
 
-    instantiates_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiates",
-        serialization_alias="_instantiates",
-        min_length=1,
-    )
+    instantiates_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_instantiates", serialization_alias="_instantiates", min_length=1),
+    ] = None
     """Extensions and id of `instantiates`."""
 
     status: Literal[
         "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
     intent: Literal[
@@ -110,234 +115,254 @@ class NutritionOrder(DomainResource):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """proposal | plan | directive | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """The person who requires the diet, formula or nutritional supplement"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """The encounter associated with this nutrition order"""
 
-    date_time: FhirDateTime = Field(validation_alias="dateTime", serialization_alias="dateTime")
+    date_time: Annotated[
+        FhirDateTime, Field(validation_alias="dateTime", serialization_alias="dateTime")
+    ]
     """Date and time the nutrition order was requested"""
 
-    date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dateTime", serialization_alias="_dateTime"
-    )
+    date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dateTime", serialization_alias="_dateTime")
+    ] = None
     """Extensions and id of `dateTime`."""
 
-    orderer: Opt[Reference] = Field(default=None)
+    orderer: Opt[Reference] = None
     """Who ordered the diet, formula or nutritional supplement"""
 
-    allergy_intolerance: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="allergyIntolerance",
-        serialization_alias="allergyIntolerance",
-        min_length=1,
-    )
+    allergy_intolerance: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="allergyIntolerance",
+            serialization_alias="allergyIntolerance",
+            min_length=1,
+        ),
+    ] = None
     """List of the patient's food and nutrition-related allergies and intolerances"""
 
-    food_preference_modifier: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="foodPreferenceModifier",
-        serialization_alias="foodPreferenceModifier",
-        min_length=1,
-    )
+    food_preference_modifier: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="foodPreferenceModifier",
+            serialization_alias="foodPreferenceModifier",
+            min_length=1,
+        ),
+    ] = None
     """Order-specific modifier about the type of food that should be given"""
 
-    exclude_food_modifier: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="excludeFoodModifier",
-        serialization_alias="excludeFoodModifier",
-        min_length=1,
-    )
+    exclude_food_modifier: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="excludeFoodModifier",
+            serialization_alias="excludeFoodModifier",
+            min_length=1,
+        ),
+    ] = None
     """Order-specific modifier about the type of food that should not be given"""
 
-    oral_diet: Opt[NutritionOrderOralDiet] = Field(
-        default=None, validation_alias="oralDiet", serialization_alias="oralDiet"
-    )
+    oral_diet: Annotated[
+        Opt[NutritionOrderOralDiet],
+        Field(validation_alias="oralDiet", serialization_alias="oralDiet"),
+    ] = None
     """Oral diet components"""
 
-    supplement: Opt[list[NutritionOrderSupplement]] = Field(default=None, min_length=1)
+    supplement: Annotated[Opt[list[NutritionOrderSupplement]], Field(min_length=1)] = None
     """Supplement components"""
 
-    enteral_formula: Opt[NutritionOrderEnteralFormula] = Field(
-        default=None, validation_alias="enteralFormula", serialization_alias="enteralFormula"
-    )
+    enteral_formula: Annotated[
+        Opt[NutritionOrderEnteralFormula],
+        Field(validation_alias="enteralFormula", serialization_alias="enteralFormula"),
+    ] = None
     """Enteral formula components"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments"""
 
 
 class NutritionOrderOralDiet(BackboneElement):
     """Oral diet components"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of oral diet or diet restrictions that describe what can be consumed orally"""
 
-    schedule: Opt[list[Timing]] = Field(default=None, min_length=1)
+    schedule: Annotated[Opt[list[Timing]], Field(min_length=1)] = None
     """Scheduled frequency of diet"""
 
-    nutrient: Opt[list[NutritionOrderOralDietNutrient]] = Field(default=None, min_length=1)
+    nutrient: Annotated[Opt[list[NutritionOrderOralDietNutrient]], Field(min_length=1)] = None
     """Required nutrient modifications"""
 
-    texture: Opt[list[NutritionOrderOralDietTexture]] = Field(default=None, min_length=1)
+    texture: Annotated[Opt[list[NutritionOrderOralDietTexture]], Field(min_length=1)] = None
     """Required texture modifications"""
 
-    fluid_consistency_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="fluidConsistencyType",
-        serialization_alias="fluidConsistencyType",
-        min_length=1,
-    )
+    fluid_consistency_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="fluidConsistencyType",
+            serialization_alias="fluidConsistencyType",
+            min_length=1,
+        ),
+    ] = None
     """The required consistency of fluids and liquids provided to the patient"""
 
-    instruction: Opt[FhirString] = Field(default=None)
+    instruction: Opt[FhirString] = None
     """Instructions or additional information about the oral diet"""
 
-    instruction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instruction", serialization_alias="_instruction"
-    )
+    instruction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_instruction", serialization_alias="_instruction")
+    ] = None
     """Extensions and id of `instruction`."""
 
 
 class NutritionOrderOralDietNutrient(BackboneElement):
     """Required nutrient modifications"""
 
-    modifier: Opt[CodeableConcept] = Field(default=None)
+    modifier: Opt[CodeableConcept] = None
     """Type of nutrient that is being modified"""
 
-    amount: Opt[Quantity] = Field(default=None)
+    amount: Opt[Quantity] = None
     """Quantity of the specified nutrient"""
 
 
 class NutritionOrderOralDietTexture(BackboneElement):
     """Required texture modifications"""
 
-    modifier: Opt[CodeableConcept] = Field(default=None)
+    modifier: Opt[CodeableConcept] = None
     """Code to indicate how to alter the texture of the foods, e.g."""
 
-    food_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="foodType", serialization_alias="foodType"
-    )
+    food_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="foodType", serialization_alias="foodType")
+    ] = None
     """Concepts that are used to identify an entity that is ingested for nutritional purposes"""
 
 
 class NutritionOrderSupplement(BackboneElement):
     """Supplement components"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of supplement product requested"""
 
-    product_name: Opt[FhirString] = Field(
-        default=None, validation_alias="productName", serialization_alias="productName"
-    )
+    product_name: Annotated[
+        Opt[FhirString], Field(validation_alias="productName", serialization_alias="productName")
+    ] = None
     """Product or brand name of the nutritional supplement"""
 
-    product_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_productName", serialization_alias="_productName"
-    )
+    product_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_productName", serialization_alias="_productName")
+    ] = None
     """Extensions and id of `productName`."""
 
-    schedule: Opt[list[Timing]] = Field(default=None, min_length=1)
+    schedule: Annotated[Opt[list[Timing]], Field(min_length=1)] = None
     """Scheduled frequency of supplement"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Amount of the nutritional supplement"""
 
-    instruction: Opt[FhirString] = Field(default=None)
+    instruction: Opt[FhirString] = None
     """Instructions or additional information about the oral supplement"""
 
-    instruction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instruction", serialization_alias="_instruction"
-    )
+    instruction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_instruction", serialization_alias="_instruction")
+    ] = None
     """Extensions and id of `instruction`."""
 
 
 class NutritionOrderEnteralFormula(BackboneElement):
     """Enteral formula components"""
 
-    base_formula_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="baseFormulaType", serialization_alias="baseFormulaType"
-    )
+    base_formula_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="baseFormulaType", serialization_alias="baseFormulaType"),
+    ] = None
     """Type of enteral or infant formula"""
 
-    base_formula_product_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="baseFormulaProductName",
-        serialization_alias="baseFormulaProductName",
-    )
+    base_formula_product_name: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="baseFormulaProductName", serialization_alias="baseFormulaProductName"
+        ),
+    ] = None
     """Product or brand name of the enteral or infant formula"""
 
-    base_formula_product_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_baseFormulaProductName",
-        serialization_alias="_baseFormulaProductName",
-    )
+    base_formula_product_name_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_baseFormulaProductName",
+            serialization_alias="_baseFormulaProductName",
+        ),
+    ] = None
     """Extensions and id of `baseFormulaProductName`."""
 
-    additive_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="additiveType", serialization_alias="additiveType"
-    )
+    additive_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="additiveType", serialization_alias="additiveType"),
+    ] = None
     """Type of modular component to add to the feeding"""
 
-    additive_product_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="additiveProductName",
-        serialization_alias="additiveProductName",
-    )
+    additive_product_name: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="additiveProductName", serialization_alias="additiveProductName"),
+    ] = None
     """Product or brand name of the modular additive"""
 
-    additive_product_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_additiveProductName",
-        serialization_alias="_additiveProductName",
-    )
+    additive_product_name_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_additiveProductName", serialization_alias="_additiveProductName"),
+    ] = None
     """Extensions and id of `additiveProductName`."""
 
-    caloric_density: Opt[Quantity] = Field(
-        default=None, validation_alias="caloricDensity", serialization_alias="caloricDensity"
-    )
+    caloric_density: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="caloricDensity", serialization_alias="caloricDensity"),
+    ] = None
     """Amount of energy per specified volume that is required"""
 
-    routeof_administration: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="routeofAdministration",
-        serialization_alias="routeofAdministration",
-    )
+    routeof_administration: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="routeofAdministration", serialization_alias="routeofAdministration"
+        ),
+    ] = None
     """How the formula should enter the patient's gastrointestinal tract"""
 
-    administration: Opt[list[NutritionOrderEnteralFormulaAdministration]] = Field(
-        default=None, min_length=1
-    )
+    administration: Annotated[
+        Opt[list[NutritionOrderEnteralFormulaAdministration]], Field(min_length=1)
+    ] = None
     """Formula feeding instruction as structured data"""
 
-    max_volume_to_deliver: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="maxVolumeToDeliver",
-        serialization_alias="maxVolumeToDeliver",
-    )
+    max_volume_to_deliver: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="maxVolumeToDeliver", serialization_alias="maxVolumeToDeliver"),
+    ] = None
     """Upper limit on formula volume per unit of time"""
 
-    administration_instruction: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="administrationInstruction",
-        serialization_alias="administrationInstruction",
-    )
+    administration_instruction: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="administrationInstruction",
+            serialization_alias="administrationInstruction",
+        ),
+    ] = None
     """Formula feeding instructions expressed as text"""
 
-    administration_instruction_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_administrationInstruction",
-        serialization_alias="_administrationInstruction",
-    )
+    administration_instruction_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_administrationInstruction",
+            serialization_alias="_administrationInstruction",
+        ),
+    ] = None
     """Extensions and id of `administrationInstruction`."""
 
 
@@ -352,18 +377,18 @@ class NutritionOrderEnteralFormulaAdministration(BackboneElement, ChoiceChecked)
         ),
     )
 
-    schedule: Opt[Timing] = Field(default=None)
+    schedule: Opt[Timing] = None
     """Scheduled frequency of enteral feeding"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """The volume of formula to provide"""
 
-    rate_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="rateQuantity", serialization_alias="rateQuantity"
-    )
+    rate_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="rateQuantity", serialization_alias="rateQuantity")
+    ] = None
     """Speed with which the formula is provided per period of time"""
 
-    rate_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="rateRatio", serialization_alias="rateRatio"
-    )
+    rate_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="rateRatio", serialization_alias="rateRatio")
+    ] = None
     """Speed with which the formula is provided per period of time"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ObservationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -48,7 +50,9 @@ _DEPENDENCIES = (
 )
 
 
-class Observation(DomainResource, ChoiceChecked):
+class Observation(
+    DomainResource, ChoiceChecked, Searchable["Observation", "ObservationSearchParams"]
+):
     """Measurements and simple assertions made about a patient, device or other subject."""
 
     __fhir_choice_groups__ = (
@@ -81,21 +85,24 @@ class Observation(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Observation"] = Field(
-        default="Observation", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Observation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Observation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for observation"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills plan, proposal or order"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
     status: Literal[
@@ -107,230 +114,236 @@ class Observation(DomainResource, ChoiceChecked):
         "cancelled",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """registered | preliminary | final | amended +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification of type of observation"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Type of observation (code / type)"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who and/or what the observation is about"""
 
-    focus: Opt[list[Reference]] = Field(default=None, min_length=1)
+    focus: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """What the observation is about, when it is not about the subject of record"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Healthcare event during which this observation is made"""
 
-    effective_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"
-    )
+    effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="effectiveDateTime", serialization_alias="effectiveDateTime"),
+    ] = None
     """Clinically relevant time/time-period for observation"""
 
-    effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_effectiveDateTime",
-        serialization_alias="_effectiveDateTime",
-    )
+    effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveDateTime", serialization_alias="_effectiveDateTime"),
+    ] = None
     """Extensions and id of `effectiveDateTime`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """Clinically relevant time/time-period for observation"""
 
-    effective_timing: Opt[Timing] = Field(
-        default=None, validation_alias="effectiveTiming", serialization_alias="effectiveTiming"
-    )
+    effective_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="effectiveTiming", serialization_alias="effectiveTiming"),
+    ] = None
     """Clinically relevant time/time-period for observation"""
 
-    effective_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="effectiveInstant", serialization_alias="effectiveInstant"
-    )
+    effective_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="effectiveInstant", serialization_alias="effectiveInstant"),
+    ] = None
     """Clinically relevant time/time-period for observation"""
 
-    effective_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_effectiveInstant", serialization_alias="_effectiveInstant"
-    )
+    effective_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_effectiveInstant", serialization_alias="_effectiveInstant"),
+    ] = None
     """Extensions and id of `effectiveInstant`."""
 
-    issued: Opt[FhirInstant] = Field(default=None)
+    issued: Opt[FhirInstant] = None
     """Date/Time this version was made available"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    performer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who is responsible for the observation"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Actual result"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Actual result"""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Actual result"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Actual result"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Actual result"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Actual result"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """Actual result"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """Actual result"""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Actual result"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Actual result"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """Actual result"""
 
-    data_absent_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"
-    )
+    data_absent_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"),
+    ] = None
     """Why the result is missing"""
 
-    interpretation: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    interpretation: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """High, low, normal, etc."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments about the observation"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Observed body part"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """How it was done"""
 
-    specimen: Opt[Reference] = Field(default=None)
+    specimen: Opt[Reference] = None
     """Specimen used for this observation"""
 
-    device: Opt[Reference] = Field(default=None)
+    device: Opt[Reference] = None
     """(Measurement) Device"""
 
-    reference_range: Opt[list[ObservationReferenceRange]] = Field(
-        default=None,
-        validation_alias="referenceRange",
-        serialization_alias="referenceRange",
-        min_length=1,
-    )
+    reference_range: Annotated[
+        Opt[list[ObservationReferenceRange]],
+        Field(
+            validation_alias="referenceRange", serialization_alias="referenceRange", min_length=1
+        ),
+    ] = None
     """Provides guide for interpretation"""
 
-    has_member: Opt[list[Reference]] = Field(
-        default=None, validation_alias="hasMember", serialization_alias="hasMember", min_length=1
-    )
+    has_member: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="hasMember", serialization_alias="hasMember", min_length=1),
+    ] = None
     """Related resource that belongs to the Observation group"""
 
-    derived_from: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="derivedFrom",
-        serialization_alias="derivedFrom",
-        min_length=1,
-    )
+    derived_from: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="derivedFrom", serialization_alias="derivedFrom", min_length=1),
+    ] = None
     """Related measurements the observation is made from"""
 
-    component: Opt[list[ObservationComponent]] = Field(default=None, min_length=1)
+    component: Annotated[Opt[list[ObservationComponent]], Field(min_length=1)] = None
     """Component results"""
 
 
 class ObservationReferenceRange(BackboneElement):
     """Provides guide for interpretation"""
 
-    low: Opt[Quantity] = Field(default=None)
+    low: Opt[Quantity] = None
     """Low Range, if relevant"""
 
-    high: Opt[Quantity] = Field(default=None)
+    high: Opt[Quantity] = None
     """High Range, if relevant"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Reference range qualifier"""
 
-    applies_to: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="appliesTo", serialization_alias="appliesTo", min_length=1
-    )
+    applies_to: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="appliesTo", serialization_alias="appliesTo", min_length=1),
+    ] = None
     """Reference range population"""
 
-    age: Opt[Range] = Field(default=None)
+    age: Opt[Range] = None
     """Applicable age range, if relevant"""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Text based reference range in an observation"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
 
@@ -357,103 +370,105 @@ class ObservationComponent(BackboneElement, ChoiceChecked):
         ),
     )
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Type of component observation (code / type)"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Actual component result"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Actual component result"""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Actual component result"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Actual component result"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Actual component result"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Actual component result"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """Actual component result"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """Actual component result"""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Actual component result"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Actual component result"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """Actual component result"""
 
-    data_absent_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"
-    )
+    data_absent_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="dataAbsentReason", serialization_alias="dataAbsentReason"),
+    ] = None
     """Why the component result is missing"""
 
-    interpretation: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    interpretation: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """High, low, normal, etc."""
 
-    reference_range: Opt[list[ObservationReferenceRange]] = Field(
-        default=None,
-        validation_alias="referenceRange",
-        serialization_alias="referenceRange",
-        min_length=1,
-    )
+    reference_range: Annotated[
+        Opt[list[ObservationReferenceRange]],
+        Field(
+            validation_alias="referenceRange", serialization_alias="referenceRange", min_length=1
+        ),
+    ] = None
     """Provides guide for interpretation of component result"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDecimal, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ObservationDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -23,208 +25,221 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Range", "Reference")
 
 
-class ObservationDefinition(DomainResource):
+class ObservationDefinition(
+    DomainResource, Searchable["ObservationDefinition", "ObservationDefinitionSearchParams"]
+):
     """Set of definitional characteristics for a kind of observation or measurement produced or consumed by an orderable health care service."""
 
-    resource_type: Literal["ObservationDefinition"] = Field(
-        default="ObservationDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ObservationDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ObservationDefinition"
 
-    publisher: Opt[Reference] = Field(default=None)
+    publisher: Opt[Reference] = None
     """The name of the individual or organization that published the ObservationDefinition"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Category of observation"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Type of observation (code / type)"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier for this ObservationDefinition instance"""
 
-    permitted_data_type: Opt[
-        list[
-            Literal[
-                "Quantity",
-                "CodeableConcept",
-                "string",
-                "boolean",
-                "integer",
-                "Range",
-                "Ratio",
-                "SampledData",
-                "time",
-                "dateTime",
-                "Period",
+    permitted_data_type: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "Quantity",
+                    "CodeableConcept",
+                    "string",
+                    "boolean",
+                    "integer",
+                    "Range",
+                    "Ratio",
+                    "SampledData",
+                    "time",
+                    "dateTime",
+                    "Period",
+                ]
             ]
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="permittedDataType",
-        serialization_alias="permittedDataType",
-        min_length=1,
-    )
+        ],
+        Field(
+            validation_alias="permittedDataType",
+            serialization_alias="permittedDataType",
+            min_length=1,
+        ),
+    ] = None
     """Quantity | CodeableConcept | string | boolean | integer | Range | Ratio | SampledData | time | dateTime | Period"""
 
-    permitted_data_type_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_permittedDataType",
-        serialization_alias="_permittedDataType",
-        min_length=1,
-    )
+    permitted_data_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_permittedDataType",
+            serialization_alias="_permittedDataType",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `permittedDataType`."""
 
-    multiple_results_allowed: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="multipleResultsAllowed",
-        serialization_alias="multipleResultsAllowed",
-    )
+    multiple_results_allowed: Annotated[
+        Opt[FhirBoolean],
+        Field(
+            validation_alias="multipleResultsAllowed", serialization_alias="multipleResultsAllowed"
+        ),
+    ] = None
     """Multiple results allowed"""
 
-    multiple_results_allowed_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_multipleResultsAllowed",
-        serialization_alias="_multipleResultsAllowed",
-    )
+    multiple_results_allowed_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_multipleResultsAllowed",
+            serialization_alias="_multipleResultsAllowed",
+        ),
+    ] = None
     """Extensions and id of `multipleResultsAllowed`."""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """Method used to produce the observation"""
 
-    preferred_report_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="preferredReportName",
-        serialization_alias="preferredReportName",
-    )
+    preferred_report_name: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="preferredReportName", serialization_alias="preferredReportName"),
+    ] = None
     """Preferred report name"""
 
-    preferred_report_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_preferredReportName",
-        serialization_alias="_preferredReportName",
-    )
+    preferred_report_name_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_preferredReportName", serialization_alias="_preferredReportName"),
+    ] = None
     """Extensions and id of `preferredReportName`."""
 
-    quantitative_details: Opt[ObservationDefinitionQuantitativeDetails] = Field(
-        default=None,
-        validation_alias="quantitativeDetails",
-        serialization_alias="quantitativeDetails",
-    )
+    quantitative_details: Annotated[
+        Opt[ObservationDefinitionQuantitativeDetails],
+        Field(validation_alias="quantitativeDetails", serialization_alias="quantitativeDetails"),
+    ] = None
     """Characteristics of quantitative results"""
 
-    qualified_interval: Opt[list[ObservationDefinitionQualifiedInterval]] = Field(
-        default=None,
-        validation_alias="qualifiedInterval",
-        serialization_alias="qualifiedInterval",
-        min_length=1,
-    )
+    qualified_interval: Annotated[
+        Opt[list[ObservationDefinitionQualifiedInterval]],
+        Field(
+            validation_alias="qualifiedInterval",
+            serialization_alias="qualifiedInterval",
+            min_length=1,
+        ),
+    ] = None
     """Qualified range for continuous and ordinal observation results"""
 
-    valid_coded_value_set: Opt[Reference] = Field(
-        default=None,
-        validation_alias="validCodedValueSet",
-        serialization_alias="validCodedValueSet",
-    )
+    valid_coded_value_set: Annotated[
+        Opt[Reference],
+        Field(validation_alias="validCodedValueSet", serialization_alias="validCodedValueSet"),
+    ] = None
     """Value set of valid coded values for the observations conforming to this ObservationDefinition"""
 
-    normal_coded_value_set: Opt[Reference] = Field(
-        default=None,
-        validation_alias="normalCodedValueSet",
-        serialization_alias="normalCodedValueSet",
-    )
+    normal_coded_value_set: Annotated[
+        Opt[Reference],
+        Field(validation_alias="normalCodedValueSet", serialization_alias="normalCodedValueSet"),
+    ] = None
     """Value set of normal coded values for the observations conforming to this ObservationDefinition"""
 
-    abnormal_coded_value_set: Opt[Reference] = Field(
-        default=None,
-        validation_alias="abnormalCodedValueSet",
-        serialization_alias="abnormalCodedValueSet",
-    )
+    abnormal_coded_value_set: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="abnormalCodedValueSet", serialization_alias="abnormalCodedValueSet"
+        ),
+    ] = None
     """Value set of abnormal coded values for the observations conforming to this ObservationDefinition"""
 
-    critical_coded_value_set: Opt[Reference] = Field(
-        default=None,
-        validation_alias="criticalCodedValueSet",
-        serialization_alias="criticalCodedValueSet",
-    )
+    critical_coded_value_set: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="criticalCodedValueSet", serialization_alias="criticalCodedValueSet"
+        ),
+    ] = None
     """Value set of critical coded values for the observations conforming to this ObservationDefinition"""
 
 
 class ObservationDefinitionQuantitativeDetails(BackboneElement):
     """Characteristics of quantitative results"""
 
-    customary_unit: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="customaryUnit", serialization_alias="customaryUnit"
-    )
+    customary_unit: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="customaryUnit", serialization_alias="customaryUnit"),
+    ] = None
     """Customary unit for quantitative results"""
 
-    unit: Opt[CodeableConcept] = Field(default=None)
+    unit: Opt[CodeableConcept] = None
     """SI unit for quantitative results"""
 
-    conversion_factor: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="conversionFactor", serialization_alias="conversionFactor"
-    )
+    conversion_factor: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="conversionFactor", serialization_alias="conversionFactor"),
+    ] = None
     """SI to Customary unit conversion factor"""
 
-    conversion_factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_conversionFactor", serialization_alias="_conversionFactor"
-    )
+    conversion_factor_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_conversionFactor", serialization_alias="_conversionFactor"),
+    ] = None
     """Extensions and id of `conversionFactor`."""
 
-    decimal_precision: Opt[FhirInteger] = Field(
-        default=None, validation_alias="decimalPrecision", serialization_alias="decimalPrecision"
-    )
+    decimal_precision: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="decimalPrecision", serialization_alias="decimalPrecision"),
+    ] = None
     """Decimal precision of observation quantitative results"""
 
-    decimal_precision_ext: Opt[Element] = Field(
-        default=None, validation_alias="_decimalPrecision", serialization_alias="_decimalPrecision"
-    )
+    decimal_precision_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_decimalPrecision", serialization_alias="_decimalPrecision"),
+    ] = None
     """Extensions and id of `decimalPrecision`."""
 
 
 class ObservationDefinitionQualifiedInterval(BackboneElement):
     """Qualified range for continuous and ordinal observation results"""
 
-    category: Opt[Literal["reference", "critical", "absolute"]] = Field(default=None)
+    category: Opt[Literal["reference", "critical", "absolute"]] = None
     """reference | critical | absolute"""
 
-    category_ext: Opt[Element] = Field(
-        default=None, validation_alias="_category", serialization_alias="_category"
-    )
+    category_ext: Annotated[
+        Opt[Element], Field(validation_alias="_category", serialization_alias="_category")
+    ] = None
     """Extensions and id of `category`."""
 
-    range: Opt[Range] = Field(default=None)
+    range: Opt[Range] = None
     """The interval itself, for continuous or ordinal observations"""
 
-    context: Opt[CodeableConcept] = Field(default=None)
+    context: Opt[CodeableConcept] = None
     """Range context qualifier"""
 
-    applies_to: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="appliesTo", serialization_alias="appliesTo", min_length=1
-    )
+    applies_to: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="appliesTo", serialization_alias="appliesTo", min_length=1),
+    ] = None
     """Targetted population of the range"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    age: Opt[Range] = Field(default=None)
+    age: Opt[Range] = None
     """Applicable age range, if relevant"""
 
-    gestational_age: Opt[Range] = Field(
-        default=None, validation_alias="gestationalAge", serialization_alias="gestationalAge"
-    )
+    gestational_age: Annotated[
+        Opt[Range], Field(validation_alias="gestationalAge", serialization_alias="gestationalAge")
+    ] = None
     """Applicable gestational age range, if relevant"""
 
-    condition: Opt[FhirString] = Field(default=None)
+    condition: Opt[FhirString] = None
     """Condition associated with the reference range"""
 
-    condition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_condition", serialization_alias="_condition"
-    )
+    condition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_condition", serialization_alias="_condition")
+    ] = None
     """Extensions and id of `condition`."""

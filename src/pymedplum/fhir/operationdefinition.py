@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import OperationDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -31,393 +33,409 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "UsageContext")
 
 
-class OperationDefinition(DomainResource):
+class OperationDefinition(
+    DomainResource, Searchable["OperationDefinition", "OperationDefinitionSearchParams"]
+):
     """A formal computable definition of an operation (on the RESTful interface) or a named query (using the search interaction)."""
 
-    resource_type: Literal["OperationDefinition"] = Field(
-        default="OperationDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["OperationDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "OperationDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this operation definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the operation definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this operation definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this operation definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    kind: Literal["operation", "query"] = Field()
+    kind: Literal["operation", "query"]
     """operation | query"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the operation definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for operation definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this operation definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    affects_state: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="affectsState", serialization_alias="affectsState"
-    )
+    affects_state: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="affectsState", serialization_alias="affectsState")
+    ] = None
     """Whether content is changed by the operation"""
 
-    affects_state_ext: Opt[Element] = Field(
-        default=None, validation_alias="_affectsState", serialization_alias="_affectsState"
-    )
+    affects_state_ext: Annotated[
+        Opt[Element], Field(validation_alias="_affectsState", serialization_alias="_affectsState")
+    ] = None
     """Extensions and id of `affectsState`."""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Name used to invoke the operation"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    comment: Opt[FhirMarkdown] = Field(default=None)
+    comment: Opt[FhirMarkdown] = None
     """Additional information about use"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    base: Opt[FhirCanonical] = Field(default=None)
+    base: Opt[FhirCanonical] = None
     """Marks this as a profile of the base"""
 
-    base_ext: Opt[Element] = Field(
-        default=None, validation_alias="_base", serialization_alias="_base"
-    )
+    base_ext: Annotated[
+        Opt[Element], Field(validation_alias="_base", serialization_alias="_base")
+    ] = None
     """Extensions and id of `base`."""
 
-    resource: Opt[
-        list[
-            Literal[
-                "Account",
-                "ActivityDefinition",
-                "AdverseEvent",
-                "AllergyIntolerance",
-                "Appointment",
-                "AppointmentResponse",
-                "AuditEvent",
-                "Basic",
-                "Binary",
-                "BiologicallyDerivedProduct",
-                "BodyStructure",
-                "Bundle",
-                "CapabilityStatement",
-                "CarePlan",
-                "CareTeam",
-                "CatalogEntry",
-                "ChargeItem",
-                "ChargeItemDefinition",
-                "Claim",
-                "ClaimResponse",
-                "ClinicalImpression",
-                "CodeSystem",
-                "Communication",
-                "CommunicationRequest",
-                "CompartmentDefinition",
-                "Composition",
-                "ConceptMap",
-                "Condition",
-                "Consent",
-                "Contract",
-                "Coverage",
-                "CoverageEligibilityRequest",
-                "CoverageEligibilityResponse",
-                "DetectedIssue",
-                "Device",
-                "DeviceDefinition",
-                "DeviceMetric",
-                "DeviceRequest",
-                "DeviceUseStatement",
-                "DiagnosticReport",
-                "DocumentManifest",
-                "DocumentReference",
-                "DomainResource",
-                "EffectEvidenceSynthesis",
-                "Encounter",
-                "Endpoint",
-                "EnrollmentRequest",
-                "EnrollmentResponse",
-                "EpisodeOfCare",
-                "EventDefinition",
-                "Evidence",
-                "EvidenceVariable",
-                "ExampleScenario",
-                "ExplanationOfBenefit",
-                "FamilyMemberHistory",
-                "Flag",
-                "Goal",
-                "GraphDefinition",
-                "Group",
-                "GuidanceResponse",
-                "HealthcareService",
-                "ImagingStudy",
-                "Immunization",
-                "ImmunizationEvaluation",
-                "ImmunizationRecommendation",
-                "ImplementationGuide",
-                "InsurancePlan",
-                "Invoice",
-                "Library",
-                "Linkage",
-                "List",
-                "Location",
-                "Measure",
-                "MeasureReport",
-                "Media",
-                "Medication",
-                "MedicationAdministration",
-                "MedicationDispense",
-                "MedicationKnowledge",
-                "MedicationRequest",
-                "MedicationStatement",
-                "MedicinalProduct",
-                "MedicinalProductAuthorization",
-                "MedicinalProductContraindication",
-                "MedicinalProductIndication",
-                "MedicinalProductIngredient",
-                "MedicinalProductInteraction",
-                "MedicinalProductManufactured",
-                "MedicinalProductPackaged",
-                "MedicinalProductPharmaceutical",
-                "MedicinalProductUndesirableEffect",
-                "MessageDefinition",
-                "MessageHeader",
-                "MolecularSequence",
-                "NamingSystem",
-                "NutritionOrder",
-                "Observation",
-                "ObservationDefinition",
-                "OperationDefinition",
-                "OperationOutcome",
-                "Organization",
-                "OrganizationAffiliation",
-                "Parameters",
-                "Patient",
-                "PaymentNotice",
-                "PaymentReconciliation",
-                "Person",
-                "PlanDefinition",
-                "Practitioner",
-                "PractitionerRole",
-                "Procedure",
-                "Provenance",
-                "Questionnaire",
-                "QuestionnaireResponse",
-                "RelatedPerson",
-                "RequestGroup",
-                "ResearchDefinition",
-                "ResearchElementDefinition",
-                "ResearchStudy",
-                "ResearchSubject",
-                "Resource",
-                "RiskAssessment",
-                "RiskEvidenceSynthesis",
-                "Schedule",
-                "SearchParameter",
-                "ServiceRequest",
-                "Slot",
-                "Specimen",
-                "SpecimenDefinition",
-                "StructureDefinition",
-                "StructureMap",
-                "Subscription",
-                "Substance",
-                "SubstanceNucleicAcid",
-                "SubstancePolymer",
-                "SubstanceProtein",
-                "SubstanceReferenceInformation",
-                "SubstanceSourceMaterial",
-                "SubstanceSpecification",
-                "SupplyDelivery",
-                "SupplyRequest",
-                "Task",
-                "TerminologyCapabilities",
-                "TestReport",
-                "TestScript",
-                "ValueSet",
-                "VerificationResult",
-                "VisionPrescription",
+    resource: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "Account",
+                    "ActivityDefinition",
+                    "AdverseEvent",
+                    "AllergyIntolerance",
+                    "Appointment",
+                    "AppointmentResponse",
+                    "AuditEvent",
+                    "Basic",
+                    "Binary",
+                    "BiologicallyDerivedProduct",
+                    "BodyStructure",
+                    "Bundle",
+                    "CapabilityStatement",
+                    "CarePlan",
+                    "CareTeam",
+                    "CatalogEntry",
+                    "ChargeItem",
+                    "ChargeItemDefinition",
+                    "Claim",
+                    "ClaimResponse",
+                    "ClinicalImpression",
+                    "CodeSystem",
+                    "Communication",
+                    "CommunicationRequest",
+                    "CompartmentDefinition",
+                    "Composition",
+                    "ConceptMap",
+                    "Condition",
+                    "Consent",
+                    "Contract",
+                    "Coverage",
+                    "CoverageEligibilityRequest",
+                    "CoverageEligibilityResponse",
+                    "DetectedIssue",
+                    "Device",
+                    "DeviceDefinition",
+                    "DeviceMetric",
+                    "DeviceRequest",
+                    "DeviceUseStatement",
+                    "DiagnosticReport",
+                    "DocumentManifest",
+                    "DocumentReference",
+                    "DomainResource",
+                    "EffectEvidenceSynthesis",
+                    "Encounter",
+                    "Endpoint",
+                    "EnrollmentRequest",
+                    "EnrollmentResponse",
+                    "EpisodeOfCare",
+                    "EventDefinition",
+                    "Evidence",
+                    "EvidenceVariable",
+                    "ExampleScenario",
+                    "ExplanationOfBenefit",
+                    "FamilyMemberHistory",
+                    "Flag",
+                    "Goal",
+                    "GraphDefinition",
+                    "Group",
+                    "GuidanceResponse",
+                    "HealthcareService",
+                    "ImagingStudy",
+                    "Immunization",
+                    "ImmunizationEvaluation",
+                    "ImmunizationRecommendation",
+                    "ImplementationGuide",
+                    "InsurancePlan",
+                    "Invoice",
+                    "Library",
+                    "Linkage",
+                    "List",
+                    "Location",
+                    "Measure",
+                    "MeasureReport",
+                    "Media",
+                    "Medication",
+                    "MedicationAdministration",
+                    "MedicationDispense",
+                    "MedicationKnowledge",
+                    "MedicationRequest",
+                    "MedicationStatement",
+                    "MedicinalProduct",
+                    "MedicinalProductAuthorization",
+                    "MedicinalProductContraindication",
+                    "MedicinalProductIndication",
+                    "MedicinalProductIngredient",
+                    "MedicinalProductInteraction",
+                    "MedicinalProductManufactured",
+                    "MedicinalProductPackaged",
+                    "MedicinalProductPharmaceutical",
+                    "MedicinalProductUndesirableEffect",
+                    "MessageDefinition",
+                    "MessageHeader",
+                    "MolecularSequence",
+                    "NamingSystem",
+                    "NutritionOrder",
+                    "Observation",
+                    "ObservationDefinition",
+                    "OperationDefinition",
+                    "OperationOutcome",
+                    "Organization",
+                    "OrganizationAffiliation",
+                    "Parameters",
+                    "Patient",
+                    "PaymentNotice",
+                    "PaymentReconciliation",
+                    "Person",
+                    "PlanDefinition",
+                    "Practitioner",
+                    "PractitionerRole",
+                    "Procedure",
+                    "Provenance",
+                    "Questionnaire",
+                    "QuestionnaireResponse",
+                    "RelatedPerson",
+                    "RequestGroup",
+                    "ResearchDefinition",
+                    "ResearchElementDefinition",
+                    "ResearchStudy",
+                    "ResearchSubject",
+                    "Resource",
+                    "RiskAssessment",
+                    "RiskEvidenceSynthesis",
+                    "Schedule",
+                    "SearchParameter",
+                    "ServiceRequest",
+                    "Slot",
+                    "Specimen",
+                    "SpecimenDefinition",
+                    "StructureDefinition",
+                    "StructureMap",
+                    "Subscription",
+                    "Substance",
+                    "SubstanceNucleicAcid",
+                    "SubstancePolymer",
+                    "SubstanceProtein",
+                    "SubstanceReferenceInformation",
+                    "SubstanceSourceMaterial",
+                    "SubstanceSpecification",
+                    "SupplyDelivery",
+                    "SupplyRequest",
+                    "Task",
+                    "TerminologyCapabilities",
+                    "TestReport",
+                    "TestScript",
+                    "ValueSet",
+                    "VerificationResult",
+                    "VisionPrescription",
+                ]
             ]
-        ]
-    ] = Field(default=None, min_length=1)
+        ],
+        Field(min_length=1),
+    ] = None
     """Types this operation applies to"""
 
-    resource_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_resource", serialization_alias="_resource", min_length=1
-    )
+    resource_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_resource", serialization_alias="_resource", min_length=1),
+    ] = None
     """Extensions and id of `resource`."""
 
-    system: FhirBoolean = Field()
+    system: FhirBoolean
     """Invoke at the system level?"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    type: FhirBoolean = Field()
+    type: FhirBoolean
     """Invoke at the type level?"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    instance: FhirBoolean = Field()
+    instance: FhirBoolean
     """Invoke on an instance?"""
 
-    instance_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instance", serialization_alias="_instance"
-    )
+    instance_ext: Annotated[
+        Opt[Element], Field(validation_alias="_instance", serialization_alias="_instance")
+    ] = None
     """Extensions and id of `instance`."""
 
-    input_profile: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="inputProfile", serialization_alias="inputProfile"
-    )
+    input_profile: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="inputProfile", serialization_alias="inputProfile"),
+    ] = None
     """Validation information for in parameters"""
 
-    input_profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_inputProfile", serialization_alias="_inputProfile"
-    )
+    input_profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_inputProfile", serialization_alias="_inputProfile")
+    ] = None
     """Extensions and id of `inputProfile`."""
 
-    output_profile: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="outputProfile", serialization_alias="outputProfile"
-    )
+    output_profile: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="outputProfile", serialization_alias="outputProfile"),
+    ] = None
     """Validation information for out parameters"""
 
-    output_profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outputProfile", serialization_alias="_outputProfile"
-    )
+    output_profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outputProfile", serialization_alias="_outputProfile")
+    ] = None
     """Extensions and id of `outputProfile`."""
 
-    parameter: Opt[list[OperationDefinitionParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[OperationDefinitionParameter]], Field(min_length=1)] = None
     """Parameters for the operation/query"""
 
-    overload: Opt[list[OperationDefinitionOverload]] = Field(default=None, min_length=1)
+    overload: Annotated[Opt[list[OperationDefinitionOverload]], Field(min_length=1)] = None
     """Define overloaded variants for when generating code"""
 
 
 class OperationDefinitionParameter(BackboneElement):
     """Parameters for the operation/query"""
 
-    name: FhirCode = Field()
+    name: FhirCode
     """Name in Parameters.parameter.name or in URL"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    use: Literal["in", "out"] = Field()
+    use: Literal["in", "out"]
     """in | out"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    min: FhirInteger = Field()
+    min: FhirInteger
     """Minimum Cardinality"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: FhirString = Field()
+    max: FhirString
     """Maximum Cardinality (a number or *)"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Description of meaning/use"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
     type: Opt[
@@ -636,130 +654,131 @@ class OperationDefinitionParameter(BackboneElement):
             "Type",
             "Any",
         ]
-    ] = Field(default=None)
+    ] = None
     """What type this parameter has"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    target_profile: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="targetProfile",
-        serialization_alias="targetProfile",
-        min_length=1,
-    )
+    target_profile: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="targetProfile", serialization_alias="targetProfile", min_length=1),
+    ] = None
     """If type is Reference | canonical, allowed targets"""
 
-    target_profile_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_targetProfile",
-        serialization_alias="_targetProfile",
-        min_length=1,
-    )
+    target_profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_targetProfile", serialization_alias="_targetProfile", min_length=1
+        ),
+    ] = None
     """Extensions and id of `targetProfile`."""
 
-    search_type: Opt[
-        Literal[
-            "number",
-            "date",
-            "string",
-            "token",
-            "reference",
-            "composite",
-            "quantity",
-            "uri",
-            "special",
-        ]
-    ] = Field(default=None, validation_alias="searchType", serialization_alias="searchType")
+    search_type: Annotated[
+        Opt[
+            Literal[
+                "number",
+                "date",
+                "string",
+                "token",
+                "reference",
+                "composite",
+                "quantity",
+                "uri",
+                "special",
+            ]
+        ],
+        Field(validation_alias="searchType", serialization_alias="searchType"),
+    ] = None
     """number | date | string | token | reference | composite | quantity | uri | special"""
 
-    search_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_searchType", serialization_alias="_searchType"
-    )
+    search_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_searchType", serialization_alias="_searchType")
+    ] = None
     """Extensions and id of `searchType`."""
 
-    binding: Opt[OperationDefinitionParameterBinding] = Field(default=None)
+    binding: Opt[OperationDefinitionParameterBinding] = None
     """ValueSet details if this is coded"""
 
-    referenced_from: Opt[list[OperationDefinitionParameterReferencedFrom]] = Field(
-        default=None,
-        validation_alias="referencedFrom",
-        serialization_alias="referencedFrom",
-        min_length=1,
-    )
+    referenced_from: Annotated[
+        Opt[list[OperationDefinitionParameterReferencedFrom]],
+        Field(
+            validation_alias="referencedFrom", serialization_alias="referencedFrom", min_length=1
+        ),
+    ] = None
     """References to this parameter"""
 
-    part: Opt[list[OperationDefinitionParameter]] = Field(default=None, min_length=1)
+    part: Annotated[Opt[list[OperationDefinitionParameter]], Field(min_length=1)] = None
     """Parts of a nested Parameter"""
 
 
 class OperationDefinitionParameterBinding(BackboneElement):
     """ValueSet details if this is coded"""
 
-    strength: Literal["required", "extensible", "preferred", "example"] = Field()
+    strength: Literal["required", "extensible", "preferred", "example"]
     """required | extensible | preferred | example"""
 
-    strength_ext: Opt[Element] = Field(
-        default=None, validation_alias="_strength", serialization_alias="_strength"
-    )
+    strength_ext: Annotated[
+        Opt[Element], Field(validation_alias="_strength", serialization_alias="_strength")
+    ] = None
     """Extensions and id of `strength`."""
 
-    value_set: FhirCanonical = Field(validation_alias="valueSet", serialization_alias="valueSet")
+    value_set: Annotated[
+        FhirCanonical, Field(validation_alias="valueSet", serialization_alias="valueSet")
+    ]
     """Source of value set"""
 
-    value_set_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueSet", serialization_alias="_valueSet"
-    )
+    value_set_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueSet", serialization_alias="_valueSet")
+    ] = None
     """Extensions and id of `valueSet`."""
 
 
 class OperationDefinitionParameterReferencedFrom(BackboneElement):
     """References to this parameter"""
 
-    source: FhirString = Field()
+    source: FhirString
     """Referencing parameter"""
 
-    source_ext: Opt[Element] = Field(
-        default=None, validation_alias="_source", serialization_alias="_source"
-    )
+    source_ext: Annotated[
+        Opt[Element], Field(validation_alias="_source", serialization_alias="_source")
+    ] = None
     """Extensions and id of `source`."""
 
-    source_id: Opt[FhirString] = Field(
-        default=None, validation_alias="sourceId", serialization_alias="sourceId"
-    )
+    source_id: Annotated[
+        Opt[FhirString], Field(validation_alias="sourceId", serialization_alias="sourceId")
+    ] = None
     """Element id of reference"""
 
-    source_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceId", serialization_alias="_sourceId"
-    )
+    source_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceId", serialization_alias="_sourceId")
+    ] = None
     """Extensions and id of `sourceId`."""
 
 
 class OperationDefinitionOverload(BackboneElement):
     """Define overloaded variants for when generating code"""
 
-    parameter_name: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="parameterName",
-        serialization_alias="parameterName",
-        min_length=1,
-    )
+    parameter_name: Annotated[
+        Opt[list[FhirString]],
+        Field(validation_alias="parameterName", serialization_alias="parameterName", min_length=1),
+    ] = None
     """Name of parameter to include in overload"""
 
-    parameter_name_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_parameterName",
-        serialization_alias="_parameterName",
-        min_length=1,
-    )
+    parameter_name_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_parameterName", serialization_alias="_parameterName", min_length=1
+        ),
+    ] = None
     """Extensions and id of `parameterName`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Comments to go on overload"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""

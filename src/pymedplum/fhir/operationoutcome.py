@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import OperationOutcomeSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
 
@@ -20,28 +22,29 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element")
 
 
-class OperationOutcome(DomainResource):
+class OperationOutcome(
+    DomainResource, Searchable["OperationOutcome", "OperationOutcomeSearchParams"]
+):
     """A collection of error, warning, or information messages that result from a system action."""
 
-    resource_type: Literal["OperationOutcome"] = Field(
-        default="OperationOutcome",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["OperationOutcome"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "OperationOutcome"
 
-    issue: list[OperationOutcomeIssue] = Field(min_length=1)
+    issue: Annotated[list[OperationOutcomeIssue], Field(min_length=1)]
     """A single issue associated with the action"""
 
 
 class OperationOutcomeIssue(BackboneElement):
     """A single issue associated with the action"""
 
-    severity: Literal["fatal", "error", "warning", "information"] = Field()
+    severity: Literal["fatal", "error", "warning", "information"]
     """fatal | error | warning | information"""
 
-    severity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_severity", serialization_alias="_severity"
-    )
+    severity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_severity", serialization_alias="_severity")
+    ] = None
     """Extensions and id of `severity`."""
 
     code: Literal[
@@ -76,40 +79,39 @@ class OperationOutcomeIssue(BackboneElement):
         "incomplete",
         "throttled",
         "informational",
-    ] = Field()
+    ]
     """Error or warning code"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    details: Opt[CodeableConcept] = Field(default=None)
+    details: Opt[CodeableConcept] = None
     """Additional details about the error"""
 
-    diagnostics: Opt[FhirString] = Field(default=None)
+    diagnostics: Opt[FhirString] = None
     """Additional diagnostic information about the issue"""
 
-    diagnostics_ext: Opt[Element] = Field(
-        default=None, validation_alias="_diagnostics", serialization_alias="_diagnostics"
-    )
+    diagnostics_ext: Annotated[
+        Opt[Element], Field(validation_alias="_diagnostics", serialization_alias="_diagnostics")
+    ] = None
     """Extensions and id of `diagnostics`."""
 
-    location: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Deprecated: Path of element(s) related to issue"""
 
-    location_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_location", serialization_alias="_location", min_length=1
-    )
+    location_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_location", serialization_alias="_location", min_length=1),
+    ] = None
     """Extensions and id of `location`."""
 
-    expression: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    expression: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """FHIRPath of element(s) related to issue"""
 
-    expression_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_expression",
-        serialization_alias="_expression",
-        min_length=1,
-    )
+    expression_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_expression", serialization_alias="_expression", min_length=1),
+    ] = None
     """Extensions and id of `expression`."""

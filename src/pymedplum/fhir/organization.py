@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import OrganizationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -33,72 +35,74 @@ _DEPENDENCIES = (
 )
 
 
-class Organization(DomainResource):
+class Organization(DomainResource, Searchable["Organization", "OrganizationSearchParams"]):
     """A formally or informally recognized grouping of people or organizations formed for the purpose of achieving some form of collective action."""
 
-    resource_type: Literal["Organization"] = Field(
-        default="Organization", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Organization"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Organization"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifies this organization across multiple systems"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether the organization's record is still in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Kind of organization"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name used for the organization"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    alias: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    alias: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """A list of alternate names that the organization is known as, or was known as in the past"""
 
-    alias_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias", min_length=1
-    )
+    alias_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_alias", serialization_alias="_alias", min_length=1),
+    ] = None
     """Extensions and id of `alias`."""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the organization"""
 
-    address: Opt[list[Address]] = Field(default=None, min_length=1)
+    address: Annotated[Opt[list[Address]], Field(min_length=1)] = None
     """An address for the organization"""
 
-    part_of: Opt[Reference] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf"
-    )
+    part_of: Annotated[
+        Opt[Reference], Field(validation_alias="partOf", serialization_alias="partOf")
+    ] = None
     """The organization of which this organization forms a part"""
 
-    contact: Opt[list[OrganizationContact]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[OrganizationContact]], Field(min_length=1)] = None
     """Contact for the organization for a certain purpose"""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoints providing access to services operated for the organization"""
 
 
 class OrganizationContact(BackboneElement):
     """Contact for the organization for a certain purpose"""
 
-    purpose: Opt[CodeableConcept] = Field(default=None)
+    purpose: Opt[CodeableConcept] = None
     """The type of contact"""
 
-    name: Opt[HumanName] = Field(default=None)
+    name: Opt[HumanName] = None
     """A name associated with the contact"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details (telephone, email, etc.) for a contact"""
 
-    address: Opt[Address] = Field(default=None)
+    address: Opt[Address] = None
     """Visiting or postal addresses for the contact"""

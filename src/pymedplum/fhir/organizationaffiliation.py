@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import OrganizationAffiliationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
     from pymedplum.fhir.element import Element
@@ -23,61 +25,66 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactPoint", "Element", "Identifier", "Period", "Reference")
 
 
-class OrganizationAffiliation(DomainResource):
+class OrganizationAffiliation(
+    DomainResource, Searchable["OrganizationAffiliation", "OrganizationAffiliationSearchParams"]
+):
     """Defines an affiliation/assotiation/relationship between 2 distinct oganizations, that is not a part-of relationship/sub-division relationship."""
 
-    resource_type: Literal["OrganizationAffiliation"] = Field(
-        default="OrganizationAffiliation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["OrganizationAffiliation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "OrganizationAffiliation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifiers that are specific to this role"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this organization affiliation record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The period during which the participatingOrganization is affiliated with the primary organization"""
 
-    organization: Opt[Reference] = Field(default=None)
+    organization: Opt[Reference] = None
     """Organization where the role is available"""
 
-    participating_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="participatingOrganization",
-        serialization_alias="participatingOrganization",
-    )
+    participating_organization: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="participatingOrganization",
+            serialization_alias="participatingOrganization",
+        ),
+    ] = None
     """Organization that provides/performs the role (e.g."""
 
-    network: Opt[list[Reference]] = Field(default=None, min_length=1)
+    network: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Health insurance provider network in which the participatingOrganization provides the role's services (if defined) at the indicated locations (if defined)"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Definition of the role the participatingOrganization plays"""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specific specialty of the participatingOrganization in the context of the role"""
 
-    location: Opt[list[Reference]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The location(s) at which the role occurs"""
 
-    healthcare_service: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="healthcareService",
-        serialization_alias="healthcareService",
-        min_length=1,
-    )
+    healthcare_service: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="healthcareService",
+            serialization_alias="healthcareService",
+            min_length=1,
+        ),
+    ] = None
     """Healthcare services provided through the role"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details at the participatingOrganization relevant to this Affiliation"""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoints providing access to services operated for this role"""

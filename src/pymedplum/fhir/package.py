@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirMarkdown, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PackageSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,42 +23,43 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class Package(DomainResource):
+class Package(DomainResource, Searchable["Package", "PackageSearchParams"]):
     """Definition of a marketplace package, which represents a set of automated actions that can be taken by a system, such as a subscription or a workflow."""
 
-    resource_type: Literal["Package"] = Field(
-        default="Package", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Package"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Package"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this package"""
 
-    status: Literal["pending", "active", "end-of-life"] = Field()
+    status: Literal["pending", "active", "end-of-life"]
     """The status of the package."""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """A name associated with the Package."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """A summary, characterization or explanation of the Package."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification of service"""
 
-    author: Reference = Field()
+    author: Reference
     """Reference to the resource that represents the author of the package."""

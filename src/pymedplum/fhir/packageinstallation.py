@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PackageInstallationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -20,43 +22,44 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class PackageInstallation(DomainResource):
+class PackageInstallation(
+    DomainResource, Searchable["PackageInstallation", "PackageInstallationSearchParams"]
+):
     """Definition of a marketplace package installation, which represents the installation of a specific package release in a system."""
 
-    resource_type: Literal["PackageInstallation"] = Field(
-        default="PackageInstallation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["PackageInstallation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PackageInstallation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this package installation"""
 
-    package: Reference = Field()
+    package: Reference
     """The Package of this installation."""
 
-    package_release: Reference = Field(
-        validation_alias="packageRelease", serialization_alias="packageRelease"
-    )
+    package_release: Annotated[
+        Reference, Field(validation_alias="packageRelease", serialization_alias="packageRelease")
+    ]
     """The PackageRelease of this installation."""
 
-    version: FhirString = Field()
+    version: FhirString
     """The version of the PackageInstallation."""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    status: Literal["requested", "installing", "installed", "error"] = Field()
+    status: Literal["requested", "installing", "installed", "error"]
     """The status of the package installation."""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    installed_by: Reference = Field(
-        validation_alias="installedBy", serialization_alias="installedBy"
-    )
+    installed_by: Annotated[
+        Reference, Field(validation_alias="installedBy", serialization_alias="installedBy")
+    ]
     """Reference to the resource that represents the installer of the package."""

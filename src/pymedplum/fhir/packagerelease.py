@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirMarkdown, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PackageReleaseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,36 +23,35 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "Element", "Identifier", "Reference")
 
 
-class PackageRelease(DomainResource):
+class PackageRelease(DomainResource, Searchable["PackageRelease", "PackageReleaseSearchParams"]):
     """Definition of a marketplace package release, which represents a specific release of a package that can be installed and used by a system."""
 
-    resource_type: Literal["PackageRelease"] = Field(
-        default="PackageRelease",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["PackageRelease"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PackageRelease"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this package release"""
 
-    package: Reference = Field()
+    package: Reference
     """The Package of this release."""
 
-    version: FhirString = Field()
+    version: FhirString
     """The version of the PackageRelease."""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """A summary, characterization or explanation of the PackageRelease."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    content: Attachment = Field()
+    content: Attachment
     """The actual content of the package release."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,38 +18,44 @@ _DEPENDENCIES = ()
 class ParameterDefinition(Element):
     """Base StructureDefinition for ParameterDefinition Type: The parameters to the module."""
 
-    name: Opt[FhirCode] = Field(default=None)
+    name: Opt[FhirCode] = None
     """Name used to access the parameter value"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    use: Literal["in", "out"] = Field()
+    use: Literal["in", "out"]
     """in | out"""
 
-    use_ext: Opt[Element] = Field(default=None, validation_alias="_use", serialization_alias="_use")
+    use_ext: Annotated[Opt[Element], Field(validation_alias="_use", serialization_alias="_use")] = (
+        None
+    )
     """Extensions and id of `use`."""
 
-    min: Opt[FhirInteger] = Field(default=None)
+    min: Opt[FhirInteger] = None
     """Minimum cardinality"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: Opt[FhirString] = Field(default=None)
+    max: Opt[FhirString] = None
     """Maximum cardinality (a number of *)"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """A brief description of the parameter"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
     type: Literal[
@@ -266,18 +272,18 @@ class ParameterDefinition(Element):
         "VisionPrescription",
         "Type",
         "Any",
-    ] = Field()
+    ]
     """What type of value"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    profile: Opt[FhirCanonical] = Field(default=None)
+    profile: Opt[FhirCanonical] = None
     """What profile the value is expected to be"""
 
-    profile_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile"
-    )
+    profile_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profile", serialization_alias="_profile")
+    ] = None
     """Extensions and id of `profile`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -31,8 +31,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.resource import AnyResource, Resource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ParametersSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
@@ -103,14 +105,15 @@ _DEPENDENCIES = (
 )
 
 
-class Parameters(Resource):
+class Parameters(Resource, Searchable["Parameters", "ParametersSearchParams"]):
     """This resource is a non-persisted resource used to pass information into and back from an [operation](operations.html)."""
 
-    resource_type: Literal["Parameters"] = Field(
-        default="Parameters", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Parameters"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Parameters"
 
-    parameter: Opt[list[ParametersParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[ParametersParameter]], Field(min_length=1)] = None
     """Operation Parameter"""
 
 
@@ -176,375 +179,393 @@ class ParametersParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """Name from the definition"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """If parameter is a data type"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """If parameter is a data type"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueCanonical", serialization_alias="valueCanonical"
-    )
+    value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="valueCanonical", serialization_alias="valueCanonical"),
+    ] = None
     """If parameter is a data type"""
 
-    value_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCanonical", serialization_alias="_valueCanonical"
-    )
+    value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueCanonical", serialization_alias="_valueCanonical"),
+    ] = None
     """Extensions and id of `valueCanonical`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """If parameter is a data type"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """If parameter is a data type"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """If parameter is a data type"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """If parameter is a data type"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """If parameter is a data type"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="valueInstant", serialization_alias="valueInstant"
-    )
+    value_instant: Annotated[
+        Opt[FhirInstant], Field(validation_alias="valueInstant", serialization_alias="valueInstant")
+    ] = None
     """If parameter is a data type"""
 
-    value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInstant", serialization_alias="_valueInstant"
-    )
+    value_instant_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInstant", serialization_alias="_valueInstant")
+    ] = None
     """Extensions and id of `valueInstant`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """If parameter is a data type"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="valueMarkdown", serialization_alias="valueMarkdown"
-    )
+    value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="valueMarkdown", serialization_alias="valueMarkdown"),
+    ] = None
     """If parameter is a data type"""
 
-    value_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown"
-    )
+    value_markdown_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown")
+    ] = None
     """Extensions and id of `valueMarkdown`."""
 
-    value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="valueOid", serialization_alias="valueOid"
-    )
+    value_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="valueOid", serialization_alias="valueOid")
+    ] = None
     """If parameter is a data type"""
 
-    value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueOid", serialization_alias="_valueOid"
-    )
+    value_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueOid", serialization_alias="_valueOid")
+    ] = None
     """Extensions and id of `valueOid`."""
 
-    value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"
-    )
+    value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"),
+    ] = None
     """If parameter is a data type"""
 
-    value_positive_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"
-    )
+    value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"),
+    ] = None
     """Extensions and id of `valuePositiveInt`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """If parameter is a data type"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """If parameter is a data type"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"
-    )
+    value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"),
+    ] = None
     """If parameter is a data type"""
 
-    value_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"
-    )
+    value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"),
+    ] = None
     """Extensions and id of `valueUnsignedInt`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """If parameter is a data type"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="valueUrl", serialization_alias="valueUrl"
-    )
+    value_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="valueUrl", serialization_alias="valueUrl")
+    ] = None
     """If parameter is a data type"""
 
-    value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUrl", serialization_alias="_valueUrl"
-    )
+    value_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUrl", serialization_alias="_valueUrl")
+    ] = None
     """Extensions and id of `valueUrl`."""
 
-    value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="valueUuid", serialization_alias="valueUuid"
-    )
+    value_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="valueUuid", serialization_alias="valueUuid")
+    ] = None
     """If parameter is a data type"""
 
-    value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUuid", serialization_alias="_valueUuid"
-    )
+    value_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUuid", serialization_alias="_valueUuid")
+    ] = None
     """Extensions and id of `valueUuid`."""
 
-    value_address: Opt[Address] = Field(
-        default=None, validation_alias="valueAddress", serialization_alias="valueAddress"
-    )
+    value_address: Annotated[
+        Opt[Address], Field(validation_alias="valueAddress", serialization_alias="valueAddress")
+    ] = None
     """If parameter is a data type"""
 
-    value_age: Opt[Age] = Field(
-        default=None, validation_alias="valueAge", serialization_alias="valueAge"
-    )
+    value_age: Annotated[
+        Opt[Age], Field(validation_alias="valueAge", serialization_alias="valueAge")
+    ] = None
     """If parameter is a data type"""
 
-    value_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="valueAnnotation", serialization_alias="valueAnnotation"
-    )
+    value_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="valueAnnotation", serialization_alias="valueAnnotation"),
+    ] = None
     """If parameter is a data type"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """If parameter is a data type"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """If parameter is a data type"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """If parameter is a data type"""
 
-    value_contact_point: Opt[ContactPoint] = Field(
-        default=None, validation_alias="valueContactPoint", serialization_alias="valueContactPoint"
-    )
+    value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="valueContactPoint", serialization_alias="valueContactPoint"),
+    ] = None
     """If parameter is a data type"""
 
-    value_count: Opt[Count] = Field(
-        default=None, validation_alias="valueCount", serialization_alias="valueCount"
-    )
+    value_count: Annotated[
+        Opt[Count], Field(validation_alias="valueCount", serialization_alias="valueCount")
+    ] = None
     """If parameter is a data type"""
 
-    value_distance: Opt[Distance] = Field(
-        default=None, validation_alias="valueDistance", serialization_alias="valueDistance"
-    )
+    value_distance: Annotated[
+        Opt[Distance], Field(validation_alias="valueDistance", serialization_alias="valueDistance")
+    ] = None
     """If parameter is a data type"""
 
-    value_duration: Opt[Duration] = Field(
-        default=None, validation_alias="valueDuration", serialization_alias="valueDuration"
-    )
+    value_duration: Annotated[
+        Opt[Duration], Field(validation_alias="valueDuration", serialization_alias="valueDuration")
+    ] = None
     """If parameter is a data type"""
 
-    value_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="valueHumanName", serialization_alias="valueHumanName"
-    )
+    value_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="valueHumanName", serialization_alias="valueHumanName"),
+    ] = None
     """If parameter is a data type"""
 
-    value_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="valueIdentifier", serialization_alias="valueIdentifier"
-    )
+    value_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="valueIdentifier", serialization_alias="valueIdentifier"),
+    ] = None
     """If parameter is a data type"""
 
-    value_money: Opt[Money] = Field(
-        default=None, validation_alias="valueMoney", serialization_alias="valueMoney"
-    )
+    value_money: Annotated[
+        Opt[Money], Field(validation_alias="valueMoney", serialization_alias="valueMoney")
+    ] = None
     """If parameter is a data type"""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """If parameter is a data type"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """If parameter is a data type"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """If parameter is a data type"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """If parameter is a data type"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """If parameter is a data type"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """If parameter is a data type"""
 
-    value_signature: Opt[Signature] = Field(
-        default=None, validation_alias="valueSignature", serialization_alias="valueSignature"
-    )
+    value_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="valueSignature", serialization_alias="valueSignature"),
+    ] = None
     """If parameter is a data type"""
 
-    value_timing: Opt[Timing] = Field(
-        default=None, validation_alias="valueTiming", serialization_alias="valueTiming"
-    )
+    value_timing: Annotated[
+        Opt[Timing], Field(validation_alias="valueTiming", serialization_alias="valueTiming")
+    ] = None
     """If parameter is a data type"""
 
-    value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="valueContactDetail",
-        serialization_alias="valueContactDetail",
-    )
+    value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="valueContactDetail", serialization_alias="valueContactDetail"),
+    ] = None
     """If parameter is a data type"""
 
-    value_contributor: Opt[Contributor] = Field(
-        default=None, validation_alias="valueContributor", serialization_alias="valueContributor"
-    )
+    value_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="valueContributor", serialization_alias="valueContributor"),
+    ] = None
     """If parameter is a data type"""
 
-    value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="valueDataRequirement",
-        serialization_alias="valueDataRequirement",
-    )
+    value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(validation_alias="valueDataRequirement", serialization_alias="valueDataRequirement"),
+    ] = None
     """If parameter is a data type"""
 
-    value_expression: Opt[Expression] = Field(
-        default=None, validation_alias="valueExpression", serialization_alias="valueExpression"
-    )
+    value_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="valueExpression", serialization_alias="valueExpression"),
+    ] = None
     """If parameter is a data type"""
 
-    value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="valueParameterDefinition",
-        serialization_alias="valueParameterDefinition",
-    )
+    value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="valueParameterDefinition",
+            serialization_alias="valueParameterDefinition",
+        ),
+    ] = None
     """If parameter is a data type"""
 
-    value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="valueRelatedArtifact",
-        serialization_alias="valueRelatedArtifact",
-    )
+    value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(validation_alias="valueRelatedArtifact", serialization_alias="valueRelatedArtifact"),
+    ] = None
     """If parameter is a data type"""
 
-    value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="valueTriggerDefinition",
-        serialization_alias="valueTriggerDefinition",
-    )
+    value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="valueTriggerDefinition", serialization_alias="valueTriggerDefinition"
+        ),
+    ] = None
     """If parameter is a data type"""
 
-    value_usage_context: Opt[UsageContext] = Field(
-        default=None, validation_alias="valueUsageContext", serialization_alias="valueUsageContext"
-    )
+    value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="valueUsageContext", serialization_alias="valueUsageContext"),
+    ] = None
     """If parameter is a data type"""
 
-    value_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="valueDosage", serialization_alias="valueDosage"
-    )
+    value_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="valueDosage", serialization_alias="valueDosage")
+    ] = None
     """If parameter is a data type"""
 
-    value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="valueMeta", serialization_alias="valueMeta"
-    )
+    value_meta: Annotated[
+        Opt[Meta], Field(validation_alias="valueMeta", serialization_alias="valueMeta")
+    ] = None
     """If parameter is a data type"""
 
-    resource: Opt[AnyResource] = Field(default=None)
+    resource: Opt[AnyResource] = None
     """If parameter is a whole resource"""
 
-    part: Opt[list[ParametersParameter]] = Field(default=None, min_length=1)
+    part: Annotated[Opt[list[ParametersParameter]], Field(min_length=1)] = None
     """Named part of a multi-part parameter"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDate, FhirDateTime, FhirInteger
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PatientSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -37,7 +39,7 @@ _DEPENDENCIES = (
 )
 
 
-class Patient(DomainResource, ChoiceChecked):
+class Patient(DomainResource, ChoiceChecked, Searchable["Patient", "PatientSearchParams"]):
     """Demographics and other administrative information about an individual or animal receiving care or other health-related services."""
 
     __fhir_choice_groups__ = (
@@ -59,184 +61,191 @@ class Patient(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Patient"] = Field(
-        default="Patient", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Patient"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Patient"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this patient"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this patient's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    name: Opt[list[HumanName]] = Field(default=None, min_length=1)
+    name: Annotated[Opt[list[HumanName]], Field(min_length=1)] = None
     """A name associated with the patient"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the individual"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    birth_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="birthDate", serialization_alias="birthDate"
-    )
+    birth_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="birthDate", serialization_alias="birthDate")
+    ] = None
     """The date of birth for the individual"""
 
-    birth_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_birthDate", serialization_alias="_birthDate"
-    )
+    birth_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_birthDate", serialization_alias="_birthDate")
+    ] = None
     """Extensions and id of `birthDate`."""
 
-    deceased_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="deceasedBoolean", serialization_alias="deceasedBoolean"
-    )
+    deceased_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="deceasedBoolean", serialization_alias="deceasedBoolean"),
+    ] = None
     """Indicates if the individual is deceased or not"""
 
-    deceased_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deceasedBoolean", serialization_alias="_deceasedBoolean"
-    )
+    deceased_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deceasedBoolean", serialization_alias="_deceasedBoolean"),
+    ] = None
     """Extensions and id of `deceasedBoolean`."""
 
-    deceased_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="deceasedDateTime", serialization_alias="deceasedDateTime"
-    )
+    deceased_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="deceasedDateTime", serialization_alias="deceasedDateTime"),
+    ] = None
     """Indicates if the individual is deceased or not"""
 
-    deceased_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_deceasedDateTime", serialization_alias="_deceasedDateTime"
-    )
+    deceased_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_deceasedDateTime", serialization_alias="_deceasedDateTime"),
+    ] = None
     """Extensions and id of `deceasedDateTime`."""
 
-    address: Opt[list[Address]] = Field(default=None, min_length=1)
+    address: Annotated[Opt[list[Address]], Field(min_length=1)] = None
     """An address for the individual"""
 
-    marital_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="maritalStatus", serialization_alias="maritalStatus"
-    )
+    marital_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="maritalStatus", serialization_alias="maritalStatus"),
+    ] = None
     """Marital (civil) status of a patient"""
 
-    multiple_birth_boolean: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="multipleBirthBoolean",
-        serialization_alias="multipleBirthBoolean",
-    )
+    multiple_birth_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="multipleBirthBoolean", serialization_alias="multipleBirthBoolean"),
+    ] = None
     """Whether patient is part of a multiple birth"""
 
-    multiple_birth_boolean_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_multipleBirthBoolean",
-        serialization_alias="_multipleBirthBoolean",
-    )
+    multiple_birth_boolean_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_multipleBirthBoolean", serialization_alias="_multipleBirthBoolean"
+        ),
+    ] = None
     """Extensions and id of `multipleBirthBoolean`."""
 
-    multiple_birth_integer: Opt[FhirInteger] = Field(
-        default=None,
-        validation_alias="multipleBirthInteger",
-        serialization_alias="multipleBirthInteger",
-    )
+    multiple_birth_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="multipleBirthInteger", serialization_alias="multipleBirthInteger"),
+    ] = None
     """Whether patient is part of a multiple birth"""
 
-    multiple_birth_integer_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_multipleBirthInteger",
-        serialization_alias="_multipleBirthInteger",
-    )
+    multiple_birth_integer_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_multipleBirthInteger", serialization_alias="_multipleBirthInteger"
+        ),
+    ] = None
     """Extensions and id of `multipleBirthInteger`."""
 
-    photo: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    photo: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Image of the patient"""
 
-    contact: Opt[list[PatientContact]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[PatientContact]], Field(min_length=1)] = None
     """A contact party (e.g."""
 
-    communication: Opt[list[PatientCommunication]] = Field(default=None, min_length=1)
+    communication: Annotated[Opt[list[PatientCommunication]], Field(min_length=1)] = None
     """A language which may be used to communicate with the patient about his or her health"""
 
-    general_practitioner: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="generalPractitioner",
-        serialization_alias="generalPractitioner",
-        min_length=1,
-    )
+    general_practitioner: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="generalPractitioner",
+            serialization_alias="generalPractitioner",
+            min_length=1,
+        ),
+    ] = None
     """Patient's nominated primary care provider"""
 
-    managing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-    )
+    managing_organization: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingOrganization", serialization_alias="managingOrganization"),
+    ] = None
     """Organization that is the custodian of the patient record"""
 
-    link: Opt[list[PatientLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[PatientLink]], Field(min_length=1)] = None
     """Link to another patient resource that concerns the same actual person"""
 
 
 class PatientContact(BackboneElement):
     """A contact party (e.g."""
 
-    relationship: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    relationship: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The kind of relationship"""
 
-    name: Opt[HumanName] = Field(default=None)
+    name: Opt[HumanName] = None
     """A name associated with the contact person"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the person"""
 
-    address: Opt[Address] = Field(default=None)
+    address: Opt[Address] = None
     """Address for the contact person"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    organization: Opt[Reference] = Field(default=None)
+    organization: Opt[Reference] = None
     """Organization that is associated with the contact"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The period during which this contact person or organization is valid to be contacted relating to this patient"""
 
 
 class PatientCommunication(BackboneElement):
     """A language which may be used to communicate with the patient about his or her health"""
 
-    language: CodeableConcept = Field()
+    language: CodeableConcept
     """The language which can be used to communicate with the patient about his or her health"""
 
-    preferred: Opt[FhirBoolean] = Field(default=None)
+    preferred: Opt[FhirBoolean] = None
     """Language preference indicator"""
 
-    preferred_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preferred", serialization_alias="_preferred"
-    )
+    preferred_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preferred", serialization_alias="_preferred")
+    ] = None
     """Extensions and id of `preferred`."""
 
 
 class PatientLink(BackboneElement):
     """Link to another patient resource that concerns the same actual person"""
 
-    other: Reference = Field()
+    other: Reference
     """The other patient or related person resource that the link refers to"""
 
-    type: Literal["replaced-by", "replaces", "refer", "seealso"] = Field()
+    type: Literal["replaced-by", "replaces", "refer", "seealso"]
     """replaced-by | replaces | refer | seealso"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""

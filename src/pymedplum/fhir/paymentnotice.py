@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDate, FhirDateTime
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PaymentNoticeSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,64 +24,66 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Money", "Reference")
 
 
-class PaymentNotice(DomainResource):
+class PaymentNotice(DomainResource, Searchable["PaymentNotice", "PaymentNoticeSearchParams"]):
     """This resource provides the status of the payment for goods and services rendered, and the request and response resource references."""
 
-    resource_type: Literal["PaymentNotice"] = Field(
-        default="PaymentNotice", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["PaymentNotice"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PaymentNotice"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for the payment noctice"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Request reference"""
 
-    response: Opt[Reference] = Field(default=None)
+    response: Opt[Reference] = None
     """Response reference"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    provider: Opt[Reference] = Field(default=None)
+    provider: Opt[Reference] = None
     """Responsible practitioner"""
 
-    payment: Reference = Field()
+    payment: Reference
     """Payment reference"""
 
-    payment_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="paymentDate", serialization_alias="paymentDate"
-    )
+    payment_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="paymentDate", serialization_alias="paymentDate")
+    ] = None
     """Payment or clearing date"""
 
-    payment_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_paymentDate", serialization_alias="_paymentDate"
-    )
+    payment_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_paymentDate", serialization_alias="_paymentDate")
+    ] = None
     """Extensions and id of `paymentDate`."""
 
-    payee: Opt[Reference] = Field(default=None)
+    payee: Opt[Reference] = None
     """Party being paid"""
 
-    recipient: Reference = Field()
+    recipient: Reference
     """Party being notified"""
 
-    amount: Money = Field()
+    amount: Money
     """Monetary amount of the payment"""
 
-    payment_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="paymentStatus", serialization_alias="paymentStatus"
-    )
+    payment_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="paymentStatus", serialization_alias="paymentStatus"),
+    ] = None
     """Issued or cleared Status of the payment"""

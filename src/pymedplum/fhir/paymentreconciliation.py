@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDate, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PaymentReconciliationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -24,155 +26,155 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Money", "Period", "Reference")
 
 
-class PaymentReconciliation(DomainResource):
+class PaymentReconciliation(
+    DomainResource, Searchable["PaymentReconciliation", "PaymentReconciliationSearchParams"]
+):
     """This resource provides the details including amount of a payment and allocates the payment items being paid."""
 
-    resource_type: Literal["PaymentReconciliation"] = Field(
-        default="PaymentReconciliation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["PaymentReconciliation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PaymentReconciliation"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for a payment reconciliation"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period covered"""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    payment_issuer: Opt[Reference] = Field(
-        default=None, validation_alias="paymentIssuer", serialization_alias="paymentIssuer"
-    )
+    payment_issuer: Annotated[
+        Opt[Reference], Field(validation_alias="paymentIssuer", serialization_alias="paymentIssuer")
+    ] = None
     """Party generating payment"""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Reference to requesting resource"""
 
-    requestor: Opt[Reference] = Field(default=None)
+    requestor: Opt[Reference] = None
     """Responsible practitioner"""
 
-    outcome: Opt[Literal["queued", "complete", "error", "partial"]] = Field(default=None)
+    outcome: Opt[Literal["queued", "complete", "error", "partial"]] = None
     """queued | complete | error | partial"""
 
-    outcome_ext: Opt[Element] = Field(
-        default=None, validation_alias="_outcome", serialization_alias="_outcome"
-    )
+    outcome_ext: Annotated[
+        Opt[Element], Field(validation_alias="_outcome", serialization_alias="_outcome")
+    ] = None
     """Extensions and id of `outcome`."""
 
-    disposition: Opt[FhirString] = Field(default=None)
+    disposition: Opt[FhirString] = None
     """Disposition message"""
 
-    disposition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_disposition", serialization_alias="_disposition"
-    )
+    disposition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_disposition", serialization_alias="_disposition")
+    ] = None
     """Extensions and id of `disposition`."""
 
-    payment_date: FhirDate = Field(
-        validation_alias="paymentDate", serialization_alias="paymentDate"
-    )
+    payment_date: Annotated[
+        FhirDate, Field(validation_alias="paymentDate", serialization_alias="paymentDate")
+    ]
     """When payment issued"""
 
-    payment_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_paymentDate", serialization_alias="_paymentDate"
-    )
+    payment_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_paymentDate", serialization_alias="_paymentDate")
+    ] = None
     """Extensions and id of `paymentDate`."""
 
-    payment_amount: Money = Field(
-        validation_alias="paymentAmount", serialization_alias="paymentAmount"
-    )
+    payment_amount: Annotated[
+        Money, Field(validation_alias="paymentAmount", serialization_alias="paymentAmount")
+    ]
     """Total amount of Payment"""
 
-    payment_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="paymentIdentifier", serialization_alias="paymentIdentifier"
-    )
+    payment_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="paymentIdentifier", serialization_alias="paymentIdentifier"),
+    ] = None
     """Business identifier for the payment"""
 
-    detail: Opt[list[PaymentReconciliationDetail]] = Field(default=None, min_length=1)
+    detail: Annotated[Opt[list[PaymentReconciliationDetail]], Field(min_length=1)] = None
     """Settlement particulars"""
 
-    form_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="formCode", serialization_alias="formCode"
-    )
+    form_code: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="formCode", serialization_alias="formCode")
+    ] = None
     """Printed form identifier"""
 
-    process_note: Opt[list[PaymentReconciliationProcessNote]] = Field(
-        default=None,
-        validation_alias="processNote",
-        serialization_alias="processNote",
-        min_length=1,
-    )
+    process_note: Annotated[
+        Opt[list[PaymentReconciliationProcessNote]],
+        Field(validation_alias="processNote", serialization_alias="processNote", min_length=1),
+    ] = None
     """Note concerning processing"""
 
 
 class PaymentReconciliationDetail(BackboneElement):
     """Settlement particulars"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Business identifier of the payment detail"""
 
-    predecessor: Opt[Identifier] = Field(default=None)
+    predecessor: Opt[Identifier] = None
     """Business identifier of the prior payment detail"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Category of payment"""
 
-    request: Opt[Reference] = Field(default=None)
+    request: Opt[Reference] = None
     """Request giving rise to the payment"""
 
-    submitter: Opt[Reference] = Field(default=None)
+    submitter: Opt[Reference] = None
     """Submitter of the request"""
 
-    response: Opt[Reference] = Field(default=None)
+    response: Opt[Reference] = None
     """Response committing to a payment"""
 
-    date: Opt[FhirDate] = Field(default=None)
+    date: Opt[FhirDate] = None
     """Date of commitment to pay"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    responsible: Opt[Reference] = Field(default=None)
+    responsible: Opt[Reference] = None
     """Contact for the response"""
 
-    payee: Opt[Reference] = Field(default=None)
+    payee: Opt[Reference] = None
     """Recipient of the payment"""
 
-    amount: Opt[Money] = Field(default=None)
+    amount: Opt[Money] = None
     """Amount allocated to this payable"""
 
 
 class PaymentReconciliationProcessNote(BackboneElement):
     """Note concerning processing"""
 
-    type: Opt[Literal["display", "print", "printoper"]] = Field(default=None)
+    type: Opt[Literal["display", "print", "printoper"]] = None
     """display | print | printoper"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Note explanatory text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
@@ -16,16 +18,18 @@ _DEPENDENCIES = ()
 class Period(Element):
     """Base StructureDefinition for Period Type: A time period defined by a start and end date and optionally time."""
 
-    start: Opt[FhirDateTime] = Field(default=None)
+    start: Opt[FhirDateTime] = None
     """Starting time with inclusive boundary"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: Opt[FhirDateTime] = Field(default=None)
+    end: Opt[FhirDateTime] = None
     """End time with inclusive boundary, if not ongoing"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDate
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PersonSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.contactpoint import ContactPoint
@@ -33,75 +35,75 @@ _DEPENDENCIES = (
 )
 
 
-class Person(DomainResource):
+class Person(DomainResource, Searchable["Person", "PersonSearchParams"]):
     """Demographics and administrative information about a person independent of a specific health-related context."""
 
-    resource_type: Literal["Person"] = Field(
-        default="Person", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Person"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Person"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """A human identifier for this person"""
 
-    name: Opt[list[HumanName]] = Field(default=None, min_length=1)
+    name: Annotated[Opt[list[HumanName]], Field(min_length=1)] = None
     """A name associated with the person"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the person"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    birth_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="birthDate", serialization_alias="birthDate"
-    )
+    birth_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="birthDate", serialization_alias="birthDate")
+    ] = None
     """The date on which the person was born"""
 
-    birth_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_birthDate", serialization_alias="_birthDate"
-    )
+    birth_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_birthDate", serialization_alias="_birthDate")
+    ] = None
     """Extensions and id of `birthDate`."""
 
-    address: Opt[list[Address]] = Field(default=None, min_length=1)
+    address: Annotated[Opt[list[Address]], Field(min_length=1)] = None
     """One or more addresses for the person"""
 
-    photo: Opt[Attachment] = Field(default=None)
+    photo: Opt[Attachment] = None
     """Image of the person"""
 
-    managing_organization: Opt[Reference] = Field(
-        default=None,
-        validation_alias="managingOrganization",
-        serialization_alias="managingOrganization",
-    )
+    managing_organization: Annotated[
+        Opt[Reference],
+        Field(validation_alias="managingOrganization", serialization_alias="managingOrganization"),
+    ] = None
     """The organization that is the custodian of the person record"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """This person's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    link: Opt[list[PersonLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[PersonLink]], Field(min_length=1)] = None
     """Link to a resource that concerns the same actual person"""
 
 
 class PersonLink(BackboneElement):
     """Link to a resource that concerns the same actual person"""
 
-    target: Reference = Field()
+    target: Reference
     """The resource to which this actual person is associated"""
 
-    assurance: Opt[Literal["level1", "level2", "level3", "level4"]] = Field(default=None)
+    assurance: Opt[Literal["level1", "level2", "level3", "level4"]] = None
     """level1 | level2 | level3 | level4"""
 
-    assurance_ext: Opt[Element] = Field(
-        default=None, validation_alias="_assurance", serialization_alias="_assurance"
-    )
+    assurance_ext: Annotated[
+        Opt[Element], Field(validation_alias="_assurance", serialization_alias="_assurance")
+    ] = None
     """Extensions and id of `assurance`."""

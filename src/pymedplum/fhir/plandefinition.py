@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PlanDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -60,7 +62,9 @@ _DEPENDENCIES = (
 )
 
 
-class PlanDefinition(DomainResource, ChoiceChecked):
+class PlanDefinition(
+    DomainResource, ChoiceChecked, Searchable["PlanDefinition", "PlanDefinitionSearchParams"]
+):
     """This resource allows for the definition of various types of plans as a sharable, consumable, and executable artifact."""
 
     __fhir_choice_groups__ = (
@@ -71,228 +75,236 @@ class PlanDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["PlanDefinition"] = Field(
-        default="PlanDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["PlanDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PlanDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this plan definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the plan definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the plan definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this plan definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this plan definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the plan definition"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """order-set | clinical-protocol | eca-rule | workflow-definition"""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """Type of individual the plan definition is focused on"""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """Type of individual the plan definition is focused on"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the plan definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for plan definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this plan definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the plan"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the plan definition was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the plan definition was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the plan definition is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """E.g."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations"""
 
-    library: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    library: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Logic used by the plan definition"""
 
-    library_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_library", serialization_alias="_library", min_length=1
-    )
+    library_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_library", serialization_alias="_library", min_length=1),
+    ] = None
     """Extensions and id of `library`."""
 
-    goal: Opt[list[PlanDefinitionGoal]] = Field(default=None, min_length=1)
+    goal: Annotated[Opt[list[PlanDefinitionGoal]], Field(min_length=1)] = None
     """What the plan is trying to accomplish"""
 
-    action: Opt[list[PlanDefinitionAction]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[PlanDefinitionAction]], Field(min_length=1)] = None
     """Action defined by the plan"""
 
 
 class PlanDefinitionGoal(BackboneElement):
     """What the plan is trying to accomplish"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """E.g."""
 
-    description: CodeableConcept = Field()
+    description: CodeableConcept
     """Code or text describing the goal"""
 
-    priority: Opt[CodeableConcept] = Field(default=None)
+    priority: Opt[CodeableConcept] = None
     """high-priority | medium-priority | low-priority"""
 
-    start: Opt[CodeableConcept] = Field(default=None)
+    start: Opt[CodeableConcept] = None
     """When goal pursuit begins"""
 
-    addresses: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    addresses: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """What does the goal address"""
 
-    documentation: Opt[list[RelatedArtifact]] = Field(default=None, min_length=1)
+    documentation: Annotated[Opt[list[RelatedArtifact]], Field(min_length=1)] = None
     """Supporting documentation for the goal"""
 
-    target: Opt[list[PlanDefinitionGoalTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[PlanDefinitionGoalTarget]], Field(min_length=1)] = None
     """Target outcome for the goal"""
 
 
@@ -307,27 +319,29 @@ class PlanDefinitionGoalTarget(BackboneElement, ChoiceChecked):
         ),
     )
 
-    measure: Opt[CodeableConcept] = Field(default=None)
+    measure: Opt[CodeableConcept] = None
     """The parameter whose value is to be tracked"""
 
-    detail_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="detailQuantity", serialization_alias="detailQuantity"
-    )
+    detail_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="detailQuantity", serialization_alias="detailQuantity"),
+    ] = None
     """The target value to be achieved"""
 
-    detail_range: Opt[Range] = Field(
-        default=None, validation_alias="detailRange", serialization_alias="detailRange"
-    )
+    detail_range: Annotated[
+        Opt[Range], Field(validation_alias="detailRange", serialization_alias="detailRange")
+    ] = None
     """The target value to be achieved"""
 
-    detail_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="detailCodeableConcept",
-        serialization_alias="detailCodeableConcept",
-    )
+    detail_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="detailCodeableConcept", serialization_alias="detailCodeableConcept"
+        ),
+    ] = None
     """The target value to be achieved"""
 
-    due: Opt[Duration] = Field(default=None)
+    due: Opt[Duration] = None
     """Reach goal within"""
 
 
@@ -362,254 +376,259 @@ class PlanDefinitionAction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    prefix: Opt[FhirString] = Field(default=None)
+    prefix: Opt[FhirString] = None
     """User-visible prefix for the action (e.g."""
 
-    prefix_ext: Opt[Element] = Field(
-        default=None, validation_alias="_prefix", serialization_alias="_prefix"
-    )
+    prefix_ext: Annotated[
+        Opt[Element], Field(validation_alias="_prefix", serialization_alias="_prefix")
+    ] = None
     """Extensions and id of `prefix`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """User-visible title"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Brief description of the action"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    text_equivalent: Opt[FhirString] = Field(
-        default=None, validation_alias="textEquivalent", serialization_alias="textEquivalent"
-    )
+    text_equivalent: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="textEquivalent", serialization_alias="textEquivalent"),
+    ] = None
     """Static text equivalent of the action, used if the dynamic aspects cannot be interpreted by the receiving system"""
 
-    text_equivalent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_textEquivalent", serialization_alias="_textEquivalent"
-    )
+    text_equivalent_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_textEquivalent", serialization_alias="_textEquivalent"),
+    ] = None
     """Extensions and id of `textEquivalent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Code representing the meaning of the action or sub-actions"""
 
-    reason: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    reason: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Why the action should be performed"""
 
-    documentation: Opt[list[RelatedArtifact]] = Field(default=None, min_length=1)
+    documentation: Annotated[Opt[list[RelatedArtifact]], Field(min_length=1)] = None
     """Supporting documentation for the intended performer of the action"""
 
-    goal_id: Opt[list[FhirId]] = Field(
-        default=None, validation_alias="goalId", serialization_alias="goalId", min_length=1
-    )
+    goal_id: Annotated[
+        Opt[list[FhirId]],
+        Field(validation_alias="goalId", serialization_alias="goalId", min_length=1),
+    ] = None
     """What goals this action supports"""
 
-    goal_id_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_goalId", serialization_alias="_goalId", min_length=1
-    )
+    goal_id_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_goalId", serialization_alias="_goalId", min_length=1),
+    ] = None
     """Extensions and id of `goalId`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """Type of individual the action is focused on"""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """Type of individual the action is focused on"""
 
-    trigger: Opt[list[TriggerDefinition]] = Field(default=None, min_length=1)
+    trigger: Annotated[Opt[list[TriggerDefinition]], Field(min_length=1)] = None
     """When the action should be triggered"""
 
-    condition: Opt[list[PlanDefinitionActionCondition]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[PlanDefinitionActionCondition]], Field(min_length=1)] = None
     """Whether or not the action is applicable"""
 
-    input: Opt[list[DataRequirement]] = Field(default=None, min_length=1)
+    input: Annotated[Opt[list[DataRequirement]], Field(min_length=1)] = None
     """Input data requirements"""
 
-    output: Opt[list[DataRequirement]] = Field(default=None, min_length=1)
+    output: Annotated[Opt[list[DataRequirement]], Field(min_length=1)] = None
     """Output data definition"""
 
-    related_action: Opt[list[PlanDefinitionActionRelatedAction]] = Field(
-        default=None,
-        validation_alias="relatedAction",
-        serialization_alias="relatedAction",
-        min_length=1,
-    )
+    related_action: Annotated[
+        Opt[list[PlanDefinitionActionRelatedAction]],
+        Field(validation_alias="relatedAction", serialization_alias="relatedAction", min_length=1),
+    ] = None
     """Relationship to another action"""
 
-    timing_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timingDateTime", serialization_alias="timingDateTime"
-    )
+    timing_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timingDateTime", serialization_alias="timingDateTime"),
+    ] = None
     """When the action should take place"""
 
-    timing_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDateTime", serialization_alias="_timingDateTime"
-    )
+    timing_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_timingDateTime", serialization_alias="_timingDateTime"),
+    ] = None
     """Extensions and id of `timingDateTime`."""
 
-    timing_age: Opt[Age] = Field(
-        default=None, validation_alias="timingAge", serialization_alias="timingAge"
-    )
+    timing_age: Annotated[
+        Opt[Age], Field(validation_alias="timingAge", serialization_alias="timingAge")
+    ] = None
     """When the action should take place"""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """When the action should take place"""
 
-    timing_duration: Opt[Duration] = Field(
-        default=None, validation_alias="timingDuration", serialization_alias="timingDuration"
-    )
+    timing_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="timingDuration", serialization_alias="timingDuration"),
+    ] = None
     """When the action should take place"""
 
-    timing_range: Opt[Range] = Field(
-        default=None, validation_alias="timingRange", serialization_alias="timingRange"
-    )
+    timing_range: Annotated[
+        Opt[Range], Field(validation_alias="timingRange", serialization_alias="timingRange")
+    ] = None
     """When the action should take place"""
 
-    timing_timing: Opt[Timing] = Field(
-        default=None, validation_alias="timingTiming", serialization_alias="timingTiming"
-    )
+    timing_timing: Annotated[
+        Opt[Timing], Field(validation_alias="timingTiming", serialization_alias="timingTiming")
+    ] = None
     """When the action should take place"""
 
-    participant: Opt[list[PlanDefinitionActionParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[PlanDefinitionActionParticipant]], Field(min_length=1)] = None
     """Who should participate in the action"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """create | update | remove | fire-event"""
 
-    grouping_behavior: Opt[Literal["visual-group", "logical-group", "sentence-group"]] = Field(
-        default=None, validation_alias="groupingBehavior", serialization_alias="groupingBehavior"
-    )
+    grouping_behavior: Annotated[
+        Opt[Literal["visual-group", "logical-group", "sentence-group"]],
+        Field(validation_alias="groupingBehavior", serialization_alias="groupingBehavior"),
+    ] = None
     """visual-group | logical-group | sentence-group"""
 
-    grouping_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_groupingBehavior", serialization_alias="_groupingBehavior"
-    )
+    grouping_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_groupingBehavior", serialization_alias="_groupingBehavior"),
+    ] = None
     """Extensions and id of `groupingBehavior`."""
 
-    selection_behavior: Opt[
-        Literal["any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more"]
-    ] = Field(
-        default=None, validation_alias="selectionBehavior", serialization_alias="selectionBehavior"
-    )
+    selection_behavior: Annotated[
+        Opt[Literal["any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more"]],
+        Field(validation_alias="selectionBehavior", serialization_alias="selectionBehavior"),
+    ] = None
     """any | all | all-or-none | exactly-one | at-most-one | one-or-more"""
 
-    selection_behavior_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_selectionBehavior",
-        serialization_alias="_selectionBehavior",
-    )
+    selection_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_selectionBehavior", serialization_alias="_selectionBehavior"),
+    ] = None
     """Extensions and id of `selectionBehavior`."""
 
-    required_behavior: Opt[Literal["must", "could", "must-unless-documented"]] = Field(
-        default=None, validation_alias="requiredBehavior", serialization_alias="requiredBehavior"
-    )
+    required_behavior: Annotated[
+        Opt[Literal["must", "could", "must-unless-documented"]],
+        Field(validation_alias="requiredBehavior", serialization_alias="requiredBehavior"),
+    ] = None
     """must | could | must-unless-documented"""
 
-    required_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requiredBehavior", serialization_alias="_requiredBehavior"
-    )
+    required_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_requiredBehavior", serialization_alias="_requiredBehavior"),
+    ] = None
     """Extensions and id of `requiredBehavior`."""
 
-    precheck_behavior: Opt[Literal["yes", "no"]] = Field(
-        default=None, validation_alias="precheckBehavior", serialization_alias="precheckBehavior"
-    )
+    precheck_behavior: Annotated[
+        Opt[Literal["yes", "no"]],
+        Field(validation_alias="precheckBehavior", serialization_alias="precheckBehavior"),
+    ] = None
     """yes | no"""
 
-    precheck_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_precheckBehavior", serialization_alias="_precheckBehavior"
-    )
+    precheck_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_precheckBehavior", serialization_alias="_precheckBehavior"),
+    ] = None
     """Extensions and id of `precheckBehavior`."""
 
-    cardinality_behavior: Opt[Literal["single", "multiple"]] = Field(
-        default=None,
-        validation_alias="cardinalityBehavior",
-        serialization_alias="cardinalityBehavior",
-    )
+    cardinality_behavior: Annotated[
+        Opt[Literal["single", "multiple"]],
+        Field(validation_alias="cardinalityBehavior", serialization_alias="cardinalityBehavior"),
+    ] = None
     """single | multiple"""
 
-    cardinality_behavior_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_cardinalityBehavior",
-        serialization_alias="_cardinalityBehavior",
-    )
+    cardinality_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_cardinalityBehavior", serialization_alias="_cardinalityBehavior"),
+    ] = None
     """Extensions and id of `cardinalityBehavior`."""
 
-    definition_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="definitionCanonical",
-        serialization_alias="definitionCanonical",
-    )
+    definition_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="definitionCanonical", serialization_alias="definitionCanonical"),
+    ] = None
     """Description of the activity to be performed"""
 
-    definition_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_definitionCanonical",
-        serialization_alias="_definitionCanonical",
-    )
+    definition_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_definitionCanonical", serialization_alias="_definitionCanonical"),
+    ] = None
     """Extensions and id of `definitionCanonical`."""
 
-    definition_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="definitionUri", serialization_alias="definitionUri"
-    )
+    definition_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="definitionUri", serialization_alias="definitionUri")
+    ] = None
     """Description of the activity to be performed"""
 
-    definition_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definitionUri", serialization_alias="_definitionUri"
-    )
+    definition_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definitionUri", serialization_alias="_definitionUri")
+    ] = None
     """Extensions and id of `definitionUri`."""
 
-    transform: Opt[FhirCanonical] = Field(default=None)
+    transform: Opt[FhirCanonical] = None
     """Transform to apply the template"""
 
-    transform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_transform", serialization_alias="_transform"
-    )
+    transform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_transform", serialization_alias="_transform")
+    ] = None
     """Extensions and id of `transform`."""
 
-    dynamic_value: Opt[list[PlanDefinitionActionDynamicValue]] = Field(
-        default=None,
-        validation_alias="dynamicValue",
-        serialization_alias="dynamicValue",
-        min_length=1,
-    )
+    dynamic_value: Annotated[
+        Opt[list[PlanDefinitionActionDynamicValue]],
+        Field(validation_alias="dynamicValue", serialization_alias="dynamicValue", min_length=1),
+    ] = None
     """Dynamic aspects of the definition"""
 
-    action: Opt[list[PlanDefinitionAction]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[PlanDefinitionAction]], Field(min_length=1)] = None
     """A sub-action"""
 
 
 class PlanDefinitionActionCondition(BackboneElement):
     """Whether or not the action is applicable"""
 
-    kind: Literal["applicability", "start", "stop"] = Field()
+    kind: Literal["applicability", "start", "stop"]
     """applicability | start | stop"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    expression: Opt[Expression] = Field(default=None)
+    expression: Opt[Expression] = None
     """Boolean-valued expression"""
 
 
@@ -624,12 +643,12 @@ class PlanDefinitionActionRelatedAction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    action_id: FhirId = Field(validation_alias="actionId", serialization_alias="actionId")
+    action_id: Annotated[FhirId, Field(validation_alias="actionId", serialization_alias="actionId")]
     """What action is this related to"""
 
-    action_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actionId", serialization_alias="_actionId"
-    )
+    action_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actionId", serialization_alias="_actionId")
+    ] = None
     """Extensions and id of `actionId`."""
 
     relationship: Literal[
@@ -642,50 +661,51 @@ class PlanDefinitionActionRelatedAction(BackboneElement, ChoiceChecked):
         "after-start",
         "after",
         "after-end",
-    ] = Field()
+    ]
     """before-start | before | before-end | concurrent-with-start | concurrent | concurrent-with-end | after-start | after | after-end"""
 
-    relationship_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relationship", serialization_alias="_relationship"
-    )
+    relationship_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relationship", serialization_alias="_relationship")
+    ] = None
     """Extensions and id of `relationship`."""
 
-    offset_duration: Opt[Duration] = Field(
-        default=None, validation_alias="offsetDuration", serialization_alias="offsetDuration"
-    )
+    offset_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="offsetDuration", serialization_alias="offsetDuration"),
+    ] = None
     """Time offset for the relationship"""
 
-    offset_range: Opt[Range] = Field(
-        default=None, validation_alias="offsetRange", serialization_alias="offsetRange"
-    )
+    offset_range: Annotated[
+        Opt[Range], Field(validation_alias="offsetRange", serialization_alias="offsetRange")
+    ] = None
     """Time offset for the relationship"""
 
 
 class PlanDefinitionActionParticipant(BackboneElement):
     """Who should participate in the action"""
 
-    type: Literal["patient", "practitioner", "related-person", "device"] = Field()
+    type: Literal["patient", "practitioner", "related-person", "device"]
     """patient | practitioner | related-person | device"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """E.g."""
 
 
 class PlanDefinitionActionDynamicValue(BackboneElement):
     """Dynamic aspects of the definition"""
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """The path to the element to be set dynamically"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    expression: Opt[Expression] = Field(default=None)
+    expression: Opt[Expression] = None
     """An expression that provides the dynamic value for the customization"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -29,27 +29,27 @@ class Population(BackboneElement, ChoiceChecked):
         ),
     )
 
-    age_range: Opt[Range] = Field(
-        default=None, validation_alias="ageRange", serialization_alias="ageRange"
-    )
+    age_range: Annotated[
+        Opt[Range], Field(validation_alias="ageRange", serialization_alias="ageRange")
+    ] = None
     """The age of the specific population"""
 
-    age_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="ageCodeableConcept",
-        serialization_alias="ageCodeableConcept",
-    )
+    age_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="ageCodeableConcept", serialization_alias="ageCodeableConcept"),
+    ] = None
     """The age of the specific population"""
 
-    gender: Opt[CodeableConcept] = Field(default=None)
+    gender: Opt[CodeableConcept] = None
     """The gender of the specific population"""
 
-    race: Opt[CodeableConcept] = Field(default=None)
+    race: Opt[CodeableConcept] = None
     """Race of the specific population"""
 
-    physiological_condition: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="physiologicalCondition",
-        serialization_alias="physiologicalCondition",
-    )
+    physiological_condition: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="physiologicalCondition", serialization_alias="physiologicalCondition"
+        ),
+    ] = None
     """The existing physiological conditions of the specific population to which this applies"""

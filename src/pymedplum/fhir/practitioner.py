@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDate
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PractitionerSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -37,72 +39,73 @@ _DEPENDENCIES = (
 )
 
 
-class Practitioner(DomainResource):
+class Practitioner(DomainResource, Searchable["Practitioner", "PractitionerSearchParams"]):
     """A person who is directly or indirectly involved in the provisioning of healthcare."""
 
-    resource_type: Literal["Practitioner"] = Field(
-        default="Practitioner", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Practitioner"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Practitioner"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for the person as this agent"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this practitioner's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    name: Opt[list[HumanName]] = Field(default=None, min_length=1)
+    name: Annotated[Opt[list[HumanName]], Field(min_length=1)] = None
     """The name(s) associated with the practitioner"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the practitioner (that apply to all roles)"""
 
-    address: Opt[list[Address]] = Field(default=None, min_length=1)
+    address: Annotated[Opt[list[Address]], Field(min_length=1)] = None
     """Address(es) of the practitioner that are not role specific (typically home address)"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    birth_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="birthDate", serialization_alias="birthDate"
-    )
+    birth_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="birthDate", serialization_alias="birthDate")
+    ] = None
     """The date on which the practitioner was born"""
 
-    birth_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_birthDate", serialization_alias="_birthDate"
-    )
+    birth_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_birthDate", serialization_alias="_birthDate")
+    ] = None
     """Extensions and id of `birthDate`."""
 
-    photo: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    photo: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Image of the person"""
 
-    qualification: Opt[list[PractitionerQualification]] = Field(default=None, min_length=1)
+    qualification: Annotated[Opt[list[PractitionerQualification]], Field(min_length=1)] = None
     """Certification, licenses, or training pertaining to the provision of care"""
 
-    communication: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    communication: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """A language the practitioner can use in patient communication"""
 
 
 class PractitionerQualification(BackboneElement):
     """Certification, licenses, or training pertaining to the provision of care"""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this qualification for the practitioner"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """Coded representation of the qualification"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period during which the qualification is valid"""
 
-    issuer: Opt[Reference] = Field(default=None)
+    issuer: Opt[Reference] = None
     """Organization that regulates and issues the qualification"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString, FhirTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import PractitionerRoleSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactpoint import ContactPoint
     from pymedplum.fhir.element import Element
@@ -24,150 +26,151 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactPoint", "Element", "Identifier", "Period", "Reference")
 
 
-class PractitionerRole(DomainResource):
+class PractitionerRole(
+    DomainResource, Searchable["PractitionerRole", "PractitionerRoleSearchParams"]
+):
     """A specific set of Roles/Locations/specialties/services that a practitioner may perform at an organization for a period of time."""
 
-    resource_type: Literal["PractitionerRole"] = Field(
-        default="PractitionerRole",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["PractitionerRole"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "PractitionerRole"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifiers that are specific to a role/location"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this practitioner role record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """The period during which the practitioner is authorized to perform in these role(s)"""
 
-    practitioner: Opt[Reference] = Field(default=None)
+    practitioner: Opt[Reference] = None
     """Practitioner that is able to provide the defined services for the organization"""
 
-    organization: Opt[Reference] = Field(default=None)
+    organization: Opt[Reference] = None
     """Organization where the roles are available"""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Roles which this practitioner may perform"""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specific specialty of the practitioner"""
 
-    location: Opt[list[Reference]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """The location(s) at which this practitioner provides care"""
 
-    healthcare_service: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="healthcareService",
-        serialization_alias="healthcareService",
-        min_length=1,
-    )
+    healthcare_service: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="healthcareService",
+            serialization_alias="healthcareService",
+            min_length=1,
+        ),
+    ] = None
     """The list of healthcare services that this worker provides for this role's Organization/Location(s)"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details that are specific to the role/location/service"""
 
-    available_time: Opt[list[PractitionerRoleAvailableTime]] = Field(
-        default=None,
-        validation_alias="availableTime",
-        serialization_alias="availableTime",
-        min_length=1,
-    )
+    available_time: Annotated[
+        Opt[list[PractitionerRoleAvailableTime]],
+        Field(validation_alias="availableTime", serialization_alias="availableTime", min_length=1),
+    ] = None
     """Times the Service Site is available"""
 
-    not_available: Opt[list[PractitionerRoleNotAvailable]] = Field(
-        default=None,
-        validation_alias="notAvailable",
-        serialization_alias="notAvailable",
-        min_length=1,
-    )
+    not_available: Annotated[
+        Opt[list[PractitionerRoleNotAvailable]],
+        Field(validation_alias="notAvailable", serialization_alias="notAvailable", min_length=1),
+    ] = None
     """Not available during this time due to provided reason"""
 
-    availability_exceptions: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="availabilityExceptions",
-        serialization_alias="availabilityExceptions",
-    )
+    availability_exceptions: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="availabilityExceptions", serialization_alias="availabilityExceptions"
+        ),
+    ] = None
     """Description of availability exceptions"""
 
-    availability_exceptions_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_availabilityExceptions",
-        serialization_alias="_availabilityExceptions",
-    )
+    availability_exceptions_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_availabilityExceptions",
+            serialization_alias="_availabilityExceptions",
+        ),
+    ] = None
     """Extensions and id of `availabilityExceptions`."""
 
-    endpoint: Opt[list[Reference]] = Field(default=None, min_length=1)
+    endpoint: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Technical endpoints providing access to services operated for the practitioner with this role"""
 
 
 class PractitionerRoleAvailableTime(BackboneElement):
     """Times the Service Site is available"""
 
-    days_of_week: Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]] = Field(
-        default=None, validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1
-    )
+    days_of_week: Annotated[
+        Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]],
+        Field(validation_alias="daysOfWeek", serialization_alias="daysOfWeek", min_length=1),
+    ] = None
     """mon | tue | wed | thu | fri | sat | sun"""
 
-    days_of_week_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_daysOfWeek",
-        serialization_alias="_daysOfWeek",
-        min_length=1,
-    )
+    days_of_week_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_daysOfWeek", serialization_alias="_daysOfWeek", min_length=1),
+    ] = None
     """Extensions and id of `daysOfWeek`."""
 
-    all_day: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="allDay", serialization_alias="allDay"
-    )
+    all_day: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="allDay", serialization_alias="allDay")
+    ] = None
     """Always available? e.g."""
 
-    all_day_ext: Opt[Element] = Field(
-        default=None, validation_alias="_allDay", serialization_alias="_allDay"
-    )
+    all_day_ext: Annotated[
+        Opt[Element], Field(validation_alias="_allDay", serialization_alias="_allDay")
+    ] = None
     """Extensions and id of `allDay`."""
 
-    available_start_time: Opt[FhirTime] = Field(
-        default=None,
-        validation_alias="availableStartTime",
-        serialization_alias="availableStartTime",
-    )
+    available_start_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="availableStartTime", serialization_alias="availableStartTime"),
+    ] = None
     """Opening time of day (ignored if allDay = true)"""
 
-    available_start_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_availableStartTime",
-        serialization_alias="_availableStartTime",
-    )
+    available_start_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_availableStartTime", serialization_alias="_availableStartTime"),
+    ] = None
     """Extensions and id of `availableStartTime`."""
 
-    available_end_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="availableEndTime", serialization_alias="availableEndTime"
-    )
+    available_end_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="availableEndTime", serialization_alias="availableEndTime"),
+    ] = None
     """Closing time of day (ignored if allDay = true)"""
 
-    available_end_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_availableEndTime", serialization_alias="_availableEndTime"
-    )
+    available_end_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_availableEndTime", serialization_alias="_availableEndTime"),
+    ] = None
     """Extensions and id of `availableEndTime`."""
 
 
 class PractitionerRoleNotAvailable(BackboneElement):
     """Not available during this time due to provided reason"""
 
-    description: FhirString = Field()
+    description: FhirString
     """Reason presented to the user explaining why time not available"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    during: Opt[Period] = Field(default=None)
+    during: Opt[Period] = None
     """Service not available from this date"""

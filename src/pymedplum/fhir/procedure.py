@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ProcedureSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -35,7 +37,7 @@ _DEPENDENCIES = (
 )
 
 
-class Procedure(DomainResource, ChoiceChecked):
+class Procedure(DomainResource, ChoiceChecked, Searchable["Procedure", "ProcedureSearchParams"]):
     """An action that is or was performed on or for a patient."""
 
     __fhir_choice_groups__ = (
@@ -52,53 +54,62 @@ class Procedure(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Procedure"] = Field(
-        default="Procedure", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Procedure"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Procedure"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Identifiers for this procedure"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """A request for this procedure"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
     status: Literal[
@@ -110,165 +121,171 @@ class Procedure(DomainResource, ChoiceChecked):
         "completed",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """preparation | in-progress | not-done | on-hold | stopped | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """Classification of the procedure"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Identification of the procedure"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who the procedure was performed on"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    performed_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="performedDateTime", serialization_alias="performedDateTime"
-    )
+    performed_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="performedDateTime", serialization_alias="performedDateTime"),
+    ] = None
     """When the procedure was performed"""
 
-    performed_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_performedDateTime",
-        serialization_alias="_performedDateTime",
-    )
+    performed_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_performedDateTime", serialization_alias="_performedDateTime"),
+    ] = None
     """Extensions and id of `performedDateTime`."""
 
-    performed_period: Opt[Period] = Field(
-        default=None, validation_alias="performedPeriod", serialization_alias="performedPeriod"
-    )
+    performed_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="performedPeriod", serialization_alias="performedPeriod"),
+    ] = None
     """When the procedure was performed"""
 
-    performed_string: Opt[FhirString] = Field(
-        default=None, validation_alias="performedString", serialization_alias="performedString"
-    )
+    performed_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="performedString", serialization_alias="performedString"),
+    ] = None
     """When the procedure was performed"""
 
-    performed_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_performedString", serialization_alias="_performedString"
-    )
+    performed_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_performedString", serialization_alias="_performedString"),
+    ] = None
     """Extensions and id of `performedString`."""
 
-    performed_age: Opt[Age] = Field(
-        default=None, validation_alias="performedAge", serialization_alias="performedAge"
-    )
+    performed_age: Annotated[
+        Opt[Age], Field(validation_alias="performedAge", serialization_alias="performedAge")
+    ] = None
     """When the procedure was performed"""
 
-    performed_range: Opt[Range] = Field(
-        default=None, validation_alias="performedRange", serialization_alias="performedRange"
-    )
+    performed_range: Annotated[
+        Opt[Range], Field(validation_alias="performedRange", serialization_alias="performedRange")
+    ] = None
     """When the procedure was performed"""
 
-    recorder: Opt[Reference] = Field(default=None)
+    recorder: Opt[Reference] = None
     """Who recorded the procedure"""
 
-    asserter: Opt[Reference] = Field(default=None)
+    asserter: Opt[Reference] = None
     """Person who asserts this procedure"""
 
-    performer: Opt[list[ProcedurePerformer]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[ProcedurePerformer]], Field(min_length=1)] = None
     """The people who performed the procedure"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where the procedure happened"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Coded reason procedure performed"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """The justification that the procedure was performed"""
 
-    body_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite", min_length=1
-    )
+    body_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="bodySite", serialization_alias="bodySite", min_length=1),
+    ] = None
     """Target body sites"""
 
-    outcome: Opt[CodeableConcept] = Field(default=None)
+    outcome: Opt[CodeableConcept] = None
     """The result of procedure"""
 
-    report: Opt[list[Reference]] = Field(default=None, min_length=1)
+    report: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Any report resulting from the procedure"""
 
-    complication: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    complication: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Complication following the procedure"""
 
-    complication_detail: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="complicationDetail",
-        serialization_alias="complicationDetail",
-        min_length=1,
-    )
+    complication_detail: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="complicationDetail",
+            serialization_alias="complicationDetail",
+            min_length=1,
+        ),
+    ] = None
     """A condition that is a result of the procedure"""
 
-    follow_up: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="followUp", serialization_alias="followUp", min_length=1
-    )
+    follow_up: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="followUp", serialization_alias="followUp", min_length=1),
+    ] = None
     """Instructions for follow up"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional information about the procedure"""
 
-    focal_device: Opt[list[ProcedureFocalDevice]] = Field(
-        default=None,
-        validation_alias="focalDevice",
-        serialization_alias="focalDevice",
-        min_length=1,
-    )
+    focal_device: Annotated[
+        Opt[list[ProcedureFocalDevice]],
+        Field(validation_alias="focalDevice", serialization_alias="focalDevice", min_length=1),
+    ] = None
     """Manipulated, implanted, or removed device"""
 
-    used_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="usedReference",
-        serialization_alias="usedReference",
-        min_length=1,
-    )
+    used_reference: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="usedReference", serialization_alias="usedReference", min_length=1),
+    ] = None
     """Items used during procedure"""
 
-    used_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="usedCode", serialization_alias="usedCode", min_length=1
-    )
+    used_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="usedCode", serialization_alias="usedCode", min_length=1),
+    ] = None
     """Coded items used during the procedure"""
 
 
 class ProcedurePerformer(BackboneElement):
     """The people who performed the procedure"""
 
-    function: Opt[CodeableConcept] = Field(default=None)
+    function: Opt[CodeableConcept] = None
     """Type of performance"""
 
-    actor: Reference = Field()
+    actor: Reference
     """The reference to the practitioner"""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """Organization the device or practitioner was acting for"""
 
 
 class ProcedureFocalDevice(BackboneElement):
     """Manipulated, implanted, or removed device"""
 
-    action: Opt[CodeableConcept] = Field(default=None)
+    action: Opt[CodeableConcept] = None
     """Kind of change to device"""
 
-    manipulated: Reference = Field()
+    manipulated: Reference
     """Device that was changed"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -24,54 +24,57 @@ _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Quantity")
 class ProdCharacteristic(BackboneElement):
     """Base StructureDefinition for ProdCharacteristic Type: The marketing status describes the date when a medicinal product is actually put on the market or the date as of which it is no longer available."""
 
-    height: Opt[Quantity] = Field(default=None)
+    height: Opt[Quantity] = None
     """Where applicable, the height can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminolo..."""
 
-    width: Opt[Quantity] = Field(default=None)
+    width: Opt[Quantity] = None
     """Where applicable, the width can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminolog..."""
 
-    depth: Opt[Quantity] = Field(default=None)
+    depth: Opt[Quantity] = None
     """Where applicable, the depth can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminolog..."""
 
-    weight: Opt[Quantity] = Field(default=None)
+    weight: Opt[Quantity] = None
     """Where applicable, the weight can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminolo..."""
 
-    nominal_volume: Opt[Quantity] = Field(
-        default=None, validation_alias="nominalVolume", serialization_alias="nominalVolume"
-    )
+    nominal_volume: Annotated[
+        Opt[Quantity], Field(validation_alias="nominalVolume", serialization_alias="nominalVolume")
+    ] = None
     """Where applicable, the nominal volume can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting t..."""
 
-    external_diameter: Opt[Quantity] = Field(
-        default=None, validation_alias="externalDiameter", serialization_alias="externalDiameter"
-    )
+    external_diameter: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="externalDiameter", serialization_alias="externalDiameter"),
+    ] = None
     """Where applicable, the external diameter can be specified using a numerical value and its unit of measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resultin..."""
 
-    shape: Opt[FhirString] = Field(default=None)
+    shape: Opt[FhirString] = None
     """Where applicable, the shape can be specified An appropriate controlled vocabulary shall be used The term and the term identifier shall be used"""
 
-    shape_ext: Opt[Element] = Field(
-        default=None, validation_alias="_shape", serialization_alias="_shape"
-    )
+    shape_ext: Annotated[
+        Opt[Element], Field(validation_alias="_shape", serialization_alias="_shape")
+    ] = None
     """Extensions and id of `shape`."""
 
-    color: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    color: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Where applicable, the color can be specified An appropriate controlled vocabulary shall be used The term and the term identifier shall be used"""
 
-    color_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_color", serialization_alias="_color", min_length=1
-    )
+    color_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_color", serialization_alias="_color", min_length=1),
+    ] = None
     """Extensions and id of `color`."""
 
-    imprint: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    imprint: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Where applicable, the imprint can be specified as text"""
 
-    imprint_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_imprint", serialization_alias="_imprint", min_length=1
-    )
+    imprint_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_imprint", serialization_alias="_imprint", min_length=1),
+    ] = None
     """Extensions and id of `imprint`."""
 
-    image: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    image: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Where applicable, the image can be provided The format of the image attachment shall be specified by regional implementations"""
 
-    scoring: Opt[CodeableConcept] = Field(default=None)
+    scoring: Opt[CodeableConcept] = None
     """Where applicable, the scoring can be specified An appropriate controlled vocabulary shall be used The term and the term identifier shall be used"""

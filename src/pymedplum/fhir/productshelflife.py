@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -22,19 +22,21 @@ _DEPENDENCIES = ("CodeableConcept", "Identifier", "Quantity")
 class ProductShelfLife(BackboneElement):
     """Base StructureDefinition for ProductShelfLife Type: The shelf-life and storage information for a medicinal product item or container can be described using this class."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Unique identifier for the packaged Medicinal Product"""
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """This describes the shelf life, taking into account various scenarios such as shelf life of the packaged Medicinal Product itself, shelf life after transformation where necessary and shelf life afte..."""
 
-    period: Quantity = Field()
+    period: Quantity
     """The shelf life time period can be specified using a numerical value for the period of time and its unit of time measurement The unit of measurement shall be specified in accordance with ISO 11240 a..."""
 
-    special_precautions_for_storage: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="specialPrecautionsForStorage",
-        serialization_alias="specialPrecautionsForStorage",
-        min_length=1,
-    )
+    special_precautions_for_storage: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="specialPrecautionsForStorage",
+            serialization_alias="specialPrecautionsForStorage",
+            min_length=1,
+        ),
+    ] = None
     """Special precautions for storage, if any, can be specified using an appropriate controlled vocabulary The controlled term and the controlled term identifier shall be specified"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ProjectSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -27,326 +29,338 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class Project(DomainResource):
+class Project(DomainResource, Searchable["Project", "ProjectSearchParams"]):
     """Encapsulation of resources for a specific project or organization."""
 
-    resource_type: Literal["Project"] = Field(
-        default="Project", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Project"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Project"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this project"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this project is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name associated with the Project."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """A summary, characterization or explanation of the Project."""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    super_admin: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="superAdmin", serialization_alias="superAdmin"
-    )
+    super_admin: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="superAdmin", serialization_alias="superAdmin")
+    ] = None
     """Whether this project is the super administrator project."""
 
-    super_admin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_superAdmin", serialization_alias="_superAdmin"
-    )
+    super_admin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_superAdmin", serialization_alias="_superAdmin")
+    ] = None
     """Extensions and id of `superAdmin`."""
 
-    strict_mode: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="strictMode", serialization_alias="strictMode"
-    )
+    strict_mode: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="strictMode", serialization_alias="strictMode")
+    ] = None
     """Whether this project uses strict FHIR validation."""
 
-    strict_mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_strictMode", serialization_alias="_strictMode"
-    )
+    strict_mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_strictMode", serialization_alias="_strictMode")
+    ] = None
     """Extensions and id of `strictMode`."""
 
-    check_references_on_write: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="checkReferencesOnWrite",
-        serialization_alias="checkReferencesOnWrite",
-    )
+    check_references_on_write: Annotated[
+        Opt[FhirBoolean],
+        Field(
+            validation_alias="checkReferencesOnWrite", serialization_alias="checkReferencesOnWrite"
+        ),
+    ] = None
     """Whether this project uses referential integrity on write operations such as 'create' and 'update'."""
 
-    check_references_on_write_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_checkReferencesOnWrite",
-        serialization_alias="_checkReferencesOnWrite",
-    )
+    check_references_on_write_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_checkReferencesOnWrite",
+            serialization_alias="_checkReferencesOnWrite",
+        ),
+    ] = None
     """Extensions and id of `checkReferencesOnWrite`."""
 
-    owner: Opt[Reference] = Field(default=None)
+    owner: Opt[Reference] = None
     """The user who owns the project."""
 
-    features: Opt[
-        list[
-            Literal[
-                "ai",
-                "ai-realtime",
-                "aws-comprehend",
-                "aws-textract",
-                "billing",
-                "bots",
-                "cron",
-                "email",
-                "google-auth-required",
-                "graphql-introspection",
-                "scheduling",
-                "websocket-subscriptions",
-                "transaction-bundles",
-                "validate-terminology",
-                "range-search",
-                "log-streaming",
-                "async-batch",
-                "archive",
+    features: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "ai",
+                    "ai-realtime",
+                    "aws-comprehend",
+                    "aws-textract",
+                    "billing",
+                    "bots",
+                    "cron",
+                    "email",
+                    "google-auth-required",
+                    "graphql-introspection",
+                    "scheduling",
+                    "websocket-subscriptions",
+                    "transaction-bundles",
+                    "validate-terminology",
+                    "range-search",
+                    "log-streaming",
+                    "async-batch",
+                    "archive",
+                ]
             ]
-        ]
-    ] = Field(default=None, min_length=1)
+        ],
+        Field(min_length=1),
+    ] = None
     """A list of optional features that are enabled for the project."""
 
-    features_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_features", serialization_alias="_features", min_length=1
-    )
+    features_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_features", serialization_alias="_features", min_length=1),
+    ] = None
     """Extensions and id of `features`."""
 
-    default_patient_access_policy: Opt[Reference] = Field(
-        default=None,
-        validation_alias="defaultPatientAccessPolicy",
-        serialization_alias="defaultPatientAccessPolicy",
-    )
+    default_patient_access_policy: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="defaultPatientAccessPolicy",
+            serialization_alias="defaultPatientAccessPolicy",
+        ),
+    ] = None
     """@deprecated Use defaultAccessPolicies instead."""
 
-    setting: Opt[list[ProjectSetting]] = Field(default=None, min_length=1)
+    setting: Annotated[Opt[list[ProjectSetting]], Field(min_length=1)] = None
     """Option or parameter that can be adjusted within the Medplum Project to customize its behavior."""
 
-    secret: Opt[list[ProjectSetting]] = Field(default=None, min_length=1)
+    secret: Annotated[Opt[list[ProjectSetting]], Field(min_length=1)] = None
     """Option or parameter that can be adjusted within the Medplum Project to customize its behavior, only visible to project administrators."""
 
-    system_setting: Opt[list[ProjectSetting]] = Field(
-        default=None,
-        validation_alias="systemSetting",
-        serialization_alias="systemSetting",
-        min_length=1,
-    )
+    system_setting: Annotated[
+        Opt[list[ProjectSetting]],
+        Field(validation_alias="systemSetting", serialization_alias="systemSetting", min_length=1),
+    ] = None
     """Option or parameter that can be adjusted within the Medplum Project to customize its behavior, only modifiable by system administrators."""
 
-    system_secret: Opt[list[ProjectSetting]] = Field(
-        default=None,
-        validation_alias="systemSecret",
-        serialization_alias="systemSecret",
-        min_length=1,
-    )
+    system_secret: Annotated[
+        Opt[list[ProjectSetting]],
+        Field(validation_alias="systemSecret", serialization_alias="systemSecret", min_length=1),
+    ] = None
     """Option or parameter that can be adjusted within the Medplum Project to customize its behavior, only visible to system administrators."""
 
-    site: Opt[list[ProjectSite]] = Field(default=None, min_length=1)
+    site: Annotated[Opt[list[ProjectSite]], Field(min_length=1)] = None
     """Web application or web site that is associated with the project."""
 
-    link: Opt[list[ProjectLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[ProjectLink]], Field(min_length=1)] = None
     """Linked Projects whose contents are made available to this one"""
 
-    default_profile: Opt[list[ProjectDefaultProfile]] = Field(
-        default=None,
-        validation_alias="defaultProfile",
-        serialization_alias="defaultProfile",
-        min_length=1,
-    )
+    default_profile: Annotated[
+        Opt[list[ProjectDefaultProfile]],
+        Field(
+            validation_alias="defaultProfile", serialization_alias="defaultProfile", min_length=1
+        ),
+    ] = None
     """Default profiles to apply to resources in this project that do not individually specify profiles"""
 
-    default_access_policies: Opt[list[ProjectDefaultAccessPolicies]] = Field(
-        default=None,
-        validation_alias="defaultAccessPolicies",
-        serialization_alias="defaultAccessPolicies",
-        min_length=1,
-    )
+    default_access_policies: Annotated[
+        Opt[list[ProjectDefaultAccessPolicies]],
+        Field(
+            validation_alias="defaultAccessPolicies",
+            serialization_alias="defaultAccessPolicies",
+            min_length=1,
+        ),
+    ] = None
     """Default access policies to apply to project members by role when no explicit policy is provided."""
 
-    exported_resource_type: Opt[
-        list[
-            Literal[
-                "Account",
-                "ActivityDefinition",
-                "AdverseEvent",
-                "AllergyIntolerance",
-                "Appointment",
-                "AppointmentResponse",
-                "AuditEvent",
-                "Basic",
-                "Binary",
-                "BiologicallyDerivedProduct",
-                "BodyStructure",
-                "Bundle",
-                "CapabilityStatement",
-                "CarePlan",
-                "CareTeam",
-                "CatalogEntry",
-                "ChargeItem",
-                "ChargeItemDefinition",
-                "Claim",
-                "ClaimResponse",
-                "ClinicalImpression",
-                "CodeSystem",
-                "Communication",
-                "CommunicationRequest",
-                "CompartmentDefinition",
-                "Composition",
-                "ConceptMap",
-                "Condition",
-                "Consent",
-                "Contract",
-                "Coverage",
-                "CoverageEligibilityRequest",
-                "CoverageEligibilityResponse",
-                "DetectedIssue",
-                "Device",
-                "DeviceDefinition",
-                "DeviceMetric",
-                "DeviceRequest",
-                "DeviceUseStatement",
-                "DiagnosticReport",
-                "DocumentManifest",
-                "DocumentReference",
-                "DomainResource",
-                "EffectEvidenceSynthesis",
-                "Encounter",
-                "Endpoint",
-                "EnrollmentRequest",
-                "EnrollmentResponse",
-                "EpisodeOfCare",
-                "EventDefinition",
-                "Evidence",
-                "EvidenceVariable",
-                "ExampleScenario",
-                "ExplanationOfBenefit",
-                "FamilyMemberHistory",
-                "Flag",
-                "Goal",
-                "GraphDefinition",
-                "Group",
-                "GuidanceResponse",
-                "HealthcareService",
-                "ImagingStudy",
-                "Immunization",
-                "ImmunizationEvaluation",
-                "ImmunizationRecommendation",
-                "ImplementationGuide",
-                "InsurancePlan",
-                "Invoice",
-                "Library",
-                "Linkage",
-                "List",
-                "Location",
-                "Measure",
-                "MeasureReport",
-                "Media",
-                "Medication",
-                "MedicationAdministration",
-                "MedicationDispense",
-                "MedicationKnowledge",
-                "MedicationRequest",
-                "MedicationStatement",
-                "MedicinalProduct",
-                "MedicinalProductAuthorization",
-                "MedicinalProductContraindication",
-                "MedicinalProductIndication",
-                "MedicinalProductIngredient",
-                "MedicinalProductInteraction",
-                "MedicinalProductManufactured",
-                "MedicinalProductPackaged",
-                "MedicinalProductPharmaceutical",
-                "MedicinalProductUndesirableEffect",
-                "MessageDefinition",
-                "MessageHeader",
-                "MolecularSequence",
-                "NamingSystem",
-                "NutritionOrder",
-                "Observation",
-                "ObservationDefinition",
-                "OperationDefinition",
-                "OperationOutcome",
-                "Organization",
-                "OrganizationAffiliation",
-                "Parameters",
-                "Patient",
-                "PaymentNotice",
-                "PaymentReconciliation",
-                "Person",
-                "PlanDefinition",
-                "Practitioner",
-                "PractitionerRole",
-                "Procedure",
-                "Provenance",
-                "Questionnaire",
-                "QuestionnaireResponse",
-                "RelatedPerson",
-                "RequestGroup",
-                "ResearchDefinition",
-                "ResearchElementDefinition",
-                "ResearchStudy",
-                "ResearchSubject",
-                "Resource",
-                "RiskAssessment",
-                "RiskEvidenceSynthesis",
-                "Schedule",
-                "SearchParameter",
-                "ServiceRequest",
-                "Slot",
-                "Specimen",
-                "SpecimenDefinition",
-                "StructureDefinition",
-                "StructureMap",
-                "Subscription",
-                "Substance",
-                "SubstanceNucleicAcid",
-                "SubstancePolymer",
-                "SubstanceProtein",
-                "SubstanceReferenceInformation",
-                "SubstanceSourceMaterial",
-                "SubstanceSpecification",
-                "SupplyDelivery",
-                "SupplyRequest",
-                "Task",
-                "TerminologyCapabilities",
-                "TestReport",
-                "TestScript",
-                "ValueSet",
-                "VerificationResult",
-                "VisionPrescription",
+    exported_resource_type: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "Account",
+                    "ActivityDefinition",
+                    "AdverseEvent",
+                    "AllergyIntolerance",
+                    "Appointment",
+                    "AppointmentResponse",
+                    "AuditEvent",
+                    "Basic",
+                    "Binary",
+                    "BiologicallyDerivedProduct",
+                    "BodyStructure",
+                    "Bundle",
+                    "CapabilityStatement",
+                    "CarePlan",
+                    "CareTeam",
+                    "CatalogEntry",
+                    "ChargeItem",
+                    "ChargeItemDefinition",
+                    "Claim",
+                    "ClaimResponse",
+                    "ClinicalImpression",
+                    "CodeSystem",
+                    "Communication",
+                    "CommunicationRequest",
+                    "CompartmentDefinition",
+                    "Composition",
+                    "ConceptMap",
+                    "Condition",
+                    "Consent",
+                    "Contract",
+                    "Coverage",
+                    "CoverageEligibilityRequest",
+                    "CoverageEligibilityResponse",
+                    "DetectedIssue",
+                    "Device",
+                    "DeviceDefinition",
+                    "DeviceMetric",
+                    "DeviceRequest",
+                    "DeviceUseStatement",
+                    "DiagnosticReport",
+                    "DocumentManifest",
+                    "DocumentReference",
+                    "DomainResource",
+                    "EffectEvidenceSynthesis",
+                    "Encounter",
+                    "Endpoint",
+                    "EnrollmentRequest",
+                    "EnrollmentResponse",
+                    "EpisodeOfCare",
+                    "EventDefinition",
+                    "Evidence",
+                    "EvidenceVariable",
+                    "ExampleScenario",
+                    "ExplanationOfBenefit",
+                    "FamilyMemberHistory",
+                    "Flag",
+                    "Goal",
+                    "GraphDefinition",
+                    "Group",
+                    "GuidanceResponse",
+                    "HealthcareService",
+                    "ImagingStudy",
+                    "Immunization",
+                    "ImmunizationEvaluation",
+                    "ImmunizationRecommendation",
+                    "ImplementationGuide",
+                    "InsurancePlan",
+                    "Invoice",
+                    "Library",
+                    "Linkage",
+                    "List",
+                    "Location",
+                    "Measure",
+                    "MeasureReport",
+                    "Media",
+                    "Medication",
+                    "MedicationAdministration",
+                    "MedicationDispense",
+                    "MedicationKnowledge",
+                    "MedicationRequest",
+                    "MedicationStatement",
+                    "MedicinalProduct",
+                    "MedicinalProductAuthorization",
+                    "MedicinalProductContraindication",
+                    "MedicinalProductIndication",
+                    "MedicinalProductIngredient",
+                    "MedicinalProductInteraction",
+                    "MedicinalProductManufactured",
+                    "MedicinalProductPackaged",
+                    "MedicinalProductPharmaceutical",
+                    "MedicinalProductUndesirableEffect",
+                    "MessageDefinition",
+                    "MessageHeader",
+                    "MolecularSequence",
+                    "NamingSystem",
+                    "NutritionOrder",
+                    "Observation",
+                    "ObservationDefinition",
+                    "OperationDefinition",
+                    "OperationOutcome",
+                    "Organization",
+                    "OrganizationAffiliation",
+                    "Parameters",
+                    "Patient",
+                    "PaymentNotice",
+                    "PaymentReconciliation",
+                    "Person",
+                    "PlanDefinition",
+                    "Practitioner",
+                    "PractitionerRole",
+                    "Procedure",
+                    "Provenance",
+                    "Questionnaire",
+                    "QuestionnaireResponse",
+                    "RelatedPerson",
+                    "RequestGroup",
+                    "ResearchDefinition",
+                    "ResearchElementDefinition",
+                    "ResearchStudy",
+                    "ResearchSubject",
+                    "Resource",
+                    "RiskAssessment",
+                    "RiskEvidenceSynthesis",
+                    "Schedule",
+                    "SearchParameter",
+                    "ServiceRequest",
+                    "Slot",
+                    "Specimen",
+                    "SpecimenDefinition",
+                    "StructureDefinition",
+                    "StructureMap",
+                    "Subscription",
+                    "Substance",
+                    "SubstanceNucleicAcid",
+                    "SubstancePolymer",
+                    "SubstanceProtein",
+                    "SubstanceReferenceInformation",
+                    "SubstanceSourceMaterial",
+                    "SubstanceSpecification",
+                    "SupplyDelivery",
+                    "SupplyRequest",
+                    "Task",
+                    "TerminologyCapabilities",
+                    "TestReport",
+                    "TestScript",
+                    "ValueSet",
+                    "VerificationResult",
+                    "VisionPrescription",
+                ]
             ]
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="exportedResourceType",
-        serialization_alias="exportedResourceType",
-        min_length=1,
-    )
+        ],
+        Field(
+            validation_alias="exportedResourceType",
+            serialization_alias="exportedResourceType",
+            min_length=1,
+        ),
+    ] = None
     """The resource types exported by the project when linked"""
 
-    exported_resource_type_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_exportedResourceType",
-        serialization_alias="_exportedResourceType",
-        min_length=1,
-    )
+    exported_resource_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_exportedResourceType",
+            serialization_alias="_exportedResourceType",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `exportedResourceType`."""
 
 
@@ -366,313 +380,319 @@ class ProjectSetting(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """The secret name."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """The secret value."""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """The secret value."""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """The secret value."""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """The secret value."""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
 
 class ProjectSite(BackboneElement):
     """Web application or web site that is associated with the project."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Friendly name that will make it easy for you to identify the site in the future."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    domain: list[FhirString] = Field(min_length=1)
+    domain: Annotated[list[FhirString], Field(min_length=1)]
     """The list of domain names associated with the site."""
 
-    domain_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_domain", serialization_alias="_domain", min_length=1
-    )
+    domain_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_domain", serialization_alias="_domain", min_length=1),
+    ] = None
     """Extensions and id of `domain`."""
 
-    google_client_id: Opt[FhirString] = Field(
-        default=None, validation_alias="googleClientId", serialization_alias="googleClientId"
-    )
+    google_client_id: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="googleClientId", serialization_alias="googleClientId"),
+    ] = None
     """The publicly visible Google Client ID for the site."""
 
-    google_client_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_googleClientId", serialization_alias="_googleClientId"
-    )
+    google_client_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_googleClientId", serialization_alias="_googleClientId"),
+    ] = None
     """Extensions and id of `googleClientId`."""
 
-    google_client_secret: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="googleClientSecret",
-        serialization_alias="googleClientSecret",
-    )
+    google_client_secret: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="googleClientSecret", serialization_alias="googleClientSecret"),
+    ] = None
     """The private Google Client Secret for the site."""
 
-    google_client_secret_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_googleClientSecret",
-        serialization_alias="_googleClientSecret",
-    )
+    google_client_secret_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_googleClientSecret", serialization_alias="_googleClientSecret"),
+    ] = None
     """Extensions and id of `googleClientSecret`."""
 
-    recaptcha_site_key: Opt[FhirString] = Field(
-        default=None, validation_alias="recaptchaSiteKey", serialization_alias="recaptchaSiteKey"
-    )
+    recaptcha_site_key: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="recaptchaSiteKey", serialization_alias="recaptchaSiteKey"),
+    ] = None
     """The publicly visible reCAPTCHA site key."""
 
-    recaptcha_site_key_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recaptchaSiteKey", serialization_alias="_recaptchaSiteKey"
-    )
+    recaptcha_site_key_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_recaptchaSiteKey", serialization_alias="_recaptchaSiteKey"),
+    ] = None
     """Extensions and id of `recaptchaSiteKey`."""
 
-    recaptcha_secret_key: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="recaptchaSecretKey",
-        serialization_alias="recaptchaSecretKey",
-    )
+    recaptcha_secret_key: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="recaptchaSecretKey", serialization_alias="recaptchaSecretKey"),
+    ] = None
     """The private reCAPTCHA secret key."""
 
-    recaptcha_secret_key_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_recaptchaSecretKey",
-        serialization_alias="_recaptchaSecretKey",
-    )
+    recaptcha_secret_key_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_recaptchaSecretKey", serialization_alias="_recaptchaSecretKey"),
+    ] = None
     """Extensions and id of `recaptchaSecretKey`."""
 
 
 class ProjectLink(BackboneElement):
     """Linked Projects whose contents are made available to this one"""
 
-    project: Reference = Field()
+    project: Reference
     """A reference to the Project to be linked into this one"""
 
 
 class ProjectDefaultProfile(BackboneElement):
     """Default profiles to apply to resources in this project that do not individually specify profiles"""
 
-    resource_type: Literal[
-        "Account",
-        "ActivityDefinition",
-        "AdverseEvent",
-        "AllergyIntolerance",
-        "Appointment",
-        "AppointmentResponse",
-        "AuditEvent",
-        "Basic",
-        "Binary",
-        "BiologicallyDerivedProduct",
-        "BodyStructure",
-        "Bundle",
-        "CapabilityStatement",
-        "CarePlan",
-        "CareTeam",
-        "CatalogEntry",
-        "ChargeItem",
-        "ChargeItemDefinition",
-        "Claim",
-        "ClaimResponse",
-        "ClinicalImpression",
-        "CodeSystem",
-        "Communication",
-        "CommunicationRequest",
-        "CompartmentDefinition",
-        "Composition",
-        "ConceptMap",
-        "Condition",
-        "Consent",
-        "Contract",
-        "Coverage",
-        "CoverageEligibilityRequest",
-        "CoverageEligibilityResponse",
-        "DetectedIssue",
-        "Device",
-        "DeviceDefinition",
-        "DeviceMetric",
-        "DeviceRequest",
-        "DeviceUseStatement",
-        "DiagnosticReport",
-        "DocumentManifest",
-        "DocumentReference",
-        "DomainResource",
-        "EffectEvidenceSynthesis",
-        "Encounter",
-        "Endpoint",
-        "EnrollmentRequest",
-        "EnrollmentResponse",
-        "EpisodeOfCare",
-        "EventDefinition",
-        "Evidence",
-        "EvidenceVariable",
-        "ExampleScenario",
-        "ExplanationOfBenefit",
-        "FamilyMemberHistory",
-        "Flag",
-        "Goal",
-        "GraphDefinition",
-        "Group",
-        "GuidanceResponse",
-        "HealthcareService",
-        "ImagingStudy",
-        "Immunization",
-        "ImmunizationEvaluation",
-        "ImmunizationRecommendation",
-        "ImplementationGuide",
-        "InsurancePlan",
-        "Invoice",
-        "Library",
-        "Linkage",
-        "List",
-        "Location",
-        "Measure",
-        "MeasureReport",
-        "Media",
-        "Medication",
-        "MedicationAdministration",
-        "MedicationDispense",
-        "MedicationKnowledge",
-        "MedicationRequest",
-        "MedicationStatement",
-        "MedicinalProduct",
-        "MedicinalProductAuthorization",
-        "MedicinalProductContraindication",
-        "MedicinalProductIndication",
-        "MedicinalProductIngredient",
-        "MedicinalProductInteraction",
-        "MedicinalProductManufactured",
-        "MedicinalProductPackaged",
-        "MedicinalProductPharmaceutical",
-        "MedicinalProductUndesirableEffect",
-        "MessageDefinition",
-        "MessageHeader",
-        "MolecularSequence",
-        "NamingSystem",
-        "NutritionOrder",
-        "Observation",
-        "ObservationDefinition",
-        "OperationDefinition",
-        "OperationOutcome",
-        "Organization",
-        "OrganizationAffiliation",
-        "Parameters",
-        "Patient",
-        "PaymentNotice",
-        "PaymentReconciliation",
-        "Person",
-        "PlanDefinition",
-        "Practitioner",
-        "PractitionerRole",
-        "Procedure",
-        "Provenance",
-        "Questionnaire",
-        "QuestionnaireResponse",
-        "RelatedPerson",
-        "RequestGroup",
-        "ResearchDefinition",
-        "ResearchElementDefinition",
-        "ResearchStudy",
-        "ResearchSubject",
-        "Resource",
-        "RiskAssessment",
-        "RiskEvidenceSynthesis",
-        "Schedule",
-        "SearchParameter",
-        "ServiceRequest",
-        "Slot",
-        "Specimen",
-        "SpecimenDefinition",
-        "StructureDefinition",
-        "StructureMap",
-        "Subscription",
-        "Substance",
-        "SubstanceNucleicAcid",
-        "SubstancePolymer",
-        "SubstanceProtein",
-        "SubstanceReferenceInformation",
-        "SubstanceSourceMaterial",
-        "SubstanceSpecification",
-        "SupplyDelivery",
-        "SupplyRequest",
-        "Task",
-        "TerminologyCapabilities",
-        "TestReport",
-        "TestScript",
-        "ValueSet",
-        "VerificationResult",
-        "VisionPrescription",
-    ] = Field(validation_alias="resourceType", serialization_alias="resourceType")
+    resource_type: Annotated[
+        Literal[
+            "Account",
+            "ActivityDefinition",
+            "AdverseEvent",
+            "AllergyIntolerance",
+            "Appointment",
+            "AppointmentResponse",
+            "AuditEvent",
+            "Basic",
+            "Binary",
+            "BiologicallyDerivedProduct",
+            "BodyStructure",
+            "Bundle",
+            "CapabilityStatement",
+            "CarePlan",
+            "CareTeam",
+            "CatalogEntry",
+            "ChargeItem",
+            "ChargeItemDefinition",
+            "Claim",
+            "ClaimResponse",
+            "ClinicalImpression",
+            "CodeSystem",
+            "Communication",
+            "CommunicationRequest",
+            "CompartmentDefinition",
+            "Composition",
+            "ConceptMap",
+            "Condition",
+            "Consent",
+            "Contract",
+            "Coverage",
+            "CoverageEligibilityRequest",
+            "CoverageEligibilityResponse",
+            "DetectedIssue",
+            "Device",
+            "DeviceDefinition",
+            "DeviceMetric",
+            "DeviceRequest",
+            "DeviceUseStatement",
+            "DiagnosticReport",
+            "DocumentManifest",
+            "DocumentReference",
+            "DomainResource",
+            "EffectEvidenceSynthesis",
+            "Encounter",
+            "Endpoint",
+            "EnrollmentRequest",
+            "EnrollmentResponse",
+            "EpisodeOfCare",
+            "EventDefinition",
+            "Evidence",
+            "EvidenceVariable",
+            "ExampleScenario",
+            "ExplanationOfBenefit",
+            "FamilyMemberHistory",
+            "Flag",
+            "Goal",
+            "GraphDefinition",
+            "Group",
+            "GuidanceResponse",
+            "HealthcareService",
+            "ImagingStudy",
+            "Immunization",
+            "ImmunizationEvaluation",
+            "ImmunizationRecommendation",
+            "ImplementationGuide",
+            "InsurancePlan",
+            "Invoice",
+            "Library",
+            "Linkage",
+            "List",
+            "Location",
+            "Measure",
+            "MeasureReport",
+            "Media",
+            "Medication",
+            "MedicationAdministration",
+            "MedicationDispense",
+            "MedicationKnowledge",
+            "MedicationRequest",
+            "MedicationStatement",
+            "MedicinalProduct",
+            "MedicinalProductAuthorization",
+            "MedicinalProductContraindication",
+            "MedicinalProductIndication",
+            "MedicinalProductIngredient",
+            "MedicinalProductInteraction",
+            "MedicinalProductManufactured",
+            "MedicinalProductPackaged",
+            "MedicinalProductPharmaceutical",
+            "MedicinalProductUndesirableEffect",
+            "MessageDefinition",
+            "MessageHeader",
+            "MolecularSequence",
+            "NamingSystem",
+            "NutritionOrder",
+            "Observation",
+            "ObservationDefinition",
+            "OperationDefinition",
+            "OperationOutcome",
+            "Organization",
+            "OrganizationAffiliation",
+            "Parameters",
+            "Patient",
+            "PaymentNotice",
+            "PaymentReconciliation",
+            "Person",
+            "PlanDefinition",
+            "Practitioner",
+            "PractitionerRole",
+            "Procedure",
+            "Provenance",
+            "Questionnaire",
+            "QuestionnaireResponse",
+            "RelatedPerson",
+            "RequestGroup",
+            "ResearchDefinition",
+            "ResearchElementDefinition",
+            "ResearchStudy",
+            "ResearchSubject",
+            "Resource",
+            "RiskAssessment",
+            "RiskEvidenceSynthesis",
+            "Schedule",
+            "SearchParameter",
+            "ServiceRequest",
+            "Slot",
+            "Specimen",
+            "SpecimenDefinition",
+            "StructureDefinition",
+            "StructureMap",
+            "Subscription",
+            "Substance",
+            "SubstanceNucleicAcid",
+            "SubstancePolymer",
+            "SubstanceProtein",
+            "SubstanceReferenceInformation",
+            "SubstanceSourceMaterial",
+            "SubstanceSpecification",
+            "SupplyDelivery",
+            "SupplyRequest",
+            "Task",
+            "TerminologyCapabilities",
+            "TestReport",
+            "TestScript",
+            "ValueSet",
+            "VerificationResult",
+            "VisionPrescription",
+        ],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ]
     """The resource type onto which to apply the default profiles"""
 
-    resource_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resourceType", serialization_alias="_resourceType"
-    )
+    resource_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resourceType", serialization_alias="_resourceType")
+    ] = None
     """Extensions and id of `resourceType`."""
 
-    profile: list[FhirCanonical] = Field(min_length=1)
+    profile: Annotated[list[FhirCanonical], Field(min_length=1)]
     """The profiles to add by default"""
 
-    profile_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_profile", serialization_alias="_profile", min_length=1
-    )
+    profile_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_profile", serialization_alias="_profile", min_length=1),
+    ] = None
     """Extensions and id of `profile`."""
 
 
 class ProjectDefaultAccessPolicies(BackboneElement):
     """Default access policies to apply to project members by role when no explicit policy is provided."""
 
-    profile_type: Literal["Patient", "Practitioner", "RelatedPerson", "Admin"] = Field(
-        validation_alias="profileType", serialization_alias="profileType"
-    )
+    profile_type: Annotated[
+        Literal["Patient", "Practitioner", "RelatedPerson", "Admin"],
+        Field(validation_alias="profileType", serialization_alias="profileType"),
+    ]
     """The member role this policy applies to."""
 
-    profile_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_profileType", serialization_alias="_profileType"
-    )
+    profile_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_profileType", serialization_alias="_profileType")
+    ] = None
     """Extensions and id of `profileType`."""
 
-    access_policy: Reference = Field(
-        validation_alias="accessPolicy", serialization_alias="accessPolicy"
-    )
+    access_policy: Annotated[
+        Reference, Field(validation_alias="accessPolicy", serialization_alias="accessPolicy")
+    ]
     """The access policy to apply to members of this role."""

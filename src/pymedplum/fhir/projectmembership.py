@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCode, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ProjectMembershipSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -21,89 +23,91 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class ProjectMembership(DomainResource):
+class ProjectMembership(
+    DomainResource, Searchable["ProjectMembership", "ProjectMembershipSearchParams"]
+):
     """Medplum project membership."""
 
-    resource_type: Literal["ProjectMembership"] = Field(
-        default="ProjectMembership",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ProjectMembership"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ProjectMembership"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this ProjectMembership"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this patient's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    project: Reference = Field()
+    project: Reference
     """Project where the memberships are available."""
 
-    invited_by: Opt[Reference] = Field(
-        default=None, validation_alias="invitedBy", serialization_alias="invitedBy"
-    )
+    invited_by: Annotated[
+        Opt[Reference], Field(validation_alias="invitedBy", serialization_alias="invitedBy")
+    ] = None
     """The project administrator who invited the user to the project."""
 
-    user: Reference = Field()
+    user: Reference
     """User that is granted access to the project."""
 
-    profile: Reference = Field()
+    profile: Reference
     """Reference to the resource that represents the user profile within the project."""
 
-    user_name: Opt[FhirString] = Field(
-        default=None, validation_alias="userName", serialization_alias="userName"
-    )
+    user_name: Annotated[
+        Opt[FhirString], Field(validation_alias="userName", serialization_alias="userName")
+    ] = None
     """SCIM userName."""
 
-    user_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_userName", serialization_alias="_userName"
-    )
+    user_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_userName", serialization_alias="_userName")
+    ] = None
     """Extensions and id of `userName`."""
 
-    external_id: Opt[FhirString] = Field(
-        default=None, validation_alias="externalId", serialization_alias="externalId"
-    )
+    external_id: Annotated[
+        Opt[FhirString], Field(validation_alias="externalId", serialization_alias="externalId")
+    ] = None
     """SCIM externalId."""
 
-    external_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_externalId", serialization_alias="_externalId"
-    )
+    external_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_externalId", serialization_alias="_externalId")
+    ] = None
     """Extensions and id of `externalId`."""
 
-    access_policy: Opt[Reference] = Field(
-        default=None, validation_alias="accessPolicy", serialization_alias="accessPolicy"
-    )
+    access_policy: Annotated[
+        Opt[Reference], Field(validation_alias="accessPolicy", serialization_alias="accessPolicy")
+    ] = None
     """The access policy for the user within the project membership."""
 
-    access: Opt[list[ProjectMembershipAccess]] = Field(default=None, min_length=1)
+    access: Annotated[Opt[list[ProjectMembershipAccess]], Field(min_length=1)] = None
     """Extended access configuration using parameterized access policies."""
 
-    user_configuration: Opt[Reference] = Field(
-        default=None, validation_alias="userConfiguration", serialization_alias="userConfiguration"
-    )
+    user_configuration: Annotated[
+        Opt[Reference],
+        Field(validation_alias="userConfiguration", serialization_alias="userConfiguration"),
+    ] = None
     """The user configuration for the user within the project membership such as menu links, saved searches, and features."""
 
-    admin: Opt[FhirBoolean] = Field(default=None)
+    admin: Opt[FhirBoolean] = None
     """Whether this user is a project administrator."""
 
-    admin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_admin", serialization_alias="_admin"
-    )
+    admin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_admin", serialization_alias="_admin")
+    ] = None
     """Extensions and id of `admin`."""
 
 
 class ProjectMembershipAccess(BackboneElement):
     """Extended access configuration using parameterized access policies."""
 
-    policy: Reference = Field()
+    policy: Reference
     """The base access policy used as a template."""
 
-    parameter: Opt[list[ProjectMembershipAccessParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[ProjectMembershipAccessParameter]], Field(min_length=1)] = None
     """User options that control the display of the application."""
 
 
@@ -118,25 +122,26 @@ class ProjectMembershipAccessParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirCode = Field()
+    name: FhirCode
     """The unique name of the parameter."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Value of the parameter."""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Value of the parameter."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirInstant, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ProvenanceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.period import Period
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Period", "Reference", "Signature")
 
 
-class Provenance(DomainResource, ChoiceChecked):
+class Provenance(DomainResource, ChoiceChecked, Searchable["Provenance", "ProvenanceSearchParams"]):
     """Provenance of a resource is a record that describes entities and processes involved in producing and delivering or otherwise influencing that resource."""
 
     __fhir_choice_groups__ = (
@@ -34,94 +36,98 @@ class Provenance(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["Provenance"] = Field(
-        default="Provenance", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Provenance"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Provenance"
 
-    target: list[Reference] = Field(min_length=1)
+    target: Annotated[list[Reference], Field(min_length=1)]
     """Target Reference(s) (usually version specific)"""
 
-    occurred_period: Opt[Period] = Field(
-        default=None, validation_alias="occurredPeriod", serialization_alias="occurredPeriod"
-    )
+    occurred_period: Annotated[
+        Opt[Period], Field(validation_alias="occurredPeriod", serialization_alias="occurredPeriod")
+    ] = None
     """When the activity occurred"""
 
-    occurred_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="occurredDateTime", serialization_alias="occurredDateTime"
-    )
+    occurred_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurredDateTime", serialization_alias="occurredDateTime"),
+    ] = None
     """When the activity occurred"""
 
-    occurred_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_occurredDateTime", serialization_alias="_occurredDateTime"
-    )
+    occurred_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurredDateTime", serialization_alias="_occurredDateTime"),
+    ] = None
     """Extensions and id of `occurredDateTime`."""
 
-    recorded: FhirInstant = Field()
+    recorded: FhirInstant
     """When the activity was recorded / updated"""
 
-    recorded_ext: Opt[Element] = Field(
-        default=None, validation_alias="_recorded", serialization_alias="_recorded"
-    )
+    recorded_ext: Annotated[
+        Opt[Element], Field(validation_alias="_recorded", serialization_alias="_recorded")
+    ] = None
     """Extensions and id of `recorded`."""
 
-    policy: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    policy: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Policy or plan the activity was defined by"""
 
-    policy_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_policy", serialization_alias="_policy", min_length=1
-    )
+    policy_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_policy", serialization_alias="_policy", min_length=1),
+    ] = None
     """Extensions and id of `policy`."""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where the activity occurred, if relevant"""
 
-    reason: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    reason: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Reason the activity is occurring"""
 
-    activity: Opt[CodeableConcept] = Field(default=None)
+    activity: Opt[CodeableConcept] = None
     """Activity that occurred"""
 
-    agent: list[ProvenanceAgent] = Field(min_length=1)
+    agent: Annotated[list[ProvenanceAgent], Field(min_length=1)]
     """Actor involved"""
 
-    entity: Opt[list[ProvenanceEntity]] = Field(default=None, min_length=1)
+    entity: Annotated[Opt[list[ProvenanceEntity]], Field(min_length=1)] = None
     """An entity used in this activity"""
 
-    signature: Opt[list[Signature]] = Field(default=None, min_length=1)
+    signature: Annotated[Opt[list[Signature]], Field(min_length=1)] = None
     """Signature on target"""
 
 
 class ProvenanceAgent(BackboneElement):
     """Actor involved"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """How the agent participated"""
 
-    role: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    role: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """What the agents role was"""
 
-    who: Reference = Field()
+    who: Reference
     """Who participated"""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """Who the agent is representing"""
 
 
 class ProvenanceEntity(BackboneElement):
     """An entity used in this activity"""
 
-    role: Literal["derivation", "revision", "quotation", "source", "removal"] = Field()
+    role: Literal["derivation", "revision", "quotation", "source", "removal"]
     """derivation | revision | quotation | source | removal"""
 
-    role_ext: Opt[Element] = Field(
-        default=None, validation_alias="_role", serialization_alias="_role"
-    )
+    role_ext: Annotated[
+        Opt[Element], Field(validation_alias="_role", serialization_alias="_role")
+    ] = None
     """Extensions and id of `role`."""
 
-    what: Reference = Field()
+    what: Reference
     """Identity of entity"""
 
-    agent: Opt[list[ProvenanceAgent]] = Field(default=None, min_length=1)
+    agent: Annotated[Opt[list[ProvenanceAgent]], Field(min_length=1)] = None
     """Entity is attributed to this agent"""

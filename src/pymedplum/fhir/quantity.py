@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,42 +18,42 @@ _DEPENDENCIES = ()
 class Quantity(Element):
     """Base StructureDefinition for Quantity Type: A measured amount (or an amount that can potentially be measured)."""
 
-    value: Opt[FhirDecimal] = Field(default=None)
+    value: Opt[FhirDecimal] = None
     """Numerical value (with implicit precision)"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    comparator: Opt[Literal["<", "<=", ">=", ">"]] = Field(default=None)
+    comparator: Opt[Literal["<", "<=", ">=", ">"]] = None
     """< | <= | >= | > - how to understand the value"""
 
-    comparator_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comparator", serialization_alias="_comparator"
-    )
+    comparator_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comparator", serialization_alias="_comparator")
+    ] = None
     """Extensions and id of `comparator`."""
 
-    unit: Opt[FhirString] = Field(default=None)
+    unit: Opt[FhirString] = None
     """Unit representation"""
 
-    unit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_unit", serialization_alias="_unit"
-    )
+    unit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_unit", serialization_alias="_unit")
+    ] = None
     """Extensions and id of `unit`."""
 
-    system: Opt[FhirUri] = Field(default=None)
+    system: Opt[FhirUri] = None
     """System that defines coded unit form"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Coded form of the unit"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import QuestionnaireSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
@@ -50,366 +52,365 @@ _DEPENDENCIES = (
 )
 
 
-class Questionnaire(DomainResource):
+class Questionnaire(DomainResource, Searchable["Questionnaire", "QuestionnaireSearchParams"]):
     """A structured set of questions intended to guide the collection of answers from end-users."""
 
-    resource_type: Literal["Questionnaire"] = Field(
-        default="Questionnaire", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Questionnaire"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Questionnaire"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this questionnaire, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the questionnaire"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the questionnaire"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this questionnaire (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this questionnaire (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    derived_from: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="derivedFrom",
-        serialization_alias="derivedFrom",
-        min_length=1,
-    )
+    derived_from: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="derivedFrom", serialization_alias="derivedFrom", min_length=1),
+    ] = None
     """Instantiates protocol or definition"""
 
-    derived_from_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_derivedFrom",
-        serialization_alias="_derivedFrom",
-        min_length=1,
-    )
+    derived_from_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_derivedFrom", serialization_alias="_derivedFrom", min_length=1),
+    ] = None
     """Extensions and id of `derivedFrom`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_type: Opt[
-        list[
-            Literal[
-                "Account",
-                "ActivityDefinition",
-                "AdverseEvent",
-                "AllergyIntolerance",
-                "Appointment",
-                "AppointmentResponse",
-                "AuditEvent",
-                "Basic",
-                "Binary",
-                "BiologicallyDerivedProduct",
-                "BodyStructure",
-                "Bundle",
-                "CapabilityStatement",
-                "CarePlan",
-                "CareTeam",
-                "CatalogEntry",
-                "ChargeItem",
-                "ChargeItemDefinition",
-                "Claim",
-                "ClaimResponse",
-                "ClinicalImpression",
-                "CodeSystem",
-                "Communication",
-                "CommunicationRequest",
-                "CompartmentDefinition",
-                "Composition",
-                "ConceptMap",
-                "Condition",
-                "Consent",
-                "Contract",
-                "Coverage",
-                "CoverageEligibilityRequest",
-                "CoverageEligibilityResponse",
-                "DetectedIssue",
-                "Device",
-                "DeviceDefinition",
-                "DeviceMetric",
-                "DeviceRequest",
-                "DeviceUseStatement",
-                "DiagnosticReport",
-                "DocumentManifest",
-                "DocumentReference",
-                "DomainResource",
-                "EffectEvidenceSynthesis",
-                "Encounter",
-                "Endpoint",
-                "EnrollmentRequest",
-                "EnrollmentResponse",
-                "EpisodeOfCare",
-                "EventDefinition",
-                "Evidence",
-                "EvidenceVariable",
-                "ExampleScenario",
-                "ExplanationOfBenefit",
-                "FamilyMemberHistory",
-                "Flag",
-                "Goal",
-                "GraphDefinition",
-                "Group",
-                "GuidanceResponse",
-                "HealthcareService",
-                "ImagingStudy",
-                "Immunization",
-                "ImmunizationEvaluation",
-                "ImmunizationRecommendation",
-                "ImplementationGuide",
-                "InsurancePlan",
-                "Invoice",
-                "Library",
-                "Linkage",
-                "List",
-                "Location",
-                "Measure",
-                "MeasureReport",
-                "Media",
-                "Medication",
-                "MedicationAdministration",
-                "MedicationDispense",
-                "MedicationKnowledge",
-                "MedicationRequest",
-                "MedicationStatement",
-                "MedicinalProduct",
-                "MedicinalProductAuthorization",
-                "MedicinalProductContraindication",
-                "MedicinalProductIndication",
-                "MedicinalProductIngredient",
-                "MedicinalProductInteraction",
-                "MedicinalProductManufactured",
-                "MedicinalProductPackaged",
-                "MedicinalProductPharmaceutical",
-                "MedicinalProductUndesirableEffect",
-                "MessageDefinition",
-                "MessageHeader",
-                "MolecularSequence",
-                "NamingSystem",
-                "NutritionOrder",
-                "Observation",
-                "ObservationDefinition",
-                "OperationDefinition",
-                "OperationOutcome",
-                "Organization",
-                "OrganizationAffiliation",
-                "Parameters",
-                "Patient",
-                "PaymentNotice",
-                "PaymentReconciliation",
-                "Person",
-                "PlanDefinition",
-                "Practitioner",
-                "PractitionerRole",
-                "Procedure",
-                "Provenance",
-                "Questionnaire",
-                "QuestionnaireResponse",
-                "RelatedPerson",
-                "RequestGroup",
-                "ResearchDefinition",
-                "ResearchElementDefinition",
-                "ResearchStudy",
-                "ResearchSubject",
-                "Resource",
-                "RiskAssessment",
-                "RiskEvidenceSynthesis",
-                "Schedule",
-                "SearchParameter",
-                "ServiceRequest",
-                "Slot",
-                "Specimen",
-                "SpecimenDefinition",
-                "StructureDefinition",
-                "StructureMap",
-                "Subscription",
-                "Substance",
-                "SubstanceNucleicAcid",
-                "SubstancePolymer",
-                "SubstanceProtein",
-                "SubstanceReferenceInformation",
-                "SubstanceSourceMaterial",
-                "SubstanceSpecification",
-                "SupplyDelivery",
-                "SupplyRequest",
-                "Task",
-                "TerminologyCapabilities",
-                "TestReport",
-                "TestScript",
-                "ValueSet",
-                "VerificationResult",
-                "VisionPrescription",
+    subject_type: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "Account",
+                    "ActivityDefinition",
+                    "AdverseEvent",
+                    "AllergyIntolerance",
+                    "Appointment",
+                    "AppointmentResponse",
+                    "AuditEvent",
+                    "Basic",
+                    "Binary",
+                    "BiologicallyDerivedProduct",
+                    "BodyStructure",
+                    "Bundle",
+                    "CapabilityStatement",
+                    "CarePlan",
+                    "CareTeam",
+                    "CatalogEntry",
+                    "ChargeItem",
+                    "ChargeItemDefinition",
+                    "Claim",
+                    "ClaimResponse",
+                    "ClinicalImpression",
+                    "CodeSystem",
+                    "Communication",
+                    "CommunicationRequest",
+                    "CompartmentDefinition",
+                    "Composition",
+                    "ConceptMap",
+                    "Condition",
+                    "Consent",
+                    "Contract",
+                    "Coverage",
+                    "CoverageEligibilityRequest",
+                    "CoverageEligibilityResponse",
+                    "DetectedIssue",
+                    "Device",
+                    "DeviceDefinition",
+                    "DeviceMetric",
+                    "DeviceRequest",
+                    "DeviceUseStatement",
+                    "DiagnosticReport",
+                    "DocumentManifest",
+                    "DocumentReference",
+                    "DomainResource",
+                    "EffectEvidenceSynthesis",
+                    "Encounter",
+                    "Endpoint",
+                    "EnrollmentRequest",
+                    "EnrollmentResponse",
+                    "EpisodeOfCare",
+                    "EventDefinition",
+                    "Evidence",
+                    "EvidenceVariable",
+                    "ExampleScenario",
+                    "ExplanationOfBenefit",
+                    "FamilyMemberHistory",
+                    "Flag",
+                    "Goal",
+                    "GraphDefinition",
+                    "Group",
+                    "GuidanceResponse",
+                    "HealthcareService",
+                    "ImagingStudy",
+                    "Immunization",
+                    "ImmunizationEvaluation",
+                    "ImmunizationRecommendation",
+                    "ImplementationGuide",
+                    "InsurancePlan",
+                    "Invoice",
+                    "Library",
+                    "Linkage",
+                    "List",
+                    "Location",
+                    "Measure",
+                    "MeasureReport",
+                    "Media",
+                    "Medication",
+                    "MedicationAdministration",
+                    "MedicationDispense",
+                    "MedicationKnowledge",
+                    "MedicationRequest",
+                    "MedicationStatement",
+                    "MedicinalProduct",
+                    "MedicinalProductAuthorization",
+                    "MedicinalProductContraindication",
+                    "MedicinalProductIndication",
+                    "MedicinalProductIngredient",
+                    "MedicinalProductInteraction",
+                    "MedicinalProductManufactured",
+                    "MedicinalProductPackaged",
+                    "MedicinalProductPharmaceutical",
+                    "MedicinalProductUndesirableEffect",
+                    "MessageDefinition",
+                    "MessageHeader",
+                    "MolecularSequence",
+                    "NamingSystem",
+                    "NutritionOrder",
+                    "Observation",
+                    "ObservationDefinition",
+                    "OperationDefinition",
+                    "OperationOutcome",
+                    "Organization",
+                    "OrganizationAffiliation",
+                    "Parameters",
+                    "Patient",
+                    "PaymentNotice",
+                    "PaymentReconciliation",
+                    "Person",
+                    "PlanDefinition",
+                    "Practitioner",
+                    "PractitionerRole",
+                    "Procedure",
+                    "Provenance",
+                    "Questionnaire",
+                    "QuestionnaireResponse",
+                    "RelatedPerson",
+                    "RequestGroup",
+                    "ResearchDefinition",
+                    "ResearchElementDefinition",
+                    "ResearchStudy",
+                    "ResearchSubject",
+                    "Resource",
+                    "RiskAssessment",
+                    "RiskEvidenceSynthesis",
+                    "Schedule",
+                    "SearchParameter",
+                    "ServiceRequest",
+                    "Slot",
+                    "Specimen",
+                    "SpecimenDefinition",
+                    "StructureDefinition",
+                    "StructureMap",
+                    "Subscription",
+                    "Substance",
+                    "SubstanceNucleicAcid",
+                    "SubstancePolymer",
+                    "SubstanceProtein",
+                    "SubstanceReferenceInformation",
+                    "SubstanceSourceMaterial",
+                    "SubstanceSpecification",
+                    "SupplyDelivery",
+                    "SupplyRequest",
+                    "Task",
+                    "TerminologyCapabilities",
+                    "TestReport",
+                    "TestScript",
+                    "ValueSet",
+                    "VerificationResult",
+                    "VisionPrescription",
+                ]
             ]
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="subjectType",
-        serialization_alias="subjectType",
-        min_length=1,
-    )
+        ],
+        Field(validation_alias="subjectType", serialization_alias="subjectType", min_length=1),
+    ] = None
     """Resource that can be subject of QuestionnaireResponse"""
 
-    subject_type_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_subjectType",
-        serialization_alias="_subjectType",
-        min_length=1,
-    )
+    subject_type_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_subjectType", serialization_alias="_subjectType", min_length=1),
+    ] = None
     """Extensions and id of `subjectType`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the questionnaire"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for questionnaire (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this questionnaire is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the questionnaire was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the questionnaire was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the questionnaire is expected to be used"""
 
-    code: Opt[list[Coding]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Concept that represents the overall questionnaire"""
 
-    item: Opt[list[QuestionnaireItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[QuestionnaireItem]], Field(min_length=1)] = None
     """Questions and sections within the Questionnaire"""
 
 
 class QuestionnaireItem(BackboneElement):
     """Questions and sections within the Questionnaire"""
 
-    link_id: FhirString = Field(validation_alias="linkId", serialization_alias="linkId")
+    link_id: Annotated[FhirString, Field(validation_alias="linkId", serialization_alias="linkId")]
     """Unique id for item in questionnaire"""
 
-    link_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId"
-    )
+    link_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_linkId", serialization_alias="_linkId")
+    ] = None
     """Extensions and id of `linkId`."""
 
-    definition: Opt[FhirUri] = Field(default=None)
+    definition: Opt[FhirUri] = None
     """ElementDefinition - details for the item"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    code: Opt[list[Coding]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Corresponding concept for this item in a terminology"""
 
-    prefix: Opt[FhirString] = Field(default=None)
+    prefix: Opt[FhirString] = None
     """E.g."""
 
-    prefix_ext: Opt[Element] = Field(
-        default=None, validation_alias="_prefix", serialization_alias="_prefix"
-    )
+    prefix_ext: Annotated[
+        Opt[Element], Field(validation_alias="_prefix", serialization_alias="_prefix")
+    ] = None
     """Extensions and id of `prefix`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Primary text for the item"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
     type: Literal[
@@ -430,87 +431,90 @@ class QuestionnaireItem(BackboneElement):
         "attachment",
         "reference",
         "quantity",
-    ] = Field()
+    ]
     """group | display | boolean | decimal | integer | date | dateTime +"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    enable_when: Opt[list[QuestionnaireItemEnableWhen]] = Field(
-        default=None, validation_alias="enableWhen", serialization_alias="enableWhen", min_length=1
-    )
+    enable_when: Annotated[
+        Opt[list[QuestionnaireItemEnableWhen]],
+        Field(validation_alias="enableWhen", serialization_alias="enableWhen", min_length=1),
+    ] = None
     """Only allow data when"""
 
-    enable_behavior: Opt[Literal["all", "any"]] = Field(
-        default=None, validation_alias="enableBehavior", serialization_alias="enableBehavior"
-    )
+    enable_behavior: Annotated[
+        Opt[Literal["all", "any"]],
+        Field(validation_alias="enableBehavior", serialization_alias="enableBehavior"),
+    ] = None
     """all | any"""
 
-    enable_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_enableBehavior", serialization_alias="_enableBehavior"
-    )
+    enable_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_enableBehavior", serialization_alias="_enableBehavior"),
+    ] = None
     """Extensions and id of `enableBehavior`."""
 
-    required: Opt[FhirBoolean] = Field(default=None)
+    required: Opt[FhirBoolean] = None
     """Whether the item must be included in data results"""
 
-    required_ext: Opt[Element] = Field(
-        default=None, validation_alias="_required", serialization_alias="_required"
-    )
+    required_ext: Annotated[
+        Opt[Element], Field(validation_alias="_required", serialization_alias="_required")
+    ] = None
     """Extensions and id of `required`."""
 
-    repeats: Opt[FhirBoolean] = Field(default=None)
+    repeats: Opt[FhirBoolean] = None
     """Whether the item may repeat"""
 
-    repeats_ext: Opt[Element] = Field(
-        default=None, validation_alias="_repeats", serialization_alias="_repeats"
-    )
+    repeats_ext: Annotated[
+        Opt[Element], Field(validation_alias="_repeats", serialization_alias="_repeats")
+    ] = None
     """Extensions and id of `repeats`."""
 
-    read_only: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="readOnly", serialization_alias="readOnly"
-    )
+    read_only: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="readOnly", serialization_alias="readOnly")
+    ] = None
     """Don't allow human editing"""
 
-    read_only_ext: Opt[Element] = Field(
-        default=None, validation_alias="_readOnly", serialization_alias="_readOnly"
-    )
+    read_only_ext: Annotated[
+        Opt[Element], Field(validation_alias="_readOnly", serialization_alias="_readOnly")
+    ] = None
     """Extensions and id of `readOnly`."""
 
-    max_length: Opt[FhirInteger] = Field(
-        default=None, validation_alias="maxLength", serialization_alias="maxLength"
-    )
+    max_length: Annotated[
+        Opt[FhirInteger], Field(validation_alias="maxLength", serialization_alias="maxLength")
+    ] = None
     """No more than this many characters"""
 
-    max_length_ext: Opt[Element] = Field(
-        default=None, validation_alias="_maxLength", serialization_alias="_maxLength"
-    )
+    max_length_ext: Annotated[
+        Opt[Element], Field(validation_alias="_maxLength", serialization_alias="_maxLength")
+    ] = None
     """Extensions and id of `maxLength`."""
 
-    answer_value_set: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="answerValueSet", serialization_alias="answerValueSet"
-    )
+    answer_value_set: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="answerValueSet", serialization_alias="answerValueSet"),
+    ] = None
     """Valueset containing permitted answers"""
 
-    answer_value_set_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerValueSet", serialization_alias="_answerValueSet"
-    )
+    answer_value_set_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_answerValueSet", serialization_alias="_answerValueSet"),
+    ] = None
     """Extensions and id of `answerValueSet`."""
 
-    answer_option: Opt[list[QuestionnaireItemAnswerOption]] = Field(
-        default=None,
-        validation_alias="answerOption",
-        serialization_alias="answerOption",
-        min_length=1,
-    )
+    answer_option: Annotated[
+        Opt[list[QuestionnaireItemAnswerOption]],
+        Field(validation_alias="answerOption", serialization_alias="answerOption", min_length=1),
+    ] = None
     """Permitted answer"""
 
-    initial: Opt[list[QuestionnaireItemInitial]] = Field(default=None, min_length=1)
+    initial: Annotated[Opt[list[QuestionnaireItemInitial]], Field(min_length=1)] = None
     """Initial value(s) when item is first rendered"""
 
-    item: Opt[list[QuestionnaireItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[QuestionnaireItem]], Field(min_length=1)] = None
     """Nested questionnaire items"""
 
 
@@ -536,105 +540,112 @@ class QuestionnaireItemEnableWhen(BackboneElement, ChoiceChecked):
         ),
     )
 
-    question: FhirString = Field()
+    question: FhirString
     """Question that determines whether item is enabled"""
 
-    question_ext: Opt[Element] = Field(
-        default=None, validation_alias="_question", serialization_alias="_question"
-    )
+    question_ext: Annotated[
+        Opt[Element], Field(validation_alias="_question", serialization_alias="_question")
+    ] = None
     """Extensions and id of `question`."""
 
-    operator: Literal["exists", "=", "!=", ">", "<", ">=", "<="] = Field()
+    operator: Literal["exists", "=", "!=", ">", "<", ">=", "<="]
     """exists | = | != | > | < | >= | <="""
 
-    operator_ext: Opt[Element] = Field(
-        default=None, validation_alias="_operator", serialization_alias="_operator"
-    )
+    operator_ext: Annotated[
+        Opt[Element], Field(validation_alias="_operator", serialization_alias="_operator")
+    ] = None
     """Extensions and id of `operator`."""
 
-    answer_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="answerBoolean", serialization_alias="answerBoolean"
-    )
+    answer_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="answerBoolean", serialization_alias="answerBoolean"),
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerBoolean", serialization_alias="_answerBoolean"
-    )
+    answer_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerBoolean", serialization_alias="_answerBoolean")
+    ] = None
     """Extensions and id of `answerBoolean`."""
 
-    answer_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="answerDecimal", serialization_alias="answerDecimal"
-    )
+    answer_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="answerDecimal", serialization_alias="answerDecimal"),
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerDecimal", serialization_alias="_answerDecimal"
-    )
+    answer_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerDecimal", serialization_alias="_answerDecimal")
+    ] = None
     """Extensions and id of `answerDecimal`."""
 
-    answer_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="answerInteger", serialization_alias="answerInteger"
-    )
+    answer_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="answerInteger", serialization_alias="answerInteger"),
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerInteger", serialization_alias="_answerInteger"
-    )
+    answer_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerInteger", serialization_alias="_answerInteger")
+    ] = None
     """Extensions and id of `answerInteger`."""
 
-    answer_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="answerDate", serialization_alias="answerDate"
-    )
+    answer_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="answerDate", serialization_alias="answerDate")
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerDate", serialization_alias="_answerDate"
-    )
+    answer_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerDate", serialization_alias="_answerDate")
+    ] = None
     """Extensions and id of `answerDate`."""
 
-    answer_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="answerDateTime", serialization_alias="answerDateTime"
-    )
+    answer_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="answerDateTime", serialization_alias="answerDateTime"),
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerDateTime", serialization_alias="_answerDateTime"
-    )
+    answer_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_answerDateTime", serialization_alias="_answerDateTime"),
+    ] = None
     """Extensions and id of `answerDateTime`."""
 
-    answer_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="answerTime", serialization_alias="answerTime"
-    )
+    answer_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="answerTime", serialization_alias="answerTime")
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerTime", serialization_alias="_answerTime"
-    )
+    answer_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerTime", serialization_alias="_answerTime")
+    ] = None
     """Extensions and id of `answerTime`."""
 
-    answer_string: Opt[FhirString] = Field(
-        default=None, validation_alias="answerString", serialization_alias="answerString"
-    )
+    answer_string: Annotated[
+        Opt[FhirString], Field(validation_alias="answerString", serialization_alias="answerString")
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_answerString", serialization_alias="_answerString"
-    )
+    answer_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_answerString", serialization_alias="_answerString")
+    ] = None
     """Extensions and id of `answerString`."""
 
-    answer_coding: Opt[Coding] = Field(
-        default=None, validation_alias="answerCoding", serialization_alias="answerCoding"
-    )
+    answer_coding: Annotated[
+        Opt[Coding], Field(validation_alias="answerCoding", serialization_alias="answerCoding")
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="answerQuantity", serialization_alias="answerQuantity"
-    )
+    answer_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="answerQuantity", serialization_alias="answerQuantity"),
+    ] = None
     """Value for question comparison based on operator"""
 
-    answer_reference: Opt[Reference] = Field(
-        default=None, validation_alias="answerReference", serialization_alias="answerReference"
-    )
+    answer_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="answerReference", serialization_alias="answerReference"),
+    ] = None
     """Value for question comparison based on operator"""
 
 
@@ -656,64 +667,67 @@ class QuestionnaireItemAnswerOption(BackboneElement, ChoiceChecked):
         ),
     )
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Answer value"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Answer value"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Answer value"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Answer value"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Answer value"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Answer value"""
 
-    initial_selected: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="initialSelected", serialization_alias="initialSelected"
-    )
+    initial_selected: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="initialSelected", serialization_alias="initialSelected"),
+    ] = None
     """Whether option is selected by default"""
 
-    initial_selected_ext: Opt[Element] = Field(
-        default=None, validation_alias="_initialSelected", serialization_alias="_initialSelected"
-    )
+    initial_selected_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_initialSelected", serialization_alias="_initialSelected"),
+    ] = None
     """Extensions and id of `initialSelected`."""
 
 
@@ -741,102 +755,105 @@ class QuestionnaireItemInitial(BackboneElement, ChoiceChecked):
         ),
     )
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Actual value for initializing the question"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Actual value for initializing the question"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Actual value for initializing the question"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Actual value for initializing the question"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,8 +21,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import QuestionnaireResponseSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.element import Element
@@ -34,99 +36,102 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "Coding", "Element", "Identifier", "Quantity", "Reference")
 
 
-class QuestionnaireResponse(DomainResource):
+class QuestionnaireResponse(
+    DomainResource, Searchable["QuestionnaireResponse", "QuestionnaireResponseSearchParams"]
+):
     """A structured set of questions and their answers."""
 
-    resource_type: Literal["QuestionnaireResponse"] = Field(
-        default="QuestionnaireResponse",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["QuestionnaireResponse"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "QuestionnaireResponse"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Unique id for this set of answers"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Request fulfilled by this QuestionnaireResponse"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of this action"""
 
-    questionnaire: Opt[FhirCanonical] = Field(default=None)
+    questionnaire: Opt[FhirCanonical] = None
     """Form being answered"""
 
-    questionnaire_ext: Opt[Element] = Field(
-        default=None, validation_alias="_questionnaire", serialization_alias="_questionnaire"
-    )
+    questionnaire_ext: Annotated[
+        Opt[Element], Field(validation_alias="_questionnaire", serialization_alias="_questionnaire")
+    ] = None
     """Extensions and id of `questionnaire`."""
 
-    status: Literal["in-progress", "completed", "amended", "entered-in-error", "stopped"] = Field()
+    status: Literal["in-progress", "completed", "amended", "entered-in-error", "stopped"]
     """in-progress | completed | amended | entered-in-error | stopped"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """The subject of the questions"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter created as part of"""
 
-    authored: Opt[FhirDateTime] = Field(default=None)
+    authored: Opt[FhirDateTime] = None
     """Date the answers were gathered"""
 
-    authored_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authored", serialization_alias="_authored"
-    )
+    authored_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authored", serialization_alias="_authored")
+    ] = None
     """Extensions and id of `authored`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Person who received and recorded the answers"""
 
-    source: Opt[Reference] = Field(default=None)
+    source: Opt[Reference] = None
     """The person who answered the questions"""
 
-    item: Opt[list[QuestionnaireResponseItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[QuestionnaireResponseItem]], Field(min_length=1)] = None
     """Groups and questions"""
 
 
 class QuestionnaireResponseItem(BackboneElement):
     """Groups and questions"""
 
-    link_id: FhirString = Field(validation_alias="linkId", serialization_alias="linkId")
+    link_id: Annotated[FhirString, Field(validation_alias="linkId", serialization_alias="linkId")]
     """Pointer to specific item from Questionnaire"""
 
-    link_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId"
-    )
+    link_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_linkId", serialization_alias="_linkId")
+    ] = None
     """Extensions and id of `linkId`."""
 
-    definition: Opt[FhirUri] = Field(default=None)
+    definition: Opt[FhirUri] = None
     """ElementDefinition - details for the item"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    text: Opt[FhirString] = Field(default=None)
+    text: Opt[FhirString] = None
     """Name for group or question text"""
 
-    text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_text", serialization_alias="_text"
-    )
+    text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_text", serialization_alias="_text")
+    ] = None
     """Extensions and id of `text`."""
 
-    answer: Opt[list[QuestionnaireResponseItemAnswer]] = Field(default=None, min_length=1)
+    answer: Annotated[Opt[list[QuestionnaireResponseItemAnswer]], Field(min_length=1)] = None
     """The response(s) to the question"""
 
-    item: Opt[list[QuestionnaireResponseItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[QuestionnaireResponseItem]], Field(min_length=1)] = None
     """Nested questionnaire response items"""
 
 
@@ -154,105 +159,108 @@ class QuestionnaireResponseItemAnswer(BackboneElement, ChoiceChecked):
         ),
     )
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Single-valued answer to the question"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Single-valued answer to the question"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Single-valued answer to the question"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Single-valued answer to the question"""
 
-    item: Opt[list[QuestionnaireResponseItem]] = Field(default=None, min_length=1)
+    item: Annotated[Opt[list[QuestionnaireResponseItem]], Field(min_length=1)] = None
     """Nested groups and questions"""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.element import Element
 
@@ -20,8 +18,8 @@ _DEPENDENCIES = ("Quantity",)
 class Range(Element):
     """Base StructureDefinition for Range Type: A set of ordered Quantities defined by a low and high limit."""
 
-    low: Opt[Quantity] = Field(default=None)
+    low: Opt[Quantity] = None
     """Low limit"""
 
-    high: Opt[Quantity] = Field(default=None)
+    high: Opt[Quantity] = None
     """High limit"""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
-
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.element import Element
 
@@ -20,8 +18,8 @@ _DEPENDENCIES = ("Quantity",)
 class Ratio(Element):
     """Base StructureDefinition for Ratio Type: A relationship of two Quantity values - expressed as a numerator and a denominator."""
 
-    numerator: Opt[Quantity] = Field(default=None)
+    numerator: Opt[Quantity] = None
     """Numerator value"""
 
-    denominator: Opt[Quantity] = Field(default=None)
+    denominator: Opt[Quantity] = None
     """Denominator value"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -21,29 +21,29 @@ _DEPENDENCIES = ("Identifier",)
 class Reference(Element):
     """Base StructureDefinition for Reference Type: A reference from one resource to another."""
 
-    reference: Opt[FhirString] = Field(default=None)
+    reference: Opt[FhirString] = None
     """Literal reference, Relative, internal or absolute URL"""
 
-    reference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reference", serialization_alias="_reference"
-    )
+    reference_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reference", serialization_alias="_reference")
+    ] = None
     """Extensions and id of `reference`."""
 
-    type: Opt[FhirUri] = Field(default=None)
+    type: Opt[FhirUri] = None
     """Type the reference refers to (e.g."""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Logical reference, when literal reference is not known"""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Text alternative for the resource"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""

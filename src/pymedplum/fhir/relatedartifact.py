@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -30,51 +30,53 @@ class RelatedArtifact(Element):
         "derived-from",
         "depends-on",
         "composed-of",
-    ] = Field()
+    ]
     """documentation | justification | citation | predecessor | successor | derived-from | depends-on | composed-of"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    label: Opt[FhirString] = Field(default=None)
+    label: Opt[FhirString] = None
     """Short label"""
 
-    label_ext: Opt[Element] = Field(
-        default=None, validation_alias="_label", serialization_alias="_label"
-    )
+    label_ext: Annotated[
+        Opt[Element], Field(validation_alias="_label", serialization_alias="_label")
+    ] = None
     """Extensions and id of `label`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Brief description of the related artifact"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    citation: Opt[FhirMarkdown] = Field(default=None)
+    citation: Opt[FhirMarkdown] = None
     """Bibliographic citation for the artifact"""
 
-    citation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_citation", serialization_alias="_citation"
-    )
+    citation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_citation", serialization_alias="_citation")
+    ] = None
     """Extensions and id of `citation`."""
 
-    url: Opt[FhirUrl] = Field(default=None)
+    url: Opt[FhirUrl] = None
     """Where the artifact can be accessed"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    document: Opt[Attachment] = Field(default=None)
+    document: Opt[Attachment] = None
     """What document is being referenced"""
 
-    resource: Opt[FhirCanonical] = Field(default=None)
+    resource: Opt[FhirCanonical] = None
     """What resource is being referenced"""
 
-    resource_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resource", serialization_alias="_resource"
-    )
+    resource_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resource", serialization_alias="_resource")
+    ] = None
     """Extensions and id of `resource`."""

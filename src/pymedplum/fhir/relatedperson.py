@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDate
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import RelatedPersonSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -37,77 +39,78 @@ _DEPENDENCIES = (
 )
 
 
-class RelatedPerson(DomainResource):
+class RelatedPerson(DomainResource, Searchable["RelatedPerson", "RelatedPersonSearchParams"]):
     """Information about a person that is involved in the care for a patient, but who is not the target of healthcare, nor has a formal responsibility in the care process."""
 
-    resource_type: Literal["RelatedPerson"] = Field(
-        default="RelatedPerson", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["RelatedPerson"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "RelatedPerson"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """A human identifier for this person"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this related person's record is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """The patient this person is related to"""
 
-    relationship: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    relationship: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The nature of the relationship"""
 
-    name: Opt[list[HumanName]] = Field(default=None, min_length=1)
+    name: Annotated[Opt[list[HumanName]], Field(min_length=1)] = None
     """A name associated with the person"""
 
-    telecom: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    telecom: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """A contact detail for the person"""
 
-    gender: Opt[Literal["male", "female", "other", "unknown"]] = Field(default=None)
+    gender: Opt[Literal["male", "female", "other", "unknown"]] = None
     """male | female | other | unknown"""
 
-    gender_ext: Opt[Element] = Field(
-        default=None, validation_alias="_gender", serialization_alias="_gender"
-    )
+    gender_ext: Annotated[
+        Opt[Element], Field(validation_alias="_gender", serialization_alias="_gender")
+    ] = None
     """Extensions and id of `gender`."""
 
-    birth_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="birthDate", serialization_alias="birthDate"
-    )
+    birth_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="birthDate", serialization_alias="birthDate")
+    ] = None
     """The date on which the related person was born"""
 
-    birth_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_birthDate", serialization_alias="_birthDate"
-    )
+    birth_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_birthDate", serialization_alias="_birthDate")
+    ] = None
     """Extensions and id of `birthDate`."""
 
-    address: Opt[list[Address]] = Field(default=None, min_length=1)
+    address: Annotated[Opt[list[Address]], Field(min_length=1)] = None
     """Address where the related person can be contacted or visited"""
 
-    photo: Opt[list[Attachment]] = Field(default=None, min_length=1)
+    photo: Annotated[Opt[list[Attachment]], Field(min_length=1)] = None
     """Image of the person"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Period of time that this relationship is considered valid"""
 
-    communication: Opt[list[RelatedPersonCommunication]] = Field(default=None, min_length=1)
+    communication: Annotated[Opt[list[RelatedPersonCommunication]], Field(min_length=1)] = None
     """A language which may be used to communicate with about the patient's health"""
 
 
 class RelatedPersonCommunication(BackboneElement):
     """A language which may be used to communicate with about the patient's health"""
 
-    language: CodeableConcept = Field()
+    language: CodeableConcept
     """The language which can be used to communicate with the patient about his or her health"""
 
-    preferred: Opt[FhirBoolean] = Field(default=None)
+    preferred: Opt[FhirBoolean] = None
     """Language preference indicator"""
 
-    preferred_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preferred", serialization_alias="_preferred"
-    )
+    preferred_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preferred", serialization_alias="_preferred")
+    ] = None
     """Extensions and id of `preferred`."""

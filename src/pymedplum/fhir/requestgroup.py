@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirDateTime, FhirId, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import RequestGroupSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
@@ -43,69 +45,78 @@ _DEPENDENCIES = (
 )
 
 
-class RequestGroup(DomainResource):
+class RequestGroup(DomainResource, Searchable["RequestGroup", "RequestGroupSearchParams"]):
     """A group of related requests that can be used to capture intended activities that have inter-dependencies such as \"give this medication after that one\"."""
 
-    resource_type: Literal["RequestGroup"] = Field(
-        default="RequestGroup", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["RequestGroup"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "RequestGroup"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business identifier"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills plan, proposal, or order"""
 
-    replaces: Opt[list[Reference]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Request(s) replaced by this request"""
 
-    group_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="groupIdentifier", serialization_alias="groupIdentifier"
-    )
+    group_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="groupIdentifier", serialization_alias="groupIdentifier"),
+    ] = None
     """Composite request this is part of"""
 
     status: Literal[
         "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
     intent: Literal[
@@ -118,61 +129,62 @@ class RequestGroup(DomainResource):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """proposal | plan | directive | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """What's being requested/ordered"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Who the request group is about"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Created as part of"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """When the request group was authored"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    author: Opt[Reference] = Field(default=None)
+    author: Opt[Reference] = None
     """Device or practitioner that authored the request group"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why the request group is needed"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why the request group is needed"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Additional notes about the response"""
 
-    action: Opt[list[RequestGroupAction]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[RequestGroupAction]], Field(min_length=1)] = None
     """Proposed actions, if any"""
 
 
@@ -194,183 +206,188 @@ class RequestGroupAction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    prefix: Opt[FhirString] = Field(default=None)
+    prefix: Opt[FhirString] = None
     """User-visible prefix for the action (e.g."""
 
-    prefix_ext: Opt[Element] = Field(
-        default=None, validation_alias="_prefix", serialization_alias="_prefix"
-    )
+    prefix_ext: Annotated[
+        Opt[Element], Field(validation_alias="_prefix", serialization_alias="_prefix")
+    ] = None
     """Extensions and id of `prefix`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """User-visible title"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Short description of the action"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    text_equivalent: Opt[FhirString] = Field(
-        default=None, validation_alias="textEquivalent", serialization_alias="textEquivalent"
-    )
+    text_equivalent: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="textEquivalent", serialization_alias="textEquivalent"),
+    ] = None
     """Static text equivalent of the action, used if the dynamic aspects cannot be interpreted by the receiving system"""
 
-    text_equivalent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_textEquivalent", serialization_alias="_textEquivalent"
-    )
+    text_equivalent_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_textEquivalent", serialization_alias="_textEquivalent"),
+    ] = None
     """Extensions and id of `textEquivalent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    code: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Code representing the meaning of the action or sub-actions"""
 
-    documentation: Opt[list[RelatedArtifact]] = Field(default=None, min_length=1)
+    documentation: Annotated[Opt[list[RelatedArtifact]], Field(min_length=1)] = None
     """Supporting documentation for the intended performer of the action"""
 
-    condition: Opt[list[RequestGroupActionCondition]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[RequestGroupActionCondition]], Field(min_length=1)] = None
     """Whether or not the action is applicable"""
 
-    related_action: Opt[list[RequestGroupActionRelatedAction]] = Field(
-        default=None,
-        validation_alias="relatedAction",
-        serialization_alias="relatedAction",
-        min_length=1,
-    )
+    related_action: Annotated[
+        Opt[list[RequestGroupActionRelatedAction]],
+        Field(validation_alias="relatedAction", serialization_alias="relatedAction", min_length=1),
+    ] = None
     """Relationship to another action"""
 
-    timing_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timingDateTime", serialization_alias="timingDateTime"
-    )
+    timing_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timingDateTime", serialization_alias="timingDateTime"),
+    ] = None
     """When the action should take place"""
 
-    timing_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDateTime", serialization_alias="_timingDateTime"
-    )
+    timing_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_timingDateTime", serialization_alias="_timingDateTime"),
+    ] = None
     """Extensions and id of `timingDateTime`."""
 
-    timing_age: Opt[Age] = Field(
-        default=None, validation_alias="timingAge", serialization_alias="timingAge"
-    )
+    timing_age: Annotated[
+        Opt[Age], Field(validation_alias="timingAge", serialization_alias="timingAge")
+    ] = None
     """When the action should take place"""
 
-    timing_period: Opt[Period] = Field(
-        default=None, validation_alias="timingPeriod", serialization_alias="timingPeriod"
-    )
+    timing_period: Annotated[
+        Opt[Period], Field(validation_alias="timingPeriod", serialization_alias="timingPeriod")
+    ] = None
     """When the action should take place"""
 
-    timing_duration: Opt[Duration] = Field(
-        default=None, validation_alias="timingDuration", serialization_alias="timingDuration"
-    )
+    timing_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="timingDuration", serialization_alias="timingDuration"),
+    ] = None
     """When the action should take place"""
 
-    timing_range: Opt[Range] = Field(
-        default=None, validation_alias="timingRange", serialization_alias="timingRange"
-    )
+    timing_range: Annotated[
+        Opt[Range], Field(validation_alias="timingRange", serialization_alias="timingRange")
+    ] = None
     """When the action should take place"""
 
-    timing_timing: Opt[Timing] = Field(
-        default=None, validation_alias="timingTiming", serialization_alias="timingTiming"
-    )
+    timing_timing: Annotated[
+        Opt[Timing], Field(validation_alias="timingTiming", serialization_alias="timingTiming")
+    ] = None
     """When the action should take place"""
 
-    participant: Opt[list[Reference]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who should perform the action"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """create | update | remove | fire-event"""
 
-    grouping_behavior: Opt[Literal["visual-group", "logical-group", "sentence-group"]] = Field(
-        default=None, validation_alias="groupingBehavior", serialization_alias="groupingBehavior"
-    )
+    grouping_behavior: Annotated[
+        Opt[Literal["visual-group", "logical-group", "sentence-group"]],
+        Field(validation_alias="groupingBehavior", serialization_alias="groupingBehavior"),
+    ] = None
     """visual-group | logical-group | sentence-group"""
 
-    grouping_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_groupingBehavior", serialization_alias="_groupingBehavior"
-    )
+    grouping_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_groupingBehavior", serialization_alias="_groupingBehavior"),
+    ] = None
     """Extensions and id of `groupingBehavior`."""
 
-    selection_behavior: Opt[
-        Literal["any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more"]
-    ] = Field(
-        default=None, validation_alias="selectionBehavior", serialization_alias="selectionBehavior"
-    )
+    selection_behavior: Annotated[
+        Opt[Literal["any", "all", "all-or-none", "exactly-one", "at-most-one", "one-or-more"]],
+        Field(validation_alias="selectionBehavior", serialization_alias="selectionBehavior"),
+    ] = None
     """any | all | all-or-none | exactly-one | at-most-one | one-or-more"""
 
-    selection_behavior_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_selectionBehavior",
-        serialization_alias="_selectionBehavior",
-    )
+    selection_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_selectionBehavior", serialization_alias="_selectionBehavior"),
+    ] = None
     """Extensions and id of `selectionBehavior`."""
 
-    required_behavior: Opt[Literal["must", "could", "must-unless-documented"]] = Field(
-        default=None, validation_alias="requiredBehavior", serialization_alias="requiredBehavior"
-    )
+    required_behavior: Annotated[
+        Opt[Literal["must", "could", "must-unless-documented"]],
+        Field(validation_alias="requiredBehavior", serialization_alias="requiredBehavior"),
+    ] = None
     """must | could | must-unless-documented"""
 
-    required_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requiredBehavior", serialization_alias="_requiredBehavior"
-    )
+    required_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_requiredBehavior", serialization_alias="_requiredBehavior"),
+    ] = None
     """Extensions and id of `requiredBehavior`."""
 
-    precheck_behavior: Opt[Literal["yes", "no"]] = Field(
-        default=None, validation_alias="precheckBehavior", serialization_alias="precheckBehavior"
-    )
+    precheck_behavior: Annotated[
+        Opt[Literal["yes", "no"]],
+        Field(validation_alias="precheckBehavior", serialization_alias="precheckBehavior"),
+    ] = None
     """yes | no"""
 
-    precheck_behavior_ext: Opt[Element] = Field(
-        default=None, validation_alias="_precheckBehavior", serialization_alias="_precheckBehavior"
-    )
+    precheck_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_precheckBehavior", serialization_alias="_precheckBehavior"),
+    ] = None
     """Extensions and id of `precheckBehavior`."""
 
-    cardinality_behavior: Opt[Literal["single", "multiple"]] = Field(
-        default=None,
-        validation_alias="cardinalityBehavior",
-        serialization_alias="cardinalityBehavior",
-    )
+    cardinality_behavior: Annotated[
+        Opt[Literal["single", "multiple"]],
+        Field(validation_alias="cardinalityBehavior", serialization_alias="cardinalityBehavior"),
+    ] = None
     """single | multiple"""
 
-    cardinality_behavior_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_cardinalityBehavior",
-        serialization_alias="_cardinalityBehavior",
-    )
+    cardinality_behavior_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_cardinalityBehavior", serialization_alias="_cardinalityBehavior"),
+    ] = None
     """Extensions and id of `cardinalityBehavior`."""
 
-    resource: Opt[Reference] = Field(default=None)
+    resource: Opt[Reference] = None
     """The target of the action"""
 
-    action: Opt[list[RequestGroupAction]] = Field(default=None, min_length=1)
+    action: Annotated[Opt[list[RequestGroupAction]], Field(min_length=1)] = None
     """Sub action"""
 
 
 class RequestGroupActionCondition(BackboneElement):
     """Whether or not the action is applicable"""
 
-    kind: Literal["applicability", "start", "stop"] = Field()
+    kind: Literal["applicability", "start", "stop"]
     """applicability | start | stop"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    expression: Opt[Expression] = Field(default=None)
+    expression: Opt[Expression] = None
     """Boolean-valued expression"""
 
 
@@ -385,12 +402,12 @@ class RequestGroupActionRelatedAction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    action_id: FhirId = Field(validation_alias="actionId", serialization_alias="actionId")
+    action_id: Annotated[FhirId, Field(validation_alias="actionId", serialization_alias="actionId")]
     """What action this is related to"""
 
-    action_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actionId", serialization_alias="_actionId"
-    )
+    action_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actionId", serialization_alias="_actionId")
+    ] = None
     """Extensions and id of `actionId`."""
 
     relationship: Literal[
@@ -403,20 +420,21 @@ class RequestGroupActionRelatedAction(BackboneElement, ChoiceChecked):
         "after-start",
         "after",
         "after-end",
-    ] = Field()
+    ]
     """before-start | before | before-end | concurrent-with-start | concurrent | concurrent-with-end | after-start | after | after-end"""
 
-    relationship_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relationship", serialization_alias="_relationship"
-    )
+    relationship_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relationship", serialization_alias="_relationship")
+    ] = None
     """Extensions and id of `relationship`."""
 
-    offset_duration: Opt[Duration] = Field(
-        default=None, validation_alias="offsetDuration", serialization_alias="offsetDuration"
-    )
+    offset_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="offsetDuration", serialization_alias="offsetDuration"),
+    ] = None
     """Time offset for the relationship"""
 
-    offset_range: Opt[Range] = Field(
-        default=None, validation_alias="offsetRange", serialization_alias="offsetRange"
-    )
+    offset_range: Annotated[
+        Opt[Range], Field(validation_alias="offsetRange", serialization_alias="offsetRange")
+    ] = None
     """Time offset for the relationship"""

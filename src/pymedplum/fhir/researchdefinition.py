@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,10 @@ from pymedplum.fhir._primitives import (
     FhirUri,
 )
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResearchDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -42,7 +44,11 @@ _DEPENDENCIES = (
 )
 
 
-class ResearchDefinition(DomainResource, ChoiceChecked):
+class ResearchDefinition(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["ResearchDefinition", "ResearchDefinitionSearchParams"],
+):
     """The ResearchDefinition resource describes the conditional state (population and any exposures being compared within the population) and outcome (if specified) that the knowledge (evidence, assertio..."""
 
     __fhir_choice_groups__ = (
@@ -53,226 +59,234 @@ class ResearchDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ResearchDefinition"] = Field(
-        default="ResearchDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ResearchDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ResearchDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this research definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the research definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the research definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this research definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this research definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    short_title: Opt[FhirString] = Field(
-        default=None, validation_alias="shortTitle", serialization_alias="shortTitle"
-    )
+    short_title: Annotated[
+        Opt[FhirString], Field(validation_alias="shortTitle", serialization_alias="shortTitle")
+    ] = None
     """Title for use in informal contexts"""
 
-    short_title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_shortTitle", serialization_alias="_shortTitle"
-    )
+    short_title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_shortTitle", serialization_alias="_shortTitle")
+    ] = None
     """Extensions and id of `shortTitle`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the ResearchDefinition"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """E.g."""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """E.g."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the research definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    comment: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    comment: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    comment_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment", min_length=1
-    )
+    comment_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_comment", serialization_alias="_comment", min_length=1),
+    ] = None
     """Extensions and id of `comment`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for research definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this research definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the ResearchDefinition"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the research definition was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the research definition was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the research definition is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The category of the ResearchDefinition, such as Education, Treatment, Assessment, etc."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    library: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    library: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Logic used by the ResearchDefinition"""
 
-    library_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_library", serialization_alias="_library", min_length=1
-    )
+    library_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_library", serialization_alias="_library", min_length=1),
+    ] = None
     """Extensions and id of `library`."""
 
-    population: Reference = Field()
+    population: Reference
     """What population?"""
 
-    exposure: Opt[Reference] = Field(default=None)
+    exposure: Opt[Reference] = None
     """What exposure?"""
 
-    exposure_alternative: Opt[Reference] = Field(
-        default=None,
-        validation_alias="exposureAlternative",
-        serialization_alias="exposureAlternative",
-    )
+    exposure_alternative: Annotated[
+        Opt[Reference],
+        Field(validation_alias="exposureAlternative", serialization_alias="exposureAlternative"),
+    ] = None
     """What alternative exposure state?"""
 
-    outcome: Opt[Reference] = Field(default=None)
+    outcome: Opt[Reference] = None
     """What outcome?"""

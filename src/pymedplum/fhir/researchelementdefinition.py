@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResearchElementDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.datarequirement import DataRequirement
@@ -51,7 +53,11 @@ _DEPENDENCIES = (
 )
 
 
-class ResearchElementDefinition(DomainResource, ChoiceChecked):
+class ResearchElementDefinition(
+    DomainResource,
+    ChoiceChecked,
+    Searchable["ResearchElementDefinition", "ResearchElementDefinitionSearchParams"],
+):
     """The ResearchElementDefinition resource describes a \"PICO\" element that knowledge (evidence, assertion, recommendation) is about."""
 
     __fhir_choice_groups__ = (
@@ -62,233 +68,243 @@ class ResearchElementDefinition(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ResearchElementDefinition"] = Field(
-        default="ResearchElementDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ResearchElementDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ResearchElementDefinition"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this research element definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the research element definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the research element definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this research element definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this research element definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    short_title: Opt[FhirString] = Field(
-        default=None, validation_alias="shortTitle", serialization_alias="shortTitle"
-    )
+    short_title: Annotated[
+        Opt[FhirString], Field(validation_alias="shortTitle", serialization_alias="shortTitle")
+    ] = None
     """Title for use in informal contexts"""
 
-    short_title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_shortTitle", serialization_alias="_shortTitle"
-    )
+    short_title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_shortTitle", serialization_alias="_shortTitle")
+    ] = None
     """Extensions and id of `shortTitle`."""
 
-    subtitle: Opt[FhirString] = Field(default=None)
+    subtitle: Opt[FhirString] = None
     """Subordinate title of the ResearchElementDefinition"""
 
-    subtitle_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subtitle", serialization_alias="_subtitle"
-    )
+    subtitle_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subtitle", serialization_alias="_subtitle")
+    ] = None
     """Extensions and id of `subtitle`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    subject_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="subjectCodeableConcept",
-        serialization_alias="subjectCodeableConcept",
-    )
+    subject_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="subjectCodeableConcept", serialization_alias="subjectCodeableConcept"
+        ),
+    ] = None
     """E.g."""
 
-    subject_reference: Opt[Reference] = Field(
-        default=None, validation_alias="subjectReference", serialization_alias="subjectReference"
-    )
+    subject_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="subjectReference", serialization_alias="subjectReference"),
+    ] = None
     """E.g."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the research element definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    comment: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    comment: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    comment_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment", min_length=1
-    )
+    comment_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_comment", serialization_alias="_comment", min_length=1),
+    ] = None
     """Extensions and id of `comment`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for research element definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this research element definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    usage: Opt[FhirString] = Field(default=None)
+    usage: Opt[FhirString] = None
     """Describes the clinical usage of the ResearchElementDefinition"""
 
-    usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_usage", serialization_alias="_usage"
-    )
+    usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_usage", serialization_alias="_usage")
+    ] = None
     """Extensions and id of `usage`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the research element definition was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the research element definition was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the research element definition is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The category of the ResearchElementDefinition, such as Education, Treatment, Assessment, etc."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    library: Opt[list[FhirCanonical]] = Field(default=None, min_length=1)
+    library: Annotated[Opt[list[FhirCanonical]], Field(min_length=1)] = None
     """Logic used by the ResearchElementDefinition"""
 
-    library_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_library", serialization_alias="_library", min_length=1
-    )
+    library_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_library", serialization_alias="_library", min_length=1),
+    ] = None
     """Extensions and id of `library`."""
 
-    type: Literal["population", "exposure", "outcome"] = Field()
+    type: Literal["population", "exposure", "outcome"]
     """population | exposure | outcome"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    variable_type: Opt[Literal["dichotomous", "continuous", "descriptive"]] = Field(
-        default=None, validation_alias="variableType", serialization_alias="variableType"
-    )
+    variable_type: Annotated[
+        Opt[Literal["dichotomous", "continuous", "descriptive"]],
+        Field(validation_alias="variableType", serialization_alias="variableType"),
+    ] = None
     """dichotomous | continuous | descriptive"""
 
-    variable_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_variableType", serialization_alias="_variableType"
-    )
+    variable_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_variableType", serialization_alias="_variableType")
+    ] = None
     """Extensions and id of `variableType`."""
 
-    characteristic: list[ResearchElementDefinitionCharacteristic] = Field(min_length=1)
+    characteristic: Annotated[list[ResearchElementDefinitionCharacteristic], Field(min_length=1)]
     """What defines the members of the research element"""
 
 
@@ -328,206 +344,248 @@ class ResearchElementDefinitionCharacteristic(BackboneElement, ChoiceChecked):
         ),
     )
 
-    definition_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="definitionCodeableConcept",
-        serialization_alias="definitionCodeableConcept",
-    )
+    definition_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="definitionCodeableConcept",
+            serialization_alias="definitionCodeableConcept",
+        ),
+    ] = None
     """What code or expression defines members?"""
 
-    definition_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="definitionCanonical",
-        serialization_alias="definitionCanonical",
-    )
+    definition_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="definitionCanonical", serialization_alias="definitionCanonical"),
+    ] = None
     """What code or expression defines members?"""
 
-    definition_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_definitionCanonical",
-        serialization_alias="_definitionCanonical",
-    )
+    definition_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_definitionCanonical", serialization_alias="_definitionCanonical"),
+    ] = None
     """Extensions and id of `definitionCanonical`."""
 
-    definition_expression: Opt[Expression] = Field(
-        default=None,
-        validation_alias="definitionExpression",
-        serialization_alias="definitionExpression",
-    )
+    definition_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="definitionExpression", serialization_alias="definitionExpression"),
+    ] = None
     """What code or expression defines members?"""
 
-    definition_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="definitionDataRequirement",
-        serialization_alias="definitionDataRequirement",
-    )
+    definition_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(
+            validation_alias="definitionDataRequirement",
+            serialization_alias="definitionDataRequirement",
+        ),
+    ] = None
     """What code or expression defines members?"""
 
-    usage_context: Opt[list[UsageContext]] = Field(
-        default=None,
-        validation_alias="usageContext",
-        serialization_alias="usageContext",
-        min_length=1,
-    )
+    usage_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="usageContext", serialization_alias="usageContext", min_length=1),
+    ] = None
     """What code/value pairs define members?"""
 
-    exclude: Opt[FhirBoolean] = Field(default=None)
+    exclude: Opt[FhirBoolean] = None
     """Whether the characteristic includes or excludes members"""
 
-    exclude_ext: Opt[Element] = Field(
-        default=None, validation_alias="_exclude", serialization_alias="_exclude"
-    )
+    exclude_ext: Annotated[
+        Opt[Element], Field(validation_alias="_exclude", serialization_alias="_exclude")
+    ] = None
     """Extensions and id of `exclude`."""
 
-    unit_of_measure: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="unitOfMeasure", serialization_alias="unitOfMeasure"
-    )
+    unit_of_measure: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="unitOfMeasure", serialization_alias="unitOfMeasure"),
+    ] = None
     """What unit is the outcome described in?"""
 
-    study_effective_description: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="studyEffectiveDescription",
-        serialization_alias="studyEffectiveDescription",
-    )
+    study_effective_description: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="studyEffectiveDescription",
+            serialization_alias="studyEffectiveDescription",
+        ),
+    ] = None
     """What time period does the study cover"""
 
-    study_effective_description_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_studyEffectiveDescription",
-        serialization_alias="_studyEffectiveDescription",
-    )
+    study_effective_description_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_studyEffectiveDescription",
+            serialization_alias="_studyEffectiveDescription",
+        ),
+    ] = None
     """Extensions and id of `studyEffectiveDescription`."""
 
-    study_effective_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="studyEffectiveDateTime",
-        serialization_alias="studyEffectiveDateTime",
-    )
+    study_effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(
+            validation_alias="studyEffectiveDateTime", serialization_alias="studyEffectiveDateTime"
+        ),
+    ] = None
     """What time period does the study cover"""
 
-    study_effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_studyEffectiveDateTime",
-        serialization_alias="_studyEffectiveDateTime",
-    )
+    study_effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_studyEffectiveDateTime",
+            serialization_alias="_studyEffectiveDateTime",
+        ),
+    ] = None
     """Extensions and id of `studyEffectiveDateTime`."""
 
-    study_effective_period: Opt[Period] = Field(
-        default=None,
-        validation_alias="studyEffectivePeriod",
-        serialization_alias="studyEffectivePeriod",
-    )
+    study_effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="studyEffectivePeriod", serialization_alias="studyEffectivePeriod"),
+    ] = None
     """What time period does the study cover"""
 
-    study_effective_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="studyEffectiveDuration",
-        serialization_alias="studyEffectiveDuration",
-    )
+    study_effective_duration: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="studyEffectiveDuration", serialization_alias="studyEffectiveDuration"
+        ),
+    ] = None
     """What time period does the study cover"""
 
-    study_effective_timing: Opt[Timing] = Field(
-        default=None,
-        validation_alias="studyEffectiveTiming",
-        serialization_alias="studyEffectiveTiming",
-    )
+    study_effective_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="studyEffectiveTiming", serialization_alias="studyEffectiveTiming"),
+    ] = None
     """What time period does the study cover"""
 
-    study_effective_time_from_start: Opt[Duration] = Field(
-        default=None,
-        validation_alias="studyEffectiveTimeFromStart",
-        serialization_alias="studyEffectiveTimeFromStart",
-    )
+    study_effective_time_from_start: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="studyEffectiveTimeFromStart",
+            serialization_alias="studyEffectiveTimeFromStart",
+        ),
+    ] = None
     """Observation time from study start"""
 
-    study_effective_group_measure: Opt[
-        Literal[
-            "mean", "median", "mean-of-mean", "mean-of-median", "median-of-mean", "median-of-median"
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="studyEffectiveGroupMeasure",
-        serialization_alias="studyEffectiveGroupMeasure",
-    )
+    study_effective_group_measure: Annotated[
+        Opt[
+            Literal[
+                "mean",
+                "median",
+                "mean-of-mean",
+                "mean-of-median",
+                "median-of-mean",
+                "median-of-median",
+            ]
+        ],
+        Field(
+            validation_alias="studyEffectiveGroupMeasure",
+            serialization_alias="studyEffectiveGroupMeasure",
+        ),
+    ] = None
     """mean | median | mean-of-mean | mean-of-median | median-of-mean | median-of-median"""
 
-    study_effective_group_measure_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_studyEffectiveGroupMeasure",
-        serialization_alias="_studyEffectiveGroupMeasure",
-    )
+    study_effective_group_measure_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_studyEffectiveGroupMeasure",
+            serialization_alias="_studyEffectiveGroupMeasure",
+        ),
+    ] = None
     """Extensions and id of `studyEffectiveGroupMeasure`."""
 
-    participant_effective_description: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="participantEffectiveDescription",
-        serialization_alias="participantEffectiveDescription",
-    )
+    participant_effective_description: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="participantEffectiveDescription",
+            serialization_alias="participantEffectiveDescription",
+        ),
+    ] = None
     """What time period do participants cover"""
 
-    participant_effective_description_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_participantEffectiveDescription",
-        serialization_alias="_participantEffectiveDescription",
-    )
+    participant_effective_description_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_participantEffectiveDescription",
+            serialization_alias="_participantEffectiveDescription",
+        ),
+    ] = None
     """Extensions and id of `participantEffectiveDescription`."""
 
-    participant_effective_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="participantEffectiveDateTime",
-        serialization_alias="participantEffectiveDateTime",
-    )
+    participant_effective_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(
+            validation_alias="participantEffectiveDateTime",
+            serialization_alias="participantEffectiveDateTime",
+        ),
+    ] = None
     """What time period do participants cover"""
 
-    participant_effective_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_participantEffectiveDateTime",
-        serialization_alias="_participantEffectiveDateTime",
-    )
+    participant_effective_date_time_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_participantEffectiveDateTime",
+            serialization_alias="_participantEffectiveDateTime",
+        ),
+    ] = None
     """Extensions and id of `participantEffectiveDateTime`."""
 
-    participant_effective_period: Opt[Period] = Field(
-        default=None,
-        validation_alias="participantEffectivePeriod",
-        serialization_alias="participantEffectivePeriod",
-    )
+    participant_effective_period: Annotated[
+        Opt[Period],
+        Field(
+            validation_alias="participantEffectivePeriod",
+            serialization_alias="participantEffectivePeriod",
+        ),
+    ] = None
     """What time period do participants cover"""
 
-    participant_effective_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="participantEffectiveDuration",
-        serialization_alias="participantEffectiveDuration",
-    )
+    participant_effective_duration: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="participantEffectiveDuration",
+            serialization_alias="participantEffectiveDuration",
+        ),
+    ] = None
     """What time period do participants cover"""
 
-    participant_effective_timing: Opt[Timing] = Field(
-        default=None,
-        validation_alias="participantEffectiveTiming",
-        serialization_alias="participantEffectiveTiming",
-    )
+    participant_effective_timing: Annotated[
+        Opt[Timing],
+        Field(
+            validation_alias="participantEffectiveTiming",
+            serialization_alias="participantEffectiveTiming",
+        ),
+    ] = None
     """What time period do participants cover"""
 
-    participant_effective_time_from_start: Opt[Duration] = Field(
-        default=None,
-        validation_alias="participantEffectiveTimeFromStart",
-        serialization_alias="participantEffectiveTimeFromStart",
-    )
+    participant_effective_time_from_start: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="participantEffectiveTimeFromStart",
+            serialization_alias="participantEffectiveTimeFromStart",
+        ),
+    ] = None
     """Observation time from study start"""
 
-    participant_effective_group_measure: Opt[
-        Literal[
-            "mean", "median", "mean-of-mean", "mean-of-median", "median-of-mean", "median-of-median"
-        ]
-    ] = Field(
-        default=None,
-        validation_alias="participantEffectiveGroupMeasure",
-        serialization_alias="participantEffectiveGroupMeasure",
-    )
+    participant_effective_group_measure: Annotated[
+        Opt[
+            Literal[
+                "mean",
+                "median",
+                "mean-of-mean",
+                "mean-of-median",
+                "median-of-mean",
+                "median-of-median",
+            ]
+        ],
+        Field(
+            validation_alias="participantEffectiveGroupMeasure",
+            serialization_alias="participantEffectiveGroupMeasure",
+        ),
+    ] = None
     """mean | median | mean-of-mean | mean-of-median | median-of-mean | median-of-median"""
 
-    participant_effective_group_measure_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_participantEffectiveGroupMeasure",
-        serialization_alias="_participantEffectiveGroupMeasure",
-    )
+    participant_effective_group_measure_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_participantEffectiveGroupMeasure",
+            serialization_alias="_participantEffectiveGroupMeasure",
+        ),
+    ] = None
     """Extensions and id of `participantEffectiveGroupMeasure`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -17,8 +17,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResearchStudySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -41,41 +43,43 @@ _DEPENDENCIES = (
 )
 
 
-class ResearchStudy(DomainResource):
+class ResearchStudy(DomainResource, Searchable["ResearchStudy", "ResearchStudySearchParams"]):
     """A process where a researcher or organization plans and then executes a series of steps intended to increase the field of healthcare-related knowledge."""
 
-    resource_type: Literal["ResearchStudy"] = Field(
-        default="ResearchStudy", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ResearchStudy"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ResearchStudy"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for study"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this study (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Human readable name of the study"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    label: Opt[list[ResearchStudyLabel]] = Field(default=None, min_length=1)
+    label: Annotated[Opt[list[ResearchStudyLabel]], Field(min_length=1)] = None
     """Additional names for the study"""
 
-    protocol: Opt[list[Reference]] = Field(default=None, min_length=1)
+    protocol: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Steps followed in executing study"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of larger study"""
 
     status: Literal[
@@ -90,365 +94,366 @@ class ResearchStudy(DomainResource):
         "temporarily-closed-to-accrual",
         "temporarily-closed-to-accrual-and-intervention",
         "withdrawn",
-    ] = Field()
+    ]
     """active | administratively-completed | approved | closed-to-accrual | closed-to-accrual-and-intervention | completed | disapproved | in-review | temporarily-closed-to-accrual | temporarily-closed-to..."""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    primary_purpose_type: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="primaryPurposeType",
-        serialization_alias="primaryPurposeType",
-    )
+    primary_purpose_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="primaryPurposeType", serialization_alias="primaryPurposeType"),
+    ] = None
     """treatment | prevention | diagnostic | supportive-care | screening | health-services-research | basic-science | device-feasibility"""
 
-    phase: Opt[CodeableConcept] = Field(default=None)
+    phase: Opt[CodeableConcept] = None
     """n-a | early-phase-1 | phase-1 | phase-1-phase-2 | phase-2 | phase-2-phase-3 | phase-3 | phase-4"""
 
-    study_design: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="studyDesign",
-        serialization_alias="studyDesign",
-        min_length=1,
-    )
+    study_design: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="studyDesign", serialization_alias="studyDesign", min_length=1),
+    ] = None
     """Classifications of the study design characteristics"""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classifications for the study"""
 
-    focus: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    focus: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Drugs, devices, etc."""
 
-    condition: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Condition being studied"""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the study"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """References, URLs, and attachments"""
 
-    keyword: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    keyword: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Used to search for the study"""
 
-    location: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    location: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Geographic region(s) for study"""
 
-    region: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    region: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Geographic area for the study"""
 
-    description_summary: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="descriptionSummary",
-        serialization_alias="descriptionSummary",
-    )
+    description_summary: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="descriptionSummary", serialization_alias="descriptionSummary"),
+    ] = None
     """Brief text explaining the study"""
 
-    description_summary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_descriptionSummary",
-        serialization_alias="_descriptionSummary",
-    )
+    description_summary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_descriptionSummary", serialization_alias="_descriptionSummary"),
+    ] = None
     """Extensions and id of `descriptionSummary`."""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Detailed narrative of the study"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    enrollment: Opt[list[Reference]] = Field(default=None, min_length=1)
+    enrollment: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Inclusion & exclusion criteria"""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """When the study began and ended"""
 
-    sponsor: Opt[Reference] = Field(default=None)
+    sponsor: Opt[Reference] = None
     """Organization that initiates and is legally responsible for the study"""
 
-    principal_investigator: Opt[Reference] = Field(
-        default=None,
-        validation_alias="principalInvestigator",
-        serialization_alias="principalInvestigator",
-    )
+    principal_investigator: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="principalInvestigator", serialization_alias="principalInvestigator"
+        ),
+    ] = None
     """Researcher who oversees multiple aspects of the study"""
 
-    site: Opt[list[Reference]] = Field(default=None, min_length=1)
+    site: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Facility where study activities are conducted"""
 
-    reason_stopped: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="reasonStopped", serialization_alias="reasonStopped"
-    )
+    reason_stopped: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="reasonStopped", serialization_alias="reasonStopped"),
+    ] = None
     """accrual-goal-met | closed-due-to-toxicity | closed-due-to-lack-of-study-progress | temporarily-closed-per-study-design"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the study"""
 
-    arm: Opt[list[ResearchStudyArm]] = Field(default=None, min_length=1)
+    arm: Annotated[Opt[list[ResearchStudyArm]], Field(min_length=1)] = None
     """Defined path through the study for a subject"""
 
-    classifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    classifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification for the study"""
 
-    associated_party: Opt[list[ResearchStudyAssociatedParty]] = Field(
-        default=None,
-        validation_alias="associatedParty",
-        serialization_alias="associatedParty",
-        min_length=1,
-    )
+    associated_party: Annotated[
+        Opt[list[ResearchStudyAssociatedParty]],
+        Field(
+            validation_alias="associatedParty", serialization_alias="associatedParty", min_length=1
+        ),
+    ] = None
     """Sponsors, collaborators, and other parties"""
 
-    progress_status: Opt[list[ResearchStudyProgressStatus]] = Field(
-        default=None,
-        validation_alias="progressStatus",
-        serialization_alias="progressStatus",
-        min_length=1,
-    )
+    progress_status: Annotated[
+        Opt[list[ResearchStudyProgressStatus]],
+        Field(
+            validation_alias="progressStatus", serialization_alias="progressStatus", min_length=1
+        ),
+    ] = None
     """Status of study with time for that status"""
 
-    why_stopped: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="whyStopped", serialization_alias="whyStopped"
-    )
+    why_stopped: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="whyStopped", serialization_alias="whyStopped")
+    ] = None
     """accrual-goal-met | closed-due-to-toxicity | closed-due-to-lack-of-study-progress | temporarily-closed-per-study-design"""
 
-    recruitment: Opt[ResearchStudyRecruitment] = Field(default=None)
+    recruitment: Opt[ResearchStudyRecruitment] = None
     """Target or actual group of participants enrolled in study"""
 
-    comparison_group: Opt[list[ResearchStudyComparisonGroup]] = Field(
-        default=None,
-        validation_alias="comparisonGroup",
-        serialization_alias="comparisonGroup",
-        min_length=1,
-    )
+    comparison_group: Annotated[
+        Opt[list[ResearchStudyComparisonGroup]],
+        Field(
+            validation_alias="comparisonGroup", serialization_alias="comparisonGroup", min_length=1
+        ),
+    ] = None
     """Defined path through the study for a subject"""
 
-    objective: Opt[list[ResearchStudyObjective]] = Field(default=None, min_length=1)
+    objective: Annotated[Opt[list[ResearchStudyObjective]], Field(min_length=1)] = None
     """A goal for the study"""
 
-    outcome_measure: Opt[list[ResearchStudyOutcomeMeasure]] = Field(
-        default=None,
-        validation_alias="outcomeMeasure",
-        serialization_alias="outcomeMeasure",
-        min_length=1,
-    )
+    outcome_measure: Annotated[
+        Opt[list[ResearchStudyOutcomeMeasure]],
+        Field(
+            validation_alias="outcomeMeasure", serialization_alias="outcomeMeasure", min_length=1
+        ),
+    ] = None
     """A variable measured during the study"""
 
-    result: Opt[list[Reference]] = Field(default=None, min_length=1)
+    result: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Link to results generated during the study"""
 
 
 class ResearchStudyLabel(BackboneElement):
     """Additional names for the study"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """primary | official | scientific | plain-language | subtitle | short-title | acronym | earlier-title | language | auto-translated | human-use | machine-use | duplicate-uid"""
 
-    value: Opt[FhirString] = Field(default=None)
+    value: Opt[FhirString] = None
     """The name"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ResearchStudyArm(BackboneElement):
     """Defined path through the study for a subject"""
 
-    name: FhirString = Field()
+    name: FhirString
     """Label for study arm"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Categorization of study arm"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Short explanation of study path"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
 class ResearchStudyAssociatedParty(BackboneElement):
     """Sponsors, collaborators, and other parties"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name of associated party"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    role: CodeableConcept = Field()
+    role: CodeableConcept
     """sponsor | lead-sponsor | sponsor-investigator | primary-investigator | collaborator | funding-source | general-contact | recruitment-contact | sub-investigator | study-director | study-chair"""
 
-    period: Opt[list[Period]] = Field(default=None, min_length=1)
+    period: Annotated[Opt[list[Period]], Field(min_length=1)] = None
     """When active in the role"""
 
-    classifier: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    classifier: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """nih | fda | government | nonprofit | academic | industry"""
 
-    party: Opt[Reference] = Field(default=None)
+    party: Opt[Reference] = None
     """Individual or organization associated with study (use practitionerRole to specify their organisation)"""
 
 
 class ResearchStudyProgressStatus(BackboneElement):
     """Status of study with time for that status"""
 
-    state: CodeableConcept = Field()
+    state: CodeableConcept
     """Label for status or state (e.g."""
 
-    actual: Opt[FhirBoolean] = Field(default=None)
+    actual: Opt[FhirBoolean] = None
     """Actual if true else anticipated"""
 
-    actual_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actual", serialization_alias="_actual"
-    )
+    actual_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actual", serialization_alias="_actual")
+    ] = None
     """Extensions and id of `actual`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Date range"""
 
 
 class ResearchStudyRecruitment(BackboneElement):
     """Target or actual group of participants enrolled in study"""
 
-    target_number: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="targetNumber", serialization_alias="targetNumber"
-    )
+    target_number: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="targetNumber", serialization_alias="targetNumber"),
+    ] = None
     """Estimated total number of participants to be enrolled"""
 
-    target_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetNumber", serialization_alias="_targetNumber"
-    )
+    target_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetNumber", serialization_alias="_targetNumber")
+    ] = None
     """Extensions and id of `targetNumber`."""
 
-    actual_number: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="actualNumber", serialization_alias="actualNumber"
-    )
+    actual_number: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="actualNumber", serialization_alias="actualNumber"),
+    ] = None
     """Actual total number of participants enrolled in study"""
 
-    actual_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actualNumber", serialization_alias="_actualNumber"
-    )
+    actual_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actualNumber", serialization_alias="_actualNumber")
+    ] = None
     """Extensions and id of `actualNumber`."""
 
-    eligibility: Opt[Reference] = Field(default=None)
+    eligibility: Opt[Reference] = None
     """Inclusion and exclusion criteria"""
 
-    actual_group: Opt[Reference] = Field(
-        default=None, validation_alias="actualGroup", serialization_alias="actualGroup"
-    )
+    actual_group: Annotated[
+        Opt[Reference], Field(validation_alias="actualGroup", serialization_alias="actualGroup")
+    ] = None
     """Group of participants who were enrolled in study"""
 
 
 class ResearchStudyComparisonGroup(BackboneElement):
     """Defined path through the study for a subject"""
 
-    link_id: Opt[FhirId] = Field(
-        default=None, validation_alias="linkId", serialization_alias="linkId"
-    )
+    link_id: Annotated[
+        Opt[FhirId], Field(validation_alias="linkId", serialization_alias="linkId")
+    ] = None
     """Allows the comparisonGroup for the study and the comparisonGroup for the subject to be linked easily"""
 
-    link_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_linkId", serialization_alias="_linkId"
-    )
+    link_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_linkId", serialization_alias="_linkId")
+    ] = None
     """Extensions and id of `linkId`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Label for study comparisonGroup"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Categorization of study comparisonGroup"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Short explanation of study path"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    intended_exposure: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="intendedExposure",
-        serialization_alias="intendedExposure",
-        min_length=1,
-    )
+    intended_exposure: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="intendedExposure",
+            serialization_alias="intendedExposure",
+            min_length=1,
+        ),
+    ] = None
     """Interventions or exposures in this comparisonGroup or cohort"""
 
-    observed_group: Opt[Reference] = Field(
-        default=None, validation_alias="observedGroup", serialization_alias="observedGroup"
-    )
+    observed_group: Annotated[
+        Opt[Reference], Field(validation_alias="observedGroup", serialization_alias="observedGroup")
+    ] = None
     """Group of participants who were enrolled in study comparisonGroup"""
 
 
 class ResearchStudyObjective(BackboneElement):
     """A goal for the study"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Label for the objective"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """primary | secondary | exploratory"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Description of the objective"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
 class ResearchStudyOutcomeMeasure(BackboneElement):
     """A variable measured during the study"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Label for the outcome"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """primary | secondary | exploratory"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Description of the outcome"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    reference: Opt[Reference] = Field(default=None)
+    reference: Opt[Reference] = None
     """Structured outcome definition"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ResearchSubjectSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.period import Period
@@ -21,16 +23,15 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Period", "Reference")
 
 
-class ResearchSubject(DomainResource):
+class ResearchSubject(DomainResource, Searchable["ResearchSubject", "ResearchSubjectSearchParams"]):
     """A physical entity which is the primary unit of operational and/or administrative interest in a study."""
 
-    resource_type: Literal["ResearchSubject"] = Field(
-        default="ResearchSubject",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ResearchSubject"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ResearchSubject"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for research subject in a study"""
 
     status: Literal[
@@ -47,42 +48,42 @@ class ResearchSubject(DomainResource):
         "potential-candidate",
         "screening",
         "withdrawn",
-    ] = Field()
+    ]
     """candidate | eligible | follow-up | ineligible | not-registered | off-study | on-study | on-study-intervention | on-study-observation | pending-on-study | potential-candidate | screening | withdrawn"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """Start and end of participation"""
 
-    study: Reference = Field()
+    study: Reference
     """Study subject is part of"""
 
-    individual: Reference = Field()
+    individual: Reference
     """Who is part of study"""
 
-    assigned_arm: Opt[FhirString] = Field(
-        default=None, validation_alias="assignedArm", serialization_alias="assignedArm"
-    )
+    assigned_arm: Annotated[
+        Opt[FhirString], Field(validation_alias="assignedArm", serialization_alias="assignedArm")
+    ] = None
     """What path should be followed"""
 
-    assigned_arm_ext: Opt[Element] = Field(
-        default=None, validation_alias="_assignedArm", serialization_alias="_assignedArm"
-    )
+    assigned_arm_ext: Annotated[
+        Opt[Element], Field(validation_alias="_assignedArm", serialization_alias="_assignedArm")
+    ] = None
     """Extensions and id of `assignedArm`."""
 
-    actual_arm: Opt[FhirString] = Field(
-        default=None, validation_alias="actualArm", serialization_alias="actualArm"
-    )
+    actual_arm: Annotated[
+        Opt[FhirString], Field(validation_alias="actualArm", serialization_alias="actualArm")
+    ] = None
     """What path was followed"""
 
-    actual_arm_ext: Opt[Element] = Field(
-        default=None, validation_alias="_actualArm", serialization_alias="_actualArm"
-    )
+    actual_arm_ext: Annotated[
+        Opt[Element], Field(validation_alias="_actualArm", serialization_alias="_actualArm")
+    ] = None
     """Extensions and id of `actualArm`."""
 
-    consent: Opt[Reference] = Field(default=None)
+    consent: Opt[Reference] = None
     """Agreement to participate in study"""

@@ -21,33 +21,35 @@ _DEPENDENCIES = ("Element", "Meta")
 class Resource(FHIRModel):
     """This is the base resource type for everything."""
 
-    resource_type: str = Field(validation_alias="resourceType", serialization_alias="resourceType")
+    resource_type: Annotated[
+        str, Field(validation_alias="resourceType", serialization_alias="resourceType")
+    ]
 
-    id: Opt[FhirId] = Field(default=None)
+    id: Opt[FhirId] = None
     """Logical id of this artifact"""
 
-    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    id_ext: Annotated[Opt[Element], Field(validation_alias="_id", serialization_alias="_id")] = None
     """Extensions and id of `id`."""
 
-    meta: Opt[Meta] = Field(default=None)
+    meta: Opt[Meta] = None
     """Metadata about the resource"""
 
-    implicit_rules: Opt[FhirUri] = Field(
-        default=None, validation_alias="implicitRules", serialization_alias="implicitRules"
-    )
+    implicit_rules: Annotated[
+        Opt[FhirUri], Field(validation_alias="implicitRules", serialization_alias="implicitRules")
+    ] = None
     """A set of rules under which this content was created"""
 
-    implicit_rules_ext: Opt[Element] = Field(
-        default=None, validation_alias="_implicitRules", serialization_alias="_implicitRules"
-    )
+    implicit_rules_ext: Annotated[
+        Opt[Element], Field(validation_alias="_implicitRules", serialization_alias="_implicitRules")
+    ] = None
     """Extensions and id of `implicitRules`."""
 
-    language: Opt[FhirCode] = Field(default=None)
+    language: Opt[FhirCode] = None
     """Language of the resource content"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirDecimal, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import RiskAssessmentSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -33,7 +35,9 @@ _DEPENDENCIES = (
 )
 
 
-class RiskAssessment(DomainResource, ChoiceChecked):
+class RiskAssessment(
+    DomainResource, ChoiceChecked, Searchable["RiskAssessment", "RiskAssessmentSearchParams"]
+):
     """An assessment of the likely outcome(s) for a patient or other subject as well as the likelihood of each outcome."""
 
     __fhir_choice_groups__ = (
@@ -44,21 +48,20 @@ class RiskAssessment(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["RiskAssessment"] = Field(
-        default="RiskAssessment",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["RiskAssessment"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "RiskAssessment"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier for the assessment"""
 
-    based_on: Opt[Reference] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn"
-    )
+    based_on: Annotated[
+        Opt[Reference], Field(validation_alias="basedOn", serialization_alias="basedOn")
+    ] = None
     """Request fulfilled by this assessment"""
 
-    parent: Opt[Reference] = Field(default=None)
+    parent: Opt[Reference] = None
     """Part of this occurrence"""
 
     status: Literal[
@@ -70,79 +73,79 @@ class RiskAssessment(DomainResource, ChoiceChecked):
         "cancelled",
         "entered-in-error",
         "unknown",
-    ] = Field()
+    ]
     """registered | preliminary | final | amended +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """Evaluation mechanism"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Type of assessment"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Who/what does assessment apply to?"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Where was assessment performed?"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When was assessment made?"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When was assessment made?"""
 
-    condition: Opt[Reference] = Field(default=None)
+    condition: Opt[Reference] = None
     """Condition assessed"""
 
-    performer: Opt[Reference] = Field(default=None)
+    performer: Opt[Reference] = None
     """Who did assessment?"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Why the assessment was necessary?"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Why the assessment was necessary?"""
 
-    basis: Opt[list[Reference]] = Field(default=None, min_length=1)
+    basis: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Information used in assessment"""
 
-    prediction: Opt[list[RiskAssessmentPrediction]] = Field(default=None, min_length=1)
+    prediction: Annotated[Opt[list[RiskAssessmentPrediction]], Field(min_length=1)] = None
     """Outcome predicted"""
 
-    mitigation: Opt[FhirString] = Field(default=None)
+    mitigation: Opt[FhirString] = None
     """How to reduce risk"""
 
-    mitigation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mitigation", serialization_alias="_mitigation"
-    )
+    mitigation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mitigation", serialization_alias="_mitigation")
+    ] = None
     """Extensions and id of `mitigation`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments on the risk assessment"""
 
 
@@ -162,57 +165,57 @@ class RiskAssessmentPrediction(BackboneElement, ChoiceChecked):
         ),
     )
 
-    outcome: Opt[CodeableConcept] = Field(default=None)
+    outcome: Opt[CodeableConcept] = None
     """Possible outcome for the subject"""
 
-    probability_decimal: Opt[FhirDecimal] = Field(
-        default=None,
-        validation_alias="probabilityDecimal",
-        serialization_alias="probabilityDecimal",
-    )
+    probability_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="probabilityDecimal", serialization_alias="probabilityDecimal"),
+    ] = None
     """Likelihood of specified outcome"""
 
-    probability_decimal_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_probabilityDecimal",
-        serialization_alias="_probabilityDecimal",
-    )
+    probability_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_probabilityDecimal", serialization_alias="_probabilityDecimal"),
+    ] = None
     """Extensions and id of `probabilityDecimal`."""
 
-    probability_range: Opt[Range] = Field(
-        default=None, validation_alias="probabilityRange", serialization_alias="probabilityRange"
-    )
+    probability_range: Annotated[
+        Opt[Range],
+        Field(validation_alias="probabilityRange", serialization_alias="probabilityRange"),
+    ] = None
     """Likelihood of specified outcome"""
 
-    qualitative_risk: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="qualitativeRisk", serialization_alias="qualitativeRisk"
-    )
+    qualitative_risk: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="qualitativeRisk", serialization_alias="qualitativeRisk"),
+    ] = None
     """Likelihood of specified outcome as a qualitative value"""
 
-    relative_risk: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="relativeRisk", serialization_alias="relativeRisk"
-    )
+    relative_risk: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="relativeRisk", serialization_alias="relativeRisk")
+    ] = None
     """Relative likelihood"""
 
-    relative_risk_ext: Opt[Element] = Field(
-        default=None, validation_alias="_relativeRisk", serialization_alias="_relativeRisk"
-    )
+    relative_risk_ext: Annotated[
+        Opt[Element], Field(validation_alias="_relativeRisk", serialization_alias="_relativeRisk")
+    ] = None
     """Extensions and id of `relativeRisk`."""
 
-    when_period: Opt[Period] = Field(
-        default=None, validation_alias="whenPeriod", serialization_alias="whenPeriod"
-    )
+    when_period: Annotated[
+        Opt[Period], Field(validation_alias="whenPeriod", serialization_alias="whenPeriod")
+    ] = None
     """Timeframe or age range"""
 
-    when_range: Opt[Range] = Field(
-        default=None, validation_alias="whenRange", serialization_alias="whenRange"
-    )
+    when_range: Annotated[
+        Opt[Range], Field(validation_alias="whenRange", serialization_alias="whenRange")
+    ] = None
     """Timeframe or age range"""
 
-    rationale: Opt[FhirString] = Field(default=None)
+    rationale: Opt[FhirString] = None
     """Explanation of prediction"""
 
-    rationale_ext: Opt[Element] = Field(
-        default=None, validation_alias="_rationale", serialization_alias="_rationale"
-    )
+    rationale_ext: Annotated[
+        Opt[Element], Field(validation_alias="_rationale", serialization_alias="_rationale")
+    ] = None
     """Extensions and id of `rationale`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import RiskEvidenceSynthesisSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -45,332 +47,353 @@ _DEPENDENCIES = (
 )
 
 
-class RiskEvidenceSynthesis(DomainResource):
+class RiskEvidenceSynthesis(
+    DomainResource, Searchable["RiskEvidenceSynthesis", "RiskEvidenceSynthesisSearchParams"]
+):
     """The RiskEvidenceSynthesis resource describes the likelihood of an outcome in a population plus exposure state where the risk estimate is derived from a combination of research studies."""
 
-    resource_type: Literal["RiskEvidenceSynthesis"] = Field(
-        default="RiskEvidenceSynthesis",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["RiskEvidenceSynthesis"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "RiskEvidenceSynthesis"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this risk evidence synthesis, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the risk evidence synthesis"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the risk evidence synthesis"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this risk evidence synthesis (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this risk evidence synthesis (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the risk evidence synthesis"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for risk evidence synthesis (if applicable)"""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    approval_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="approvalDate", serialization_alias="approvalDate"
-    )
+    approval_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="approvalDate", serialization_alias="approvalDate")
+    ] = None
     """When the risk evidence synthesis was approved by publisher"""
 
-    approval_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_approvalDate", serialization_alias="_approvalDate"
-    )
+    approval_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_approvalDate", serialization_alias="_approvalDate")
+    ] = None
     """Extensions and id of `approvalDate`."""
 
-    last_review_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lastReviewDate", serialization_alias="lastReviewDate"
-    )
+    last_review_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="lastReviewDate", serialization_alias="lastReviewDate"),
+    ] = None
     """When the risk evidence synthesis was last reviewed"""
 
-    last_review_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"
-    )
+    last_review_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_lastReviewDate", serialization_alias="_lastReviewDate"),
+    ] = None
     """Extensions and id of `lastReviewDate`."""
 
-    effective_period: Opt[Period] = Field(
-        default=None, validation_alias="effectivePeriod", serialization_alias="effectivePeriod"
-    )
+    effective_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="effectivePeriod", serialization_alias="effectivePeriod"),
+    ] = None
     """When the risk evidence synthesis is expected to be used"""
 
-    topic: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    topic: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The category of the EffectEvidenceSynthesis, such as Education, Treatment, Assessment, etc."""
 
-    author: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who authored the content"""
 
-    editor: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    editor: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who edited the content"""
 
-    reviewer: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    reviewer: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who reviewed the content"""
 
-    endorser: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    endorser: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Who endorsed the content"""
 
-    related_artifact: Opt[list[RelatedArtifact]] = Field(
-        default=None,
-        validation_alias="relatedArtifact",
-        serialization_alias="relatedArtifact",
-        min_length=1,
-    )
+    related_artifact: Annotated[
+        Opt[list[RelatedArtifact]],
+        Field(
+            validation_alias="relatedArtifact", serialization_alias="relatedArtifact", min_length=1
+        ),
+    ] = None
     """Additional documentation, citations, etc."""
 
-    synthesis_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="synthesisType", serialization_alias="synthesisType"
-    )
+    synthesis_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="synthesisType", serialization_alias="synthesisType"),
+    ] = None
     """Type of synthesis"""
 
-    study_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="studyType", serialization_alias="studyType"
-    )
+    study_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="studyType", serialization_alias="studyType")
+    ] = None
     """Type of study"""
 
-    population: Reference = Field()
+    population: Reference
     """What population?"""
 
-    exposure: Opt[Reference] = Field(default=None)
+    exposure: Opt[Reference] = None
     """What exposure?"""
 
-    outcome: Reference = Field()
+    outcome: Reference
     """What outcome?"""
 
-    sample_size: Opt[RiskEvidenceSynthesisSampleSize] = Field(
-        default=None, validation_alias="sampleSize", serialization_alias="sampleSize"
-    )
+    sample_size: Annotated[
+        Opt[RiskEvidenceSynthesisSampleSize],
+        Field(validation_alias="sampleSize", serialization_alias="sampleSize"),
+    ] = None
     """What sample size was involved?"""
 
-    risk_estimate: Opt[RiskEvidenceSynthesisRiskEstimate] = Field(
-        default=None, validation_alias="riskEstimate", serialization_alias="riskEstimate"
-    )
+    risk_estimate: Annotated[
+        Opt[RiskEvidenceSynthesisRiskEstimate],
+        Field(validation_alias="riskEstimate", serialization_alias="riskEstimate"),
+    ] = None
     """What was the estimated risk"""
 
-    certainty: Opt[list[RiskEvidenceSynthesisCertainty]] = Field(default=None, min_length=1)
+    certainty: Annotated[Opt[list[RiskEvidenceSynthesisCertainty]], Field(min_length=1)] = None
     """How certain is the risk"""
 
 
 class RiskEvidenceSynthesisSampleSize(BackboneElement):
     """What sample size was involved?"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of sample size"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    number_of_studies: Opt[FhirInteger] = Field(
-        default=None, validation_alias="numberOfStudies", serialization_alias="numberOfStudies"
-    )
+    number_of_studies: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numberOfStudies", serialization_alias="numberOfStudies"),
+    ] = None
     """How many studies?"""
 
-    number_of_studies_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfStudies", serialization_alias="_numberOfStudies"
-    )
+    number_of_studies_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfStudies", serialization_alias="_numberOfStudies"),
+    ] = None
     """Extensions and id of `numberOfStudies`."""
 
-    number_of_participants: Opt[FhirInteger] = Field(
-        default=None,
-        validation_alias="numberOfParticipants",
-        serialization_alias="numberOfParticipants",
-    )
+    number_of_participants: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numberOfParticipants", serialization_alias="numberOfParticipants"),
+    ] = None
     """How many participants?"""
 
-    number_of_participants_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_numberOfParticipants",
-        serialization_alias="_numberOfParticipants",
-    )
+    number_of_participants_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_numberOfParticipants", serialization_alias="_numberOfParticipants"
+        ),
+    ] = None
     """Extensions and id of `numberOfParticipants`."""
 
 
 class RiskEvidenceSynthesisRiskEstimate(BackboneElement):
     """What was the estimated risk"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Description of risk estimate"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of risk estimate"""
 
-    value: Opt[FhirDecimal] = Field(default=None)
+    value: Opt[FhirDecimal] = None
     """Point estimate"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    unit_of_measure: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="unitOfMeasure", serialization_alias="unitOfMeasure"
-    )
+    unit_of_measure: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="unitOfMeasure", serialization_alias="unitOfMeasure"),
+    ] = None
     """What unit is the outcome described in?"""
 
-    denominator_count: Opt[FhirInteger] = Field(
-        default=None, validation_alias="denominatorCount", serialization_alias="denominatorCount"
-    )
+    denominator_count: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="denominatorCount", serialization_alias="denominatorCount"),
+    ] = None
     """Sample size for group measured"""
 
-    denominator_count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_denominatorCount", serialization_alias="_denominatorCount"
-    )
+    denominator_count_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_denominatorCount", serialization_alias="_denominatorCount"),
+    ] = None
     """Extensions and id of `denominatorCount`."""
 
-    numerator_count: Opt[FhirInteger] = Field(
-        default=None, validation_alias="numeratorCount", serialization_alias="numeratorCount"
-    )
+    numerator_count: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numeratorCount", serialization_alias="numeratorCount"),
+    ] = None
     """Number with the outcome"""
 
-    numerator_count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numeratorCount", serialization_alias="_numeratorCount"
-    )
+    numerator_count_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numeratorCount", serialization_alias="_numeratorCount"),
+    ] = None
     """Extensions and id of `numeratorCount`."""
 
-    precision_estimate: Opt[list[RiskEvidenceSynthesisRiskEstimatePrecisionEstimate]] = Field(
-        default=None,
-        validation_alias="precisionEstimate",
-        serialization_alias="precisionEstimate",
-        min_length=1,
-    )
+    precision_estimate: Annotated[
+        Opt[list[RiskEvidenceSynthesisRiskEstimatePrecisionEstimate]],
+        Field(
+            validation_alias="precisionEstimate",
+            serialization_alias="precisionEstimate",
+            min_length=1,
+        ),
+    ] = None
     """How precise the estimate is"""
 
 
 class RiskEvidenceSynthesisRiskEstimatePrecisionEstimate(BackboneElement):
     """How precise the estimate is"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of precision estimate"""
 
-    level: Opt[FhirDecimal] = Field(default=None)
+    level: Opt[FhirDecimal] = None
     """Level of confidence interval"""
 
-    level_ext: Opt[Element] = Field(
-        default=None, validation_alias="_level", serialization_alias="_level"
-    )
+    level_ext: Annotated[
+        Opt[Element], Field(validation_alias="_level", serialization_alias="_level")
+    ] = None
     """Extensions and id of `level`."""
 
-    from_: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="from", serialization_alias="from"
-    )
+    from_: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="from", serialization_alias="from")
+    ] = None
     """Lower bound"""
 
-    from_ext: Opt[Element] = Field(
-        default=None, validation_alias="_from", serialization_alias="_from"
-    )
+    from_ext: Annotated[
+        Opt[Element], Field(validation_alias="_from", serialization_alias="_from")
+    ] = None
     """Extensions and id of `from`."""
 
-    to: Opt[FhirDecimal] = Field(default=None)
+    to: Opt[FhirDecimal] = None
     """Upper bound"""
 
-    to_ext: Opt[Element] = Field(default=None, validation_alias="_to", serialization_alias="_to")
+    to_ext: Annotated[Opt[Element], Field(validation_alias="_to", serialization_alias="_to")] = None
     """Extensions and id of `to`."""
 
 
 class RiskEvidenceSynthesisCertainty(BackboneElement):
     """How certain is the risk"""
 
-    rating: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    rating: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Certainty rating"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""
 
-    certainty_subcomponent: Opt[list[RiskEvidenceSynthesisCertaintyCertaintySubcomponent]] = Field(
-        default=None,
-        validation_alias="certaintySubcomponent",
-        serialization_alias="certaintySubcomponent",
-        min_length=1,
-    )
+    certainty_subcomponent: Annotated[
+        Opt[list[RiskEvidenceSynthesisCertaintyCertaintySubcomponent]],
+        Field(
+            validation_alias="certaintySubcomponent",
+            serialization_alias="certaintySubcomponent",
+            min_length=1,
+        ),
+    ] = None
     """A component that contributes to the overall certainty"""
 
 
 class RiskEvidenceSynthesisCertaintyCertaintySubcomponent(BackboneElement):
     """A component that contributes to the overall certainty"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of subcomponent of certainty rating"""
 
-    rating: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    rating: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Subcomponent certainty rating"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Used for footnotes or explanatory notes"""

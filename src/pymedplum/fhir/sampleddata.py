@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -21,57 +21,57 @@ _DEPENDENCIES = ("Quantity",)
 class SampledData(Element):
     """Base StructureDefinition for SampledData Type: A series of measurements taken by a device, with upper and lower limits."""
 
-    origin: Quantity = Field()
+    origin: Quantity
     """Zero value and units"""
 
-    period: FhirDecimal = Field()
+    period: FhirDecimal
     """Number of milliseconds between samples"""
 
-    period_ext: Opt[Element] = Field(
-        default=None, validation_alias="_period", serialization_alias="_period"
-    )
+    period_ext: Annotated[
+        Opt[Element], Field(validation_alias="_period", serialization_alias="_period")
+    ] = None
     """Extensions and id of `period`."""
 
-    factor: Opt[FhirDecimal] = Field(default=None)
+    factor: Opt[FhirDecimal] = None
     """Multiply data by this before adding to origin"""
 
-    factor_ext: Opt[Element] = Field(
-        default=None, validation_alias="_factor", serialization_alias="_factor"
-    )
+    factor_ext: Annotated[
+        Opt[Element], Field(validation_alias="_factor", serialization_alias="_factor")
+    ] = None
     """Extensions and id of `factor`."""
 
-    lower_limit: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="lowerLimit", serialization_alias="lowerLimit"
-    )
+    lower_limit: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="lowerLimit", serialization_alias="lowerLimit")
+    ] = None
     """Lower limit of detection"""
 
-    lower_limit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lowerLimit", serialization_alias="_lowerLimit"
-    )
+    lower_limit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lowerLimit", serialization_alias="_lowerLimit")
+    ] = None
     """Extensions and id of `lowerLimit`."""
 
-    upper_limit: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="upperLimit", serialization_alias="upperLimit"
-    )
+    upper_limit: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="upperLimit", serialization_alias="upperLimit")
+    ] = None
     """Upper limit of detection"""
 
-    upper_limit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_upperLimit", serialization_alias="_upperLimit"
-    )
+    upper_limit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_upperLimit", serialization_alias="_upperLimit")
+    ] = None
     """Extensions and id of `upperLimit`."""
 
-    dimensions: FhirPositiveInt = Field()
+    dimensions: FhirPositiveInt
     """Number of sample points at each time point"""
 
-    dimensions_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dimensions", serialization_alias="_dimensions"
-    )
+    dimensions_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dimensions", serialization_alias="_dimensions")
+    ] = None
     """Extensions and id of `dimensions`."""
 
-    data: Opt[FhirString] = Field(default=None)
+    data: Opt[FhirString] = None
     """Decimal values with spaces, or \"E\" | \"U\" | \"L\""""
 
-    data_ext: Opt[Element] = Field(
-        default=None, validation_alias="_data", serialization_alias="_data"
-    )
+    data_ext: Annotated[
+        Opt[Element], Field(validation_alias="_data", serialization_alias="_data")
+    ] = None
     """Extensions and id of `data`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ScheduleSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -22,55 +24,55 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Period", "Reference")
 
 
-class Schedule(DomainResource):
+class Schedule(DomainResource, Searchable["Schedule", "ScheduleSearchParams"]):
     """A container for slots of time that may be available for booking appointments."""
 
-    resource_type: Literal["Schedule"] = Field(
-        default="Schedule", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Schedule"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Schedule"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this item"""
 
-    active: Opt[FhirBoolean] = Field(default=None)
+    active: Opt[FhirBoolean] = None
     """Whether this schedule is in active use"""
 
-    active_ext: Opt[Element] = Field(
-        default=None, validation_alias="_active", serialization_alias="_active"
-    )
+    active_ext: Annotated[
+        Opt[Element], Field(validation_alias="_active", serialization_alias="_active")
+    ] = None
     """Extensions and id of `active`."""
 
-    service_category: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceCategory",
-        serialization_alias="serviceCategory",
-        min_length=1,
-    )
+    service_category: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="serviceCategory", serialization_alias="serviceCategory", min_length=1
+        ),
+    ] = None
     """High-level category"""
 
-    service_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceType",
-        serialization_alias="serviceType",
-        min_length=1,
-    )
+    service_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="serviceType", serialization_alias="serviceType", min_length=1),
+    ] = None
     """Specific service"""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of specialty needed"""
 
-    actor: list[Reference] = Field(min_length=1)
+    actor: Annotated[list[Reference], Field(min_length=1)]
     """Resource(s) that availability information is being provided for"""
 
-    planning_horizon: Opt[Period] = Field(
-        default=None, validation_alias="planningHorizon", serialization_alias="planningHorizon"
-    )
+    planning_horizon: Annotated[
+        Opt[Period],
+        Field(validation_alias="planningHorizon", serialization_alias="planningHorizon"),
+    ] = None
     """Period of time covered by schedule"""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Comments on availability"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SearchParameterSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -30,310 +32,117 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "UsageContext")
 
 
-class SearchParameter(DomainResource):
+class SearchParameter(DomainResource, Searchable["SearchParameter", "SearchParameterSearchParams"]):
     """A search parameter that defines a named search item that can be used to search/filter on a resource."""
 
-    resource_type: Literal["SearchParameter"] = Field(
-        default="SearchParameter",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SearchParameter"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SearchParameter"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this search parameter, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the search parameter"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this search parameter (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    derived_from: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="derivedFrom", serialization_alias="derivedFrom"
-    )
+    derived_from: Annotated[
+        Opt[FhirCanonical], Field(validation_alias="derivedFrom", serialization_alias="derivedFrom")
+    ] = None
     """Original definition for the search parameter"""
 
-    derived_from_ext: Opt[Element] = Field(
-        default=None, validation_alias="_derivedFrom", serialization_alias="_derivedFrom"
-    )
+    derived_from_ext: Annotated[
+        Opt[Element], Field(validation_alias="_derivedFrom", serialization_alias="_derivedFrom")
+    ] = None
     """Extensions and id of `derivedFrom`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: FhirMarkdown = Field()
+    description: FhirMarkdown
     """Natural language description of the search parameter"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for search parameter (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this search parameter is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Code used in URL"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    base: list[
-        Literal[
-            "Account",
-            "ActivityDefinition",
-            "AdverseEvent",
-            "AllergyIntolerance",
-            "Appointment",
-            "AppointmentResponse",
-            "AuditEvent",
-            "Basic",
-            "Binary",
-            "BiologicallyDerivedProduct",
-            "BodyStructure",
-            "Bundle",
-            "CapabilityStatement",
-            "CarePlan",
-            "CareTeam",
-            "CatalogEntry",
-            "ChargeItem",
-            "ChargeItemDefinition",
-            "Claim",
-            "ClaimResponse",
-            "ClinicalImpression",
-            "CodeSystem",
-            "Communication",
-            "CommunicationRequest",
-            "CompartmentDefinition",
-            "Composition",
-            "ConceptMap",
-            "Condition",
-            "Consent",
-            "Contract",
-            "Coverage",
-            "CoverageEligibilityRequest",
-            "CoverageEligibilityResponse",
-            "DetectedIssue",
-            "Device",
-            "DeviceDefinition",
-            "DeviceMetric",
-            "DeviceRequest",
-            "DeviceUseStatement",
-            "DiagnosticReport",
-            "DocumentManifest",
-            "DocumentReference",
-            "DomainResource",
-            "EffectEvidenceSynthesis",
-            "Encounter",
-            "Endpoint",
-            "EnrollmentRequest",
-            "EnrollmentResponse",
-            "EpisodeOfCare",
-            "EventDefinition",
-            "Evidence",
-            "EvidenceVariable",
-            "ExampleScenario",
-            "ExplanationOfBenefit",
-            "FamilyMemberHistory",
-            "Flag",
-            "Goal",
-            "GraphDefinition",
-            "Group",
-            "GuidanceResponse",
-            "HealthcareService",
-            "ImagingStudy",
-            "Immunization",
-            "ImmunizationEvaluation",
-            "ImmunizationRecommendation",
-            "ImplementationGuide",
-            "InsurancePlan",
-            "Invoice",
-            "Library",
-            "Linkage",
-            "List",
-            "Location",
-            "Measure",
-            "MeasureReport",
-            "Media",
-            "Medication",
-            "MedicationAdministration",
-            "MedicationDispense",
-            "MedicationKnowledge",
-            "MedicationRequest",
-            "MedicationStatement",
-            "MedicinalProduct",
-            "MedicinalProductAuthorization",
-            "MedicinalProductContraindication",
-            "MedicinalProductIndication",
-            "MedicinalProductIngredient",
-            "MedicinalProductInteraction",
-            "MedicinalProductManufactured",
-            "MedicinalProductPackaged",
-            "MedicinalProductPharmaceutical",
-            "MedicinalProductUndesirableEffect",
-            "MessageDefinition",
-            "MessageHeader",
-            "MolecularSequence",
-            "NamingSystem",
-            "NutritionOrder",
-            "Observation",
-            "ObservationDefinition",
-            "OperationDefinition",
-            "OperationOutcome",
-            "Organization",
-            "OrganizationAffiliation",
-            "Parameters",
-            "Patient",
-            "PaymentNotice",
-            "PaymentReconciliation",
-            "Person",
-            "PlanDefinition",
-            "Practitioner",
-            "PractitionerRole",
-            "Procedure",
-            "Provenance",
-            "Questionnaire",
-            "QuestionnaireResponse",
-            "RelatedPerson",
-            "RequestGroup",
-            "ResearchDefinition",
-            "ResearchElementDefinition",
-            "ResearchStudy",
-            "ResearchSubject",
-            "Resource",
-            "RiskAssessment",
-            "RiskEvidenceSynthesis",
-            "Schedule",
-            "SearchParameter",
-            "ServiceRequest",
-            "Slot",
-            "Specimen",
-            "SpecimenDefinition",
-            "StructureDefinition",
-            "StructureMap",
-            "Subscription",
-            "Substance",
-            "SubstanceNucleicAcid",
-            "SubstancePolymer",
-            "SubstanceProtein",
-            "SubstanceReferenceInformation",
-            "SubstanceSourceMaterial",
-            "SubstanceSpecification",
-            "SupplyDelivery",
-            "SupplyRequest",
-            "Task",
-            "TerminologyCapabilities",
-            "TestReport",
-            "TestScript",
-            "ValueSet",
-            "VerificationResult",
-            "VisionPrescription",
-        ]
-    ] = Field(min_length=1)
-    """The resource type(s) this search parameter applies to"""
-
-    base_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_base", serialization_alias="_base", min_length=1
-    )
-    """Extensions and id of `base`."""
-
-    type: Literal[
-        "number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"
-    ] = Field()
-    """number | date | string | token | reference | composite | quantity | uri | special"""
-
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
-    """Extensions and id of `type`."""
-
-    expression: Opt[FhirString] = Field(default=None)
-    """FHIRPath expression that extracts the values"""
-
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
-    """Extensions and id of `expression`."""
-
-    xpath: Opt[FhirString] = Field(default=None)
-    """XPath that extracts the values"""
-
-    xpath_ext: Opt[Element] = Field(
-        default=None, validation_alias="_xpath", serialization_alias="_xpath"
-    )
-    """Extensions and id of `xpath`."""
-
-    xpath_usage: Opt[Literal["normal", "phonetic", "nearby", "distance", "other"]] = Field(
-        default=None, validation_alias="xpathUsage", serialization_alias="xpathUsage"
-    )
-    """normal | phonetic | nearby | distance | other"""
-
-    xpath_usage_ext: Opt[Element] = Field(
-        default=None, validation_alias="_xpathUsage", serialization_alias="_xpathUsage"
-    )
-    """Extensions and id of `xpathUsage`."""
-
-    target: Opt[
+    base: Annotated[
         list[
             Literal[
                 "Account",
@@ -485,100 +294,308 @@ class SearchParameter(DomainResource):
                 "VerificationResult",
                 "VisionPrescription",
             ]
-        ]
-    ] = Field(default=None, min_length=1)
+        ],
+        Field(min_length=1),
+    ]
+    """The resource type(s) this search parameter applies to"""
+
+    base_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_base", serialization_alias="_base", min_length=1),
+    ] = None
+    """Extensions and id of `base`."""
+
+    type: Literal[
+        "number", "date", "string", "token", "reference", "composite", "quantity", "uri", "special"
+    ]
+    """number | date | string | token | reference | composite | quantity | uri | special"""
+
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
+    """Extensions and id of `type`."""
+
+    expression: Opt[FhirString] = None
+    """FHIRPath expression that extracts the values"""
+
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
+    """Extensions and id of `expression`."""
+
+    xpath: Opt[FhirString] = None
+    """XPath that extracts the values"""
+
+    xpath_ext: Annotated[
+        Opt[Element], Field(validation_alias="_xpath", serialization_alias="_xpath")
+    ] = None
+    """Extensions and id of `xpath`."""
+
+    xpath_usage: Annotated[
+        Opt[Literal["normal", "phonetic", "nearby", "distance", "other"]],
+        Field(validation_alias="xpathUsage", serialization_alias="xpathUsage"),
+    ] = None
+    """normal | phonetic | nearby | distance | other"""
+
+    xpath_usage_ext: Annotated[
+        Opt[Element], Field(validation_alias="_xpathUsage", serialization_alias="_xpathUsage")
+    ] = None
+    """Extensions and id of `xpathUsage`."""
+
+    target: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "Account",
+                    "ActivityDefinition",
+                    "AdverseEvent",
+                    "AllergyIntolerance",
+                    "Appointment",
+                    "AppointmentResponse",
+                    "AuditEvent",
+                    "Basic",
+                    "Binary",
+                    "BiologicallyDerivedProduct",
+                    "BodyStructure",
+                    "Bundle",
+                    "CapabilityStatement",
+                    "CarePlan",
+                    "CareTeam",
+                    "CatalogEntry",
+                    "ChargeItem",
+                    "ChargeItemDefinition",
+                    "Claim",
+                    "ClaimResponse",
+                    "ClinicalImpression",
+                    "CodeSystem",
+                    "Communication",
+                    "CommunicationRequest",
+                    "CompartmentDefinition",
+                    "Composition",
+                    "ConceptMap",
+                    "Condition",
+                    "Consent",
+                    "Contract",
+                    "Coverage",
+                    "CoverageEligibilityRequest",
+                    "CoverageEligibilityResponse",
+                    "DetectedIssue",
+                    "Device",
+                    "DeviceDefinition",
+                    "DeviceMetric",
+                    "DeviceRequest",
+                    "DeviceUseStatement",
+                    "DiagnosticReport",
+                    "DocumentManifest",
+                    "DocumentReference",
+                    "DomainResource",
+                    "EffectEvidenceSynthesis",
+                    "Encounter",
+                    "Endpoint",
+                    "EnrollmentRequest",
+                    "EnrollmentResponse",
+                    "EpisodeOfCare",
+                    "EventDefinition",
+                    "Evidence",
+                    "EvidenceVariable",
+                    "ExampleScenario",
+                    "ExplanationOfBenefit",
+                    "FamilyMemberHistory",
+                    "Flag",
+                    "Goal",
+                    "GraphDefinition",
+                    "Group",
+                    "GuidanceResponse",
+                    "HealthcareService",
+                    "ImagingStudy",
+                    "Immunization",
+                    "ImmunizationEvaluation",
+                    "ImmunizationRecommendation",
+                    "ImplementationGuide",
+                    "InsurancePlan",
+                    "Invoice",
+                    "Library",
+                    "Linkage",
+                    "List",
+                    "Location",
+                    "Measure",
+                    "MeasureReport",
+                    "Media",
+                    "Medication",
+                    "MedicationAdministration",
+                    "MedicationDispense",
+                    "MedicationKnowledge",
+                    "MedicationRequest",
+                    "MedicationStatement",
+                    "MedicinalProduct",
+                    "MedicinalProductAuthorization",
+                    "MedicinalProductContraindication",
+                    "MedicinalProductIndication",
+                    "MedicinalProductIngredient",
+                    "MedicinalProductInteraction",
+                    "MedicinalProductManufactured",
+                    "MedicinalProductPackaged",
+                    "MedicinalProductPharmaceutical",
+                    "MedicinalProductUndesirableEffect",
+                    "MessageDefinition",
+                    "MessageHeader",
+                    "MolecularSequence",
+                    "NamingSystem",
+                    "NutritionOrder",
+                    "Observation",
+                    "ObservationDefinition",
+                    "OperationDefinition",
+                    "OperationOutcome",
+                    "Organization",
+                    "OrganizationAffiliation",
+                    "Parameters",
+                    "Patient",
+                    "PaymentNotice",
+                    "PaymentReconciliation",
+                    "Person",
+                    "PlanDefinition",
+                    "Practitioner",
+                    "PractitionerRole",
+                    "Procedure",
+                    "Provenance",
+                    "Questionnaire",
+                    "QuestionnaireResponse",
+                    "RelatedPerson",
+                    "RequestGroup",
+                    "ResearchDefinition",
+                    "ResearchElementDefinition",
+                    "ResearchStudy",
+                    "ResearchSubject",
+                    "Resource",
+                    "RiskAssessment",
+                    "RiskEvidenceSynthesis",
+                    "Schedule",
+                    "SearchParameter",
+                    "ServiceRequest",
+                    "Slot",
+                    "Specimen",
+                    "SpecimenDefinition",
+                    "StructureDefinition",
+                    "StructureMap",
+                    "Subscription",
+                    "Substance",
+                    "SubstanceNucleicAcid",
+                    "SubstancePolymer",
+                    "SubstanceProtein",
+                    "SubstanceReferenceInformation",
+                    "SubstanceSourceMaterial",
+                    "SubstanceSpecification",
+                    "SupplyDelivery",
+                    "SupplyRequest",
+                    "Task",
+                    "TerminologyCapabilities",
+                    "TestReport",
+                    "TestScript",
+                    "ValueSet",
+                    "VerificationResult",
+                    "VisionPrescription",
+                ]
+            ]
+        ],
+        Field(min_length=1),
+    ] = None
     """Types of resource (if a resource reference)"""
 
-    target_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_target", serialization_alias="_target", min_length=1
-    )
+    target_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_target", serialization_alias="_target", min_length=1),
+    ] = None
     """Extensions and id of `target`."""
 
-    multiple_or: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="multipleOr", serialization_alias="multipleOr"
-    )
+    multiple_or: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="multipleOr", serialization_alias="multipleOr")
+    ] = None
     """Allow multiple values per parameter (or)"""
 
-    multiple_or_ext: Opt[Element] = Field(
-        default=None, validation_alias="_multipleOr", serialization_alias="_multipleOr"
-    )
+    multiple_or_ext: Annotated[
+        Opt[Element], Field(validation_alias="_multipleOr", serialization_alias="_multipleOr")
+    ] = None
     """Extensions and id of `multipleOr`."""
 
-    multiple_and: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="multipleAnd", serialization_alias="multipleAnd"
-    )
+    multiple_and: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="multipleAnd", serialization_alias="multipleAnd")
+    ] = None
     """Allow multiple parameters (and)"""
 
-    multiple_and_ext: Opt[Element] = Field(
-        default=None, validation_alias="_multipleAnd", serialization_alias="_multipleAnd"
-    )
+    multiple_and_ext: Annotated[
+        Opt[Element], Field(validation_alias="_multipleAnd", serialization_alias="_multipleAnd")
+    ] = None
     """Extensions and id of `multipleAnd`."""
 
-    comparator: Opt[list[Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]]] = Field(
-        default=None, min_length=1
-    )
+    comparator: Annotated[
+        Opt[list[Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]]],
+        Field(min_length=1),
+    ] = None
     """eq | ne | gt | lt | ge | le | sa | eb | ap"""
 
-    comparator_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_comparator",
-        serialization_alias="_comparator",
-        min_length=1,
-    )
+    comparator_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_comparator", serialization_alias="_comparator", min_length=1),
+    ] = None
     """Extensions and id of `comparator`."""
 
-    modifier: Opt[
-        list[
-            Literal[
-                "missing",
-                "exact",
-                "contains",
-                "not",
-                "text",
-                "in",
-                "not-in",
-                "below",
-                "above",
-                "type",
-                "identifier",
-                "ofType",
+    modifier: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "missing",
+                    "exact",
+                    "contains",
+                    "not",
+                    "text",
+                    "in",
+                    "not-in",
+                    "below",
+                    "above",
+                    "type",
+                    "identifier",
+                    "ofType",
+                ]
             ]
-        ]
-    ] = Field(default=None, min_length=1)
+        ],
+        Field(min_length=1),
+    ] = None
     """missing | exact | contains | not | text | in | not-in | below | above | type | identifier | ofType"""
 
-    modifier_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_modifier", serialization_alias="_modifier", min_length=1
-    )
+    modifier_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_modifier", serialization_alias="_modifier", min_length=1),
+    ] = None
     """Extensions and id of `modifier`."""
 
-    chain: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    chain: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Chained names supported"""
 
-    chain_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_chain", serialization_alias="_chain", min_length=1
-    )
+    chain_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_chain", serialization_alias="_chain", min_length=1),
+    ] = None
     """Extensions and id of `chain`."""
 
-    component: Opt[list[SearchParameterComponent]] = Field(default=None, min_length=1)
+    component: Annotated[Opt[list[SearchParameterComponent]], Field(min_length=1)] = None
     """For Composite resources to define the parts"""
 
 
 class SearchParameterComponent(BackboneElement):
     """For Composite resources to define the parts"""
 
-    definition: FhirCanonical = Field()
+    definition: FhirCanonical
     """Defines how the part works"""
 
-    definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_definition", serialization_alias="_definition"
-    )
+    definition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_definition", serialization_alias="_definition")
+    ] = None
     """Extensions and id of `definition`."""
 
-    expression: FhirString = Field()
+    expression: FhirString
     """Subexpression relative to main expression"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirCanonical, FhirDateTime, FhirString, FhirUri
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ServiceRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -38,7 +40,9 @@ _DEPENDENCIES = (
 )
 
 
-class ServiceRequest(DomainResource, ChoiceChecked):
+class ServiceRequest(
+    DomainResource, ChoiceChecked, Searchable["ServiceRequest", "ServiceRequestSearchParams"]
+):
     """A record of a request for service such as diagnostic investigations, treatments, or operations to be performed."""
 
     __fhir_choice_groups__ = (
@@ -63,66 +67,72 @@ class ServiceRequest(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["ServiceRequest"] = Field(
-        default="ServiceRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["ServiceRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ServiceRequest"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Identifiers assigned to this order"""
 
-    instantiates_canonical: Opt[list[FhirCanonical]] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(
+            validation_alias="instantiatesCanonical",
+            serialization_alias="instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Instantiates FHIR protocol or definition"""
 
-    instantiates_canonical_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-        min_length=1,
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesCanonical",
+            serialization_alias="_instantiatesCanonical",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[list[FhirUri]] = Field(
-        default=None,
-        validation_alias="instantiatesUri",
-        serialization_alias="instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri: Annotated[
+        Opt[list[FhirUri]],
+        Field(
+            validation_alias="instantiatesUri", serialization_alias="instantiatesUri", min_length=1
+        ),
+    ] = None
     """Instantiates external protocol or definition"""
 
-    instantiates_uri_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_instantiatesUri",
-        serialization_alias="_instantiatesUri",
-        min_length=1,
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_instantiatesUri",
+            serialization_alias="_instantiatesUri",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """What request fulfills"""
 
-    replaces: Opt[list[Reference]] = Field(default=None, min_length=1)
+    replaces: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """What request replaces"""
 
-    requisition: Opt[Identifier] = Field(default=None)
+    requisition: Opt[Identifier] = None
     """Composite Request ID"""
 
     status: Literal[
         "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"
-    ] = Field()
+    ]
     """draft | active | on-hold | revoked | completed | entered-in-error | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
     intent: Literal[
@@ -135,198 +145,202 @@ class ServiceRequest(DomainResource, ChoiceChecked):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """proposal | plan | directive | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Classification of service"""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    do_not_perform: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="doNotPerform", serialization_alias="doNotPerform"
-    )
+    do_not_perform: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="doNotPerform", serialization_alias="doNotPerform")
+    ] = None
     """True if service/procedure should not be performed"""
 
-    do_not_perform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_doNotPerform", serialization_alias="_doNotPerform"
-    )
+    do_not_perform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_doNotPerform", serialization_alias="_doNotPerform")
+    ] = None
     """Extensions and id of `doNotPerform`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """What is being requested/ordered"""
 
-    order_detail: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="orderDetail",
-        serialization_alias="orderDetail",
-        min_length=1,
-    )
+    order_detail: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="orderDetail", serialization_alias="orderDetail", min_length=1),
+    ] = None
     """Additional order information"""
 
-    quantity_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="quantityQuantity", serialization_alias="quantityQuantity"
-    )
+    quantity_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="quantityQuantity", serialization_alias="quantityQuantity"),
+    ] = None
     """Service amount"""
 
-    quantity_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="quantityRatio", serialization_alias="quantityRatio"
-    )
+    quantity_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="quantityRatio", serialization_alias="quantityRatio")
+    ] = None
     """Service amount"""
 
-    quantity_range: Opt[Range] = Field(
-        default=None, validation_alias="quantityRange", serialization_alias="quantityRange"
-    )
+    quantity_range: Annotated[
+        Opt[Range], Field(validation_alias="quantityRange", serialization_alias="quantityRange")
+    ] = None
     """Service amount"""
 
-    subject: Reference = Field()
+    subject: Reference
     """Individual or Entity the service is ordered for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Encounter in which the request was created"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When service should occur"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When service should occur"""
 
-    occurrence_timing: Opt[Timing] = Field(
-        default=None, validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"
-    )
+    occurrence_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"),
+    ] = None
     """When service should occur"""
 
-    as_needed_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="asNeededBoolean", serialization_alias="asNeededBoolean"
-    )
+    as_needed_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="asNeededBoolean", serialization_alias="asNeededBoolean"),
+    ] = None
     """Preconditions for service"""
 
-    as_needed_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_asNeededBoolean", serialization_alias="_asNeededBoolean"
-    )
+    as_needed_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_asNeededBoolean", serialization_alias="_asNeededBoolean"),
+    ] = None
     """Extensions and id of `asNeededBoolean`."""
 
-    as_needed_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="asNeededCodeableConcept",
-        serialization_alias="asNeededCodeableConcept",
-    )
+    as_needed_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="asNeededCodeableConcept",
+            serialization_alias="asNeededCodeableConcept",
+        ),
+    ] = None
     """Preconditions for service"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """Date request signed"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    requester: Opt[Reference] = Field(default=None)
+    requester: Opt[Reference] = None
     """Who/what is requesting service"""
 
-    performer_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="performerType", serialization_alias="performerType"
-    )
+    performer_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="performerType", serialization_alias="performerType"),
+    ] = None
     """Performer role"""
 
-    performer: Opt[list[Reference]] = Field(default=None, min_length=1)
+    performer: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Requested performer"""
 
-    location_code: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="locationCode",
-        serialization_alias="locationCode",
-        min_length=1,
-    )
+    location_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="locationCode", serialization_alias="locationCode", min_length=1),
+    ] = None
     """Requested location"""
 
-    location_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="locationReference",
-        serialization_alias="locationReference",
-        min_length=1,
-    )
+    location_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="locationReference",
+            serialization_alias="locationReference",
+            min_length=1,
+        ),
+    ] = None
     """Requested location"""
 
-    reason_code: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1
-    )
+    reason_code: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="reasonCode", serialization_alias="reasonCode", min_length=1),
+    ] = None
     """Explanation/Justification for procedure or service"""
 
-    reason_reference: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="reasonReference",
-        serialization_alias="reasonReference",
-        min_length=1,
-    )
+    reason_reference: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="reasonReference", serialization_alias="reasonReference", min_length=1
+        ),
+    ] = None
     """Explanation/Justification for service or service"""
 
-    insurance: Opt[list[Reference]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Associated insurance coverage"""
 
-    supporting_info: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="supportingInfo",
-        serialization_alias="supportingInfo",
-        min_length=1,
-    )
+    supporting_info: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="supportingInfo", serialization_alias="supportingInfo", min_length=1
+        ),
+    ] = None
     """Additional clinical information"""
 
-    specimen: Opt[list[Reference]] = Field(default=None, min_length=1)
+    specimen: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Procedure Samples"""
 
-    body_site: Opt[list[CodeableConcept]] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite", min_length=1
-    )
+    body_site: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="bodySite", serialization_alias="bodySite", min_length=1),
+    ] = None
     """Location on Body"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments"""
 
-    patient_instruction: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="patientInstruction",
-        serialization_alias="patientInstruction",
-    )
+    patient_instruction: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="patientInstruction", serialization_alias="patientInstruction"),
+    ] = None
     """Patient or consumer-oriented instructions"""
 
-    patient_instruction_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_patientInstruction",
-        serialization_alias="_patientInstruction",
-    )
+    patient_instruction_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_patientInstruction", serialization_alias="_patientInstruction"),
+    ] = None
     """Extensions and id of `patientInstruction`."""
 
-    relevant_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="relevantHistory",
-        serialization_alias="relevantHistory",
-        min_length=1,
-    )
+    relevant_history: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="relevantHistory", serialization_alias="relevantHistory", min_length=1
+        ),
+    ] = None
     """Request provenance"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -22,49 +22,49 @@ _DEPENDENCIES = ("Coding", "Reference")
 class Signature(Element):
     """Base StructureDefinition for Signature Type: A signature along with supporting context."""
 
-    type: list[Coding] = Field(min_length=1)
+    type: Annotated[list[Coding], Field(min_length=1)]
     """Indication of the reason the entity signed the object(s)"""
 
-    when: FhirInstant = Field()
+    when: FhirInstant
     """When the signature was created"""
 
-    when_ext: Opt[Element] = Field(
-        default=None, validation_alias="_when", serialization_alias="_when"
-    )
+    when_ext: Annotated[
+        Opt[Element], Field(validation_alias="_when", serialization_alias="_when")
+    ] = None
     """Extensions and id of `when`."""
 
-    who: Reference = Field()
+    who: Reference
     """Who signed"""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """The party represented"""
 
-    target_format: Opt[FhirCode] = Field(
-        default=None, validation_alias="targetFormat", serialization_alias="targetFormat"
-    )
+    target_format: Annotated[
+        Opt[FhirCode], Field(validation_alias="targetFormat", serialization_alias="targetFormat")
+    ] = None
     """The technical format of the signed resources"""
 
-    target_format_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetFormat", serialization_alias="_targetFormat"
-    )
+    target_format_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetFormat", serialization_alias="_targetFormat")
+    ] = None
     """Extensions and id of `targetFormat`."""
 
-    sig_format: Opt[FhirCode] = Field(
-        default=None, validation_alias="sigFormat", serialization_alias="sigFormat"
-    )
+    sig_format: Annotated[
+        Opt[FhirCode], Field(validation_alias="sigFormat", serialization_alias="sigFormat")
+    ] = None
     """The technical format of the signature"""
 
-    sig_format_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sigFormat", serialization_alias="_sigFormat"
-    )
+    sig_format_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sigFormat", serialization_alias="_sigFormat")
+    ] = None
     """Extensions and id of `sigFormat`."""
 
-    data: Opt[FhirBase64Binary] = Field(default=None)
+    data: Opt[FhirBase64Binary] = None
     """The actual signature content (XML DigSig."""
 
-    data_ext: Opt[Element] = Field(
-        default=None, validation_alias="_data", serialization_alias="_data"
-    )
+    data_ext: Annotated[
+        Opt[Element], Field(validation_alias="_data", serialization_alias="_data")
+    ] = None
     """Extensions and id of `data`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirInstant, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SlotSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,79 +23,79 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Reference")
 
 
-class Slot(DomainResource):
+class Slot(DomainResource, Searchable["Slot", "SlotSearchParams"]):
     """A slot of time on a schedule that may be available for booking appointments."""
 
-    resource_type: Literal["Slot"] = Field(
-        default="Slot", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Slot"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Slot"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Ids for this item"""
 
-    service_category: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceCategory",
-        serialization_alias="serviceCategory",
-        min_length=1,
-    )
+    service_category: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="serviceCategory", serialization_alias="serviceCategory", min_length=1
+        ),
+    ] = None
     """A broad categorization of the service that is to be performed during this appointment"""
 
-    service_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="serviceType",
-        serialization_alias="serviceType",
-        min_length=1,
-    )
+    service_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="serviceType", serialization_alias="serviceType", min_length=1),
+    ] = None
     """The type of appointments that can be booked into this slot (ideally this would be an identifiable service - which is at a location, rather than the location itself)."""
 
-    specialty: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    specialty: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The specialty of a practitioner that would be required to perform the service requested in this appointment"""
 
-    appointment_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="appointmentType", serialization_alias="appointmentType"
-    )
+    appointment_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="appointmentType", serialization_alias="appointmentType"),
+    ] = None
     """The style of appointment or patient that may be booked in the slot (not service type)"""
 
-    schedule: Reference = Field()
+    schedule: Reference
     """The schedule resource that this slot defines an interval of status information"""
 
-    status: Literal["busy", "free", "busy-unavailable", "busy-tentative", "entered-in-error"] = (
-        Field()
-    )
+    status: Literal["busy", "free", "busy-unavailable", "busy-tentative", "entered-in-error"]
     """busy | free | busy-unavailable | busy-tentative | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    start: FhirInstant = Field()
+    start: FhirInstant
     """Date/Time that the slot is to begin"""
 
-    start_ext: Opt[Element] = Field(
-        default=None, validation_alias="_start", serialization_alias="_start"
-    )
+    start_ext: Annotated[
+        Opt[Element], Field(validation_alias="_start", serialization_alias="_start")
+    ] = None
     """Extensions and id of `start`."""
 
-    end: FhirInstant = Field()
+    end: FhirInstant
     """Date/Time that the slot is to conclude"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    overbooked: Opt[FhirBoolean] = Field(default=None)
+    overbooked: Opt[FhirBoolean] = None
     """This slot has already been overbooked, appointments are unlikely to be accepted for this time"""
 
-    overbooked_ext: Opt[Element] = Field(
-        default=None, validation_alias="_overbooked", serialization_alias="_overbooked"
-    )
+    overbooked_ext: Annotated[
+        Opt[Element], Field(validation_alias="_overbooked", serialization_alias="_overbooked")
+    ] = None
     """Extensions and id of `overbooked`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Comments on the slot to describe any extended information."""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""

@@ -3,39 +3,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SmartAppLaunchSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.reference import Reference
 
 # Classes of other modules named in annotations, bound here on first validation.
 _DEPENDENCIES = ("Reference",)
 
 
-class SmartAppLaunch(DomainResource):
+class SmartAppLaunch(DomainResource, Searchable["SmartAppLaunch", "SmartAppLaunchSearchParams"]):
     """This resource contains context details for a SMART App Launch."""
 
-    resource_type: Literal["SmartAppLaunch"] = Field(
-        default="SmartAppLaunch",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SmartAppLaunch"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SmartAppLaunch"
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Optional patient indicating that the app was launched in the patient context."""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Optional encounter indicating that the app was launched in the encounter context."""
 
-    fhir_context: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="fhirContext",
-        serialization_alias="fhirContext",
-        min_length=1,
-    )
+    fhir_context: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="fhirContext", serialization_alias="fhirContext", min_length=1),
+    ] = None
     """Optional FHIR context indicating the resources that were included when the app was launched."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SpecimenSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.duration import Duration
@@ -35,68 +37,67 @@ _DEPENDENCIES = (
 )
 
 
-class Specimen(DomainResource):
+class Specimen(DomainResource, Searchable["Specimen", "SpecimenSearchParams"]):
     """A sample to be used for analysis."""
 
-    resource_type: Literal["Specimen"] = Field(
-        default="Specimen", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Specimen"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Specimen"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External Identifier"""
 
-    accession_identifier: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="accessionIdentifier",
-        serialization_alias="accessionIdentifier",
-    )
+    accession_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="accessionIdentifier", serialization_alias="accessionIdentifier"),
+    ] = None
     """Identifier assigned by the lab"""
 
-    status: Opt[Literal["available", "unavailable", "unsatisfactory", "entered-in-error"]] = Field(
-        default=None
-    )
+    status: Opt[Literal["available", "unavailable", "unsatisfactory", "entered-in-error"]] = None
     """available | unavailable | unsatisfactory | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of material that forms the specimen"""
 
-    subject: Opt[Reference] = Field(default=None)
+    subject: Opt[Reference] = None
     """Where the specimen came from."""
 
-    received_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="receivedTime", serialization_alias="receivedTime"
-    )
+    received_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="receivedTime", serialization_alias="receivedTime"),
+    ] = None
     """The time when specimen was received for processing"""
 
-    received_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_receivedTime", serialization_alias="_receivedTime"
-    )
+    received_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_receivedTime", serialization_alias="_receivedTime")
+    ] = None
     """Extensions and id of `receivedTime`."""
 
-    parent: Opt[list[Reference]] = Field(default=None, min_length=1)
+    parent: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Specimen from which this specimen originated"""
 
-    request: Opt[list[Reference]] = Field(default=None, min_length=1)
+    request: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Why the specimen was collected"""
 
-    collection: Opt[SpecimenCollection] = Field(default=None)
+    collection: Opt[SpecimenCollection] = None
     """Collection details"""
 
-    processing: Opt[list[SpecimenProcessing]] = Field(default=None, min_length=1)
+    processing: Annotated[Opt[list[SpecimenProcessing]], Field(min_length=1)] = None
     """Processing and processing step details"""
 
-    container: Opt[list[SpecimenContainer]] = Field(default=None, min_length=1)
+    container: Annotated[Opt[list[SpecimenContainer]], Field(min_length=1)] = None
     """Direct container of specimen (tube/slide, etc.)"""
 
-    condition: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    condition: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """State of the specimen"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments"""
 
 
@@ -116,52 +117,56 @@ class SpecimenCollection(BackboneElement, ChoiceChecked):
         ),
     )
 
-    collector: Opt[Reference] = Field(default=None)
+    collector: Opt[Reference] = None
     """Who collected the specimen"""
 
-    collected_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="collectedDateTime", serialization_alias="collectedDateTime"
-    )
+    collected_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="collectedDateTime", serialization_alias="collectedDateTime"),
+    ] = None
     """Collection time"""
 
-    collected_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_collectedDateTime",
-        serialization_alias="_collectedDateTime",
-    )
+    collected_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_collectedDateTime", serialization_alias="_collectedDateTime"),
+    ] = None
     """Extensions and id of `collectedDateTime`."""
 
-    collected_period: Opt[Period] = Field(
-        default=None, validation_alias="collectedPeriod", serialization_alias="collectedPeriod"
-    )
+    collected_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="collectedPeriod", serialization_alias="collectedPeriod"),
+    ] = None
     """Collection time"""
 
-    duration: Opt[Duration] = Field(default=None)
+    duration: Opt[Duration] = None
     """How long it took to collect specimen"""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """The quantity of specimen collected"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """Technique used to perform collection"""
 
-    body_site: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="bodySite", serialization_alias="bodySite"
-    )
+    body_site: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="bodySite", serialization_alias="bodySite")
+    ] = None
     """Anatomical collection site"""
 
-    fasting_status_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="fastingStatusCodeableConcept",
-        serialization_alias="fastingStatusCodeableConcept",
-    )
+    fasting_status_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="fastingStatusCodeableConcept",
+            serialization_alias="fastingStatusCodeableConcept",
+        ),
+    ] = None
     """Whether or how long patient abstained from food and/or drink"""
 
-    fasting_status_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="fastingStatusDuration",
-        serialization_alias="fastingStatusDuration",
-    )
+    fasting_status_duration: Annotated[
+        Opt[Duration],
+        Field(
+            validation_alias="fastingStatusDuration", serialization_alias="fastingStatusDuration"
+        ),
+    ] = None
     """Whether or how long patient abstained from food and/or drink"""
 
 
@@ -176,33 +181,34 @@ class SpecimenProcessing(BackboneElement, ChoiceChecked):
         ),
     )
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Textual description of procedure"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    procedure: Opt[CodeableConcept] = Field(default=None)
+    procedure: Opt[CodeableConcept] = None
     """Indicates the treatment step applied to the specimen"""
 
-    additive: Opt[list[Reference]] = Field(default=None, min_length=1)
+    additive: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Material used in the processing step"""
 
-    time_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timeDateTime", serialization_alias="timeDateTime"
-    )
+    time_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timeDateTime", serialization_alias="timeDateTime"),
+    ] = None
     """Date and time of specimen processing"""
 
-    time_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timeDateTime", serialization_alias="_timeDateTime"
-    )
+    time_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timeDateTime", serialization_alias="_timeDateTime")
+    ] = None
     """Extensions and id of `timeDateTime`."""
 
-    time_period: Opt[Period] = Field(
-        default=None, validation_alias="timePeriod", serialization_alias="timePeriod"
-    )
+    time_period: Annotated[
+        Opt[Period], Field(validation_alias="timePeriod", serialization_alias="timePeriod")
+    ] = None
     """Date and time of specimen processing"""
 
 
@@ -217,36 +223,40 @@ class SpecimenContainer(BackboneElement, ChoiceChecked):
         ),
     )
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Id for the container"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Textual description of the container"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of container directly associated with specimen"""
 
-    capacity: Opt[Quantity] = Field(default=None)
+    capacity: Opt[Quantity] = None
     """Container volume or size"""
 
-    specimen_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="specimenQuantity", serialization_alias="specimenQuantity"
-    )
+    specimen_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="specimenQuantity", serialization_alias="specimenQuantity"),
+    ] = None
     """Quantity of specimen within container"""
 
-    additive_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="additiveCodeableConcept",
-        serialization_alias="additiveCodeableConcept",
-    )
+    additive_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="additiveCodeableConcept",
+            serialization_alias="additiveCodeableConcept",
+        ),
+    ] = None
     """Additive associated with container"""
 
-    additive_reference: Opt[Reference] = Field(
-        default=None, validation_alias="additiveReference", serialization_alias="additiveReference"
-    )
+    additive_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="additiveReference", serialization_alias="additiveReference"),
+    ] = None
     """Additive associated with container"""

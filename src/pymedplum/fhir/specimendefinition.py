@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SpecimenDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.duration import Duration
     from pymedplum.fhir.element import Element
@@ -33,99 +35,106 @@ _DEPENDENCIES = (
 )
 
 
-class SpecimenDefinition(DomainResource):
+class SpecimenDefinition(
+    DomainResource, Searchable["SpecimenDefinition", "SpecimenDefinitionSearchParams"]
+):
     """A kind of specimen with associated set of requirements."""
 
-    resource_type: Literal["SpecimenDefinition"] = Field(
-        default="SpecimenDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SpecimenDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SpecimenDefinition"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Business identifier of a kind of specimen"""
 
-    type_collected: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="typeCollected", serialization_alias="typeCollected"
-    )
+    type_collected: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="typeCollected", serialization_alias="typeCollected"),
+    ] = None
     """Kind of material to collect"""
 
-    patient_preparation: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="patientPreparation",
-        serialization_alias="patientPreparation",
-        min_length=1,
-    )
+    patient_preparation: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="patientPreparation",
+            serialization_alias="patientPreparation",
+            min_length=1,
+        ),
+    ] = None
     """Patient preparation for collection"""
 
-    time_aspect: Opt[FhirString] = Field(
-        default=None, validation_alias="timeAspect", serialization_alias="timeAspect"
-    )
+    time_aspect: Annotated[
+        Opt[FhirString], Field(validation_alias="timeAspect", serialization_alias="timeAspect")
+    ] = None
     """Time aspect for collection"""
 
-    time_aspect_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timeAspect", serialization_alias="_timeAspect"
-    )
+    time_aspect_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timeAspect", serialization_alias="_timeAspect")
+    ] = None
     """Extensions and id of `timeAspect`."""
 
-    collection: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    collection: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Specimen collection procedure"""
 
-    type_tested: Opt[list[SpecimenDefinitionTypeTested]] = Field(
-        default=None, validation_alias="typeTested", serialization_alias="typeTested", min_length=1
-    )
+    type_tested: Annotated[
+        Opt[list[SpecimenDefinitionTypeTested]],
+        Field(validation_alias="typeTested", serialization_alias="typeTested", min_length=1),
+    ] = None
     """Specimen in container intended for testing by lab"""
 
 
 class SpecimenDefinitionTypeTested(BackboneElement):
     """Specimen in container intended for testing by lab"""
 
-    is_derived: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isDerived", serialization_alias="isDerived"
-    )
+    is_derived: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isDerived", serialization_alias="isDerived")
+    ] = None
     """Primary or secondary specimen"""
 
-    is_derived_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isDerived", serialization_alias="_isDerived"
-    )
+    is_derived_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isDerived", serialization_alias="_isDerived")
+    ] = None
     """Extensions and id of `isDerived`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of intended specimen"""
 
-    preference: Literal["preferred", "alternate"] = Field()
+    preference: Literal["preferred", "alternate"]
     """preferred | alternate"""
 
-    preference_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preference", serialization_alias="_preference"
-    )
+    preference_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preference", serialization_alias="_preference")
+    ] = None
     """Extensions and id of `preference`."""
 
-    container: Opt[SpecimenDefinitionTypeTestedContainer] = Field(default=None)
+    container: Opt[SpecimenDefinitionTypeTestedContainer] = None
     """The specimen's container"""
 
-    requirement: Opt[FhirString] = Field(default=None)
+    requirement: Opt[FhirString] = None
     """Specimen requirements"""
 
-    requirement_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requirement", serialization_alias="_requirement"
-    )
+    requirement_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requirement", serialization_alias="_requirement")
+    ] = None
     """Extensions and id of `requirement`."""
 
-    retention_time: Opt[Duration] = Field(
-        default=None, validation_alias="retentionTime", serialization_alias="retentionTime"
-    )
+    retention_time: Annotated[
+        Opt[Duration], Field(validation_alias="retentionTime", serialization_alias="retentionTime")
+    ] = None
     """Specimen retention time"""
 
-    rejection_criterion: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="rejectionCriterion",
-        serialization_alias="rejectionCriterion",
-        min_length=1,
-    )
+    rejection_criterion: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="rejectionCriterion",
+            serialization_alias="rejectionCriterion",
+            min_length=1,
+        ),
+    ] = None
     """Rejection criterion"""
 
-    handling: Opt[list[SpecimenDefinitionTypeTestedHandling]] = Field(default=None, min_length=1)
+    handling: Annotated[Opt[list[SpecimenDefinitionTypeTestedHandling]], Field(min_length=1)] = None
     """Specimen handling before testing"""
 
 
@@ -140,58 +149,57 @@ class SpecimenDefinitionTypeTestedContainer(BackboneElement, ChoiceChecked):
         ),
     )
 
-    material: Opt[CodeableConcept] = Field(default=None)
+    material: Opt[CodeableConcept] = None
     """Container material"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Kind of container associated with the kind of specimen"""
 
-    cap: Opt[CodeableConcept] = Field(default=None)
+    cap: Opt[CodeableConcept] = None
     """Color of container cap"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Container description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    capacity: Opt[Quantity] = Field(default=None)
+    capacity: Opt[Quantity] = None
     """Container capacity"""
 
-    minimum_volume_quantity: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="minimumVolumeQuantity",
-        serialization_alias="minimumVolumeQuantity",
-    )
+    minimum_volume_quantity: Annotated[
+        Opt[Quantity],
+        Field(
+            validation_alias="minimumVolumeQuantity", serialization_alias="minimumVolumeQuantity"
+        ),
+    ] = None
     """Minimum volume"""
 
-    minimum_volume_string: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="minimumVolumeString",
-        serialization_alias="minimumVolumeString",
-    )
+    minimum_volume_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="minimumVolumeString", serialization_alias="minimumVolumeString"),
+    ] = None
     """Minimum volume"""
 
-    minimum_volume_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_minimumVolumeString",
-        serialization_alias="_minimumVolumeString",
-    )
+    minimum_volume_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_minimumVolumeString", serialization_alias="_minimumVolumeString"),
+    ] = None
     """Extensions and id of `minimumVolumeString`."""
 
-    additive: Opt[list[SpecimenDefinitionTypeTestedContainerAdditive]] = Field(
-        default=None, min_length=1
-    )
+    additive: Annotated[
+        Opt[list[SpecimenDefinitionTypeTestedContainerAdditive]], Field(min_length=1)
+    ] = None
     """Additive associated with container"""
 
-    preparation: Opt[FhirString] = Field(default=None)
+    preparation: Opt[FhirString] = None
     """Specimen container preparation"""
 
-    preparation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preparation", serialization_alias="_preparation"
-    )
+    preparation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preparation", serialization_alias="_preparation")
+    ] = None
     """Extensions and id of `preparation`."""
 
 
@@ -206,43 +214,46 @@ class SpecimenDefinitionTypeTestedContainerAdditive(BackboneElement, ChoiceCheck
         ),
     )
 
-    additive_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="additiveCodeableConcept",
-        serialization_alias="additiveCodeableConcept",
-    )
+    additive_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="additiveCodeableConcept",
+            serialization_alias="additiveCodeableConcept",
+        ),
+    ] = None
     """Additive associated with container"""
 
-    additive_reference: Opt[Reference] = Field(
-        default=None, validation_alias="additiveReference", serialization_alias="additiveReference"
-    )
+    additive_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="additiveReference", serialization_alias="additiveReference"),
+    ] = None
     """Additive associated with container"""
 
 
 class SpecimenDefinitionTypeTestedHandling(BackboneElement):
     """Specimen handling before testing"""
 
-    temperature_qualifier: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="temperatureQualifier",
-        serialization_alias="temperatureQualifier",
-    )
+    temperature_qualifier: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="temperatureQualifier", serialization_alias="temperatureQualifier"),
+    ] = None
     """Temperature qualifier"""
 
-    temperature_range: Opt[Range] = Field(
-        default=None, validation_alias="temperatureRange", serialization_alias="temperatureRange"
-    )
+    temperature_range: Annotated[
+        Opt[Range],
+        Field(validation_alias="temperatureRange", serialization_alias="temperatureRange"),
+    ] = None
     """Temperature range"""
 
-    max_duration: Opt[Duration] = Field(
-        default=None, validation_alias="maxDuration", serialization_alias="maxDuration"
-    )
+    max_duration: Annotated[
+        Opt[Duration], Field(validation_alias="maxDuration", serialization_alias="maxDuration")
+    ] = None
     """Maximum preservation time"""
 
-    instruction: Opt[FhirString] = Field(default=None)
+    instruction: Opt[FhirString] = None
     """Preservation instruction"""
 
-    instruction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instruction", serialization_alias="_instruction"
-    )
+    instruction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_instruction", serialization_alias="_instruction")
+    ] = None
     """Extensions and id of `instruction`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -19,8 +19,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import StructureDefinitionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -41,285 +43,300 @@ _DEPENDENCIES = (
 )
 
 
-class StructureDefinition(DomainResource):
+class StructureDefinition(
+    DomainResource, Searchable["StructureDefinition", "StructureDefinitionSearchParams"]
+):
     """A definition of a FHIR structure."""
 
-    resource_type: Literal["StructureDefinition"] = Field(
-        default="StructureDefinition",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["StructureDefinition"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "StructureDefinition"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this structure definition, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the structure definition"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the structure definition"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this structure definition (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this structure definition (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the structure definition"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for structure definition (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this structure definition is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    keyword: Opt[list[Coding]] = Field(default=None, min_length=1)
+    keyword: Annotated[Opt[list[Coding]], Field(min_length=1)] = None
     """Assist with indexing and finding"""
 
-    fhir_version: Opt[
-        Literal[
-            "0.01",
-            "0.05",
-            "0.06",
-            "0.11",
-            "0.0.80",
-            "0.0.81",
-            "0.0.82",
-            "0.4.0",
-            "0.5.0",
-            "1.0.0",
-            "1.0.1",
-            "1.0.2",
-            "1.1.0",
-            "1.4.0",
-            "1.6.0",
-            "1.8.0",
-            "3.0.0",
-            "3.0.1",
-            "3.3.0",
-            "3.5.0",
-            "4.0.0",
-            "4.0.1",
-        ]
-    ] = Field(default=None, validation_alias="fhirVersion", serialization_alias="fhirVersion")
+    fhir_version: Annotated[
+        Opt[
+            Literal[
+                "0.01",
+                "0.05",
+                "0.06",
+                "0.11",
+                "0.0.80",
+                "0.0.81",
+                "0.0.82",
+                "0.4.0",
+                "0.5.0",
+                "1.0.0",
+                "1.0.1",
+                "1.0.2",
+                "1.1.0",
+                "1.4.0",
+                "1.6.0",
+                "1.8.0",
+                "3.0.0",
+                "3.0.1",
+                "3.3.0",
+                "3.5.0",
+                "4.0.0",
+                "4.0.1",
+            ]
+        ],
+        Field(validation_alias="fhirVersion", serialization_alias="fhirVersion"),
+    ] = None
     """FHIR Version this StructureDefinition targets"""
 
-    fhir_version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fhirVersion", serialization_alias="_fhirVersion"
-    )
+    fhir_version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fhirVersion", serialization_alias="_fhirVersion")
+    ] = None
     """Extensions and id of `fhirVersion`."""
 
-    mapping: Opt[list[StructureDefinitionMapping]] = Field(default=None, min_length=1)
+    mapping: Annotated[Opt[list[StructureDefinitionMapping]], Field(min_length=1)] = None
     """External specification that the content is mapped to"""
 
-    kind: Literal["primitive-type", "complex-type", "resource", "logical"] = Field()
+    kind: Literal["primitive-type", "complex-type", "resource", "logical"]
     """primitive-type | complex-type | resource | logical"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    abstract: FhirBoolean = Field()
+    abstract: FhirBoolean
     """Whether the structure is abstract"""
 
-    abstract_ext: Opt[Element] = Field(
-        default=None, validation_alias="_abstract", serialization_alias="_abstract"
-    )
+    abstract_ext: Annotated[
+        Opt[Element], Field(validation_alias="_abstract", serialization_alias="_abstract")
+    ] = None
     """Extensions and id of `abstract`."""
 
-    context: Opt[list[StructureDefinitionContext]] = Field(default=None, min_length=1)
+    context: Annotated[Opt[list[StructureDefinitionContext]], Field(min_length=1)] = None
     """If an extension, where it can be used in instances"""
 
-    context_invariant: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="contextInvariant",
-        serialization_alias="contextInvariant",
-        min_length=1,
-    )
+    context_invariant: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="contextInvariant",
+            serialization_alias="contextInvariant",
+            min_length=1,
+        ),
+    ] = None
     """FHIRPath invariants - when the extension can be used"""
 
-    context_invariant_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_contextInvariant",
-        serialization_alias="_contextInvariant",
-        min_length=1,
-    )
+    context_invariant_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_contextInvariant",
+            serialization_alias="_contextInvariant",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `contextInvariant`."""
 
-    type: FhirUri = Field()
+    type: FhirUri
     """Type defined or constrained by this structure"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    base_definition: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="baseDefinition", serialization_alias="baseDefinition"
-    )
+    base_definition: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="baseDefinition", serialization_alias="baseDefinition"),
+    ] = None
     """Definition that this type is constrained/specialized from"""
 
-    base_definition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_baseDefinition", serialization_alias="_baseDefinition"
-    )
+    base_definition_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_baseDefinition", serialization_alias="_baseDefinition"),
+    ] = None
     """Extensions and id of `baseDefinition`."""
 
-    derivation: Opt[Literal["specialization", "constraint"]] = Field(default=None)
+    derivation: Opt[Literal["specialization", "constraint"]] = None
     """specialization | constraint - How relates to base definition"""
 
-    derivation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_derivation", serialization_alias="_derivation"
-    )
+    derivation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_derivation", serialization_alias="_derivation")
+    ] = None
     """Extensions and id of `derivation`."""
 
-    snapshot: Opt[StructureDefinitionSnapshot] = Field(default=None)
+    snapshot: Opt[StructureDefinitionSnapshot] = None
     """Snapshot view of the structure"""
 
-    differential: Opt[StructureDefinitionDifferential] = Field(default=None)
+    differential: Opt[StructureDefinitionDifferential] = None
     """Differential view of the structure"""
 
 
 class StructureDefinitionMapping(BackboneElement):
     """External specification that the content is mapped to"""
 
-    identity: FhirId = Field()
+    identity: FhirId
     """Internal id when this mapping is used"""
 
-    identity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_identity", serialization_alias="_identity"
-    )
+    identity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_identity", serialization_alias="_identity")
+    ] = None
     """Extensions and id of `identity`."""
 
-    uri: Opt[FhirUri] = Field(default=None)
+    uri: Opt[FhirUri] = None
     """Identifies what this mapping refers to"""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Names what this mapping refers to"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Versions, Issues, Scope limitations etc."""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
 
 class StructureDefinitionContext(BackboneElement):
     """If an extension, where it can be used in instances"""
 
-    type: Literal["fhirpath", "element", "extension"] = Field()
+    type: Literal["fhirpath", "element", "extension"]
     """fhirpath | element | extension"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    expression: FhirString = Field()
+    expression: FhirString
     """Where the extension can be used in instances"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
 
 class StructureDefinitionSnapshot(BackboneElement):
     """Snapshot view of the structure"""
 
-    element: list[ElementDefinition] = Field(min_length=1)
+    element: Annotated[list[ElementDefinition], Field(min_length=1)]
     """Definition of elements in the resource (if no StructureDefinition)"""
 
 
 class StructureDefinitionDifferential(BackboneElement):
     """Differential view of the structure"""
 
-    element: list[ElementDefinition] = Field(min_length=1)
+    element: Annotated[list[ElementDefinition], Field(min_length=1)]
     """Definition of elements in the resource (if no StructureDefinition)"""

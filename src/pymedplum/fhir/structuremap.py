@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -31,8 +31,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import StructureMapSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
@@ -103,273 +105,282 @@ _DEPENDENCIES = (
 )
 
 
-class StructureMap(DomainResource):
+class StructureMap(DomainResource, Searchable["StructureMap", "StructureMapSearchParams"]):
     """A Map of relationships between 2 structures that can be used to transform data."""
 
-    resource_type: Literal["StructureMap"] = Field(
-        default="StructureMap", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["StructureMap"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "StructureMap"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this structure map, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the structure map"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the structure map"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this structure map (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this structure map (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the structure map"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for structure map (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this structure map is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    structure: Opt[list[StructureMapStructure]] = Field(default=None, min_length=1)
+    structure: Annotated[Opt[list[StructureMapStructure]], Field(min_length=1)] = None
     """Structure Definition used by this map"""
 
-    import_: Opt[list[FhirCanonical]] = Field(
-        default=None, validation_alias="import", serialization_alias="import", min_length=1
-    )
+    import_: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="import", serialization_alias="import", min_length=1),
+    ] = None
     """Other maps used by this map (canonical URLs)"""
 
-    import_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_import", serialization_alias="_import", min_length=1
-    )
+    import_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_import", serialization_alias="_import", min_length=1),
+    ] = None
     """Extensions and id of `import`."""
 
-    group: list[StructureMapGroup] = Field(min_length=1)
+    group: Annotated[list[StructureMapGroup], Field(min_length=1)]
     """Named sections for reader convenience"""
 
 
 class StructureMapStructure(BackboneElement):
     """Structure Definition used by this map"""
 
-    url: FhirCanonical = Field()
+    url: FhirCanonical
     """Canonical reference to structure definition"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    mode: Literal["source", "queried", "target", "produced"] = Field()
+    mode: Literal["source", "queried", "target", "produced"]
     """source | queried | target | produced"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    alias: Opt[FhirString] = Field(default=None)
+    alias: Opt[FhirString] = None
     """Name for type in this map"""
 
-    alias_ext: Opt[Element] = Field(
-        default=None, validation_alias="_alias", serialization_alias="_alias"
-    )
+    alias_ext: Annotated[
+        Opt[Element], Field(validation_alias="_alias", serialization_alias="_alias")
+    ] = None
     """Extensions and id of `alias`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Documentation on use of structure"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class StructureMapGroup(BackboneElement):
     """Named sections for reader convenience"""
 
-    name: FhirId = Field()
+    name: FhirId
     """Human-readable label"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    extends: Opt[FhirId] = Field(default=None)
+    extends: Opt[FhirId] = None
     """Another group that this group adds rules to"""
 
-    extends_ext: Opt[Element] = Field(
-        default=None, validation_alias="_extends", serialization_alias="_extends"
-    )
+    extends_ext: Annotated[
+        Opt[Element], Field(validation_alias="_extends", serialization_alias="_extends")
+    ] = None
     """Extensions and id of `extends`."""
 
-    type_mode: Literal["none", "types", "type-and-types"] = Field(
-        validation_alias="typeMode", serialization_alias="typeMode"
-    )
+    type_mode: Annotated[
+        Literal["none", "types", "type-and-types"],
+        Field(validation_alias="typeMode", serialization_alias="typeMode"),
+    ]
     """none | types | type-and-types"""
 
-    type_mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_typeMode", serialization_alias="_typeMode"
-    )
+    type_mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_typeMode", serialization_alias="_typeMode")
+    ] = None
     """Extensions and id of `typeMode`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Additional description/explanation for group"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
-    input: list[StructureMapGroupInput] = Field(min_length=1)
+    input: Annotated[list[StructureMapGroupInput], Field(min_length=1)]
     """Named instance provided when invoking the map"""
 
-    rule: list[StructureMapGroupRule] = Field(min_length=1)
+    rule: Annotated[list[StructureMapGroupRule], Field(min_length=1)]
     """Transform Rule from source to target"""
 
 
 class StructureMapGroupInput(BackboneElement):
     """Named instance provided when invoking the map"""
 
-    name: FhirId = Field()
+    name: FhirId
     """Name for this instance of data"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[FhirString] = Field(default=None)
+    type: Opt[FhirString] = None
     """Type for this instance of data"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    mode: Literal["source", "target"] = Field()
+    mode: Literal["source", "target"]
     """source | target"""
 
-    mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mode", serialization_alias="_mode"
-    )
+    mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mode", serialization_alias="_mode")
+    ] = None
     """Extensions and id of `mode`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Documentation for this instance of data"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class StructureMapGroupRule(BackboneElement):
     """Transform Rule from source to target"""
 
-    name: FhirId = Field()
+    name: FhirId
     """Name of the rule for internal references"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    source: list[StructureMapGroupRuleSource] = Field(min_length=1)
+    source: Annotated[list[StructureMapGroupRuleSource], Field(min_length=1)]
     """Source inputs to the mapping"""
 
-    target: Opt[list[StructureMapGroupRuleTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[StructureMapGroupRuleTarget]], Field(min_length=1)] = None
     """Content to create because of this mapping rule"""
 
-    rule: Opt[list[StructureMapGroupRule]] = Field(default=None, min_length=1)
+    rule: Annotated[Opt[list[StructureMapGroupRule]], Field(min_length=1)] = None
     """Rules contained in this rule"""
 
-    dependent: Opt[list[StructureMapGroupRuleDependent]] = Field(default=None, min_length=1)
+    dependent: Annotated[Opt[list[StructureMapGroupRuleDependent]], Field(min_length=1)] = None
     """Which other rules to apply in the context of this rule"""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Documentation for this instance of data"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
@@ -435,581 +446,632 @@ class StructureMapGroupRuleSource(BackboneElement, ChoiceChecked):
         ),
     )
 
-    context: FhirId = Field()
+    context: FhirId
     """Type or variable this rule applies to"""
 
-    context_ext: Opt[Element] = Field(
-        default=None, validation_alias="_context", serialization_alias="_context"
-    )
+    context_ext: Annotated[
+        Opt[Element], Field(validation_alias="_context", serialization_alias="_context")
+    ] = None
     """Extensions and id of `context`."""
 
-    min: Opt[FhirInteger] = Field(default=None)
+    min: Opt[FhirInteger] = None
     """Specified minimum cardinality"""
 
-    min_ext: Opt[Element] = Field(default=None, validation_alias="_min", serialization_alias="_min")
+    min_ext: Annotated[Opt[Element], Field(validation_alias="_min", serialization_alias="_min")] = (
+        None
+    )
     """Extensions and id of `min`."""
 
-    max: Opt[FhirString] = Field(default=None)
+    max: Opt[FhirString] = None
     """Specified maximum cardinality (number or *)"""
 
-    max_ext: Opt[Element] = Field(default=None, validation_alias="_max", serialization_alias="_max")
+    max_ext: Annotated[Opt[Element], Field(validation_alias="_max", serialization_alias="_max")] = (
+        None
+    )
     """Extensions and id of `max`."""
 
-    type: Opt[FhirString] = Field(default=None)
+    type: Opt[FhirString] = None
     """Rule only applies if source has this type"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    default_value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None,
-        validation_alias="defaultValueBase64Binary",
-        serialization_alias="defaultValueBase64Binary",
-    )
+    default_value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(
+            validation_alias="defaultValueBase64Binary",
+            serialization_alias="defaultValueBase64Binary",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueBase64Binary",
-        serialization_alias="_defaultValueBase64Binary",
-    )
+    default_value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueBase64Binary",
+            serialization_alias="_defaultValueBase64Binary",
+        ),
+    ] = None
     """Extensions and id of `defaultValueBase64Binary`."""
 
-    default_value_boolean: Opt[FhirBoolean] = Field(
-        default=None,
-        validation_alias="defaultValueBoolean",
-        serialization_alias="defaultValueBoolean",
-    )
+    default_value_boolean: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="defaultValueBoolean", serialization_alias="defaultValueBoolean"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_boolean_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueBoolean",
-        serialization_alias="_defaultValueBoolean",
-    )
+    default_value_boolean_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueBoolean", serialization_alias="_defaultValueBoolean"),
+    ] = None
     """Extensions and id of `defaultValueBoolean`."""
 
-    default_value_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="defaultValueCanonical",
-        serialization_alias="defaultValueCanonical",
-    )
+    default_value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(
+            validation_alias="defaultValueCanonical", serialization_alias="defaultValueCanonical"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueCanonical",
-        serialization_alias="_defaultValueCanonical",
-    )
+    default_value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueCanonical", serialization_alias="_defaultValueCanonical"
+        ),
+    ] = None
     """Extensions and id of `defaultValueCanonical`."""
 
-    default_value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="defaultValueCode", serialization_alias="defaultValueCode"
-    )
+    default_value_code: Annotated[
+        Opt[FhirCode],
+        Field(validation_alias="defaultValueCode", serialization_alias="defaultValueCode"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueCode", serialization_alias="_defaultValueCode"
-    )
+    default_value_code_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueCode", serialization_alias="_defaultValueCode"),
+    ] = None
     """Extensions and id of `defaultValueCode`."""
 
-    default_value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="defaultValueDate", serialization_alias="defaultValueDate"
-    )
+    default_value_date: Annotated[
+        Opt[FhirDate],
+        Field(validation_alias="defaultValueDate", serialization_alias="defaultValueDate"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueDate", serialization_alias="_defaultValueDate"
-    )
+    default_value_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueDate", serialization_alias="_defaultValueDate"),
+    ] = None
     """Extensions and id of `defaultValueDate`."""
 
-    default_value_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="defaultValueDateTime",
-        serialization_alias="defaultValueDateTime",
-    )
+    default_value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="defaultValueDateTime", serialization_alias="defaultValueDateTime"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueDateTime",
-        serialization_alias="_defaultValueDateTime",
-    )
+    default_value_date_time_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueDateTime", serialization_alias="_defaultValueDateTime"
+        ),
+    ] = None
     """Extensions and id of `defaultValueDateTime`."""
 
-    default_value_decimal: Opt[FhirDecimal] = Field(
-        default=None,
-        validation_alias="defaultValueDecimal",
-        serialization_alias="defaultValueDecimal",
-    )
+    default_value_decimal: Annotated[
+        Opt[FhirDecimal],
+        Field(validation_alias="defaultValueDecimal", serialization_alias="defaultValueDecimal"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_decimal_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueDecimal",
-        serialization_alias="_defaultValueDecimal",
-    )
+    default_value_decimal_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueDecimal", serialization_alias="_defaultValueDecimal"),
+    ] = None
     """Extensions and id of `defaultValueDecimal`."""
 
-    default_value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="defaultValueId", serialization_alias="defaultValueId"
-    )
+    default_value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="defaultValueId", serialization_alias="defaultValueId")
+    ] = None
     """Default value if no value exists"""
 
-    default_value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueId", serialization_alias="_defaultValueId"
-    )
+    default_value_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueId", serialization_alias="_defaultValueId"),
+    ] = None
     """Extensions and id of `defaultValueId`."""
 
-    default_value_instant: Opt[FhirInstant] = Field(
-        default=None,
-        validation_alias="defaultValueInstant",
-        serialization_alias="defaultValueInstant",
-    )
+    default_value_instant: Annotated[
+        Opt[FhirInstant],
+        Field(validation_alias="defaultValueInstant", serialization_alias="defaultValueInstant"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_instant_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueInstant",
-        serialization_alias="_defaultValueInstant",
-    )
+    default_value_instant_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueInstant", serialization_alias="_defaultValueInstant"),
+    ] = None
     """Extensions and id of `defaultValueInstant`."""
 
-    default_value_integer: Opt[FhirInteger] = Field(
-        default=None,
-        validation_alias="defaultValueInteger",
-        serialization_alias="defaultValueInteger",
-    )
+    default_value_integer: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="defaultValueInteger", serialization_alias="defaultValueInteger"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_integer_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueInteger",
-        serialization_alias="_defaultValueInteger",
-    )
+    default_value_integer_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueInteger", serialization_alias="_defaultValueInteger"),
+    ] = None
     """Extensions and id of `defaultValueInteger`."""
 
-    default_value_markdown: Opt[FhirMarkdown] = Field(
-        default=None,
-        validation_alias="defaultValueMarkdown",
-        serialization_alias="defaultValueMarkdown",
-    )
+    default_value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="defaultValueMarkdown", serialization_alias="defaultValueMarkdown"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_markdown_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueMarkdown",
-        serialization_alias="_defaultValueMarkdown",
-    )
+    default_value_markdown_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueMarkdown", serialization_alias="_defaultValueMarkdown"
+        ),
+    ] = None
     """Extensions and id of `defaultValueMarkdown`."""
 
-    default_value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="defaultValueOid", serialization_alias="defaultValueOid"
-    )
+    default_value_oid: Annotated[
+        Opt[FhirOid],
+        Field(validation_alias="defaultValueOid", serialization_alias="defaultValueOid"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueOid", serialization_alias="_defaultValueOid"
-    )
+    default_value_oid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueOid", serialization_alias="_defaultValueOid"),
+    ] = None
     """Extensions and id of `defaultValueOid`."""
 
-    default_value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None,
-        validation_alias="defaultValuePositiveInt",
-        serialization_alias="defaultValuePositiveInt",
-    )
+    default_value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(
+            validation_alias="defaultValuePositiveInt",
+            serialization_alias="defaultValuePositiveInt",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_positive_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValuePositiveInt",
-        serialization_alias="_defaultValuePositiveInt",
-    )
+    default_value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValuePositiveInt",
+            serialization_alias="_defaultValuePositiveInt",
+        ),
+    ] = None
     """Extensions and id of `defaultValuePositiveInt`."""
 
-    default_value_string: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="defaultValueString",
-        serialization_alias="defaultValueString",
-    )
+    default_value_string: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="defaultValueString", serialization_alias="defaultValueString"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_string_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueString",
-        serialization_alias="_defaultValueString",
-    )
+    default_value_string_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueString", serialization_alias="_defaultValueString"),
+    ] = None
     """Extensions and id of `defaultValueString`."""
 
-    default_value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="defaultValueTime", serialization_alias="defaultValueTime"
-    )
+    default_value_time: Annotated[
+        Opt[FhirTime],
+        Field(validation_alias="defaultValueTime", serialization_alias="defaultValueTime"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueTime", serialization_alias="_defaultValueTime"
-    )
+    default_value_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueTime", serialization_alias="_defaultValueTime"),
+    ] = None
     """Extensions and id of `defaultValueTime`."""
 
-    default_value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None,
-        validation_alias="defaultValueUnsignedInt",
-        serialization_alias="defaultValueUnsignedInt",
-    )
+    default_value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(
+            validation_alias="defaultValueUnsignedInt",
+            serialization_alias="defaultValueUnsignedInt",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_unsigned_int_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_defaultValueUnsignedInt",
-        serialization_alias="_defaultValueUnsignedInt",
-    )
+    default_value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_defaultValueUnsignedInt",
+            serialization_alias="_defaultValueUnsignedInt",
+        ),
+    ] = None
     """Extensions and id of `defaultValueUnsignedInt`."""
 
-    default_value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="defaultValueUri", serialization_alias="defaultValueUri"
-    )
+    default_value_uri: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="defaultValueUri", serialization_alias="defaultValueUri"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUri", serialization_alias="_defaultValueUri"
-    )
+    default_value_uri_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUri", serialization_alias="_defaultValueUri"),
+    ] = None
     """Extensions and id of `defaultValueUri`."""
 
-    default_value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="defaultValueUrl", serialization_alias="defaultValueUrl"
-    )
+    default_value_url: Annotated[
+        Opt[FhirUrl],
+        Field(validation_alias="defaultValueUrl", serialization_alias="defaultValueUrl"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUrl", serialization_alias="_defaultValueUrl"
-    )
+    default_value_url_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUrl", serialization_alias="_defaultValueUrl"),
+    ] = None
     """Extensions and id of `defaultValueUrl`."""
 
-    default_value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="defaultValueUuid", serialization_alias="defaultValueUuid"
-    )
+    default_value_uuid: Annotated[
+        Opt[FhirUuid],
+        Field(validation_alias="defaultValueUuid", serialization_alias="defaultValueUuid"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValueUuid", serialization_alias="_defaultValueUuid"
-    )
+    default_value_uuid_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_defaultValueUuid", serialization_alias="_defaultValueUuid"),
+    ] = None
     """Extensions and id of `defaultValueUuid`."""
 
-    default_value_address: Opt[Address] = Field(
-        default=None,
-        validation_alias="defaultValueAddress",
-        serialization_alias="defaultValueAddress",
-    )
+    default_value_address: Annotated[
+        Opt[Address],
+        Field(validation_alias="defaultValueAddress", serialization_alias="defaultValueAddress"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_age: Opt[Age] = Field(
-        default=None, validation_alias="defaultValueAge", serialization_alias="defaultValueAge"
-    )
+    default_value_age: Annotated[
+        Opt[Age], Field(validation_alias="defaultValueAge", serialization_alias="defaultValueAge")
+    ] = None
     """Default value if no value exists"""
 
-    default_value_annotation: Opt[Annotation] = Field(
-        default=None,
-        validation_alias="defaultValueAnnotation",
-        serialization_alias="defaultValueAnnotation",
-    )
+    default_value_annotation: Annotated[
+        Opt[Annotation],
+        Field(
+            validation_alias="defaultValueAnnotation", serialization_alias="defaultValueAnnotation"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_attachment: Opt[Attachment] = Field(
-        default=None,
-        validation_alias="defaultValueAttachment",
-        serialization_alias="defaultValueAttachment",
-    )
+    default_value_attachment: Annotated[
+        Opt[Attachment],
+        Field(
+            validation_alias="defaultValueAttachment", serialization_alias="defaultValueAttachment"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="defaultValueCodeableConcept",
-        serialization_alias="defaultValueCodeableConcept",
-    )
+    default_value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="defaultValueCodeableConcept",
+            serialization_alias="defaultValueCodeableConcept",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_coding: Opt[Coding] = Field(
-        default=None,
-        validation_alias="defaultValueCoding",
-        serialization_alias="defaultValueCoding",
-    )
+    default_value_coding: Annotated[
+        Opt[Coding],
+        Field(validation_alias="defaultValueCoding", serialization_alias="defaultValueCoding"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_contact_point: Opt[ContactPoint] = Field(
-        default=None,
-        validation_alias="defaultValueContactPoint",
-        serialization_alias="defaultValueContactPoint",
-    )
+    default_value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(
+            validation_alias="defaultValueContactPoint",
+            serialization_alias="defaultValueContactPoint",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_count: Opt[Count] = Field(
-        default=None, validation_alias="defaultValueCount", serialization_alias="defaultValueCount"
-    )
+    default_value_count: Annotated[
+        Opt[Count],
+        Field(validation_alias="defaultValueCount", serialization_alias="defaultValueCount"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_distance: Opt[Distance] = Field(
-        default=None,
-        validation_alias="defaultValueDistance",
-        serialization_alias="defaultValueDistance",
-    )
+    default_value_distance: Annotated[
+        Opt[Distance],
+        Field(validation_alias="defaultValueDistance", serialization_alias="defaultValueDistance"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_duration: Opt[Duration] = Field(
-        default=None,
-        validation_alias="defaultValueDuration",
-        serialization_alias="defaultValueDuration",
-    )
+    default_value_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="defaultValueDuration", serialization_alias="defaultValueDuration"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_human_name: Opt[HumanName] = Field(
-        default=None,
-        validation_alias="defaultValueHumanName",
-        serialization_alias="defaultValueHumanName",
-    )
+    default_value_human_name: Annotated[
+        Opt[HumanName],
+        Field(
+            validation_alias="defaultValueHumanName", serialization_alias="defaultValueHumanName"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_identifier: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="defaultValueIdentifier",
-        serialization_alias="defaultValueIdentifier",
-    )
+    default_value_identifier: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="defaultValueIdentifier", serialization_alias="defaultValueIdentifier"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_money: Opt[Money] = Field(
-        default=None, validation_alias="defaultValueMoney", serialization_alias="defaultValueMoney"
-    )
+    default_value_money: Annotated[
+        Opt[Money],
+        Field(validation_alias="defaultValueMoney", serialization_alias="defaultValueMoney"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_period: Opt[Period] = Field(
-        default=None,
-        validation_alias="defaultValuePeriod",
-        serialization_alias="defaultValuePeriod",
-    )
+    default_value_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="defaultValuePeriod", serialization_alias="defaultValuePeriod"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_quantity: Opt[Quantity] = Field(
-        default=None,
-        validation_alias="defaultValueQuantity",
-        serialization_alias="defaultValueQuantity",
-    )
+    default_value_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="defaultValueQuantity", serialization_alias="defaultValueQuantity"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_range: Opt[Range] = Field(
-        default=None, validation_alias="defaultValueRange", serialization_alias="defaultValueRange"
-    )
+    default_value_range: Annotated[
+        Opt[Range],
+        Field(validation_alias="defaultValueRange", serialization_alias="defaultValueRange"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="defaultValueRatio", serialization_alias="defaultValueRatio"
-    )
+    default_value_ratio: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="defaultValueRatio", serialization_alias="defaultValueRatio"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="defaultValueReference",
-        serialization_alias="defaultValueReference",
-    )
+    default_value_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="defaultValueReference", serialization_alias="defaultValueReference"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_sampled_data: Opt[SampledData] = Field(
-        default=None,
-        validation_alias="defaultValueSampledData",
-        serialization_alias="defaultValueSampledData",
-    )
+    default_value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(
+            validation_alias="defaultValueSampledData",
+            serialization_alias="defaultValueSampledData",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_signature: Opt[Signature] = Field(
-        default=None,
-        validation_alias="defaultValueSignature",
-        serialization_alias="defaultValueSignature",
-    )
+    default_value_signature: Annotated[
+        Opt[Signature],
+        Field(
+            validation_alias="defaultValueSignature", serialization_alias="defaultValueSignature"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_timing: Opt[Timing] = Field(
-        default=None,
-        validation_alias="defaultValueTiming",
-        serialization_alias="defaultValueTiming",
-    )
+    default_value_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="defaultValueTiming", serialization_alias="defaultValueTiming"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="defaultValueContactDetail",
-        serialization_alias="defaultValueContactDetail",
-    )
+    default_value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(
+            validation_alias="defaultValueContactDetail",
+            serialization_alias="defaultValueContactDetail",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_contributor: Opt[Contributor] = Field(
-        default=None,
-        validation_alias="defaultValueContributor",
-        serialization_alias="defaultValueContributor",
-    )
+    default_value_contributor: Annotated[
+        Opt[Contributor],
+        Field(
+            validation_alias="defaultValueContributor",
+            serialization_alias="defaultValueContributor",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="defaultValueDataRequirement",
-        serialization_alias="defaultValueDataRequirement",
-    )
+    default_value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(
+            validation_alias="defaultValueDataRequirement",
+            serialization_alias="defaultValueDataRequirement",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_expression: Opt[Expression] = Field(
-        default=None,
-        validation_alias="defaultValueExpression",
-        serialization_alias="defaultValueExpression",
-    )
+    default_value_expression: Annotated[
+        Opt[Expression],
+        Field(
+            validation_alias="defaultValueExpression", serialization_alias="defaultValueExpression"
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="defaultValueParameterDefinition",
-        serialization_alias="defaultValueParameterDefinition",
-    )
+    default_value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="defaultValueParameterDefinition",
+            serialization_alias="defaultValueParameterDefinition",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="defaultValueRelatedArtifact",
-        serialization_alias="defaultValueRelatedArtifact",
-    )
+    default_value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(
+            validation_alias="defaultValueRelatedArtifact",
+            serialization_alias="defaultValueRelatedArtifact",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="defaultValueTriggerDefinition",
-        serialization_alias="defaultValueTriggerDefinition",
-    )
+    default_value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="defaultValueTriggerDefinition",
+            serialization_alias="defaultValueTriggerDefinition",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_usage_context: Opt[UsageContext] = Field(
-        default=None,
-        validation_alias="defaultValueUsageContext",
-        serialization_alias="defaultValueUsageContext",
-    )
+    default_value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(
+            validation_alias="defaultValueUsageContext",
+            serialization_alias="defaultValueUsageContext",
+        ),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_dosage: Opt[Dosage] = Field(
-        default=None,
-        validation_alias="defaultValueDosage",
-        serialization_alias="defaultValueDosage",
-    )
+    default_value_dosage: Annotated[
+        Opt[Dosage],
+        Field(validation_alias="defaultValueDosage", serialization_alias="defaultValueDosage"),
+    ] = None
     """Default value if no value exists"""
 
-    default_value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="defaultValueMeta", serialization_alias="defaultValueMeta"
-    )
+    default_value_meta: Annotated[
+        Opt[Meta],
+        Field(validation_alias="defaultValueMeta", serialization_alias="defaultValueMeta"),
+    ] = None
     """Default value if no value exists"""
 
-    element: Opt[FhirString] = Field(default=None)
+    element: Opt[FhirString] = None
     """Optional field for this source"""
 
-    element_ext: Opt[Element] = Field(
-        default=None, validation_alias="_element", serialization_alias="_element"
-    )
+    element_ext: Annotated[
+        Opt[Element], Field(validation_alias="_element", serialization_alias="_element")
+    ] = None
     """Extensions and id of `element`."""
 
-    list_mode: Opt[Literal["first", "not_first", "last", "not_last", "only_one"]] = Field(
-        default=None, validation_alias="listMode", serialization_alias="listMode"
-    )
+    list_mode: Annotated[
+        Opt[Literal["first", "not_first", "last", "not_last", "only_one"]],
+        Field(validation_alias="listMode", serialization_alias="listMode"),
+    ] = None
     """first | not_first | last | not_last | only_one"""
 
-    list_mode_ext: Opt[Element] = Field(
-        default=None, validation_alias="_listMode", serialization_alias="_listMode"
-    )
+    list_mode_ext: Annotated[
+        Opt[Element], Field(validation_alias="_listMode", serialization_alias="_listMode")
+    ] = None
     """Extensions and id of `listMode`."""
 
-    variable: Opt[FhirId] = Field(default=None)
+    variable: Opt[FhirId] = None
     """Named context for field, if a field is specified"""
 
-    variable_ext: Opt[Element] = Field(
-        default=None, validation_alias="_variable", serialization_alias="_variable"
-    )
+    variable_ext: Annotated[
+        Opt[Element], Field(validation_alias="_variable", serialization_alias="_variable")
+    ] = None
     """Extensions and id of `variable`."""
 
-    condition: Opt[FhirString] = Field(default=None)
+    condition: Opt[FhirString] = None
     """FHIRPath expression - must be true or the rule does not apply"""
 
-    condition_ext: Opt[Element] = Field(
-        default=None, validation_alias="_condition", serialization_alias="_condition"
-    )
+    condition_ext: Annotated[
+        Opt[Element], Field(validation_alias="_condition", serialization_alias="_condition")
+    ] = None
     """Extensions and id of `condition`."""
 
-    check: Opt[FhirString] = Field(default=None)
+    check: Opt[FhirString] = None
     """FHIRPath expression - must be true or the mapping engine throws an error instead of completing"""
 
-    check_ext: Opt[Element] = Field(
-        default=None, validation_alias="_check", serialization_alias="_check"
-    )
+    check_ext: Annotated[
+        Opt[Element], Field(validation_alias="_check", serialization_alias="_check")
+    ] = None
     """Extensions and id of `check`."""
 
-    log_message: Opt[FhirString] = Field(
-        default=None, validation_alias="logMessage", serialization_alias="logMessage"
-    )
+    log_message: Annotated[
+        Opt[FhirString], Field(validation_alias="logMessage", serialization_alias="logMessage")
+    ] = None
     """Message to put in log if source exists (FHIRPath)"""
 
-    log_message_ext: Opt[Element] = Field(
-        default=None, validation_alias="_logMessage", serialization_alias="_logMessage"
-    )
+    log_message_ext: Annotated[
+        Opt[Element], Field(validation_alias="_logMessage", serialization_alias="_logMessage")
+    ] = None
     """Extensions and id of `logMessage`."""
 
 
 class StructureMapGroupRuleTarget(BackboneElement):
     """Content to create because of this mapping rule"""
 
-    context: Opt[FhirId] = Field(default=None)
+    context: Opt[FhirId] = None
     """Type or variable this rule applies to"""
 
-    context_ext: Opt[Element] = Field(
-        default=None, validation_alias="_context", serialization_alias="_context"
-    )
+    context_ext: Annotated[
+        Opt[Element], Field(validation_alias="_context", serialization_alias="_context")
+    ] = None
     """Extensions and id of `context`."""
 
-    context_type: Opt[Literal["type", "variable"]] = Field(
-        default=None, validation_alias="contextType", serialization_alias="contextType"
-    )
+    context_type: Annotated[
+        Opt[Literal["type", "variable"]],
+        Field(validation_alias="contextType", serialization_alias="contextType"),
+    ] = None
     """type | variable"""
 
-    context_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contextType", serialization_alias="_contextType"
-    )
+    context_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contextType", serialization_alias="_contextType")
+    ] = None
     """Extensions and id of `contextType`."""
 
-    element: Opt[FhirString] = Field(default=None)
+    element: Opt[FhirString] = None
     """Field to create in the context"""
 
-    element_ext: Opt[Element] = Field(
-        default=None, validation_alias="_element", serialization_alias="_element"
-    )
+    element_ext: Annotated[
+        Opt[Element], Field(validation_alias="_element", serialization_alias="_element")
+    ] = None
     """Extensions and id of `element`."""
 
-    variable: Opt[FhirId] = Field(default=None)
+    variable: Opt[FhirId] = None
     """Named context for field, if desired, and a field is specified"""
 
-    variable_ext: Opt[Element] = Field(
-        default=None, validation_alias="_variable", serialization_alias="_variable"
-    )
+    variable_ext: Annotated[
+        Opt[Element], Field(validation_alias="_variable", serialization_alias="_variable")
+    ] = None
     """Extensions and id of `variable`."""
 
-    list_mode: Opt[list[Literal["first", "share", "last", "collate"]]] = Field(
-        default=None, validation_alias="listMode", serialization_alias="listMode", min_length=1
-    )
+    list_mode: Annotated[
+        Opt[list[Literal["first", "share", "last", "collate"]]],
+        Field(validation_alias="listMode", serialization_alias="listMode", min_length=1),
+    ] = None
     """first | share | last | collate"""
 
-    list_mode_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_listMode", serialization_alias="_listMode", min_length=1
-    )
+    list_mode_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_listMode", serialization_alias="_listMode", min_length=1),
+    ] = None
     """Extensions and id of `listMode`."""
 
-    list_rule_id: Opt[FhirId] = Field(
-        default=None, validation_alias="listRuleId", serialization_alias="listRuleId"
-    )
+    list_rule_id: Annotated[
+        Opt[FhirId], Field(validation_alias="listRuleId", serialization_alias="listRuleId")
+    ] = None
     """Internal rule reference for shared list items"""
 
-    list_rule_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_listRuleId", serialization_alias="_listRuleId"
-    )
+    list_rule_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_listRuleId", serialization_alias="_listRuleId")
+    ] = None
     """Extensions and id of `listRuleId`."""
 
     transform: Opt[
@@ -1032,15 +1094,17 @@ class StructureMapGroupRuleTarget(BackboneElement):
             "id",
             "cp",
         ]
-    ] = Field(default=None)
+    ] = None
     """create | copy +"""
 
-    transform_ext: Opt[Element] = Field(
-        default=None, validation_alias="_transform", serialization_alias="_transform"
-    )
+    transform_ext: Annotated[
+        Opt[Element], Field(validation_alias="_transform", serialization_alias="_transform")
+    ] = None
     """Extensions and id of `transform`."""
 
-    parameter: Opt[list[StructureMapGroupRuleTargetParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[StructureMapGroupRuleTargetParameter]], Field(min_length=1)] = (
+        None
+    )
     """Parameters to the transform"""
 
 
@@ -1061,72 +1125,73 @@ class StructureMapGroupRuleTargetParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """Parameter value - variable or literal"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Parameter value - variable or literal"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Parameter value - variable or literal"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Parameter value - variable or literal"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Parameter value - variable or literal"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
 
 class StructureMapGroupRuleDependent(BackboneElement):
     """Which other rules to apply in the context of this rule"""
 
-    name: FhirId = Field()
+    name: FhirId
     """Name of a rule or group to apply"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    variable: list[FhirString] = Field(min_length=1)
+    variable: Annotated[list[FhirString], Field(min_length=1)]
     """Variable to pass to the rule or group"""
 
-    variable_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_variable", serialization_alias="_variable", min_length=1
-    )
+    variable_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_variable", serialization_alias="_variable", min_length=1),
+    ] = None
     """Extensions and id of `variable`."""

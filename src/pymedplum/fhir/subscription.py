@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirCode, FhirInstant, FhirString, FhirUrl
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubscriptionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.contactpoint import ContactPoint
     from pymedplum.fhir.element import Element
 
@@ -20,89 +22,93 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("ContactPoint", "Element")
 
 
-class Subscription(DomainResource):
+class Subscription(DomainResource, Searchable["Subscription", "SubscriptionSearchParams"]):
     """The subscription resource is used to define a push-based subscription from a server to another system."""
 
-    resource_type: Literal["Subscription"] = Field(
-        default="Subscription", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Subscription"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Subscription"
 
-    status: Literal["requested", "active", "error", "off"] = Field()
+    status: Literal["requested", "active", "error", "off"]
     """requested | active | error | off"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    contact: Opt[list[ContactPoint]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactPoint]], Field(min_length=1)] = None
     """Contact details for source (e.g."""
 
-    end: Opt[FhirInstant] = Field(default=None)
+    end: Opt[FhirInstant] = None
     """When to automatically delete the subscription"""
 
-    end_ext: Opt[Element] = Field(default=None, validation_alias="_end", serialization_alias="_end")
+    end_ext: Annotated[Opt[Element], Field(validation_alias="_end", serialization_alias="_end")] = (
+        None
+    )
     """Extensions and id of `end`."""
 
-    reason: FhirString = Field()
+    reason: FhirString
     """Description of why this subscription was created"""
 
-    reason_ext: Opt[Element] = Field(
-        default=None, validation_alias="_reason", serialization_alias="_reason"
-    )
+    reason_ext: Annotated[
+        Opt[Element], Field(validation_alias="_reason", serialization_alias="_reason")
+    ] = None
     """Extensions and id of `reason`."""
 
-    criteria: FhirString = Field()
+    criteria: FhirString
     """Rule for server push"""
 
-    criteria_ext: Opt[Element] = Field(
-        default=None, validation_alias="_criteria", serialization_alias="_criteria"
-    )
+    criteria_ext: Annotated[
+        Opt[Element], Field(validation_alias="_criteria", serialization_alias="_criteria")
+    ] = None
     """Extensions and id of `criteria`."""
 
-    error: Opt[FhirString] = Field(default=None)
+    error: Opt[FhirString] = None
     """Latest error note"""
 
-    error_ext: Opt[Element] = Field(
-        default=None, validation_alias="_error", serialization_alias="_error"
-    )
+    error_ext: Annotated[
+        Opt[Element], Field(validation_alias="_error", serialization_alias="_error")
+    ] = None
     """Extensions and id of `error`."""
 
-    channel: SubscriptionChannel = Field()
+    channel: SubscriptionChannel
     """The channel on which to report matches to the criteria"""
 
 
 class SubscriptionChannel(BackboneElement):
     """The channel on which to report matches to the criteria"""
 
-    type: Literal["rest-hook", "websocket", "email", "sms", "message"] = Field()
+    type: Literal["rest-hook", "websocket", "email", "sms", "message"]
     """rest-hook | websocket | email | sms | message"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    endpoint: Opt[FhirUrl] = Field(default=None)
+    endpoint: Opt[FhirUrl] = None
     """Where the channel points to"""
 
-    endpoint_ext: Opt[Element] = Field(
-        default=None, validation_alias="_endpoint", serialization_alias="_endpoint"
-    )
+    endpoint_ext: Annotated[
+        Opt[Element], Field(validation_alias="_endpoint", serialization_alias="_endpoint")
+    ] = None
     """Extensions and id of `endpoint`."""
 
-    payload: Opt[FhirCode] = Field(default=None)
+    payload: Opt[FhirCode] = None
     """MIME type to send, or omit for no payload"""
 
-    payload_ext: Opt[Element] = Field(
-        default=None, validation_alias="_payload", serialization_alias="_payload"
-    )
+    payload_ext: Annotated[
+        Opt[Element], Field(validation_alias="_payload", serialization_alias="_payload")
+    ] = None
     """Extensions and id of `payload`."""
 
-    header: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    header: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Usage depends on the channel type"""
 
-    header_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_header", serialization_alias="_header", min_length=1
-    )
+    header_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_header", serialization_alias="_header", min_length=1),
+    ] = None
     """Extensions and id of `header`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirCanonical, FhirCode, FhirInstant, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubscriptionStatusSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
@@ -21,96 +23,105 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Reference")
 
 
-class SubscriptionStatus(DomainResource):
+class SubscriptionStatus(
+    DomainResource, Searchable["SubscriptionStatus", "SubscriptionStatusSearchParams"]
+):
     """The SubscriptionStatus resource describes the state of a Subscription during notifications."""
 
-    resource_type: Literal["SubscriptionStatus"] = Field(
-        default="SubscriptionStatus",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubscriptionStatus"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubscriptionStatus"
 
-    status: Opt[Literal["requested", "active", "error", "off"]] = Field(default=None)
+    status: Opt[Literal["requested", "active", "error", "off"]] = None
     """requested | active | error | off | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    type: FhirCode = Field()
+    type: FhirCode
     """handshake | heartbeat | event-notification | query-status | query-event"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    events_since_subscription_start: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="eventsSinceSubscriptionStart",
-        serialization_alias="eventsSinceSubscriptionStart",
-    )
+    events_since_subscription_start: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="eventsSinceSubscriptionStart",
+            serialization_alias="eventsSinceSubscriptionStart",
+        ),
+    ] = None
     """Events since the Subscription was created"""
 
-    events_since_subscription_start_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_eventsSinceSubscriptionStart",
-        serialization_alias="_eventsSinceSubscriptionStart",
-    )
+    events_since_subscription_start_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_eventsSinceSubscriptionStart",
+            serialization_alias="_eventsSinceSubscriptionStart",
+        ),
+    ] = None
     """Extensions and id of `eventsSinceSubscriptionStart`."""
 
-    notification_event: Opt[list[SubscriptionStatusNotificationEvent]] = Field(
-        default=None,
-        validation_alias="notificationEvent",
-        serialization_alias="notificationEvent",
-        min_length=1,
-    )
+    notification_event: Annotated[
+        Opt[list[SubscriptionStatusNotificationEvent]],
+        Field(
+            validation_alias="notificationEvent",
+            serialization_alias="notificationEvent",
+            min_length=1,
+        ),
+    ] = None
     """Detailed information about any events relevant to this notification"""
 
-    subscription: Reference = Field()
+    subscription: Reference
     """Reference to the Subscription responsible for this notification"""
 
-    topic: Opt[FhirCanonical] = Field(default=None)
+    topic: Opt[FhirCanonical] = None
     """Reference to the SubscriptionTopic this notification relates to"""
 
-    topic_ext: Opt[Element] = Field(
-        default=None, validation_alias="_topic", serialization_alias="_topic"
-    )
+    topic_ext: Annotated[
+        Opt[Element], Field(validation_alias="_topic", serialization_alias="_topic")
+    ] = None
     """Extensions and id of `topic`."""
 
-    error: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    error: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """List of errors on the subscription"""
 
 
 class SubscriptionStatusNotificationEvent(BackboneElement):
     """Detailed information about any events relevant to this notification"""
 
-    event_number: FhirString = Field(
-        validation_alias="eventNumber", serialization_alias="eventNumber"
-    )
+    event_number: Annotated[
+        FhirString, Field(validation_alias="eventNumber", serialization_alias="eventNumber")
+    ]
     """Event number"""
 
-    event_number_ext: Opt[Element] = Field(
-        default=None, validation_alias="_eventNumber", serialization_alias="_eventNumber"
-    )
+    event_number_ext: Annotated[
+        Opt[Element], Field(validation_alias="_eventNumber", serialization_alias="_eventNumber")
+    ] = None
     """Extensions and id of `eventNumber`."""
 
-    timestamp: Opt[FhirInstant] = Field(default=None)
+    timestamp: Opt[FhirInstant] = None
     """The instant this event occurred"""
 
-    timestamp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timestamp", serialization_alias="_timestamp"
-    )
+    timestamp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timestamp", serialization_alias="_timestamp")
+    ] = None
     """Extensions and id of `timestamp`."""
 
-    focus: Opt[Reference] = Field(default=None)
+    focus: Opt[Reference] = None
     """The focus of this event"""
 
-    additional_context: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="additionalContext",
-        serialization_alias="additionalContext",
-        min_length=1,
-    )
+    additional_context: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="additionalContext",
+            serialization_alias="additionalContext",
+            min_length=1,
+        ),
+    ] = None
     """Additional context for this event"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -24,60 +26,61 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Quantity", "Ratio", "Reference")
 
 
-class Substance(DomainResource):
+class Substance(DomainResource, Searchable["Substance", "SubstanceSearchParams"]):
     """A homogeneous material with a definite composition."""
 
-    resource_type: Literal["Substance"] = Field(
-        default="Substance", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Substance"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Substance"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Unique identifier"""
 
-    status: Opt[Literal["active", "inactive", "entered-in-error"]] = Field(default=None)
+    status: Opt[Literal["active", "inactive", "entered-in-error"]] = None
     """active | inactive | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    category: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    category: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """What class/type of substance this is"""
 
-    code: CodeableConcept = Field()
+    code: CodeableConcept
     """What substance this is"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Textual description of the substance, comments"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    instance: Opt[list[SubstanceInstance]] = Field(default=None, min_length=1)
+    instance: Annotated[Opt[list[SubstanceInstance]], Field(min_length=1)] = None
     """If this describes a specific package/container of the substance"""
 
-    ingredient: Opt[list[SubstanceIngredient]] = Field(default=None, min_length=1)
+    ingredient: Annotated[Opt[list[SubstanceIngredient]], Field(min_length=1)] = None
     """Composition information about the substance"""
 
 
 class SubstanceInstance(BackboneElement):
     """If this describes a specific package/container of the substance"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifier of the package/container"""
 
-    expiry: Opt[FhirDateTime] = Field(default=None)
+    expiry: Opt[FhirDateTime] = None
     """When no longer valid to use"""
 
-    expiry_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expiry", serialization_alias="_expiry"
-    )
+    expiry_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expiry", serialization_alias="_expiry")
+    ] = None
     """Extensions and id of `expiry`."""
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Amount of substance in the package"""
 
 
@@ -92,19 +95,20 @@ class SubstanceIngredient(BackboneElement, ChoiceChecked):
         ),
     )
 
-    quantity: Opt[Ratio] = Field(default=None)
+    quantity: Opt[Ratio] = None
     """Optional amount (concentration)"""
 
-    substance_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="substanceCodeableConcept",
-        serialization_alias="substanceCodeableConcept",
-    )
+    substance_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="substanceCodeableConcept",
+            serialization_alias="substanceCodeableConcept",
+        ),
+    ] = None
     """A component of the substance"""
 
-    substance_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="substanceReference",
-        serialization_alias="substanceReference",
-    )
+    substance_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="substanceReference", serialization_alias="substanceReference"),
+    ] = None
     """A component of the substance"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -32,56 +32,58 @@ class SubstanceAmount(BackboneElement, ChoiceChecked):
         ),
     )
 
-    amount_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="amountQuantity", serialization_alias="amountQuantity"
-    )
+    amount_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="amountQuantity", serialization_alias="amountQuantity"),
+    ] = None
     """Used to capture quantitative values for a variety of elements."""
 
-    amount_range: Opt[Range] = Field(
-        default=None, validation_alias="amountRange", serialization_alias="amountRange"
-    )
+    amount_range: Annotated[
+        Opt[Range], Field(validation_alias="amountRange", serialization_alias="amountRange")
+    ] = None
     """Used to capture quantitative values for a variety of elements."""
 
-    amount_string: Opt[FhirString] = Field(
-        default=None, validation_alias="amountString", serialization_alias="amountString"
-    )
+    amount_string: Annotated[
+        Opt[FhirString], Field(validation_alias="amountString", serialization_alias="amountString")
+    ] = None
     """Used to capture quantitative values for a variety of elements."""
 
-    amount_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountString", serialization_alias="_amountString"
-    )
+    amount_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountString", serialization_alias="_amountString")
+    ] = None
     """Extensions and id of `amountString`."""
 
-    amount_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="amountType", serialization_alias="amountType"
-    )
+    amount_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="amountType", serialization_alias="amountType")
+    ] = None
     """Most elements that require a quantitative value will also have a field called amount type."""
 
-    amount_text: Opt[FhirString] = Field(
-        default=None, validation_alias="amountText", serialization_alias="amountText"
-    )
+    amount_text: Annotated[
+        Opt[FhirString], Field(validation_alias="amountText", serialization_alias="amountText")
+    ] = None
     """A textual comment on a numeric value"""
 
-    amount_text_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountText", serialization_alias="_amountText"
-    )
+    amount_text_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountText", serialization_alias="_amountText")
+    ] = None
     """Extensions and id of `amountText`."""
 
-    reference_range: Opt[SubstanceAmountReferenceRange] = Field(
-        default=None, validation_alias="referenceRange", serialization_alias="referenceRange"
-    )
+    reference_range: Annotated[
+        Opt[SubstanceAmountReferenceRange],
+        Field(validation_alias="referenceRange", serialization_alias="referenceRange"),
+    ] = None
     """Reference range of possible or expected values"""
 
 
 class SubstanceAmountReferenceRange(Element):
     """Reference range of possible or expected values"""
 
-    low_limit: Opt[Quantity] = Field(
-        default=None, validation_alias="lowLimit", serialization_alias="lowLimit"
-    )
+    low_limit: Annotated[
+        Opt[Quantity], Field(validation_alias="lowLimit", serialization_alias="lowLimit")
+    ] = None
     """Lower limit possible or expected"""
 
-    high_limit: Opt[Quantity] = Field(
-        default=None, validation_alias="highLimit", serialization_alias="highLimit"
-    )
+    high_limit: Annotated[
+        Opt[Quantity], Field(validation_alias="highLimit", serialization_alias="highLimit")
+    ] = None
     """Upper limit possible or expected"""

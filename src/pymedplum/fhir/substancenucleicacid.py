@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceNucleicAcidSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -22,159 +24,159 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Identifier")
 
 
-class SubstanceNucleicAcid(DomainResource):
+class SubstanceNucleicAcid(
+    DomainResource, Searchable["SubstanceNucleicAcid", "SubstanceNucleicAcidSearchParams"]
+):
     """Nucleic acids are defined by three distinct elements: the base, sugar and linkage."""
 
-    resource_type: Literal["SubstanceNucleicAcid"] = Field(
-        default="SubstanceNucleicAcid",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstanceNucleicAcid"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstanceNucleicAcid"
 
-    sequence_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="sequenceType", serialization_alias="sequenceType"
-    )
+    sequence_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="sequenceType", serialization_alias="sequenceType"),
+    ] = None
     """The type of the sequence shall be specified based on a controlled vocabulary"""
 
-    number_of_subunits: Opt[FhirInteger] = Field(
-        default=None, validation_alias="numberOfSubunits", serialization_alias="numberOfSubunits"
-    )
+    number_of_subunits: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numberOfSubunits", serialization_alias="numberOfSubunits"),
+    ] = None
     """The number of linear sequences of nucleotides linked through phosphodiester bonds shall be described."""
 
-    number_of_subunits_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfSubunits", serialization_alias="_numberOfSubunits"
-    )
+    number_of_subunits_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfSubunits", serialization_alias="_numberOfSubunits"),
+    ] = None
     """Extensions and id of `numberOfSubunits`."""
 
-    area_of_hybridisation: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="areaOfHybridisation",
-        serialization_alias="areaOfHybridisation",
-    )
+    area_of_hybridisation: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="areaOfHybridisation", serialization_alias="areaOfHybridisation"),
+    ] = None
     """The area of hybridisation shall be described if applicable for double stranded RNA or DNA."""
 
-    area_of_hybridisation_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_areaOfHybridisation",
-        serialization_alias="_areaOfHybridisation",
-    )
+    area_of_hybridisation_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_areaOfHybridisation", serialization_alias="_areaOfHybridisation"),
+    ] = None
     """Extensions and id of `areaOfHybridisation`."""
 
-    oligo_nucleotide_type: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="oligoNucleotideType",
-        serialization_alias="oligoNucleotideType",
-    )
+    oligo_nucleotide_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="oligoNucleotideType", serialization_alias="oligoNucleotideType"),
+    ] = None
     """(TBC)"""
 
-    subunit: Opt[list[SubstanceNucleicAcidSubunit]] = Field(default=None, min_length=1)
+    subunit: Annotated[Opt[list[SubstanceNucleicAcidSubunit]], Field(min_length=1)] = None
     """Subunits are listed in order of decreasing length."""
 
 
 class SubstanceNucleicAcidSubunit(BackboneElement):
     """Subunits are listed in order of decreasing length."""
 
-    subunit: Opt[FhirInteger] = Field(default=None)
+    subunit: Opt[FhirInteger] = None
     """Index of linear sequences of nucleic acids in order of decreasing length."""
 
-    subunit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subunit", serialization_alias="_subunit"
-    )
+    subunit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subunit", serialization_alias="_subunit")
+    ] = None
     """Extensions and id of `subunit`."""
 
-    sequence: Opt[FhirString] = Field(default=None)
+    sequence: Opt[FhirString] = None
     """Actual nucleotide sequence notation from 5' to 3' end using standard single letter codes."""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    length: Opt[FhirInteger] = Field(default=None)
+    length: Opt[FhirInteger] = None
     """The length of the sequence shall be captured"""
 
-    length_ext: Opt[Element] = Field(
-        default=None, validation_alias="_length", serialization_alias="_length"
-    )
+    length_ext: Annotated[
+        Opt[Element], Field(validation_alias="_length", serialization_alias="_length")
+    ] = None
     """Extensions and id of `length`."""
 
-    sequence_attachment: Opt[Attachment] = Field(
-        default=None,
-        validation_alias="sequenceAttachment",
-        serialization_alias="sequenceAttachment",
-    )
+    sequence_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="sequenceAttachment", serialization_alias="sequenceAttachment"),
+    ] = None
     """(TBC)"""
 
-    five_prime: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="fivePrime", serialization_alias="fivePrime"
-    )
+    five_prime: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="fivePrime", serialization_alias="fivePrime")
+    ] = None
     """The nucleotide present at the 5’ terminal shall be specified based on a controlled vocabulary."""
 
-    three_prime: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="threePrime", serialization_alias="threePrime"
-    )
+    three_prime: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="threePrime", serialization_alias="threePrime")
+    ] = None
     """The nucleotide present at the 3’ terminal shall be specified based on a controlled vocabulary."""
 
-    linkage: Opt[list[SubstanceNucleicAcidSubunitLinkage]] = Field(default=None, min_length=1)
+    linkage: Annotated[Opt[list[SubstanceNucleicAcidSubunitLinkage]], Field(min_length=1)] = None
     """The linkages between sugar residues will also be captured"""
 
-    sugar: Opt[list[SubstanceNucleicAcidSubunitSugar]] = Field(default=None, min_length=1)
+    sugar: Annotated[Opt[list[SubstanceNucleicAcidSubunitSugar]], Field(min_length=1)] = None
     """5.3.6.8.1 Sugar ID (Mandatory)"""
 
 
 class SubstanceNucleicAcidSubunitLinkage(BackboneElement):
     """The linkages between sugar residues will also be captured"""
 
-    connectivity: Opt[FhirString] = Field(default=None)
+    connectivity: Opt[FhirString] = None
     """The entity that links the sugar residues together should also be captured for nearly all naturally occurring nucleic acid the linkage is a phosphate group."""
 
-    connectivity_ext: Opt[Element] = Field(
-        default=None, validation_alias="_connectivity", serialization_alias="_connectivity"
-    )
+    connectivity_ext: Annotated[
+        Opt[Element], Field(validation_alias="_connectivity", serialization_alias="_connectivity")
+    ] = None
     """Extensions and id of `connectivity`."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Each linkage will be registered as a fragment and have an ID"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Each linkage will be registered as a fragment and have at least one name."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    residue_site: Opt[FhirString] = Field(
-        default=None, validation_alias="residueSite", serialization_alias="residueSite"
-    )
+    residue_site: Annotated[
+        Opt[FhirString], Field(validation_alias="residueSite", serialization_alias="residueSite")
+    ] = None
     """Residues shall be captured as described in 5.3.6.8.3"""
 
-    residue_site_ext: Opt[Element] = Field(
-        default=None, validation_alias="_residueSite", serialization_alias="_residueSite"
-    )
+    residue_site_ext: Annotated[
+        Opt[Element], Field(validation_alias="_residueSite", serialization_alias="_residueSite")
+    ] = None
     """Extensions and id of `residueSite`."""
 
 
 class SubstanceNucleicAcidSubunitSugar(BackboneElement):
     """5.3.6.8.1 Sugar ID (Mandatory)"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """The Substance ID of the sugar or sugar-like component that make up the nucleotide"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """The name of the sugar or sugar-like component that make up the nucleotide"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    residue_site: Opt[FhirString] = Field(
-        default=None, validation_alias="residueSite", serialization_alias="residueSite"
-    )
+    residue_site: Annotated[
+        Opt[FhirString], Field(validation_alias="residueSite", serialization_alias="residueSite")
+    ] = None
     """The residues that contain a given sugar will be captured."""
 
-    residue_site_ext: Opt[Element] = Field(
-        default=None, validation_alias="_residueSite", serialization_alias="_residueSite"
-    )
+    residue_site_ext: Annotated[
+        Opt[Element], Field(validation_alias="_residueSite", serialization_alias="_residueSite")
+    ] = None
     """Extensions and id of `residueSite`."""

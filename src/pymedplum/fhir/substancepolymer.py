@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstancePolymerSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -22,198 +24,210 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "SubstanceAmount")
 
 
-class SubstancePolymer(DomainResource):
+class SubstancePolymer(
+    DomainResource, Searchable["SubstancePolymer", "SubstancePolymerSearchParams"]
+):
     """Todo."""
 
-    resource_type: Literal["SubstancePolymer"] = Field(
-        default="SubstancePolymer",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstancePolymer"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstancePolymer"
 
-    class_: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="class", serialization_alias="class"
-    )
+    class_: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="class", serialization_alias="class")
+    ] = None
     """Todo"""
 
-    geometry: Opt[CodeableConcept] = Field(default=None)
+    geometry: Opt[CodeableConcept] = None
     """Todo"""
 
-    copolymer_connectivity: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="copolymerConnectivity",
-        serialization_alias="copolymerConnectivity",
-        min_length=1,
-    )
+    copolymer_connectivity: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="copolymerConnectivity",
+            serialization_alias="copolymerConnectivity",
+            min_length=1,
+        ),
+    ] = None
     """Todo"""
 
-    modification: Opt[list[FhirString]] = Field(default=None, min_length=1)
+    modification: Annotated[Opt[list[FhirString]], Field(min_length=1)] = None
     """Todo"""
 
-    modification_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_modification",
-        serialization_alias="_modification",
-        min_length=1,
-    )
+    modification_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_modification", serialization_alias="_modification", min_length=1),
+    ] = None
     """Extensions and id of `modification`."""
 
-    monomer_set: Opt[list[SubstancePolymerMonomerSet]] = Field(
-        default=None, validation_alias="monomerSet", serialization_alias="monomerSet", min_length=1
-    )
+    monomer_set: Annotated[
+        Opt[list[SubstancePolymerMonomerSet]],
+        Field(validation_alias="monomerSet", serialization_alias="monomerSet", min_length=1),
+    ] = None
     """Todo"""
 
-    repeat: Opt[list[SubstancePolymerRepeat]] = Field(default=None, min_length=1)
+    repeat: Annotated[Opt[list[SubstancePolymerRepeat]], Field(min_length=1)] = None
     """Todo"""
 
 
 class SubstancePolymerMonomerSet(BackboneElement):
     """Todo"""
 
-    ratio_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="ratioType", serialization_alias="ratioType"
-    )
+    ratio_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="ratioType", serialization_alias="ratioType")
+    ] = None
     """Todo"""
 
-    starting_material: Opt[list[SubstancePolymerMonomerSetStartingMaterial]] = Field(
-        default=None,
-        validation_alias="startingMaterial",
-        serialization_alias="startingMaterial",
-        min_length=1,
-    )
+    starting_material: Annotated[
+        Opt[list[SubstancePolymerMonomerSetStartingMaterial]],
+        Field(
+            validation_alias="startingMaterial",
+            serialization_alias="startingMaterial",
+            min_length=1,
+        ),
+    ] = None
     """Todo"""
 
 
 class SubstancePolymerMonomerSetStartingMaterial(BackboneElement):
     """Todo"""
 
-    material: Opt[CodeableConcept] = Field(default=None)
+    material: Opt[CodeableConcept] = None
     """Todo"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Todo"""
 
-    is_defining: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isDefining", serialization_alias="isDefining"
-    )
+    is_defining: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isDefining", serialization_alias="isDefining")
+    ] = None
     """Todo"""
 
-    is_defining_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isDefining", serialization_alias="_isDefining"
-    )
+    is_defining_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isDefining", serialization_alias="_isDefining")
+    ] = None
     """Extensions and id of `isDefining`."""
 
-    amount: Opt[SubstanceAmount] = Field(default=None)
+    amount: Opt[SubstanceAmount] = None
     """Todo"""
 
 
 class SubstancePolymerRepeat(BackboneElement):
     """Todo"""
 
-    number_of_units: Opt[FhirInteger] = Field(
-        default=None, validation_alias="numberOfUnits", serialization_alias="numberOfUnits"
-    )
+    number_of_units: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numberOfUnits", serialization_alias="numberOfUnits"),
+    ] = None
     """Todo"""
 
-    number_of_units_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfUnits", serialization_alias="_numberOfUnits"
-    )
+    number_of_units_ext: Annotated[
+        Opt[Element], Field(validation_alias="_numberOfUnits", serialization_alias="_numberOfUnits")
+    ] = None
     """Extensions and id of `numberOfUnits`."""
 
-    average_molecular_formula: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="averageMolecularFormula",
-        serialization_alias="averageMolecularFormula",
-    )
+    average_molecular_formula: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="averageMolecularFormula",
+            serialization_alias="averageMolecularFormula",
+        ),
+    ] = None
     """Todo"""
 
-    average_molecular_formula_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_averageMolecularFormula",
-        serialization_alias="_averageMolecularFormula",
-    )
+    average_molecular_formula_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_averageMolecularFormula",
+            serialization_alias="_averageMolecularFormula",
+        ),
+    ] = None
     """Extensions and id of `averageMolecularFormula`."""
 
-    repeat_unit_amount_type: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="repeatUnitAmountType",
-        serialization_alias="repeatUnitAmountType",
-    )
+    repeat_unit_amount_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="repeatUnitAmountType", serialization_alias="repeatUnitAmountType"),
+    ] = None
     """Todo"""
 
-    repeat_unit: Opt[list[SubstancePolymerRepeatRepeatUnit]] = Field(
-        default=None, validation_alias="repeatUnit", serialization_alias="repeatUnit", min_length=1
-    )
+    repeat_unit: Annotated[
+        Opt[list[SubstancePolymerRepeatRepeatUnit]],
+        Field(validation_alias="repeatUnit", serialization_alias="repeatUnit", min_length=1),
+    ] = None
     """Todo"""
 
 
 class SubstancePolymerRepeatRepeatUnit(BackboneElement):
     """Todo"""
 
-    orientation_of_polymerisation: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="orientationOfPolymerisation",
-        serialization_alias="orientationOfPolymerisation",
-    )
+    orientation_of_polymerisation: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="orientationOfPolymerisation",
+            serialization_alias="orientationOfPolymerisation",
+        ),
+    ] = None
     """Todo"""
 
-    repeat_unit: Opt[FhirString] = Field(
-        default=None, validation_alias="repeatUnit", serialization_alias="repeatUnit"
-    )
+    repeat_unit: Annotated[
+        Opt[FhirString], Field(validation_alias="repeatUnit", serialization_alias="repeatUnit")
+    ] = None
     """Todo"""
 
-    repeat_unit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_repeatUnit", serialization_alias="_repeatUnit"
-    )
+    repeat_unit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_repeatUnit", serialization_alias="_repeatUnit")
+    ] = None
     """Extensions and id of `repeatUnit`."""
 
-    amount: Opt[SubstanceAmount] = Field(default=None)
+    amount: Opt[SubstanceAmount] = None
     """Todo"""
 
-    degree_of_polymerisation: Opt[list[SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation]] = (
+    degree_of_polymerisation: Annotated[
+        Opt[list[SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation]],
         Field(
-            default=None,
             validation_alias="degreeOfPolymerisation",
             serialization_alias="degreeOfPolymerisation",
             min_length=1,
-        )
-    )
+        ),
+    ] = None
     """Todo"""
 
-    structural_representation: Opt[
-        list[SubstancePolymerRepeatRepeatUnitStructuralRepresentation]
-    ] = Field(
-        default=None,
-        validation_alias="structuralRepresentation",
-        serialization_alias="structuralRepresentation",
-        min_length=1,
-    )
+    structural_representation: Annotated[
+        Opt[list[SubstancePolymerRepeatRepeatUnitStructuralRepresentation]],
+        Field(
+            validation_alias="structuralRepresentation",
+            serialization_alias="structuralRepresentation",
+            min_length=1,
+        ),
+    ] = None
     """Todo"""
 
 
 class SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation(BackboneElement):
     """Todo"""
 
-    degree: Opt[CodeableConcept] = Field(default=None)
+    degree: Opt[CodeableConcept] = None
     """Todo"""
 
-    amount: Opt[SubstanceAmount] = Field(default=None)
+    amount: Opt[SubstanceAmount] = None
     """Todo"""
 
 
 class SubstancePolymerRepeatRepeatUnitStructuralRepresentation(BackboneElement):
     """Todo"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Todo"""
 
-    representation: Opt[FhirString] = Field(default=None)
+    representation: Opt[FhirString] = None
     """Todo"""
 
-    representation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_representation", serialization_alias="_representation"
-    )
+    representation_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_representation", serialization_alias="_representation"),
+    ] = None
     """Extensions and id of `representation`."""
 
-    attachment: Opt[Attachment] = Field(default=None)
+    attachment: Opt[Attachment] = None
     """Todo"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceProteinSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -22,122 +24,137 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Attachment", "CodeableConcept", "Element", "Identifier")
 
 
-class SubstanceProtein(DomainResource):
+class SubstanceProtein(
+    DomainResource, Searchable["SubstanceProtein", "SubstanceProteinSearchParams"]
+):
     """A SubstanceProtein is defined as a single unit of a linear amino acid sequence, or a combination of subunits that are either covalently linked or have a defined invariant stoichiometric relationship."""
 
-    resource_type: Literal["SubstanceProtein"] = Field(
-        default="SubstanceProtein",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstanceProtein"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstanceProtein"
 
-    sequence_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="sequenceType", serialization_alias="sequenceType"
-    )
+    sequence_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="sequenceType", serialization_alias="sequenceType"),
+    ] = None
     """The SubstanceProtein descriptive elements will only be used when a complete or partial amino acid sequence is available or derivable from a nucleic acid sequence"""
 
-    number_of_subunits: Opt[FhirInteger] = Field(
-        default=None, validation_alias="numberOfSubunits", serialization_alias="numberOfSubunits"
-    )
+    number_of_subunits: Annotated[
+        Opt[FhirInteger],
+        Field(validation_alias="numberOfSubunits", serialization_alias="numberOfSubunits"),
+    ] = None
     """Number of linear sequences of amino acids linked through peptide bonds."""
 
-    number_of_subunits_ext: Opt[Element] = Field(
-        default=None, validation_alias="_numberOfSubunits", serialization_alias="_numberOfSubunits"
-    )
+    number_of_subunits_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_numberOfSubunits", serialization_alias="_numberOfSubunits"),
+    ] = None
     """Extensions and id of `numberOfSubunits`."""
 
-    disulfide_linkage: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="disulfideLinkage",
-        serialization_alias="disulfideLinkage",
-        min_length=1,
-    )
+    disulfide_linkage: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="disulfideLinkage",
+            serialization_alias="disulfideLinkage",
+            min_length=1,
+        ),
+    ] = None
     """The disulphide bond between two cysteine residues either on the same subunit or on two different subunits shall be described."""
 
-    disulfide_linkage_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_disulfideLinkage",
-        serialization_alias="_disulfideLinkage",
-        min_length=1,
-    )
+    disulfide_linkage_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_disulfideLinkage",
+            serialization_alias="_disulfideLinkage",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `disulfideLinkage`."""
 
-    subunit: Opt[list[SubstanceProteinSubunit]] = Field(default=None, min_length=1)
+    subunit: Annotated[Opt[list[SubstanceProteinSubunit]], Field(min_length=1)] = None
     """This subclause refers to the description of each subunit constituting the SubstanceProtein."""
 
 
 class SubstanceProteinSubunit(BackboneElement):
     """This subclause refers to the description of each subunit constituting the SubstanceProtein."""
 
-    subunit: Opt[FhirInteger] = Field(default=None)
+    subunit: Opt[FhirInteger] = None
     """Index of primary sequences of amino acids linked through peptide bonds in order of decreasing length."""
 
-    subunit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subunit", serialization_alias="_subunit"
-    )
+    subunit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subunit", serialization_alias="_subunit")
+    ] = None
     """Extensions and id of `subunit`."""
 
-    sequence: Opt[FhirString] = Field(default=None)
+    sequence: Opt[FhirString] = None
     """The sequence information shall be provided enumerating the amino acids from N- to C-terminal end using standard single-letter amino acid codes."""
 
-    sequence_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sequence", serialization_alias="_sequence"
-    )
+    sequence_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sequence", serialization_alias="_sequence")
+    ] = None
     """Extensions and id of `sequence`."""
 
-    length: Opt[FhirInteger] = Field(default=None)
+    length: Opt[FhirInteger] = None
     """Length of linear sequences of amino acids contained in the subunit"""
 
-    length_ext: Opt[Element] = Field(
-        default=None, validation_alias="_length", serialization_alias="_length"
-    )
+    length_ext: Annotated[
+        Opt[Element], Field(validation_alias="_length", serialization_alias="_length")
+    ] = None
     """Extensions and id of `length`."""
 
-    sequence_attachment: Opt[Attachment] = Field(
-        default=None,
-        validation_alias="sequenceAttachment",
-        serialization_alias="sequenceAttachment",
-    )
+    sequence_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="sequenceAttachment", serialization_alias="sequenceAttachment"),
+    ] = None
     """The sequence information shall be provided enumerating the amino acids from N- to C-terminal end using standard single-letter amino acid codes."""
 
-    n_terminal_modification_id: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="nTerminalModificationId",
-        serialization_alias="nTerminalModificationId",
-    )
+    n_terminal_modification_id: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="nTerminalModificationId",
+            serialization_alias="nTerminalModificationId",
+        ),
+    ] = None
     """Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID"""
 
-    n_terminal_modification: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="nTerminalModification",
-        serialization_alias="nTerminalModification",
-    )
+    n_terminal_modification: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="nTerminalModification", serialization_alias="nTerminalModification"
+        ),
+    ] = None
     """The name of the fragment modified at the N-terminal of the SubstanceProtein shall be specified"""
 
-    n_terminal_modification_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_nTerminalModification",
-        serialization_alias="_nTerminalModification",
-    )
+    n_terminal_modification_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_nTerminalModification", serialization_alias="_nTerminalModification"
+        ),
+    ] = None
     """Extensions and id of `nTerminalModification`."""
 
-    c_terminal_modification_id: Opt[Identifier] = Field(
-        default=None,
-        validation_alias="cTerminalModificationId",
-        serialization_alias="cTerminalModificationId",
-    )
+    c_terminal_modification_id: Annotated[
+        Opt[Identifier],
+        Field(
+            validation_alias="cTerminalModificationId",
+            serialization_alias="cTerminalModificationId",
+        ),
+    ] = None
     """Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID"""
 
-    c_terminal_modification: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="cTerminalModification",
-        serialization_alias="cTerminalModification",
-    )
+    c_terminal_modification: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="cTerminalModification", serialization_alias="cTerminalModification"
+        ),
+    ] = None
     """The modification at the C-terminal shall be specified"""
 
-    c_terminal_modification_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_cTerminalModification",
-        serialization_alias="_cTerminalModification",
-    )
+    c_terminal_modification_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_cTerminalModification", serialization_alias="_cTerminalModification"
+        ),
+    ] = None
     """Extensions and id of `cTerminalModification`."""

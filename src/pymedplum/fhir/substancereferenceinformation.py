@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceReferenceInformationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -24,86 +26,85 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier", "Quantity", "Range", "Reference")
 
 
-class SubstanceReferenceInformation(DomainResource):
+class SubstanceReferenceInformation(
+    DomainResource,
+    Searchable["SubstanceReferenceInformation", "SubstanceReferenceInformationSearchParams"],
+):
     """Todo."""
 
-    resource_type: Literal["SubstanceReferenceInformation"] = Field(
-        default="SubstanceReferenceInformation",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstanceReferenceInformation"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstanceReferenceInformation"
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Todo"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    gene: Opt[list[SubstanceReferenceInformationGene]] = Field(default=None, min_length=1)
+    gene: Annotated[Opt[list[SubstanceReferenceInformationGene]], Field(min_length=1)] = None
     """Todo"""
 
-    gene_element: Opt[list[SubstanceReferenceInformationGeneElement]] = Field(
-        default=None,
-        validation_alias="geneElement",
-        serialization_alias="geneElement",
-        min_length=1,
-    )
+    gene_element: Annotated[
+        Opt[list[SubstanceReferenceInformationGeneElement]],
+        Field(validation_alias="geneElement", serialization_alias="geneElement", min_length=1),
+    ] = None
     """Todo"""
 
-    classification: Opt[list[SubstanceReferenceInformationClassification]] = Field(
-        default=None, min_length=1
-    )
+    classification: Annotated[
+        Opt[list[SubstanceReferenceInformationClassification]], Field(min_length=1)
+    ] = None
     """Todo"""
 
-    target: Opt[list[SubstanceReferenceInformationTarget]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[SubstanceReferenceInformationTarget]], Field(min_length=1)] = None
     """Todo"""
 
 
 class SubstanceReferenceInformationGene(BackboneElement):
     """Todo"""
 
-    gene_sequence_origin: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="geneSequenceOrigin",
-        serialization_alias="geneSequenceOrigin",
-    )
+    gene_sequence_origin: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="geneSequenceOrigin", serialization_alias="geneSequenceOrigin"),
+    ] = None
     """Todo"""
 
-    gene: Opt[CodeableConcept] = Field(default=None)
+    gene: Opt[CodeableConcept] = None
     """Todo"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Todo"""
 
 
 class SubstanceReferenceInformationGeneElement(BackboneElement):
     """Todo"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Todo"""
 
-    element: Opt[Identifier] = Field(default=None)
+    element: Opt[Identifier] = None
     """Todo"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Todo"""
 
 
 class SubstanceReferenceInformationClassification(BackboneElement):
     """Todo"""
 
-    domain: Opt[CodeableConcept] = Field(default=None)
+    domain: Opt[CodeableConcept] = None
     """Todo"""
 
-    classification: Opt[CodeableConcept] = Field(default=None)
+    classification: Opt[CodeableConcept] = None
     """Todo"""
 
-    subtype: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    subtype: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Todo"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Todo"""
 
 
@@ -118,47 +119,49 @@ class SubstanceReferenceInformationTarget(BackboneElement, ChoiceChecked):
         ),
     )
 
-    target: Opt[Identifier] = Field(default=None)
+    target: Opt[Identifier] = None
     """Todo"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Todo"""
 
-    interaction: Opt[CodeableConcept] = Field(default=None)
+    interaction: Opt[CodeableConcept] = None
     """Todo"""
 
-    organism: Opt[CodeableConcept] = Field(default=None)
+    organism: Opt[CodeableConcept] = None
     """Todo"""
 
-    organism_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="organismType", serialization_alias="organismType"
-    )
+    organism_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="organismType", serialization_alias="organismType"),
+    ] = None
     """Todo"""
 
-    amount_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="amountQuantity", serialization_alias="amountQuantity"
-    )
+    amount_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="amountQuantity", serialization_alias="amountQuantity"),
+    ] = None
     """Todo"""
 
-    amount_range: Opt[Range] = Field(
-        default=None, validation_alias="amountRange", serialization_alias="amountRange"
-    )
+    amount_range: Annotated[
+        Opt[Range], Field(validation_alias="amountRange", serialization_alias="amountRange")
+    ] = None
     """Todo"""
 
-    amount_string: Opt[FhirString] = Field(
-        default=None, validation_alias="amountString", serialization_alias="amountString"
-    )
+    amount_string: Annotated[
+        Opt[FhirString], Field(validation_alias="amountString", serialization_alias="amountString")
+    ] = None
     """Todo"""
 
-    amount_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountString", serialization_alias="_amountString"
-    )
+    amount_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountString", serialization_alias="_amountString")
+    ] = None
     """Extensions and id of `amountString`."""
 
-    amount_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="amountType", serialization_alias="amountType"
-    )
+    amount_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="amountType", serialization_alias="amountType")
+    ] = None
     """Todo"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Todo"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceSourceMaterialSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -21,295 +23,310 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Identifier")
 
 
-class SubstanceSourceMaterial(DomainResource):
+class SubstanceSourceMaterial(
+    DomainResource, Searchable["SubstanceSourceMaterial", "SubstanceSourceMaterialSearchParams"]
+):
     """Source material shall capture information on the taxonomic and anatomical origins as well as the fraction of a material that can result in or can be modified to form a substance."""
 
-    resource_type: Literal["SubstanceSourceMaterial"] = Field(
-        default="SubstanceSourceMaterial",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstanceSourceMaterial"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstanceSourceMaterial"
 
-    source_material_class: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="sourceMaterialClass",
-        serialization_alias="sourceMaterialClass",
-    )
+    source_material_class: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="sourceMaterialClass", serialization_alias="sourceMaterialClass"),
+    ] = None
     """General high level classification of the source material specific to the origin of the material"""
 
-    source_material_type: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="sourceMaterialType",
-        serialization_alias="sourceMaterialType",
-    )
+    source_material_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="sourceMaterialType", serialization_alias="sourceMaterialType"),
+    ] = None
     """The type of the source material shall be specified based on a controlled vocabulary."""
 
-    source_material_state: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="sourceMaterialState",
-        serialization_alias="sourceMaterialState",
-    )
+    source_material_state: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="sourceMaterialState", serialization_alias="sourceMaterialState"),
+    ] = None
     """The state of the source material when extracted"""
 
-    organism_id: Opt[Identifier] = Field(
-        default=None, validation_alias="organismId", serialization_alias="organismId"
-    )
+    organism_id: Annotated[
+        Opt[Identifier], Field(validation_alias="organismId", serialization_alias="organismId")
+    ] = None
     """The unique identifier associated with the source material parent organism shall be specified"""
 
-    organism_name: Opt[FhirString] = Field(
-        default=None, validation_alias="organismName", serialization_alias="organismName"
-    )
+    organism_name: Annotated[
+        Opt[FhirString], Field(validation_alias="organismName", serialization_alias="organismName")
+    ] = None
     """The organism accepted Scientific name shall be provided based on the organism taxonomy"""
 
-    organism_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_organismName", serialization_alias="_organismName"
-    )
+    organism_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_organismName", serialization_alias="_organismName")
+    ] = None
     """Extensions and id of `organismName`."""
 
-    parent_substance_id: Opt[list[Identifier]] = Field(
-        default=None,
-        validation_alias="parentSubstanceId",
-        serialization_alias="parentSubstanceId",
-        min_length=1,
-    )
+    parent_substance_id: Annotated[
+        Opt[list[Identifier]],
+        Field(
+            validation_alias="parentSubstanceId",
+            serialization_alias="parentSubstanceId",
+            min_length=1,
+        ),
+    ] = None
     """The parent of the herbal drug Ginkgo biloba, Leaf is the substance ID of the substance (fresh) of Ginkgo biloba L."""
 
-    parent_substance_name: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="parentSubstanceName",
-        serialization_alias="parentSubstanceName",
-        min_length=1,
-    )
+    parent_substance_name: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="parentSubstanceName",
+            serialization_alias="parentSubstanceName",
+            min_length=1,
+        ),
+    ] = None
     """The parent substance of the Herbal Drug, or Herbal preparation"""
 
-    parent_substance_name_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_parentSubstanceName",
-        serialization_alias="_parentSubstanceName",
-        min_length=1,
-    )
+    parent_substance_name_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_parentSubstanceName",
+            serialization_alias="_parentSubstanceName",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `parentSubstanceName`."""
 
-    country_of_origin: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="countryOfOrigin",
-        serialization_alias="countryOfOrigin",
-        min_length=1,
-    )
+    country_of_origin: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="countryOfOrigin", serialization_alias="countryOfOrigin", min_length=1
+        ),
+    ] = None
     """The country where the plant material is harvested or the countries where the plasma is sourced from as laid down in accordance with the Plasma Master File."""
 
-    geographical_location: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="geographicalLocation",
-        serialization_alias="geographicalLocation",
-        min_length=1,
-    )
+    geographical_location: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="geographicalLocation",
+            serialization_alias="geographicalLocation",
+            min_length=1,
+        ),
+    ] = None
     """The place/region where the plant is harvested or the places/regions where the animal source material has its habitat"""
 
-    geographical_location_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_geographicalLocation",
-        serialization_alias="_geographicalLocation",
-        min_length=1,
-    )
+    geographical_location_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_geographicalLocation",
+            serialization_alias="_geographicalLocation",
+            min_length=1,
+        ),
+    ] = None
     """Extensions and id of `geographicalLocation`."""
 
-    development_stage: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="developmentStage", serialization_alias="developmentStage"
-    )
+    development_stage: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="developmentStage", serialization_alias="developmentStage"),
+    ] = None
     """Stage of life for animals, plants, insects and microorganisms."""
 
-    fraction_description: Opt[list[SubstanceSourceMaterialFractionDescription]] = Field(
-        default=None,
-        validation_alias="fractionDescription",
-        serialization_alias="fractionDescription",
-        min_length=1,
-    )
+    fraction_description: Annotated[
+        Opt[list[SubstanceSourceMaterialFractionDescription]],
+        Field(
+            validation_alias="fractionDescription",
+            serialization_alias="fractionDescription",
+            min_length=1,
+        ),
+    ] = None
     """Many complex materials are fractions of parts of plants, animals, or minerals."""
 
-    organism: Opt[SubstanceSourceMaterialOrganism] = Field(default=None)
+    organism: Opt[SubstanceSourceMaterialOrganism] = None
     """This subclause describes the organism which the substance is derived from."""
 
-    part_description: Opt[list[SubstanceSourceMaterialPartDescription]] = Field(
-        default=None,
-        validation_alias="partDescription",
-        serialization_alias="partDescription",
-        min_length=1,
-    )
+    part_description: Annotated[
+        Opt[list[SubstanceSourceMaterialPartDescription]],
+        Field(
+            validation_alias="partDescription", serialization_alias="partDescription", min_length=1
+        ),
+    ] = None
     """To do"""
 
 
 class SubstanceSourceMaterialFractionDescription(BackboneElement):
     """Many complex materials are fractions of parts of plants, animals, or minerals."""
 
-    fraction: Opt[FhirString] = Field(default=None)
+    fraction: Opt[FhirString] = None
     """This element is capturing information about the fraction of a plant part, or human plasma for fractionation"""
 
-    fraction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_fraction", serialization_alias="_fraction"
-    )
+    fraction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_fraction", serialization_alias="_fraction")
+    ] = None
     """Extensions and id of `fraction`."""
 
-    material_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="materialType", serialization_alias="materialType"
-    )
+    material_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="materialType", serialization_alias="materialType"),
+    ] = None
     """The specific type of the material constituting the component."""
 
 
 class SubstanceSourceMaterialOrganism(BackboneElement):
     """This subclause describes the organism which the substance is derived from."""
 
-    family: Opt[CodeableConcept] = Field(default=None)
+    family: Opt[CodeableConcept] = None
     """The family of an organism shall be specified"""
 
-    genus: Opt[CodeableConcept] = Field(default=None)
+    genus: Opt[CodeableConcept] = None
     """The genus of an organism shall be specified."""
 
-    species: Opt[CodeableConcept] = Field(default=None)
+    species: Opt[CodeableConcept] = None
     """The species of an organism shall be specified."""
 
-    intraspecific_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="intraspecificType", serialization_alias="intraspecificType"
-    )
+    intraspecific_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="intraspecificType", serialization_alias="intraspecificType"),
+    ] = None
     """The Intraspecific type of an organism shall be specified"""
 
-    intraspecific_description: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="intraspecificDescription",
-        serialization_alias="intraspecificDescription",
-    )
+    intraspecific_description: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="intraspecificDescription",
+            serialization_alias="intraspecificDescription",
+        ),
+    ] = None
     """The intraspecific description of an organism shall be specified based on a controlled vocabulary."""
 
-    intraspecific_description_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_intraspecificDescription",
-        serialization_alias="_intraspecificDescription",
-    )
+    intraspecific_description_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_intraspecificDescription",
+            serialization_alias="_intraspecificDescription",
+        ),
+    ] = None
     """Extensions and id of `intraspecificDescription`."""
 
-    author: Opt[list[SubstanceSourceMaterialOrganismAuthor]] = Field(default=None, min_length=1)
+    author: Annotated[Opt[list[SubstanceSourceMaterialOrganismAuthor]], Field(min_length=1)] = None
     """4.9.13.6.1 Author type (Conditional)"""
 
-    hybrid: Opt[SubstanceSourceMaterialOrganismHybrid] = Field(default=None)
+    hybrid: Opt[SubstanceSourceMaterialOrganismHybrid] = None
     """4.9.13.8.1 Hybrid species maternal organism ID (Optional)"""
 
-    organism_general: Opt[SubstanceSourceMaterialOrganismOrganismGeneral] = Field(
-        default=None, validation_alias="organismGeneral", serialization_alias="organismGeneral"
-    )
+    organism_general: Annotated[
+        Opt[SubstanceSourceMaterialOrganismOrganismGeneral],
+        Field(validation_alias="organismGeneral", serialization_alias="organismGeneral"),
+    ] = None
     """4.9.13.7.1 Kingdom (Conditional)"""
 
 
 class SubstanceSourceMaterialOrganismAuthor(BackboneElement):
     """4.9.13.6.1 Author type (Conditional)"""
 
-    author_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="authorType", serialization_alias="authorType"
-    )
+    author_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="authorType", serialization_alias="authorType")
+    ] = None
     """The type of author of an organism species shall be specified."""
 
-    author_description: Opt[FhirString] = Field(
-        default=None, validation_alias="authorDescription", serialization_alias="authorDescription"
-    )
+    author_description: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="authorDescription", serialization_alias="authorDescription"),
+    ] = None
     """The author of an organism species shall be specified."""
 
-    author_description_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_authorDescription",
-        serialization_alias="_authorDescription",
-    )
+    author_description_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_authorDescription", serialization_alias="_authorDescription"),
+    ] = None
     """Extensions and id of `authorDescription`."""
 
 
 class SubstanceSourceMaterialOrganismHybrid(BackboneElement):
     """4.9.13.8.1 Hybrid species maternal organism ID (Optional)"""
 
-    maternal_organism_id: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="maternalOrganismId",
-        serialization_alias="maternalOrganismId",
-    )
+    maternal_organism_id: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="maternalOrganismId", serialization_alias="maternalOrganismId"),
+    ] = None
     """The identifier of the maternal species constituting the hybrid organism shall be specified based on a controlled vocabulary."""
 
-    maternal_organism_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_maternalOrganismId",
-        serialization_alias="_maternalOrganismId",
-    )
+    maternal_organism_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_maternalOrganismId", serialization_alias="_maternalOrganismId"),
+    ] = None
     """Extensions and id of `maternalOrganismId`."""
 
-    maternal_organism_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="maternalOrganismName",
-        serialization_alias="maternalOrganismName",
-    )
+    maternal_organism_name: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="maternalOrganismName", serialization_alias="maternalOrganismName"),
+    ] = None
     """The name of the maternal species constituting the hybrid organism shall be specified."""
 
-    maternal_organism_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_maternalOrganismName",
-        serialization_alias="_maternalOrganismName",
-    )
+    maternal_organism_name_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_maternalOrganismName", serialization_alias="_maternalOrganismName"
+        ),
+    ] = None
     """Extensions and id of `maternalOrganismName`."""
 
-    paternal_organism_id: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="paternalOrganismId",
-        serialization_alias="paternalOrganismId",
-    )
+    paternal_organism_id: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="paternalOrganismId", serialization_alias="paternalOrganismId"),
+    ] = None
     """The identifier of the paternal species constituting the hybrid organism shall be specified based on a controlled vocabulary"""
 
-    paternal_organism_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_paternalOrganismId",
-        serialization_alias="_paternalOrganismId",
-    )
+    paternal_organism_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_paternalOrganismId", serialization_alias="_paternalOrganismId"),
+    ] = None
     """Extensions and id of `paternalOrganismId`."""
 
-    paternal_organism_name: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="paternalOrganismName",
-        serialization_alias="paternalOrganismName",
-    )
+    paternal_organism_name: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="paternalOrganismName", serialization_alias="paternalOrganismName"),
+    ] = None
     """The name of the paternal species constituting the hybrid organism shall be specified"""
 
-    paternal_organism_name_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_paternalOrganismName",
-        serialization_alias="_paternalOrganismName",
-    )
+    paternal_organism_name_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_paternalOrganismName", serialization_alias="_paternalOrganismName"
+        ),
+    ] = None
     """Extensions and id of `paternalOrganismName`."""
 
-    hybrid_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="hybridType", serialization_alias="hybridType"
-    )
+    hybrid_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="hybridType", serialization_alias="hybridType")
+    ] = None
     """The hybrid type of an organism shall be specified"""
 
 
 class SubstanceSourceMaterialOrganismOrganismGeneral(BackboneElement):
     """4.9.13.7.1 Kingdom (Conditional)"""
 
-    kingdom: Opt[CodeableConcept] = Field(default=None)
+    kingdom: Opt[CodeableConcept] = None
     """The kingdom of an organism shall be specified"""
 
-    phylum: Opt[CodeableConcept] = Field(default=None)
+    phylum: Opt[CodeableConcept] = None
     """The phylum of an organism shall be specified"""
 
-    class_: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="class", serialization_alias="class"
-    )
+    class_: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="class", serialization_alias="class")
+    ] = None
     """The class of an organism shall be specified"""
 
-    order: Opt[CodeableConcept] = Field(default=None)
+    order: Opt[CodeableConcept] = None
     """The order of an organism shall be specified,"""
 
 
 class SubstanceSourceMaterialPartDescription(BackboneElement):
     """To do"""
 
-    part: Opt[CodeableConcept] = Field(default=None)
+    part: Opt[CodeableConcept] = None
     """Entity of anatomical origin of source material within an organism"""
 
-    part_location: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="partLocation", serialization_alias="partLocation"
-    )
+    part_location: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="partLocation", serialization_alias="partLocation"),
+    ] = None
     """The detailed anatomic location when the part can be extracted from different anatomical locations of the organism."""

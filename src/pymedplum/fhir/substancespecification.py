@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SubstanceSpecificationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.attachment import Attachment
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -35,93 +37,96 @@ _DEPENDENCIES = (
 )
 
 
-class SubstanceSpecification(DomainResource):
+class SubstanceSpecification(
+    DomainResource, Searchable["SubstanceSpecification", "SubstanceSpecificationSearchParams"]
+):
     """The detailed description of a substance, typically at a level beyond what is used for prescribing."""
 
-    resource_type: Literal["SubstanceSpecification"] = Field(
-        default="SubstanceSpecification",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SubstanceSpecification"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SubstanceSpecification"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifier by which this substance is known"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """High level categorization, e.g."""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """Status of substance within the catalogue e.g."""
 
-    domain: Opt[CodeableConcept] = Field(default=None)
+    domain: Opt[CodeableConcept] = None
     """If the substance applies to only human or veterinary use"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Textual description of the substance"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting literature"""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Textual comment about this record of a substance"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    moiety: Opt[list[SubstanceSpecificationMoiety]] = Field(default=None, min_length=1)
+    moiety: Annotated[Opt[list[SubstanceSpecificationMoiety]], Field(min_length=1)] = None
     """Moiety, for structural modifications"""
 
-    property: Opt[list[SubstanceSpecificationProperty]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[SubstanceSpecificationProperty]], Field(min_length=1)] = None
     """General specifications for this substance, including how it is related to other substances"""
 
-    reference_information: Opt[Reference] = Field(
-        default=None,
-        validation_alias="referenceInformation",
-        serialization_alias="referenceInformation",
-    )
+    reference_information: Annotated[
+        Opt[Reference],
+        Field(validation_alias="referenceInformation", serialization_alias="referenceInformation"),
+    ] = None
     """General information detailing this substance"""
 
-    structure: Opt[SubstanceSpecificationStructure] = Field(default=None)
+    structure: Opt[SubstanceSpecificationStructure] = None
     """Structural information"""
 
-    code: Opt[list[SubstanceSpecificationCode]] = Field(default=None, min_length=1)
+    code: Annotated[Opt[list[SubstanceSpecificationCode]], Field(min_length=1)] = None
     """Codes associated with the substance"""
 
-    name: Opt[list[SubstanceSpecificationName]] = Field(default=None, min_length=1)
+    name: Annotated[Opt[list[SubstanceSpecificationName]], Field(min_length=1)] = None
     """Names applicable to this substance"""
 
-    molecular_weight: Opt[list[SubstanceSpecificationStructureIsotopeMolecularWeight]] = Field(
-        default=None,
-        validation_alias="molecularWeight",
-        serialization_alias="molecularWeight",
-        min_length=1,
-    )
+    molecular_weight: Annotated[
+        Opt[list[SubstanceSpecificationStructureIsotopeMolecularWeight]],
+        Field(
+            validation_alias="molecularWeight", serialization_alias="molecularWeight", min_length=1
+        ),
+    ] = None
     """The molecular weight or weight range (for proteins, polymers or nucleic acids)"""
 
-    relationship: Opt[list[SubstanceSpecificationRelationship]] = Field(default=None, min_length=1)
+    relationship: Annotated[Opt[list[SubstanceSpecificationRelationship]], Field(min_length=1)] = (
+        None
+    )
     """A link between this substance and another, with details of the relationship"""
 
-    nucleic_acid: Opt[Reference] = Field(
-        default=None, validation_alias="nucleicAcid", serialization_alias="nucleicAcid"
-    )
+    nucleic_acid: Annotated[
+        Opt[Reference], Field(validation_alias="nucleicAcid", serialization_alias="nucleicAcid")
+    ] = None
     """Data items specific to nucleic acids"""
 
-    polymer: Opt[Reference] = Field(default=None)
+    polymer: Opt[Reference] = None
     """Data items specific to polymers"""
 
-    protein: Opt[Reference] = Field(default=None)
+    protein: Opt[Reference] = None
     """Data items specific to proteins"""
 
-    source_material: Opt[Reference] = Field(
-        default=None, validation_alias="sourceMaterial", serialization_alias="sourceMaterial"
-    )
+    source_material: Annotated[
+        Opt[Reference],
+        Field(validation_alias="sourceMaterial", serialization_alias="sourceMaterial"),
+    ] = None
     """Material or taxonomic/anatomical source for the substance"""
 
 
@@ -136,51 +141,55 @@ class SubstanceSpecificationMoiety(BackboneElement, ChoiceChecked):
         ),
     )
 
-    role: Opt[CodeableConcept] = Field(default=None)
+    role: Opt[CodeableConcept] = None
     """Role that the moiety is playing"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Identifier by which this moiety substance is known"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Textual name for this moiety substance"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    stereochemistry: Opt[CodeableConcept] = Field(default=None)
+    stereochemistry: Opt[CodeableConcept] = None
     """Stereochemistry type"""
 
-    optical_activity: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="opticalActivity", serialization_alias="opticalActivity"
-    )
+    optical_activity: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="opticalActivity", serialization_alias="opticalActivity"),
+    ] = None
     """Optical activity type"""
 
-    molecular_formula: Opt[FhirString] = Field(
-        default=None, validation_alias="molecularFormula", serialization_alias="molecularFormula"
-    )
+    molecular_formula: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="molecularFormula", serialization_alias="molecularFormula"),
+    ] = None
     """Molecular formula"""
 
-    molecular_formula_ext: Opt[Element] = Field(
-        default=None, validation_alias="_molecularFormula", serialization_alias="_molecularFormula"
-    )
+    molecular_formula_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_molecularFormula", serialization_alias="_molecularFormula"),
+    ] = None
     """Extensions and id of `molecularFormula`."""
 
-    amount_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="amountQuantity", serialization_alias="amountQuantity"
-    )
+    amount_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="amountQuantity", serialization_alias="amountQuantity"),
+    ] = None
     """Quantitative value for this moiety"""
 
-    amount_string: Opt[FhirString] = Field(
-        default=None, validation_alias="amountString", serialization_alias="amountString"
-    )
+    amount_string: Annotated[
+        Opt[FhirString], Field(validation_alias="amountString", serialization_alias="amountString")
+    ] = None
     """Quantitative value for this moiety"""
 
-    amount_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountString", serialization_alias="_amountString"
-    )
+    amount_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountString", serialization_alias="_amountString")
+    ] = None
     """Extensions and id of `amountString`."""
 
 
@@ -200,249 +209,266 @@ class SubstanceSpecificationProperty(BackboneElement, ChoiceChecked):
         ),
     )
 
-    category: Opt[CodeableConcept] = Field(default=None)
+    category: Opt[CodeableConcept] = None
     """A category for this property, e.g."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Property type e.g."""
 
-    parameters: Opt[FhirString] = Field(default=None)
+    parameters: Opt[FhirString] = None
     """Parameters that were used in the measurement of a property (e.g."""
 
-    parameters_ext: Opt[Element] = Field(
-        default=None, validation_alias="_parameters", serialization_alias="_parameters"
-    )
+    parameters_ext: Annotated[
+        Opt[Element], Field(validation_alias="_parameters", serialization_alias="_parameters")
+    ] = None
     """Extensions and id of `parameters`."""
 
-    defining_substance_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="definingSubstanceReference",
-        serialization_alias="definingSubstanceReference",
-    )
+    defining_substance_reference: Annotated[
+        Opt[Reference],
+        Field(
+            validation_alias="definingSubstanceReference",
+            serialization_alias="definingSubstanceReference",
+        ),
+    ] = None
     """A substance upon which a defining property depends (e.g."""
 
-    defining_substance_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="definingSubstanceCodeableConcept",
-        serialization_alias="definingSubstanceCodeableConcept",
-    )
+    defining_substance_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="definingSubstanceCodeableConcept",
+            serialization_alias="definingSubstanceCodeableConcept",
+        ),
+    ] = None
     """A substance upon which a defining property depends (e.g."""
 
-    amount_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="amountQuantity", serialization_alias="amountQuantity"
-    )
+    amount_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="amountQuantity", serialization_alias="amountQuantity"),
+    ] = None
     """Quantitative value for this property"""
 
-    amount_string: Opt[FhirString] = Field(
-        default=None, validation_alias="amountString", serialization_alias="amountString"
-    )
+    amount_string: Annotated[
+        Opt[FhirString], Field(validation_alias="amountString", serialization_alias="amountString")
+    ] = None
     """Quantitative value for this property"""
 
-    amount_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountString", serialization_alias="_amountString"
-    )
+    amount_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountString", serialization_alias="_amountString")
+    ] = None
     """Extensions and id of `amountString`."""
 
 
 class SubstanceSpecificationStructure(BackboneElement):
     """Structural information"""
 
-    stereochemistry: Opt[CodeableConcept] = Field(default=None)
+    stereochemistry: Opt[CodeableConcept] = None
     """Stereochemistry type"""
 
-    optical_activity: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="opticalActivity", serialization_alias="opticalActivity"
-    )
+    optical_activity: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="opticalActivity", serialization_alias="opticalActivity"),
+    ] = None
     """Optical activity type"""
 
-    molecular_formula: Opt[FhirString] = Field(
-        default=None, validation_alias="molecularFormula", serialization_alias="molecularFormula"
-    )
+    molecular_formula: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="molecularFormula", serialization_alias="molecularFormula"),
+    ] = None
     """Molecular formula"""
 
-    molecular_formula_ext: Opt[Element] = Field(
-        default=None, validation_alias="_molecularFormula", serialization_alias="_molecularFormula"
-    )
+    molecular_formula_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_molecularFormula", serialization_alias="_molecularFormula"),
+    ] = None
     """Extensions and id of `molecularFormula`."""
 
-    molecular_formula_by_moiety: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="molecularFormulaByMoiety",
-        serialization_alias="molecularFormulaByMoiety",
-    )
+    molecular_formula_by_moiety: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="molecularFormulaByMoiety",
+            serialization_alias="molecularFormulaByMoiety",
+        ),
+    ] = None
     """Specified per moiety according to the Hill system, i.e."""
 
-    molecular_formula_by_moiety_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_molecularFormulaByMoiety",
-        serialization_alias="_molecularFormulaByMoiety",
-    )
+    molecular_formula_by_moiety_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_molecularFormulaByMoiety",
+            serialization_alias="_molecularFormulaByMoiety",
+        ),
+    ] = None
     """Extensions and id of `molecularFormulaByMoiety`."""
 
-    isotope: Opt[list[SubstanceSpecificationStructureIsotope]] = Field(default=None, min_length=1)
+    isotope: Annotated[Opt[list[SubstanceSpecificationStructureIsotope]], Field(min_length=1)] = (
+        None
+    )
     """Applicable for single substances that contain a radionuclide or a non-natural isotopic ratio"""
 
-    molecular_weight: Opt[SubstanceSpecificationStructureIsotopeMolecularWeight] = Field(
-        default=None, validation_alias="molecularWeight", serialization_alias="molecularWeight"
-    )
+    molecular_weight: Annotated[
+        Opt[SubstanceSpecificationStructureIsotopeMolecularWeight],
+        Field(validation_alias="molecularWeight", serialization_alias="molecularWeight"),
+    ] = None
     """The molecular weight or weight range (for proteins, polymers or nucleic acids)"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting literature"""
 
-    representation: Opt[list[SubstanceSpecificationStructureRepresentation]] = Field(
-        default=None, min_length=1
-    )
+    representation: Annotated[
+        Opt[list[SubstanceSpecificationStructureRepresentation]], Field(min_length=1)
+    ] = None
     """Molecular structural representation"""
 
 
 class SubstanceSpecificationStructureIsotope(BackboneElement):
     """Applicable for single substances that contain a radionuclide or a non-natural isotopic ratio"""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Substance identifier for each non-natural or radioisotope"""
 
-    name: Opt[CodeableConcept] = Field(default=None)
+    name: Opt[CodeableConcept] = None
     """Substance name for each non-natural or radioisotope"""
 
-    substitution: Opt[CodeableConcept] = Field(default=None)
+    substitution: Opt[CodeableConcept] = None
     """The type of isotopic substitution present in a single substance"""
 
-    half_life: Opt[Quantity] = Field(
-        default=None, validation_alias="halfLife", serialization_alias="halfLife"
-    )
+    half_life: Annotated[
+        Opt[Quantity], Field(validation_alias="halfLife", serialization_alias="halfLife")
+    ] = None
     """Half life - for a non-natural nuclide"""
 
-    molecular_weight: Opt[SubstanceSpecificationStructureIsotopeMolecularWeight] = Field(
-        default=None, validation_alias="molecularWeight", serialization_alias="molecularWeight"
-    )
+    molecular_weight: Annotated[
+        Opt[SubstanceSpecificationStructureIsotopeMolecularWeight],
+        Field(validation_alias="molecularWeight", serialization_alias="molecularWeight"),
+    ] = None
     """The molecular weight or weight range (for proteins, polymers or nucleic acids)"""
 
 
 class SubstanceSpecificationStructureIsotopeMolecularWeight(BackboneElement):
     """The molecular weight or weight range (for proteins, polymers or nucleic acids)"""
 
-    method: Opt[CodeableConcept] = Field(default=None)
+    method: Opt[CodeableConcept] = None
     """The method by which the molecular weight was determined"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Type of molecular weight such as exact, average (also known as."""
 
-    amount: Opt[Quantity] = Field(default=None)
+    amount: Opt[Quantity] = None
     """Used to capture quantitative values for a variety of elements."""
 
 
 class SubstanceSpecificationStructureRepresentation(BackboneElement):
     """Molecular structural representation"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """The type of structure (e.g."""
 
-    representation: Opt[FhirString] = Field(default=None)
+    representation: Opt[FhirString] = None
     """The structural representation as text string in a format e.g."""
 
-    representation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_representation", serialization_alias="_representation"
-    )
+    representation_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_representation", serialization_alias="_representation"),
+    ] = None
     """Extensions and id of `representation`."""
 
-    attachment: Opt[Attachment] = Field(default=None)
+    attachment: Opt[Attachment] = None
     """An attached file with the structural representation"""
 
 
 class SubstanceSpecificationCode(BackboneElement):
     """Codes associated with the substance"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """The specific code"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """Status of the code assignment"""
 
-    status_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="statusDate", serialization_alias="statusDate"
-    )
+    status_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="statusDate", serialization_alias="statusDate")
+    ] = None
     """The date at which the code status is changed as part of the terminology maintenance"""
 
-    status_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_statusDate", serialization_alias="_statusDate"
-    )
+    status_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_statusDate", serialization_alias="_statusDate")
+    ] = None
     """Extensions and id of `statusDate`."""
 
-    comment: Opt[FhirString] = Field(default=None)
+    comment: Opt[FhirString] = None
     """Any comment can be provided in this field, if necessary"""
 
-    comment_ext: Opt[Element] = Field(
-        default=None, validation_alias="_comment", serialization_alias="_comment"
-    )
+    comment_ext: Annotated[
+        Opt[Element], Field(validation_alias="_comment", serialization_alias="_comment")
+    ] = None
     """Extensions and id of `comment`."""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting literature"""
 
 
 class SubstanceSpecificationName(BackboneElement):
     """Names applicable to this substance"""
 
-    name: FhirString = Field()
+    name: FhirString
     """The actual name"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Name type"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """The status of the name"""
 
-    preferred: Opt[FhirBoolean] = Field(default=None)
+    preferred: Opt[FhirBoolean] = None
     """If this is the preferred name for this substance"""
 
-    preferred_ext: Opt[Element] = Field(
-        default=None, validation_alias="_preferred", serialization_alias="_preferred"
-    )
+    preferred_ext: Annotated[
+        Opt[Element], Field(validation_alias="_preferred", serialization_alias="_preferred")
+    ] = None
     """Extensions and id of `preferred`."""
 
-    language: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    language: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Language of the name"""
 
-    domain: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    domain: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The use context of this name for example if there is a different name a drug active ingredient as opposed to a food colour additive"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """The jurisdiction where this name applies"""
 
-    synonym: Opt[list[SubstanceSpecificationName]] = Field(default=None, min_length=1)
+    synonym: Annotated[Opt[list[SubstanceSpecificationName]], Field(min_length=1)] = None
     """A synonym of this name"""
 
-    translation: Opt[list[SubstanceSpecificationName]] = Field(default=None, min_length=1)
+    translation: Annotated[Opt[list[SubstanceSpecificationName]], Field(min_length=1)] = None
     """A translation for this name"""
 
-    official: Opt[list[SubstanceSpecificationNameOfficial]] = Field(default=None, min_length=1)
+    official: Annotated[Opt[list[SubstanceSpecificationNameOfficial]], Field(min_length=1)] = None
     """Details of the official nature of this name"""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting literature"""
 
 
 class SubstanceSpecificationNameOfficial(BackboneElement):
     """Details of the official nature of this name"""
 
-    authority: Opt[CodeableConcept] = Field(default=None)
+    authority: Opt[CodeableConcept] = None
     """Which authority uses this official name"""
 
-    status: Opt[CodeableConcept] = Field(default=None)
+    status: Opt[CodeableConcept] = None
     """The status of the official name"""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date of official name change"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
 
@@ -467,69 +493,70 @@ class SubstanceSpecificationRelationship(BackboneElement, ChoiceChecked):
         ),
     )
 
-    substance_reference: Opt[Reference] = Field(
-        default=None,
-        validation_alias="substanceReference",
-        serialization_alias="substanceReference",
-    )
+    substance_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="substanceReference", serialization_alias="substanceReference"),
+    ] = None
     """A pointer to another substance, as a resource or just a representational code"""
 
-    substance_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="substanceCodeableConcept",
-        serialization_alias="substanceCodeableConcept",
-    )
+    substance_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(
+            validation_alias="substanceCodeableConcept",
+            serialization_alias="substanceCodeableConcept",
+        ),
+    ] = None
     """A pointer to another substance, as a resource or just a representational code"""
 
-    relationship: Opt[CodeableConcept] = Field(default=None)
+    relationship: Opt[CodeableConcept] = None
     """For example \"salt to parent\", \"active moiety\", \"starting material\""""
 
-    is_defining: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isDefining", serialization_alias="isDefining"
-    )
+    is_defining: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isDefining", serialization_alias="isDefining")
+    ] = None
     """For example where an enzyme strongly bonds with a particular substance, this is a defining relationship for that enzyme, out of several possible substance relationships"""
 
-    is_defining_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isDefining", serialization_alias="_isDefining"
-    )
+    is_defining_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isDefining", serialization_alias="_isDefining")
+    ] = None
     """Extensions and id of `isDefining`."""
 
-    amount_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="amountQuantity", serialization_alias="amountQuantity"
-    )
+    amount_quantity: Annotated[
+        Opt[Quantity],
+        Field(validation_alias="amountQuantity", serialization_alias="amountQuantity"),
+    ] = None
     """A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other"""
 
-    amount_range: Opt[Range] = Field(
-        default=None, validation_alias="amountRange", serialization_alias="amountRange"
-    )
+    amount_range: Annotated[
+        Opt[Range], Field(validation_alias="amountRange", serialization_alias="amountRange")
+    ] = None
     """A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other"""
 
-    amount_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="amountRatio", serialization_alias="amountRatio"
-    )
+    amount_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="amountRatio", serialization_alias="amountRatio")
+    ] = None
     """A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other"""
 
-    amount_string: Opt[FhirString] = Field(
-        default=None, validation_alias="amountString", serialization_alias="amountString"
-    )
+    amount_string: Annotated[
+        Opt[FhirString], Field(validation_alias="amountString", serialization_alias="amountString")
+    ] = None
     """A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other"""
 
-    amount_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amountString", serialization_alias="_amountString"
-    )
+    amount_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amountString", serialization_alias="_amountString")
+    ] = None
     """Extensions and id of `amountString`."""
 
-    amount_ratio_low_limit: Opt[Ratio] = Field(
-        default=None,
-        validation_alias="amountRatioLowLimit",
-        serialization_alias="amountRatioLowLimit",
-    )
+    amount_ratio_low_limit: Annotated[
+        Opt[Ratio],
+        Field(validation_alias="amountRatioLowLimit", serialization_alias="amountRatioLowLimit"),
+    ] = None
     """For use when the numeric"""
 
-    amount_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="amountType", serialization_alias="amountType"
-    )
+    amount_type: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="amountType", serialization_alias="amountType")
+    ] = None
     """An operator for the amount, for example \"average\", \"approximately\", \"less than\""""
 
-    source: Opt[list[Reference]] = Field(default=None, min_length=1)
+    source: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Supporting literature"""

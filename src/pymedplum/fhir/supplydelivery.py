@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import ChoiceChecked, Opt
 from pymedplum.fhir._primitives import FhirDateTime
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import SupplyDeliverySearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
@@ -33,7 +35,9 @@ _DEPENDENCIES = (
 )
 
 
-class SupplyDelivery(DomainResource, ChoiceChecked):
+class SupplyDelivery(
+    DomainResource, ChoiceChecked, Searchable["SupplyDelivery", "SupplyDeliverySearchParams"]
+):
     """Record of delivery of what is supplied."""
 
     __fhir_choice_groups__ = (
@@ -48,77 +52,77 @@ class SupplyDelivery(DomainResource, ChoiceChecked):
         ),
     )
 
-    resource_type: Literal["SupplyDelivery"] = Field(
-        default="SupplyDelivery",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["SupplyDelivery"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "SupplyDelivery"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """External identifier"""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Fulfills plan, proposal or order"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Part of referenced event"""
 
-    status: Opt[Literal["in-progress", "completed", "abandoned", "entered-in-error"]] = Field(
-        default=None
-    )
+    status: Opt[Literal["in-progress", "completed", "abandoned", "entered-in-error"]] = None
     """in-progress | completed | abandoned | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    patient: Opt[Reference] = Field(default=None)
+    patient: Opt[Reference] = None
     """Patient for whom the item is supplied"""
 
-    type: Opt[CodeableConcept] = Field(default=None)
+    type: Opt[CodeableConcept] = None
     """Category of dispense event"""
 
-    supplied_item: Opt[SupplyDeliverySuppliedItem] = Field(
-        default=None, validation_alias="suppliedItem", serialization_alias="suppliedItem"
-    )
+    supplied_item: Annotated[
+        Opt[SupplyDeliverySuppliedItem],
+        Field(validation_alias="suppliedItem", serialization_alias="suppliedItem"),
+    ] = None
     """The item that is delivered or supplied"""
 
-    occurrence_date_time: Opt[FhirDateTime] = Field(
-        default=None,
-        validation_alias="occurrenceDateTime",
-        serialization_alias="occurrenceDateTime",
-    )
+    occurrence_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="occurrenceDateTime", serialization_alias="occurrenceDateTime"),
+    ] = None
     """When event occurred"""
 
-    occurrence_date_time_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_occurrenceDateTime",
-        serialization_alias="_occurrenceDateTime",
-    )
+    occurrence_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_occurrenceDateTime", serialization_alias="_occurrenceDateTime"),
+    ] = None
     """Extensions and id of `occurrenceDateTime`."""
 
-    occurrence_period: Opt[Period] = Field(
-        default=None, validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"
-    )
+    occurrence_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="occurrencePeriod", serialization_alias="occurrencePeriod"),
+    ] = None
     """When event occurred"""
 
-    occurrence_timing: Opt[Timing] = Field(
-        default=None, validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"
-    )
+    occurrence_timing: Annotated[
+        Opt[Timing],
+        Field(validation_alias="occurrenceTiming", serialization_alias="occurrenceTiming"),
+    ] = None
     """When event occurred"""
 
-    supplier: Opt[Reference] = Field(default=None)
+    supplier: Opt[Reference] = None
     """Dispenser"""
 
-    destination: Opt[Reference] = Field(default=None)
+    destination: Opt[Reference] = None
     """Where the Supply was sent"""
 
-    receiver: Opt[list[Reference]] = Field(default=None, min_length=1)
+    receiver: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Who collected the Supply"""
 
 
@@ -133,17 +137,16 @@ class SupplyDeliverySuppliedItem(BackboneElement, ChoiceChecked):
         ),
     )
 
-    quantity: Opt[Quantity] = Field(default=None)
+    quantity: Opt[Quantity] = None
     """Amount dispensed"""
 
-    item_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="itemCodeableConcept",
-        serialization_alias="itemCodeableConcept",
-    )
+    item_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="itemCodeableConcept", serialization_alias="itemCodeableConcept"),
+    ] = None
     """Medication, Substance, or Device supplied"""
 
-    item_reference: Opt[Reference] = Field(
-        default=None, validation_alias="itemReference", serialization_alias="itemReference"
-    )
+    item_reference: Annotated[
+        Opt[Reference], Field(validation_alias="itemReference", serialization_alias="itemReference")
+    ] = None
     """Medication, Substance, or Device supplied"""

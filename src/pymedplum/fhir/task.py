@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -31,8 +31,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import TaskSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.address import Address
     from pymedplum.fhir.age import Age
     from pymedplum.fhir.annotation import Annotation
@@ -103,53 +105,61 @@ _DEPENDENCIES = (
 )
 
 
-class Task(DomainResource):
+class Task(DomainResource, Searchable["Task", "TaskSearchParams"]):
     """A task to be performed."""
 
-    resource_type: Literal["Task"] = Field(
-        default="Task", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["Task"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "Task"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Task Instance Identifier"""
 
-    instantiates_canonical: Opt[FhirCanonical] = Field(
-        default=None,
-        validation_alias="instantiatesCanonical",
-        serialization_alias="instantiatesCanonical",
-    )
+    instantiates_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(
+            validation_alias="instantiatesCanonical", serialization_alias="instantiatesCanonical"
+        ),
+    ] = None
     """Formal definition of task"""
 
-    instantiates_canonical_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_instantiatesCanonical",
-        serialization_alias="_instantiatesCanonical",
-    )
+    instantiates_canonical_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_instantiatesCanonical", serialization_alias="_instantiatesCanonical"
+        ),
+    ] = None
     """Extensions and id of `instantiatesCanonical`."""
 
-    instantiates_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="instantiatesUri", serialization_alias="instantiatesUri"
-    )
+    instantiates_uri: Annotated[
+        Opt[FhirUri],
+        Field(validation_alias="instantiatesUri", serialization_alias="instantiatesUri"),
+    ] = None
     """Formal definition of task"""
 
-    instantiates_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_instantiatesUri", serialization_alias="_instantiatesUri"
-    )
+    instantiates_uri_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_instantiatesUri", serialization_alias="_instantiatesUri"),
+    ] = None
     """Extensions and id of `instantiatesUri`."""
 
-    based_on: Opt[list[Reference]] = Field(
-        default=None, validation_alias="basedOn", serialization_alias="basedOn", min_length=1
-    )
+    based_on: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="basedOn", serialization_alias="basedOn", min_length=1),
+    ] = None
     """Request fulfilled by this task"""
 
-    group_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="groupIdentifier", serialization_alias="groupIdentifier"
-    )
+    group_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="groupIdentifier", serialization_alias="groupIdentifier"),
+    ] = None
     """Requisition or grouper id"""
 
-    part_of: Opt[list[Reference]] = Field(
-        default=None, validation_alias="partOf", serialization_alias="partOf", min_length=1
-    )
+    part_of: Annotated[
+        Opt[list[Reference]],
+        Field(validation_alias="partOf", serialization_alias="partOf", min_length=1),
+    ] = None
     """Composite task"""
 
     status: Literal[
@@ -165,22 +175,24 @@ class Task(DomainResource):
         "failed",
         "completed",
         "entered-in-error",
-    ] = Field()
+    ]
     """draft | requested | received | accepted | +"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_reason: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="statusReason", serialization_alias="statusReason"
-    )
+    status_reason: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="statusReason", serialization_alias="statusReason"),
+    ] = None
     """Reason for current status"""
 
-    business_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="businessStatus", serialization_alias="businessStatus"
-    )
+    business_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="businessStatus", serialization_alias="businessStatus"),
+    ] = None
     """E.g."""
 
     intent: Literal[
@@ -193,133 +205,134 @@ class Task(DomainResource):
         "filler-order",
         "instance-order",
         "option",
-    ] = Field()
+    ]
     """unknown | proposal | plan | order | original-order | reflex-order | filler-order | instance-order | option"""
 
-    intent_ext: Opt[Element] = Field(
-        default=None, validation_alias="_intent", serialization_alias="_intent"
-    )
+    intent_ext: Annotated[
+        Opt[Element], Field(validation_alias="_intent", serialization_alias="_intent")
+    ] = None
     """Extensions and id of `intent`."""
 
-    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = Field(default=None)
+    priority: Opt[Literal["routine", "urgent", "asap", "stat"]] = None
     """routine | urgent | asap | stat"""
 
-    priority_ext: Opt[Element] = Field(
-        default=None, validation_alias="_priority", serialization_alias="_priority"
-    )
+    priority_ext: Annotated[
+        Opt[Element], Field(validation_alias="_priority", serialization_alias="_priority")
+    ] = None
     """Extensions and id of `priority`."""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """Task Type"""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Human-readable explanation of task"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    focus: Opt[Reference] = Field(default=None)
+    focus: Opt[Reference] = None
     """What task is acting on"""
 
-    for_: Opt[Reference] = Field(default=None, validation_alias="for", serialization_alias="for")
+    for_: Annotated[Opt[Reference], Field(validation_alias="for", serialization_alias="for")] = None
     """Beneficiary of the Task"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Healthcare event during which this task originated"""
 
-    execution_period: Opt[Period] = Field(
-        default=None, validation_alias="executionPeriod", serialization_alias="executionPeriod"
-    )
+    execution_period: Annotated[
+        Opt[Period],
+        Field(validation_alias="executionPeriod", serialization_alias="executionPeriod"),
+    ] = None
     """Start and end time of execution"""
 
-    authored_on: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="authoredOn", serialization_alias="authoredOn"
-    )
+    authored_on: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="authoredOn", serialization_alias="authoredOn")
+    ] = None
     """Task Creation Date"""
 
-    authored_on_ext: Opt[Element] = Field(
-        default=None, validation_alias="_authoredOn", serialization_alias="_authoredOn"
-    )
+    authored_on_ext: Annotated[
+        Opt[Element], Field(validation_alias="_authoredOn", serialization_alias="_authoredOn")
+    ] = None
     """Extensions and id of `authoredOn`."""
 
-    last_modified: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="lastModified", serialization_alias="lastModified"
-    )
+    last_modified: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="lastModified", serialization_alias="lastModified"),
+    ] = None
     """Task Last Modified Date"""
 
-    last_modified_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastModified", serialization_alias="_lastModified"
-    )
+    last_modified_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastModified", serialization_alias="_lastModified")
+    ] = None
     """Extensions and id of `lastModified`."""
 
-    requester: Opt[Reference] = Field(default=None)
+    requester: Opt[Reference] = None
     """Who is asking for task to be done"""
 
-    performer_type: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="performerType",
-        serialization_alias="performerType",
-        min_length=1,
-    )
+    performer_type: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(validation_alias="performerType", serialization_alias="performerType", min_length=1),
+    ] = None
     """Requested performer"""
 
-    owner: Opt[Reference] = Field(default=None)
+    owner: Opt[Reference] = None
     """Responsible individual"""
 
-    location: Opt[Reference] = Field(default=None)
+    location: Opt[Reference] = None
     """Where task occurs"""
 
-    reason_code: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="reasonCode", serialization_alias="reasonCode"
-    )
+    reason_code: Annotated[
+        Opt[CodeableConcept], Field(validation_alias="reasonCode", serialization_alias="reasonCode")
+    ] = None
     """Why task is needed"""
 
-    reason_reference: Opt[Reference] = Field(
-        default=None, validation_alias="reasonReference", serialization_alias="reasonReference"
-    )
+    reason_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="reasonReference", serialization_alias="reasonReference"),
+    ] = None
     """Why task is needed"""
 
-    insurance: Opt[list[Reference]] = Field(default=None, min_length=1)
+    insurance: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Associated insurance coverage"""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Comments made about the task"""
 
-    relevant_history: Opt[list[Reference]] = Field(
-        default=None,
-        validation_alias="relevantHistory",
-        serialization_alias="relevantHistory",
-        min_length=1,
-    )
+    relevant_history: Annotated[
+        Opt[list[Reference]],
+        Field(
+            validation_alias="relevantHistory", serialization_alias="relevantHistory", min_length=1
+        ),
+    ] = None
     """Key events in history of the Task"""
 
-    restriction: Opt[TaskRestriction] = Field(default=None)
+    restriction: Opt[TaskRestriction] = None
     """Constraints on fulfillment tasks"""
 
-    input: Opt[list[TaskInput]] = Field(default=None, min_length=1)
+    input: Annotated[Opt[list[TaskInput]], Field(min_length=1)] = None
     """Information used to perform task"""
 
-    output: Opt[list[TaskOutput]] = Field(default=None, min_length=1)
+    output: Annotated[Opt[list[TaskOutput]], Field(min_length=1)] = None
     """Information produced as part of task"""
 
 
 class TaskRestriction(BackboneElement):
     """Constraints on fulfillment tasks"""
 
-    repetitions: Opt[FhirPositiveInt] = Field(default=None)
+    repetitions: Opt[FhirPositiveInt] = None
     """How many times to repeat"""
 
-    repetitions_ext: Opt[Element] = Field(
-        default=None, validation_alias="_repetitions", serialization_alias="_repetitions"
-    )
+    repetitions_ext: Annotated[
+        Opt[Element], Field(validation_alias="_repetitions", serialization_alias="_repetitions")
+    ] = None
     """Extensions and id of `repetitions`."""
 
-    period: Opt[Period] = Field(default=None)
+    period: Opt[Period] = None
     """When fulfillment sought"""
 
-    recipient: Opt[list[Reference]] = Field(default=None, min_length=1)
+    recipient: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """For whom is fulfillment sought?"""
 
 
@@ -385,366 +398,384 @@ class TaskInput(BackboneElement, ChoiceChecked):
         ),
     )
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Label for the input"""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Content to use in performing the task"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueCanonical", serialization_alias="valueCanonical"
-    )
+    value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="valueCanonical", serialization_alias="valueCanonical"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCanonical", serialization_alias="_valueCanonical"
-    )
+    value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueCanonical", serialization_alias="_valueCanonical"),
+    ] = None
     """Extensions and id of `valueCanonical`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Content to use in performing the task"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Content to use in performing the task"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Content to use in performing the task"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """Content to use in performing the task"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="valueInstant", serialization_alias="valueInstant"
-    )
+    value_instant: Annotated[
+        Opt[FhirInstant], Field(validation_alias="valueInstant", serialization_alias="valueInstant")
+    ] = None
     """Content to use in performing the task"""
 
-    value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInstant", serialization_alias="_valueInstant"
-    )
+    value_instant_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInstant", serialization_alias="_valueInstant")
+    ] = None
     """Extensions and id of `valueInstant`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Content to use in performing the task"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="valueMarkdown", serialization_alias="valueMarkdown"
-    )
+    value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="valueMarkdown", serialization_alias="valueMarkdown"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown"
-    )
+    value_markdown_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown")
+    ] = None
     """Extensions and id of `valueMarkdown`."""
 
-    value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="valueOid", serialization_alias="valueOid"
-    )
+    value_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="valueOid", serialization_alias="valueOid")
+    ] = None
     """Content to use in performing the task"""
 
-    value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueOid", serialization_alias="_valueOid"
-    )
+    value_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueOid", serialization_alias="_valueOid")
+    ] = None
     """Extensions and id of `valueOid`."""
 
-    value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"
-    )
+    value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_positive_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"
-    )
+    value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"),
+    ] = None
     """Extensions and id of `valuePositiveInt`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Content to use in performing the task"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Content to use in performing the task"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"
-    )
+    value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"
-    )
+    value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"),
+    ] = None
     """Extensions and id of `valueUnsignedInt`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Content to use in performing the task"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="valueUrl", serialization_alias="valueUrl"
-    )
+    value_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="valueUrl", serialization_alias="valueUrl")
+    ] = None
     """Content to use in performing the task"""
 
-    value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUrl", serialization_alias="_valueUrl"
-    )
+    value_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUrl", serialization_alias="_valueUrl")
+    ] = None
     """Extensions and id of `valueUrl`."""
 
-    value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="valueUuid", serialization_alias="valueUuid"
-    )
+    value_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="valueUuid", serialization_alias="valueUuid")
+    ] = None
     """Content to use in performing the task"""
 
-    value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUuid", serialization_alias="_valueUuid"
-    )
+    value_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUuid", serialization_alias="_valueUuid")
+    ] = None
     """Extensions and id of `valueUuid`."""
 
-    value_address: Opt[Address] = Field(
-        default=None, validation_alias="valueAddress", serialization_alias="valueAddress"
-    )
+    value_address: Annotated[
+        Opt[Address], Field(validation_alias="valueAddress", serialization_alias="valueAddress")
+    ] = None
     """Content to use in performing the task"""
 
-    value_age: Opt[Age] = Field(
-        default=None, validation_alias="valueAge", serialization_alias="valueAge"
-    )
+    value_age: Annotated[
+        Opt[Age], Field(validation_alias="valueAge", serialization_alias="valueAge")
+    ] = None
     """Content to use in performing the task"""
 
-    value_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="valueAnnotation", serialization_alias="valueAnnotation"
-    )
+    value_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="valueAnnotation", serialization_alias="valueAnnotation"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Content to use in performing the task"""
 
-    value_contact_point: Opt[ContactPoint] = Field(
-        default=None, validation_alias="valueContactPoint", serialization_alias="valueContactPoint"
-    )
+    value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="valueContactPoint", serialization_alias="valueContactPoint"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_count: Opt[Count] = Field(
-        default=None, validation_alias="valueCount", serialization_alias="valueCount"
-    )
+    value_count: Annotated[
+        Opt[Count], Field(validation_alias="valueCount", serialization_alias="valueCount")
+    ] = None
     """Content to use in performing the task"""
 
-    value_distance: Opt[Distance] = Field(
-        default=None, validation_alias="valueDistance", serialization_alias="valueDistance"
-    )
+    value_distance: Annotated[
+        Opt[Distance], Field(validation_alias="valueDistance", serialization_alias="valueDistance")
+    ] = None
     """Content to use in performing the task"""
 
-    value_duration: Opt[Duration] = Field(
-        default=None, validation_alias="valueDuration", serialization_alias="valueDuration"
-    )
+    value_duration: Annotated[
+        Opt[Duration], Field(validation_alias="valueDuration", serialization_alias="valueDuration")
+    ] = None
     """Content to use in performing the task"""
 
-    value_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="valueHumanName", serialization_alias="valueHumanName"
-    )
+    value_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="valueHumanName", serialization_alias="valueHumanName"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="valueIdentifier", serialization_alias="valueIdentifier"
-    )
+    value_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="valueIdentifier", serialization_alias="valueIdentifier"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_money: Opt[Money] = Field(
-        default=None, validation_alias="valueMoney", serialization_alias="valueMoney"
-    )
+    value_money: Annotated[
+        Opt[Money], Field(validation_alias="valueMoney", serialization_alias="valueMoney")
+    ] = None
     """Content to use in performing the task"""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """Content to use in performing the task"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Content to use in performing the task"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Content to use in performing the task"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """Content to use in performing the task"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_signature: Opt[Signature] = Field(
-        default=None, validation_alias="valueSignature", serialization_alias="valueSignature"
-    )
+    value_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="valueSignature", serialization_alias="valueSignature"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_timing: Opt[Timing] = Field(
-        default=None, validation_alias="valueTiming", serialization_alias="valueTiming"
-    )
+    value_timing: Annotated[
+        Opt[Timing], Field(validation_alias="valueTiming", serialization_alias="valueTiming")
+    ] = None
     """Content to use in performing the task"""
 
-    value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="valueContactDetail",
-        serialization_alias="valueContactDetail",
-    )
+    value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="valueContactDetail", serialization_alias="valueContactDetail"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_contributor: Opt[Contributor] = Field(
-        default=None, validation_alias="valueContributor", serialization_alias="valueContributor"
-    )
+    value_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="valueContributor", serialization_alias="valueContributor"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="valueDataRequirement",
-        serialization_alias="valueDataRequirement",
-    )
+    value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(validation_alias="valueDataRequirement", serialization_alias="valueDataRequirement"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_expression: Opt[Expression] = Field(
-        default=None, validation_alias="valueExpression", serialization_alias="valueExpression"
-    )
+    value_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="valueExpression", serialization_alias="valueExpression"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="valueParameterDefinition",
-        serialization_alias="valueParameterDefinition",
-    )
+    value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="valueParameterDefinition",
+            serialization_alias="valueParameterDefinition",
+        ),
+    ] = None
     """Content to use in performing the task"""
 
-    value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="valueRelatedArtifact",
-        serialization_alias="valueRelatedArtifact",
-    )
+    value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(validation_alias="valueRelatedArtifact", serialization_alias="valueRelatedArtifact"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="valueTriggerDefinition",
-        serialization_alias="valueTriggerDefinition",
-    )
+    value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="valueTriggerDefinition", serialization_alias="valueTriggerDefinition"
+        ),
+    ] = None
     """Content to use in performing the task"""
 
-    value_usage_context: Opt[UsageContext] = Field(
-        default=None, validation_alias="valueUsageContext", serialization_alias="valueUsageContext"
-    )
+    value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="valueUsageContext", serialization_alias="valueUsageContext"),
+    ] = None
     """Content to use in performing the task"""
 
-    value_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="valueDosage", serialization_alias="valueDosage"
-    )
+    value_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="valueDosage", serialization_alias="valueDosage")
+    ] = None
     """Content to use in performing the task"""
 
-    value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="valueMeta", serialization_alias="valueMeta"
-    )
+    value_meta: Annotated[
+        Opt[Meta], Field(validation_alias="valueMeta", serialization_alias="valueMeta")
+    ] = None
     """Content to use in performing the task"""
 
 
@@ -810,364 +841,382 @@ class TaskOutput(BackboneElement, ChoiceChecked):
         ),
     )
 
-    type: CodeableConcept = Field()
+    type: CodeableConcept
     """Label for output"""
 
-    value_base64_binary: Opt[FhirBase64Binary] = Field(
-        default=None, validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"
-    )
+    value_base64_binary: Annotated[
+        Opt[FhirBase64Binary],
+        Field(validation_alias="valueBase64Binary", serialization_alias="valueBase64Binary"),
+    ] = None
     """Result of output"""
 
-    value_base64_binary_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_valueBase64Binary",
-        serialization_alias="_valueBase64Binary",
-    )
+    value_base64_binary_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueBase64Binary", serialization_alias="_valueBase64Binary"),
+    ] = None
     """Extensions and id of `valueBase64Binary`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Result of output"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_canonical: Opt[FhirCanonical] = Field(
-        default=None, validation_alias="valueCanonical", serialization_alias="valueCanonical"
-    )
+    value_canonical: Annotated[
+        Opt[FhirCanonical],
+        Field(validation_alias="valueCanonical", serialization_alias="valueCanonical"),
+    ] = None
     """Result of output"""
 
-    value_canonical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCanonical", serialization_alias="_valueCanonical"
-    )
+    value_canonical_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueCanonical", serialization_alias="_valueCanonical"),
+    ] = None
     """Extensions and id of `valueCanonical`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Result of output"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="valueDate", serialization_alias="valueDate"
-    )
+    value_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="valueDate", serialization_alias="valueDate")
+    ] = None
     """Result of output"""
 
-    value_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDate", serialization_alias="_valueDate"
-    )
+    value_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDate", serialization_alias="_valueDate")
+    ] = None
     """Extensions and id of `valueDate`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Result of output"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Result of output"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_id: Opt[FhirId] = Field(
-        default=None, validation_alias="valueId", serialization_alias="valueId"
-    )
+    value_id: Annotated[
+        Opt[FhirId], Field(validation_alias="valueId", serialization_alias="valueId")
+    ] = None
     """Result of output"""
 
-    value_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueId", serialization_alias="_valueId"
-    )
+    value_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueId", serialization_alias="_valueId")
+    ] = None
     """Extensions and id of `valueId`."""
 
-    value_instant: Opt[FhirInstant] = Field(
-        default=None, validation_alias="valueInstant", serialization_alias="valueInstant"
-    )
+    value_instant: Annotated[
+        Opt[FhirInstant], Field(validation_alias="valueInstant", serialization_alias="valueInstant")
+    ] = None
     """Result of output"""
 
-    value_instant_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInstant", serialization_alias="_valueInstant"
-    )
+    value_instant_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInstant", serialization_alias="_valueInstant")
+    ] = None
     """Extensions and id of `valueInstant`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Result of output"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_markdown: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="valueMarkdown", serialization_alias="valueMarkdown"
-    )
+    value_markdown: Annotated[
+        Opt[FhirMarkdown],
+        Field(validation_alias="valueMarkdown", serialization_alias="valueMarkdown"),
+    ] = None
     """Result of output"""
 
-    value_markdown_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown"
-    )
+    value_markdown_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueMarkdown", serialization_alias="_valueMarkdown")
+    ] = None
     """Extensions and id of `valueMarkdown`."""
 
-    value_oid: Opt[FhirOid] = Field(
-        default=None, validation_alias="valueOid", serialization_alias="valueOid"
-    )
+    value_oid: Annotated[
+        Opt[FhirOid], Field(validation_alias="valueOid", serialization_alias="valueOid")
+    ] = None
     """Result of output"""
 
-    value_oid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueOid", serialization_alias="_valueOid"
-    )
+    value_oid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueOid", serialization_alias="_valueOid")
+    ] = None
     """Extensions and id of `valueOid`."""
 
-    value_positive_int: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"
-    )
+    value_positive_int: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="valuePositiveInt", serialization_alias="valuePositiveInt"),
+    ] = None
     """Result of output"""
 
-    value_positive_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"
-    )
+    value_positive_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valuePositiveInt", serialization_alias="_valuePositiveInt"),
+    ] = None
     """Extensions and id of `valuePositiveInt`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Result of output"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_time: Opt[FhirTime] = Field(
-        default=None, validation_alias="valueTime", serialization_alias="valueTime"
-    )
+    value_time: Annotated[
+        Opt[FhirTime], Field(validation_alias="valueTime", serialization_alias="valueTime")
+    ] = None
     """Result of output"""
 
-    value_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueTime", serialization_alias="_valueTime"
-    )
+    value_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueTime", serialization_alias="_valueTime")
+    ] = None
     """Extensions and id of `valueTime`."""
 
-    value_unsigned_int: Opt[FhirUnsignedInt] = Field(
-        default=None, validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"
-    )
+    value_unsigned_int: Annotated[
+        Opt[FhirUnsignedInt],
+        Field(validation_alias="valueUnsignedInt", serialization_alias="valueUnsignedInt"),
+    ] = None
     """Result of output"""
 
-    value_unsigned_int_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"
-    )
+    value_unsigned_int_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_valueUnsignedInt", serialization_alias="_valueUnsignedInt"),
+    ] = None
     """Extensions and id of `valueUnsignedInt`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Result of output"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_url: Opt[FhirUrl] = Field(
-        default=None, validation_alias="valueUrl", serialization_alias="valueUrl"
-    )
+    value_url: Annotated[
+        Opt[FhirUrl], Field(validation_alias="valueUrl", serialization_alias="valueUrl")
+    ] = None
     """Result of output"""
 
-    value_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUrl", serialization_alias="_valueUrl"
-    )
+    value_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUrl", serialization_alias="_valueUrl")
+    ] = None
     """Extensions and id of `valueUrl`."""
 
-    value_uuid: Opt[FhirUuid] = Field(
-        default=None, validation_alias="valueUuid", serialization_alias="valueUuid"
-    )
+    value_uuid: Annotated[
+        Opt[FhirUuid], Field(validation_alias="valueUuid", serialization_alias="valueUuid")
+    ] = None
     """Result of output"""
 
-    value_uuid_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUuid", serialization_alias="_valueUuid"
-    )
+    value_uuid_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUuid", serialization_alias="_valueUuid")
+    ] = None
     """Extensions and id of `valueUuid`."""
 
-    value_address: Opt[Address] = Field(
-        default=None, validation_alias="valueAddress", serialization_alias="valueAddress"
-    )
+    value_address: Annotated[
+        Opt[Address], Field(validation_alias="valueAddress", serialization_alias="valueAddress")
+    ] = None
     """Result of output"""
 
-    value_age: Opt[Age] = Field(
-        default=None, validation_alias="valueAge", serialization_alias="valueAge"
-    )
+    value_age: Annotated[
+        Opt[Age], Field(validation_alias="valueAge", serialization_alias="valueAge")
+    ] = None
     """Result of output"""
 
-    value_annotation: Opt[Annotation] = Field(
-        default=None, validation_alias="valueAnnotation", serialization_alias="valueAnnotation"
-    )
+    value_annotation: Annotated[
+        Opt[Annotation],
+        Field(validation_alias="valueAnnotation", serialization_alias="valueAnnotation"),
+    ] = None
     """Result of output"""
 
-    value_attachment: Opt[Attachment] = Field(
-        default=None, validation_alias="valueAttachment", serialization_alias="valueAttachment"
-    )
+    value_attachment: Annotated[
+        Opt[Attachment],
+        Field(validation_alias="valueAttachment", serialization_alias="valueAttachment"),
+    ] = None
     """Result of output"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Result of output"""
 
-    value_coding: Opt[Coding] = Field(
-        default=None, validation_alias="valueCoding", serialization_alias="valueCoding"
-    )
+    value_coding: Annotated[
+        Opt[Coding], Field(validation_alias="valueCoding", serialization_alias="valueCoding")
+    ] = None
     """Result of output"""
 
-    value_contact_point: Opt[ContactPoint] = Field(
-        default=None, validation_alias="valueContactPoint", serialization_alias="valueContactPoint"
-    )
+    value_contact_point: Annotated[
+        Opt[ContactPoint],
+        Field(validation_alias="valueContactPoint", serialization_alias="valueContactPoint"),
+    ] = None
     """Result of output"""
 
-    value_count: Opt[Count] = Field(
-        default=None, validation_alias="valueCount", serialization_alias="valueCount"
-    )
+    value_count: Annotated[
+        Opt[Count], Field(validation_alias="valueCount", serialization_alias="valueCount")
+    ] = None
     """Result of output"""
 
-    value_distance: Opt[Distance] = Field(
-        default=None, validation_alias="valueDistance", serialization_alias="valueDistance"
-    )
+    value_distance: Annotated[
+        Opt[Distance], Field(validation_alias="valueDistance", serialization_alias="valueDistance")
+    ] = None
     """Result of output"""
 
-    value_duration: Opt[Duration] = Field(
-        default=None, validation_alias="valueDuration", serialization_alias="valueDuration"
-    )
+    value_duration: Annotated[
+        Opt[Duration], Field(validation_alias="valueDuration", serialization_alias="valueDuration")
+    ] = None
     """Result of output"""
 
-    value_human_name: Opt[HumanName] = Field(
-        default=None, validation_alias="valueHumanName", serialization_alias="valueHumanName"
-    )
+    value_human_name: Annotated[
+        Opt[HumanName],
+        Field(validation_alias="valueHumanName", serialization_alias="valueHumanName"),
+    ] = None
     """Result of output"""
 
-    value_identifier: Opt[Identifier] = Field(
-        default=None, validation_alias="valueIdentifier", serialization_alias="valueIdentifier"
-    )
+    value_identifier: Annotated[
+        Opt[Identifier],
+        Field(validation_alias="valueIdentifier", serialization_alias="valueIdentifier"),
+    ] = None
     """Result of output"""
 
-    value_money: Opt[Money] = Field(
-        default=None, validation_alias="valueMoney", serialization_alias="valueMoney"
-    )
+    value_money: Annotated[
+        Opt[Money], Field(validation_alias="valueMoney", serialization_alias="valueMoney")
+    ] = None
     """Result of output"""
 
-    value_period: Opt[Period] = Field(
-        default=None, validation_alias="valuePeriod", serialization_alias="valuePeriod"
-    )
+    value_period: Annotated[
+        Opt[Period], Field(validation_alias="valuePeriod", serialization_alias="valuePeriod")
+    ] = None
     """Result of output"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Result of output"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Result of output"""
 
-    value_ratio: Opt[Ratio] = Field(
-        default=None, validation_alias="valueRatio", serialization_alias="valueRatio"
-    )
+    value_ratio: Annotated[
+        Opt[Ratio], Field(validation_alias="valueRatio", serialization_alias="valueRatio")
+    ] = None
     """Result of output"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Result of output"""
 
-    value_sampled_data: Opt[SampledData] = Field(
-        default=None, validation_alias="valueSampledData", serialization_alias="valueSampledData"
-    )
+    value_sampled_data: Annotated[
+        Opt[SampledData],
+        Field(validation_alias="valueSampledData", serialization_alias="valueSampledData"),
+    ] = None
     """Result of output"""
 
-    value_signature: Opt[Signature] = Field(
-        default=None, validation_alias="valueSignature", serialization_alias="valueSignature"
-    )
+    value_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="valueSignature", serialization_alias="valueSignature"),
+    ] = None
     """Result of output"""
 
-    value_timing: Opt[Timing] = Field(
-        default=None, validation_alias="valueTiming", serialization_alias="valueTiming"
-    )
+    value_timing: Annotated[
+        Opt[Timing], Field(validation_alias="valueTiming", serialization_alias="valueTiming")
+    ] = None
     """Result of output"""
 
-    value_contact_detail: Opt[ContactDetail] = Field(
-        default=None,
-        validation_alias="valueContactDetail",
-        serialization_alias="valueContactDetail",
-    )
+    value_contact_detail: Annotated[
+        Opt[ContactDetail],
+        Field(validation_alias="valueContactDetail", serialization_alias="valueContactDetail"),
+    ] = None
     """Result of output"""
 
-    value_contributor: Opt[Contributor] = Field(
-        default=None, validation_alias="valueContributor", serialization_alias="valueContributor"
-    )
+    value_contributor: Annotated[
+        Opt[Contributor],
+        Field(validation_alias="valueContributor", serialization_alias="valueContributor"),
+    ] = None
     """Result of output"""
 
-    value_data_requirement: Opt[DataRequirement] = Field(
-        default=None,
-        validation_alias="valueDataRequirement",
-        serialization_alias="valueDataRequirement",
-    )
+    value_data_requirement: Annotated[
+        Opt[DataRequirement],
+        Field(validation_alias="valueDataRequirement", serialization_alias="valueDataRequirement"),
+    ] = None
     """Result of output"""
 
-    value_expression: Opt[Expression] = Field(
-        default=None, validation_alias="valueExpression", serialization_alias="valueExpression"
-    )
+    value_expression: Annotated[
+        Opt[Expression],
+        Field(validation_alias="valueExpression", serialization_alias="valueExpression"),
+    ] = None
     """Result of output"""
 
-    value_parameter_definition: Opt[ParameterDefinition] = Field(
-        default=None,
-        validation_alias="valueParameterDefinition",
-        serialization_alias="valueParameterDefinition",
-    )
+    value_parameter_definition: Annotated[
+        Opt[ParameterDefinition],
+        Field(
+            validation_alias="valueParameterDefinition",
+            serialization_alias="valueParameterDefinition",
+        ),
+    ] = None
     """Result of output"""
 
-    value_related_artifact: Opt[RelatedArtifact] = Field(
-        default=None,
-        validation_alias="valueRelatedArtifact",
-        serialization_alias="valueRelatedArtifact",
-    )
+    value_related_artifact: Annotated[
+        Opt[RelatedArtifact],
+        Field(validation_alias="valueRelatedArtifact", serialization_alias="valueRelatedArtifact"),
+    ] = None
     """Result of output"""
 
-    value_trigger_definition: Opt[TriggerDefinition] = Field(
-        default=None,
-        validation_alias="valueTriggerDefinition",
-        serialization_alias="valueTriggerDefinition",
-    )
+    value_trigger_definition: Annotated[
+        Opt[TriggerDefinition],
+        Field(
+            validation_alias="valueTriggerDefinition", serialization_alias="valueTriggerDefinition"
+        ),
+    ] = None
     """Result of output"""
 
-    value_usage_context: Opt[UsageContext] = Field(
-        default=None, validation_alias="valueUsageContext", serialization_alias="valueUsageContext"
-    )
+    value_usage_context: Annotated[
+        Opt[UsageContext],
+        Field(validation_alias="valueUsageContext", serialization_alias="valueUsageContext"),
+    ] = None
     """Result of output"""
 
-    value_dosage: Opt[Dosage] = Field(
-        default=None, validation_alias="valueDosage", serialization_alias="valueDosage"
-    )
+    value_dosage: Annotated[
+        Opt[Dosage], Field(validation_alias="valueDosage", serialization_alias="valueDosage")
+    ] = None
     """Result of output"""
 
-    value_meta: Opt[Meta] = Field(
-        default=None, validation_alias="valueMeta", serialization_alias="valueMeta"
-    )
+    value_meta: Annotated[
+        Opt[Meta], Field(validation_alias="valueMeta", serialization_alias="valueMeta")
+    ] = None
     """Result of output"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import TerminologyCapabilitiesSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.contactdetail import ContactDetail
     from pymedplum.fhir.element import Element
@@ -31,390 +33,408 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "ContactDetail", "Element", "UsageContext")
 
 
-class TerminologyCapabilities(DomainResource):
+class TerminologyCapabilities(
+    DomainResource, Searchable["TerminologyCapabilities", "TerminologyCapabilitiesSearchParams"]
+):
     """A TerminologyCapabilities resource documents a set of capabilities (behaviors) of a FHIR Terminology Server that may be used as a statement of actual server functionality or a statement of required..."""
 
-    resource_type: Literal["TerminologyCapabilities"] = Field(
-        default="TerminologyCapabilities",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["TerminologyCapabilities"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "TerminologyCapabilities"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this terminology capabilities, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the terminology capabilities"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this terminology capabilities (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this terminology capabilities (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: FhirDateTime = Field()
+    date: FhirDateTime
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the terminology capabilities"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for terminology capabilities (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this terminology capabilities is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    kind: Literal["instance", "capability", "requirements"] = Field()
+    kind: Literal["instance", "capability", "requirements"]
     """instance | capability | requirements"""
 
-    kind_ext: Opt[Element] = Field(
-        default=None, validation_alias="_kind", serialization_alias="_kind"
-    )
+    kind_ext: Annotated[
+        Opt[Element], Field(validation_alias="_kind", serialization_alias="_kind")
+    ] = None
     """Extensions and id of `kind`."""
 
-    software: Opt[TerminologyCapabilitiesSoftware] = Field(default=None)
+    software: Opt[TerminologyCapabilitiesSoftware] = None
     """Software that is covered by this terminology capability statement"""
 
-    implementation: Opt[TerminologyCapabilitiesImplementation] = Field(default=None)
+    implementation: Opt[TerminologyCapabilitiesImplementation] = None
     """If this describes a specific instance"""
 
-    locked_date: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="lockedDate", serialization_alias="lockedDate"
-    )
+    locked_date: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="lockedDate", serialization_alias="lockedDate")
+    ] = None
     """Whether lockedDate is supported"""
 
-    locked_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lockedDate", serialization_alias="_lockedDate"
-    )
+    locked_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lockedDate", serialization_alias="_lockedDate")
+    ] = None
     """Extensions and id of `lockedDate`."""
 
-    code_system: Opt[list[TerminologyCapabilitiesCodeSystem]] = Field(
-        default=None, validation_alias="codeSystem", serialization_alias="codeSystem", min_length=1
-    )
+    code_system: Annotated[
+        Opt[list[TerminologyCapabilitiesCodeSystem]],
+        Field(validation_alias="codeSystem", serialization_alias="codeSystem", min_length=1),
+    ] = None
     """A code system supported by the server"""
 
-    expansion: Opt[TerminologyCapabilitiesExpansion] = Field(default=None)
+    expansion: Opt[TerminologyCapabilitiesExpansion] = None
     """Information about the [ValueSet/$expand](valueset-operation-expand.html) operation"""
 
-    code_search: Opt[Literal["explicit", "all"]] = Field(
-        default=None, validation_alias="codeSearch", serialization_alias="codeSearch"
-    )
+    code_search: Annotated[
+        Opt[Literal["explicit", "all"]],
+        Field(validation_alias="codeSearch", serialization_alias="codeSearch"),
+    ] = None
     """explicit | all"""
 
-    code_search_ext: Opt[Element] = Field(
-        default=None, validation_alias="_codeSearch", serialization_alias="_codeSearch"
-    )
+    code_search_ext: Annotated[
+        Opt[Element], Field(validation_alias="_codeSearch", serialization_alias="_codeSearch")
+    ] = None
     """Extensions and id of `codeSearch`."""
 
-    validate_code: Opt[TerminologyCapabilitiesValidateCode] = Field(
-        default=None, validation_alias="validateCode", serialization_alias="validateCode"
-    )
+    validate_code: Annotated[
+        Opt[TerminologyCapabilitiesValidateCode],
+        Field(validation_alias="validateCode", serialization_alias="validateCode"),
+    ] = None
     """Information about the [ValueSet/$validate-code](valueset-operation-validate-code.html) operation"""
 
-    translation: Opt[TerminologyCapabilitiesTranslation] = Field(default=None)
+    translation: Opt[TerminologyCapabilitiesTranslation] = None
     """Information about the [ConceptMap/$translate](conceptmap-operation-translate.html) operation"""
 
-    closure: Opt[TerminologyCapabilitiesClosure] = Field(default=None)
+    closure: Opt[TerminologyCapabilitiesClosure] = None
     """Information about the [ConceptMap/$closure](conceptmap-operation-closure.html) operation"""
 
 
 class TerminologyCapabilitiesSoftware(BackboneElement):
     """Software that is covered by this terminology capability statement"""
 
-    name: FhirString = Field()
+    name: FhirString
     """A name the software is known by"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version covered by this statement"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
 
 class TerminologyCapabilitiesImplementation(BackboneElement):
     """If this describes a specific instance"""
 
-    description: FhirString = Field()
+    description: FhirString
     """Describes this specific instance"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    url: Opt[FhirUrl] = Field(default=None)
+    url: Opt[FhirUrl] = None
     """Base URL for the implementation"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
 
 class TerminologyCapabilitiesCodeSystem(BackboneElement):
     """A code system supported by the server"""
 
-    uri: Opt[FhirCanonical] = Field(default=None)
+    uri: Opt[FhirCanonical] = None
     """URI for the Code System"""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
-    version: Opt[list[TerminologyCapabilitiesCodeSystemVersion]] = Field(default=None, min_length=1)
+    version: Annotated[Opt[list[TerminologyCapabilitiesCodeSystemVersion]], Field(min_length=1)] = (
+        None
+    )
     """Version of Code System supported"""
 
-    subsumption: Opt[FhirBoolean] = Field(default=None)
+    subsumption: Opt[FhirBoolean] = None
     """Whether subsumption is supported"""
 
-    subsumption_ext: Opt[Element] = Field(
-        default=None, validation_alias="_subsumption", serialization_alias="_subsumption"
-    )
+    subsumption_ext: Annotated[
+        Opt[Element], Field(validation_alias="_subsumption", serialization_alias="_subsumption")
+    ] = None
     """Extensions and id of `subsumption`."""
 
 
 class TerminologyCapabilitiesCodeSystemVersion(BackboneElement):
     """Version of Code System supported"""
 
-    code: Opt[FhirString] = Field(default=None)
+    code: Opt[FhirString] = None
     """Version identifier for this version"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    is_default: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="isDefault", serialization_alias="isDefault"
-    )
+    is_default: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="isDefault", serialization_alias="isDefault")
+    ] = None
     """If this is the default version for this code system"""
 
-    is_default_ext: Opt[Element] = Field(
-        default=None, validation_alias="_isDefault", serialization_alias="_isDefault"
-    )
+    is_default_ext: Annotated[
+        Opt[Element], Field(validation_alias="_isDefault", serialization_alias="_isDefault")
+    ] = None
     """Extensions and id of `isDefault`."""
 
-    compositional: Opt[FhirBoolean] = Field(default=None)
+    compositional: Opt[FhirBoolean] = None
     """If compositional grammar is supported"""
 
-    compositional_ext: Opt[Element] = Field(
-        default=None, validation_alias="_compositional", serialization_alias="_compositional"
-    )
+    compositional_ext: Annotated[
+        Opt[Element], Field(validation_alias="_compositional", serialization_alias="_compositional")
+    ] = None
     """Extensions and id of `compositional`."""
 
-    language: Opt[list[FhirCode]] = Field(default=None, min_length=1)
+    language: Annotated[Opt[list[FhirCode]], Field(min_length=1)] = None
     """Language Displays supported"""
 
-    language_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language", min_length=1
-    )
+    language_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_language", serialization_alias="_language", min_length=1),
+    ] = None
     """Extensions and id of `language`."""
 
-    filter: Opt[list[TerminologyCapabilitiesCodeSystemVersionFilter]] = Field(
-        default=None, min_length=1
-    )
+    filter: Annotated[
+        Opt[list[TerminologyCapabilitiesCodeSystemVersionFilter]], Field(min_length=1)
+    ] = None
     """Filter Properties supported"""
 
-    property: Opt[list[FhirCode]] = Field(default=None, min_length=1)
+    property: Annotated[Opt[list[FhirCode]], Field(min_length=1)] = None
     """Properties supported for $lookup"""
 
-    property_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_property", serialization_alias="_property", min_length=1
-    )
+    property_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_property", serialization_alias="_property", min_length=1),
+    ] = None
     """Extensions and id of `property`."""
 
 
 class TerminologyCapabilitiesCodeSystemVersionFilter(BackboneElement):
     """Filter Properties supported"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Code of the property supported"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    op: list[FhirCode] = Field(min_length=1)
+    op: Annotated[list[FhirCode], Field(min_length=1)]
     """Operations supported for the property"""
 
-    op_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_op", serialization_alias="_op", min_length=1
-    )
+    op_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_op", serialization_alias="_op", min_length=1),
+    ] = None
     """Extensions and id of `op`."""
 
 
 class TerminologyCapabilitiesExpansion(BackboneElement):
     """Information about the [ValueSet/$expand](valueset-operation-expand.html) operation"""
 
-    hierarchical: Opt[FhirBoolean] = Field(default=None)
+    hierarchical: Opt[FhirBoolean] = None
     """Whether the server can return nested value sets"""
 
-    hierarchical_ext: Opt[Element] = Field(
-        default=None, validation_alias="_hierarchical", serialization_alias="_hierarchical"
-    )
+    hierarchical_ext: Annotated[
+        Opt[Element], Field(validation_alias="_hierarchical", serialization_alias="_hierarchical")
+    ] = None
     """Extensions and id of `hierarchical`."""
 
-    paging: Opt[FhirBoolean] = Field(default=None)
+    paging: Opt[FhirBoolean] = None
     """Whether the server supports paging on expansion"""
 
-    paging_ext: Opt[Element] = Field(
-        default=None, validation_alias="_paging", serialization_alias="_paging"
-    )
+    paging_ext: Annotated[
+        Opt[Element], Field(validation_alias="_paging", serialization_alias="_paging")
+    ] = None
     """Extensions and id of `paging`."""
 
-    incomplete: Opt[FhirBoolean] = Field(default=None)
+    incomplete: Opt[FhirBoolean] = None
     """Allow request for incomplete expansions?"""
 
-    incomplete_ext: Opt[Element] = Field(
-        default=None, validation_alias="_incomplete", serialization_alias="_incomplete"
-    )
+    incomplete_ext: Annotated[
+        Opt[Element], Field(validation_alias="_incomplete", serialization_alias="_incomplete")
+    ] = None
     """Extensions and id of `incomplete`."""
 
-    parameter: Opt[list[TerminologyCapabilitiesExpansionParameter]] = Field(
-        default=None, min_length=1
-    )
+    parameter: Annotated[
+        Opt[list[TerminologyCapabilitiesExpansionParameter]], Field(min_length=1)
+    ] = None
     """Supported expansion parameter"""
 
-    text_filter: Opt[FhirMarkdown] = Field(
-        default=None, validation_alias="textFilter", serialization_alias="textFilter"
-    )
+    text_filter: Annotated[
+        Opt[FhirMarkdown], Field(validation_alias="textFilter", serialization_alias="textFilter")
+    ] = None
     """Documentation about text searching works"""
 
-    text_filter_ext: Opt[Element] = Field(
-        default=None, validation_alias="_textFilter", serialization_alias="_textFilter"
-    )
+    text_filter_ext: Annotated[
+        Opt[Element], Field(validation_alias="_textFilter", serialization_alias="_textFilter")
+    ] = None
     """Extensions and id of `textFilter`."""
 
 
 class TerminologyCapabilitiesExpansionParameter(BackboneElement):
     """Supported expansion parameter"""
 
-    name: FhirCode = Field()
+    name: FhirCode
     """Expansion Parameter name"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    documentation: Opt[FhirString] = Field(default=None)
+    documentation: Opt[FhirString] = None
     """Description of support for parameter"""
 
-    documentation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_documentation", serialization_alias="_documentation"
-    )
+    documentation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_documentation", serialization_alias="_documentation")
+    ] = None
     """Extensions and id of `documentation`."""
 
 
 class TerminologyCapabilitiesValidateCode(BackboneElement):
     """Information about the [ValueSet/$validate-code](valueset-operation-validate-code.html) operation"""
 
-    translations: FhirBoolean = Field()
+    translations: FhirBoolean
     """Whether translations are validated"""
 
-    translations_ext: Opt[Element] = Field(
-        default=None, validation_alias="_translations", serialization_alias="_translations"
-    )
+    translations_ext: Annotated[
+        Opt[Element], Field(validation_alias="_translations", serialization_alias="_translations")
+    ] = None
     """Extensions and id of `translations`."""
 
 
 class TerminologyCapabilitiesTranslation(BackboneElement):
     """Information about the [ConceptMap/$translate](conceptmap-operation-translate.html) operation"""
 
-    needs_map: FhirBoolean = Field(validation_alias="needsMap", serialization_alias="needsMap")
+    needs_map: Annotated[
+        FhirBoolean, Field(validation_alias="needsMap", serialization_alias="needsMap")
+    ]
     """Whether the client must identify the map"""
 
-    needs_map_ext: Opt[Element] = Field(
-        default=None, validation_alias="_needsMap", serialization_alias="_needsMap"
-    )
+    needs_map_ext: Annotated[
+        Opt[Element], Field(validation_alias="_needsMap", serialization_alias="_needsMap")
+    ] = None
     """Extensions and id of `needsMap`."""
 
 
 class TerminologyCapabilitiesClosure(BackboneElement):
     """Information about the [ConceptMap/$closure](conceptmap-operation-closure.html) operation"""
 
-    translation: Opt[FhirBoolean] = Field(default=None)
+    translation: Opt[FhirBoolean] = None
     """If cross-system closure is supported"""
 
-    translation_ext: Opt[Element] = Field(
-        default=None, validation_alias="_translation", serialization_alias="_translation"
-    )
+    translation_ext: Annotated[
+        Opt[Element], Field(validation_alias="_translation", serialization_alias="_translation")
+    ] = None
     """Extensions and id of `translation`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirDecimal, FhirMarkdown, FhirString, FhirUri
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import TestReportSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -21,225 +23,232 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class TestReport(DomainResource):
+class TestReport(DomainResource, Searchable["TestReport", "TestReportSearchParams"]):
     """A summary of information based on the results of executing a TestScript."""
 
-    resource_type: Literal["TestReport"] = Field(
-        default="TestReport", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["TestReport"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "TestReport"
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """External identifier"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Informal name of the executed TestScript"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    status: Literal["completed", "in-progress", "waiting", "stopped", "entered-in-error"] = Field()
+    status: Literal["completed", "in-progress", "waiting", "stopped", "entered-in-error"]
     """completed | in-progress | waiting | stopped | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    test_script: Reference = Field(validation_alias="testScript", serialization_alias="testScript")
+    test_script: Annotated[
+        Reference, Field(validation_alias="testScript", serialization_alias="testScript")
+    ]
     """Reference to the version-specific TestScript that was executed to produce this TestReport"""
 
-    result: Literal["pass", "fail", "pending"] = Field()
+    result: Literal["pass", "fail", "pending"]
     """pass | fail | pending"""
 
-    result_ext: Opt[Element] = Field(
-        default=None, validation_alias="_result", serialization_alias="_result"
-    )
+    result_ext: Annotated[
+        Opt[Element], Field(validation_alias="_result", serialization_alias="_result")
+    ] = None
     """Extensions and id of `result`."""
 
-    score: Opt[FhirDecimal] = Field(default=None)
+    score: Opt[FhirDecimal] = None
     """The final score (percentage of tests passed) resulting from the execution of the TestScript"""
 
-    score_ext: Opt[Element] = Field(
-        default=None, validation_alias="_score", serialization_alias="_score"
-    )
+    score_ext: Annotated[
+        Opt[Element], Field(validation_alias="_score", serialization_alias="_score")
+    ] = None
     """Extensions and id of `score`."""
 
-    tester: Opt[FhirString] = Field(default=None)
+    tester: Opt[FhirString] = None
     """Name of the tester producing this report (Organization or individual)"""
 
-    tester_ext: Opt[Element] = Field(
-        default=None, validation_alias="_tester", serialization_alias="_tester"
-    )
+    tester_ext: Annotated[
+        Opt[Element], Field(validation_alias="_tester", serialization_alias="_tester")
+    ] = None
     """Extensions and id of `tester`."""
 
-    issued: Opt[FhirDateTime] = Field(default=None)
+    issued: Opt[FhirDateTime] = None
     """When the TestScript was executed and this TestReport was generated"""
 
-    issued_ext: Opt[Element] = Field(
-        default=None, validation_alias="_issued", serialization_alias="_issued"
-    )
+    issued_ext: Annotated[
+        Opt[Element], Field(validation_alias="_issued", serialization_alias="_issued")
+    ] = None
     """Extensions and id of `issued`."""
 
-    participant: Opt[list[TestReportParticipant]] = Field(default=None, min_length=1)
+    participant: Annotated[Opt[list[TestReportParticipant]], Field(min_length=1)] = None
     """A participant in the test execution, either the execution engine, a client, or a server"""
 
-    setup: Opt[TestReportSetup] = Field(default=None)
+    setup: Opt[TestReportSetup] = None
     """The results of the series of required setup operations before the tests were executed"""
 
-    test: Opt[list[TestReportTest]] = Field(default=None, min_length=1)
+    test: Annotated[Opt[list[TestReportTest]], Field(min_length=1)] = None
     """A test executed from the test script"""
 
-    teardown: Opt[TestReportTeardown] = Field(default=None)
+    teardown: Opt[TestReportTeardown] = None
     """The results of running the series of required clean up steps"""
 
 
 class TestReportParticipant(BackboneElement):
     """A participant in the test execution, either the execution engine, a client, or a server"""
 
-    type: Literal["test-engine", "client", "server"] = Field()
+    type: Literal["test-engine", "client", "server"]
     """test-engine | client | server"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    uri: FhirUri = Field()
+    uri: FhirUri
     """The uri of the participant."""
 
-    uri_ext: Opt[Element] = Field(default=None, validation_alias="_uri", serialization_alias="_uri")
+    uri_ext: Annotated[Opt[Element], Field(validation_alias="_uri", serialization_alias="_uri")] = (
+        None
+    )
     """Extensions and id of `uri`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """The display name of the participant"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
 
 class TestReportSetup(BackboneElement):
     """The results of the series of required setup operations before the tests were executed"""
 
-    action: list[TestReportSetupAction] = Field(min_length=1)
+    action: Annotated[list[TestReportSetupAction], Field(min_length=1)]
     """A setup operation or assert that was executed"""
 
 
 class TestReportSetupAction(BackboneElement):
     """A setup operation or assert that was executed"""
 
-    operation: Opt[TestReportSetupActionOperation] = Field(default=None)
+    operation: Opt[TestReportSetupActionOperation] = None
     """The operation to perform"""
 
-    assert_: Opt[TestReportSetupActionAssert] = Field(
-        default=None, validation_alias="assert", serialization_alias="assert"
-    )
+    assert_: Annotated[
+        Opt[TestReportSetupActionAssert],
+        Field(validation_alias="assert", serialization_alias="assert"),
+    ] = None
     """The assertion to perform"""
 
 
 class TestReportSetupActionOperation(BackboneElement):
     """The operation to perform"""
 
-    result: Literal["pass", "skip", "fail", "warning", "error"] = Field()
+    result: Literal["pass", "skip", "fail", "warning", "error"]
     """pass | skip | fail | warning | error"""
 
-    result_ext: Opt[Element] = Field(
-        default=None, validation_alias="_result", serialization_alias="_result"
-    )
+    result_ext: Annotated[
+        Opt[Element], Field(validation_alias="_result", serialization_alias="_result")
+    ] = None
     """Extensions and id of `result`."""
 
-    message: Opt[FhirMarkdown] = Field(default=None)
+    message: Opt[FhirMarkdown] = None
     """A message associated with the result"""
 
-    message_ext: Opt[Element] = Field(
-        default=None, validation_alias="_message", serialization_alias="_message"
-    )
+    message_ext: Annotated[
+        Opt[Element], Field(validation_alias="_message", serialization_alias="_message")
+    ] = None
     """Extensions and id of `message`."""
 
-    detail: Opt[FhirUri] = Field(default=None)
+    detail: Opt[FhirUri] = None
     """A link to further details on the result"""
 
-    detail_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detail", serialization_alias="_detail"
-    )
+    detail_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detail", serialization_alias="_detail")
+    ] = None
     """Extensions and id of `detail`."""
 
 
 class TestReportSetupActionAssert(BackboneElement):
     """The assertion to perform"""
 
-    result: Literal["pass", "skip", "fail", "warning", "error"] = Field()
+    result: Literal["pass", "skip", "fail", "warning", "error"]
     """pass | skip | fail | warning | error"""
 
-    result_ext: Opt[Element] = Field(
-        default=None, validation_alias="_result", serialization_alias="_result"
-    )
+    result_ext: Annotated[
+        Opt[Element], Field(validation_alias="_result", serialization_alias="_result")
+    ] = None
     """Extensions and id of `result`."""
 
-    message: Opt[FhirMarkdown] = Field(default=None)
+    message: Opt[FhirMarkdown] = None
     """A message associated with the result"""
 
-    message_ext: Opt[Element] = Field(
-        default=None, validation_alias="_message", serialization_alias="_message"
-    )
+    message_ext: Annotated[
+        Opt[Element], Field(validation_alias="_message", serialization_alias="_message")
+    ] = None
     """Extensions and id of `message`."""
 
-    detail: Opt[FhirString] = Field(default=None)
+    detail: Opt[FhirString] = None
     """A link to further details on the result"""
 
-    detail_ext: Opt[Element] = Field(
-        default=None, validation_alias="_detail", serialization_alias="_detail"
-    )
+    detail_ext: Annotated[
+        Opt[Element], Field(validation_alias="_detail", serialization_alias="_detail")
+    ] = None
     """Extensions and id of `detail`."""
 
 
 class TestReportTest(BackboneElement):
     """A test executed from the test script"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Tracking/logging name of this test"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Tracking/reporting short description of the test"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    action: list[TestReportTestAction] = Field(min_length=1)
+    action: Annotated[list[TestReportTestAction], Field(min_length=1)]
     """A test operation or assert that was performed"""
 
 
 class TestReportTestAction(BackboneElement):
     """A test operation or assert that was performed"""
 
-    operation: Opt[TestReportSetupActionOperation] = Field(default=None)
+    operation: Opt[TestReportSetupActionOperation] = None
     """The operation performed"""
 
-    assert_: Opt[TestReportSetupActionAssert] = Field(
-        default=None, validation_alias="assert", serialization_alias="assert"
-    )
+    assert_: Annotated[
+        Opt[TestReportSetupActionAssert],
+        Field(validation_alias="assert", serialization_alias="assert"),
+    ] = None
     """The assertion performed"""
 
 
 class TestReportTeardown(BackboneElement):
     """The results of running the series of required clean up steps"""
 
-    action: list[TestReportTeardownAction] = Field(min_length=1)
+    action: Annotated[list[TestReportTeardownAction], Field(min_length=1)]
     """One or more teardown operations performed"""
 
 
 class TestReportTeardownAction(BackboneElement):
     """One or more teardown operations performed"""
 
-    operation: TestReportSetupActionOperation = Field()
+    operation: TestReportSetupActionOperation
     """The teardown operation performed"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -21,8 +21,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import TestScriptSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -43,379 +45,388 @@ _DEPENDENCIES = (
 )
 
 
-class TestScript(DomainResource):
+class TestScript(DomainResource, Searchable["TestScript", "TestScriptSearchParams"]):
     """A structured set of tests against a FHIR server or client implementation to determine compliance against the FHIR specification."""
 
-    resource_type: Literal["TestScript"] = Field(
-        default="TestScript", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["TestScript"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "TestScript"
 
-    url: FhirUri = Field()
+    url: FhirUri
     """Canonical identifier for this test script, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[Identifier] = Field(default=None)
+    identifier: Opt[Identifier] = None
     """Additional identifier for the test script"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the test script"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: FhirString = Field()
+    name: FhirString
     """Name for this test script (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this test script (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the test script"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for test script (if applicable)"""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this test script is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    origin: Opt[list[TestScriptOrigin]] = Field(default=None, min_length=1)
+    origin: Annotated[Opt[list[TestScriptOrigin]], Field(min_length=1)] = None
     """An abstract server representing a client or sender in a message exchange"""
 
-    destination: Opt[list[TestScriptDestination]] = Field(default=None, min_length=1)
+    destination: Annotated[Opt[list[TestScriptDestination]], Field(min_length=1)] = None
     """An abstract server representing a destination or receiver in a message exchange"""
 
-    metadata: Opt[TestScriptMetadata] = Field(default=None)
+    metadata: Opt[TestScriptMetadata] = None
     """Required capability that is assumed to function correctly on the FHIR server being tested"""
 
-    fixture: Opt[list[TestScriptFixture]] = Field(default=None, min_length=1)
+    fixture: Annotated[Opt[list[TestScriptFixture]], Field(min_length=1)] = None
     """Fixture in the test script - by reference (uri)"""
 
-    profile: Opt[list[Reference]] = Field(default=None, min_length=1)
+    profile: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """Reference of the validation profile"""
 
-    variable: Opt[list[TestScriptVariable]] = Field(default=None, min_length=1)
+    variable: Annotated[Opt[list[TestScriptVariable]], Field(min_length=1)] = None
     """Placeholder for evaluated elements"""
 
-    setup: Opt[TestScriptSetup] = Field(default=None)
+    setup: Opt[TestScriptSetup] = None
     """A series of required setup operations before tests are executed"""
 
-    test: Opt[list[TestScriptTest]] = Field(default=None, min_length=1)
+    test: Annotated[Opt[list[TestScriptTest]], Field(min_length=1)] = None
     """A test in this script"""
 
-    teardown: Opt[TestScriptTeardown] = Field(default=None)
+    teardown: Opt[TestScriptTeardown] = None
     """A series of required clean up steps"""
 
 
 class TestScriptOrigin(BackboneElement):
     """An abstract server representing a client or sender in a message exchange"""
 
-    index: FhirInteger = Field()
+    index: FhirInteger
     """The index of the abstract origin server starting at 1"""
 
-    index_ext: Opt[Element] = Field(
-        default=None, validation_alias="_index", serialization_alias="_index"
-    )
+    index_ext: Annotated[
+        Opt[Element], Field(validation_alias="_index", serialization_alias="_index")
+    ] = None
     """Extensions and id of `index`."""
 
-    profile: Coding = Field()
+    profile: Coding
     """FHIR-Client | FHIR-SDC-FormFiller"""
 
 
 class TestScriptDestination(BackboneElement):
     """An abstract server representing a destination or receiver in a message exchange"""
 
-    index: FhirInteger = Field()
+    index: FhirInteger
     """The index of the abstract destination server starting at 1"""
 
-    index_ext: Opt[Element] = Field(
-        default=None, validation_alias="_index", serialization_alias="_index"
-    )
+    index_ext: Annotated[
+        Opt[Element], Field(validation_alias="_index", serialization_alias="_index")
+    ] = None
     """Extensions and id of `index`."""
 
-    profile: Coding = Field()
+    profile: Coding
     """FHIR-Server | FHIR-SDC-FormManager | FHIR-SDC-FormReceiver | FHIR-SDC-FormProcessor"""
 
 
 class TestScriptMetadata(BackboneElement):
     """Required capability that is assumed to function correctly on the FHIR server being tested"""
 
-    link: Opt[list[TestScriptMetadataLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[TestScriptMetadataLink]], Field(min_length=1)] = None
     """Links to the FHIR specification"""
 
-    capability: list[TestScriptMetadataCapability] = Field(min_length=1)
+    capability: Annotated[list[TestScriptMetadataCapability], Field(min_length=1)]
     """Capabilities that are assumed to function correctly on the FHIR server being tested"""
 
 
 class TestScriptMetadataLink(BackboneElement):
     """Links to the FHIR specification"""
 
-    url: FhirUri = Field()
+    url: FhirUri
     """URL to the specification"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Short description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
 
 class TestScriptMetadataCapability(BackboneElement):
     """Capabilities that are assumed to function correctly on the FHIR server being tested"""
 
-    required: FhirBoolean = Field()
+    required: FhirBoolean
     """Are the capabilities required?"""
 
-    required_ext: Opt[Element] = Field(
-        default=None, validation_alias="_required", serialization_alias="_required"
-    )
+    required_ext: Annotated[
+        Opt[Element], Field(validation_alias="_required", serialization_alias="_required")
+    ] = None
     """Extensions and id of `required`."""
 
-    validated: FhirBoolean = Field()
+    validated: FhirBoolean
     """Are the capabilities validated?"""
 
-    validated_ext: Opt[Element] = Field(
-        default=None, validation_alias="_validated", serialization_alias="_validated"
-    )
+    validated_ext: Annotated[
+        Opt[Element], Field(validation_alias="_validated", serialization_alias="_validated")
+    ] = None
     """Extensions and id of `validated`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """The expected capabilities of the server"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    origin: Opt[list[FhirInteger]] = Field(default=None, min_length=1)
+    origin: Annotated[Opt[list[FhirInteger]], Field(min_length=1)] = None
     """Which origin server these requirements apply to"""
 
-    origin_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_origin", serialization_alias="_origin", min_length=1
-    )
+    origin_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_origin", serialization_alias="_origin", min_length=1),
+    ] = None
     """Extensions and id of `origin`."""
 
-    destination: Opt[FhirInteger] = Field(default=None)
+    destination: Opt[FhirInteger] = None
     """Which server these requirements apply to"""
 
-    destination_ext: Opt[Element] = Field(
-        default=None, validation_alias="_destination", serialization_alias="_destination"
-    )
+    destination_ext: Annotated[
+        Opt[Element], Field(validation_alias="_destination", serialization_alias="_destination")
+    ] = None
     """Extensions and id of `destination`."""
 
-    link: Opt[list[FhirUri]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[FhirUri]], Field(min_length=1)] = None
     """Links to the FHIR specification"""
 
-    link_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_link", serialization_alias="_link", min_length=1
-    )
+    link_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_link", serialization_alias="_link", min_length=1),
+    ] = None
     """Extensions and id of `link`."""
 
-    capabilities: FhirCanonical = Field()
+    capabilities: FhirCanonical
     """Required Capability Statement"""
 
-    capabilities_ext: Opt[Element] = Field(
-        default=None, validation_alias="_capabilities", serialization_alias="_capabilities"
-    )
+    capabilities_ext: Annotated[
+        Opt[Element], Field(validation_alias="_capabilities", serialization_alias="_capabilities")
+    ] = None
     """Extensions and id of `capabilities`."""
 
 
 class TestScriptFixture(BackboneElement):
     """Fixture in the test script - by reference (uri)"""
 
-    autocreate: FhirBoolean = Field()
+    autocreate: FhirBoolean
     """Whether or not to implicitly create the fixture during setup"""
 
-    autocreate_ext: Opt[Element] = Field(
-        default=None, validation_alias="_autocreate", serialization_alias="_autocreate"
-    )
+    autocreate_ext: Annotated[
+        Opt[Element], Field(validation_alias="_autocreate", serialization_alias="_autocreate")
+    ] = None
     """Extensions and id of `autocreate`."""
 
-    autodelete: FhirBoolean = Field()
+    autodelete: FhirBoolean
     """Whether or not to implicitly delete the fixture during teardown"""
 
-    autodelete_ext: Opt[Element] = Field(
-        default=None, validation_alias="_autodelete", serialization_alias="_autodelete"
-    )
+    autodelete_ext: Annotated[
+        Opt[Element], Field(validation_alias="_autodelete", serialization_alias="_autodelete")
+    ] = None
     """Extensions and id of `autodelete`."""
 
-    resource: Opt[Reference] = Field(default=None)
+    resource: Opt[Reference] = None
     """Reference of the resource"""
 
 
 class TestScriptVariable(BackboneElement):
     """Placeholder for evaluated elements"""
 
-    name: FhirString = Field()
+    name: FhirString
     """Descriptive name for this variable"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    default_value: Opt[FhirString] = Field(
-        default=None, validation_alias="defaultValue", serialization_alias="defaultValue"
-    )
+    default_value: Annotated[
+        Opt[FhirString], Field(validation_alias="defaultValue", serialization_alias="defaultValue")
+    ] = None
     """Default, hard-coded, or user-defined value for this variable"""
 
-    default_value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_defaultValue", serialization_alias="_defaultValue"
-    )
+    default_value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_defaultValue", serialization_alias="_defaultValue")
+    ] = None
     """Extensions and id of `defaultValue`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Natural language description of the variable"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """The FHIRPath expression against the fixture body"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
-    header_field: Opt[FhirString] = Field(
-        default=None, validation_alias="headerField", serialization_alias="headerField"
-    )
+    header_field: Annotated[
+        Opt[FhirString], Field(validation_alias="headerField", serialization_alias="headerField")
+    ] = None
     """HTTP header field name for source"""
 
-    header_field_ext: Opt[Element] = Field(
-        default=None, validation_alias="_headerField", serialization_alias="_headerField"
-    )
+    header_field_ext: Annotated[
+        Opt[Element], Field(validation_alias="_headerField", serialization_alias="_headerField")
+    ] = None
     """Extensions and id of `headerField`."""
 
-    hint: Opt[FhirString] = Field(default=None)
+    hint: Opt[FhirString] = None
     """Hint help text for default value to enter"""
 
-    hint_ext: Opt[Element] = Field(
-        default=None, validation_alias="_hint", serialization_alias="_hint"
-    )
+    hint_ext: Annotated[
+        Opt[Element], Field(validation_alias="_hint", serialization_alias="_hint")
+    ] = None
     """Extensions and id of `hint`."""
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """XPath or JSONPath against the fixture body"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    source_id: Opt[FhirId] = Field(
-        default=None, validation_alias="sourceId", serialization_alias="sourceId"
-    )
+    source_id: Annotated[
+        Opt[FhirId], Field(validation_alias="sourceId", serialization_alias="sourceId")
+    ] = None
     """Fixture Id of source expression or headerField within this variable"""
 
-    source_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceId", serialization_alias="_sourceId"
-    )
+    source_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceId", serialization_alias="_sourceId")
+    ] = None
     """Extensions and id of `sourceId`."""
 
 
 class TestScriptSetup(BackboneElement):
     """A series of required setup operations before tests are executed"""
 
-    action: list[TestScriptSetupAction] = Field(min_length=1)
+    action: Annotated[list[TestScriptSetupAction], Field(min_length=1)]
     """A setup operation or assert to perform"""
 
 
 class TestScriptSetupAction(BackboneElement):
     """A setup operation or assert to perform"""
 
-    operation: Opt[TestScriptSetupActionOperation] = Field(default=None)
+    operation: Opt[TestScriptSetupActionOperation] = None
     """The setup operation to perform"""
 
-    assert_: Opt[TestScriptSetupActionAssert] = Field(
-        default=None, validation_alias="assert", serialization_alias="assert"
-    )
+    assert_: Annotated[
+        Opt[TestScriptSetupActionAssert],
+        Field(validation_alias="assert", serialization_alias="assert"),
+    ] = None
     """The assertion to perform"""
 
 
 class TestScriptSetupActionOperation(BackboneElement):
     """The setup operation to perform"""
 
-    type: Opt[Coding] = Field(default=None)
+    type: Opt[Coding] = None
     """The operation code type that will be executed"""
 
     resource: Opt[
@@ -632,280 +643,284 @@ class TestScriptSetupActionOperation(BackboneElement):
             "VerificationResult",
             "VisionPrescription",
         ]
-    ] = Field(default=None)
+    ] = None
     """Resource type"""
 
-    resource_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resource", serialization_alias="_resource"
-    )
+    resource_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resource", serialization_alias="_resource")
+    ] = None
     """Extensions and id of `resource`."""
 
-    label: Opt[FhirString] = Field(default=None)
+    label: Opt[FhirString] = None
     """Tracking/logging operation label"""
 
-    label_ext: Opt[Element] = Field(
-        default=None, validation_alias="_label", serialization_alias="_label"
-    )
+    label_ext: Annotated[
+        Opt[Element], Field(validation_alias="_label", serialization_alias="_label")
+    ] = None
     """Extensions and id of `label`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Tracking/reporting operation description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    accept: Opt[FhirCode] = Field(default=None)
+    accept: Opt[FhirCode] = None
     """Mime type to accept in the payload of the response, with charset etc."""
 
-    accept_ext: Opt[Element] = Field(
-        default=None, validation_alias="_accept", serialization_alias="_accept"
-    )
+    accept_ext: Annotated[
+        Opt[Element], Field(validation_alias="_accept", serialization_alias="_accept")
+    ] = None
     """Extensions and id of `accept`."""
 
-    content_type: Opt[FhirCode] = Field(
-        default=None, validation_alias="contentType", serialization_alias="contentType"
-    )
+    content_type: Annotated[
+        Opt[FhirCode], Field(validation_alias="contentType", serialization_alias="contentType")
+    ] = None
     """Mime type of the request payload contents, with charset etc."""
 
-    content_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentType", serialization_alias="_contentType"
-    )
+    content_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentType", serialization_alias="_contentType")
+    ] = None
     """Extensions and id of `contentType`."""
 
-    destination: Opt[FhirInteger] = Field(default=None)
+    destination: Opt[FhirInteger] = None
     """Server responding to the request"""
 
-    destination_ext: Opt[Element] = Field(
-        default=None, validation_alias="_destination", serialization_alias="_destination"
-    )
+    destination_ext: Annotated[
+        Opt[Element], Field(validation_alias="_destination", serialization_alias="_destination")
+    ] = None
     """Extensions and id of `destination`."""
 
-    encode_request_url: FhirBoolean = Field(
-        validation_alias="encodeRequestUrl", serialization_alias="encodeRequestUrl"
-    )
+    encode_request_url: Annotated[
+        FhirBoolean,
+        Field(validation_alias="encodeRequestUrl", serialization_alias="encodeRequestUrl"),
+    ]
     """Whether or not to send the request url in encoded format"""
 
-    encode_request_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_encodeRequestUrl", serialization_alias="_encodeRequestUrl"
-    )
+    encode_request_url_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_encodeRequestUrl", serialization_alias="_encodeRequestUrl"),
+    ] = None
     """Extensions and id of `encodeRequestUrl`."""
 
-    method: Opt[Literal["delete", "get", "options", "patch", "post", "put", "head"]] = Field(
-        default=None
-    )
+    method: Opt[Literal["delete", "get", "options", "patch", "post", "put", "head"]] = None
     """delete | get | options | patch | post | put | head"""
 
-    method_ext: Opt[Element] = Field(
-        default=None, validation_alias="_method", serialization_alias="_method"
-    )
+    method_ext: Annotated[
+        Opt[Element], Field(validation_alias="_method", serialization_alias="_method")
+    ] = None
     """Extensions and id of `method`."""
 
-    origin: Opt[FhirInteger] = Field(default=None)
+    origin: Opt[FhirInteger] = None
     """Server initiating the request"""
 
-    origin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_origin", serialization_alias="_origin"
-    )
+    origin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_origin", serialization_alias="_origin")
+    ] = None
     """Extensions and id of `origin`."""
 
-    params: Opt[FhirString] = Field(default=None)
+    params: Opt[FhirString] = None
     """Explicitly defined path parameters"""
 
-    params_ext: Opt[Element] = Field(
-        default=None, validation_alias="_params", serialization_alias="_params"
-    )
+    params_ext: Annotated[
+        Opt[Element], Field(validation_alias="_params", serialization_alias="_params")
+    ] = None
     """Extensions and id of `params`."""
 
-    request_header: Opt[list[TestScriptSetupActionOperationRequestHeader]] = Field(
-        default=None,
-        validation_alias="requestHeader",
-        serialization_alias="requestHeader",
-        min_length=1,
-    )
+    request_header: Annotated[
+        Opt[list[TestScriptSetupActionOperationRequestHeader]],
+        Field(validation_alias="requestHeader", serialization_alias="requestHeader", min_length=1),
+    ] = None
     """Each operation can have one or more header elements"""
 
-    request_id: Opt[FhirId] = Field(
-        default=None, validation_alias="requestId", serialization_alias="requestId"
-    )
+    request_id: Annotated[
+        Opt[FhirId], Field(validation_alias="requestId", serialization_alias="requestId")
+    ] = None
     """Fixture Id of mapped request"""
 
-    request_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestId", serialization_alias="_requestId"
-    )
+    request_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestId", serialization_alias="_requestId")
+    ] = None
     """Extensions and id of `requestId`."""
 
-    response_id: Opt[FhirId] = Field(
-        default=None, validation_alias="responseId", serialization_alias="responseId"
-    )
+    response_id: Annotated[
+        Opt[FhirId], Field(validation_alias="responseId", serialization_alias="responseId")
+    ] = None
     """Fixture Id of mapped response"""
 
-    response_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responseId", serialization_alias="_responseId"
-    )
+    response_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_responseId", serialization_alias="_responseId")
+    ] = None
     """Extensions and id of `responseId`."""
 
-    source_id: Opt[FhirId] = Field(
-        default=None, validation_alias="sourceId", serialization_alias="sourceId"
-    )
+    source_id: Annotated[
+        Opt[FhirId], Field(validation_alias="sourceId", serialization_alias="sourceId")
+    ] = None
     """Fixture Id of body for PUT and POST requests"""
 
-    source_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceId", serialization_alias="_sourceId"
-    )
+    source_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceId", serialization_alias="_sourceId")
+    ] = None
     """Extensions and id of `sourceId`."""
 
-    target_id: Opt[FhirId] = Field(
-        default=None, validation_alias="targetId", serialization_alias="targetId"
-    )
+    target_id: Annotated[
+        Opt[FhirId], Field(validation_alias="targetId", serialization_alias="targetId")
+    ] = None
     """Id of fixture used for extracting the [id], [type], and [vid] for GET requests"""
 
-    target_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_targetId", serialization_alias="_targetId"
-    )
+    target_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_targetId", serialization_alias="_targetId")
+    ] = None
     """Extensions and id of `targetId`."""
 
-    url: Opt[FhirString] = Field(default=None)
+    url: Opt[FhirString] = None
     """Request URL"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
 
 class TestScriptSetupActionOperationRequestHeader(BackboneElement):
     """Each operation can have one or more header elements"""
 
-    field: FhirString = Field()
+    field: FhirString
     """HTTP header field name"""
 
-    field_ext: Opt[Element] = Field(
-        default=None, validation_alias="_field", serialization_alias="_field"
-    )
+    field_ext: Annotated[
+        Opt[Element], Field(validation_alias="_field", serialization_alias="_field")
+    ] = None
     """Extensions and id of `field`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """HTTP headerfield value"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class TestScriptSetupActionAssert(BackboneElement):
     """The assertion to perform"""
 
-    label: Opt[FhirString] = Field(default=None)
+    label: Opt[FhirString] = None
     """Tracking/logging assertion label"""
 
-    label_ext: Opt[Element] = Field(
-        default=None, validation_alias="_label", serialization_alias="_label"
-    )
+    label_ext: Annotated[
+        Opt[Element], Field(validation_alias="_label", serialization_alias="_label")
+    ] = None
     """Extensions and id of `label`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Tracking/reporting assertion description"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    direction: Opt[Literal["response", "request"]] = Field(default=None)
+    direction: Opt[Literal["response", "request"]] = None
     """response | request"""
 
-    direction_ext: Opt[Element] = Field(
-        default=None, validation_alias="_direction", serialization_alias="_direction"
-    )
+    direction_ext: Annotated[
+        Opt[Element], Field(validation_alias="_direction", serialization_alias="_direction")
+    ] = None
     """Extensions and id of `direction`."""
 
-    compare_to_source_id: Opt[FhirString] = Field(
-        default=None, validation_alias="compareToSourceId", serialization_alias="compareToSourceId"
-    )
+    compare_to_source_id: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="compareToSourceId", serialization_alias="compareToSourceId"),
+    ] = None
     """Id of the source fixture to be evaluated"""
 
-    compare_to_source_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_compareToSourceId",
-        serialization_alias="_compareToSourceId",
-    )
+    compare_to_source_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_compareToSourceId", serialization_alias="_compareToSourceId"),
+    ] = None
     """Extensions and id of `compareToSourceId`."""
 
-    compare_to_source_expression: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="compareToSourceExpression",
-        serialization_alias="compareToSourceExpression",
-    )
+    compare_to_source_expression: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="compareToSourceExpression",
+            serialization_alias="compareToSourceExpression",
+        ),
+    ] = None
     """The FHIRPath expression to evaluate against the source fixture"""
 
-    compare_to_source_expression_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_compareToSourceExpression",
-        serialization_alias="_compareToSourceExpression",
-    )
+    compare_to_source_expression_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_compareToSourceExpression",
+            serialization_alias="_compareToSourceExpression",
+        ),
+    ] = None
     """Extensions and id of `compareToSourceExpression`."""
 
-    compare_to_source_path: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="compareToSourcePath",
-        serialization_alias="compareToSourcePath",
-    )
+    compare_to_source_path: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="compareToSourcePath", serialization_alias="compareToSourcePath"),
+    ] = None
     """XPath or JSONPath expression to evaluate against the source fixture"""
 
-    compare_to_source_path_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_compareToSourcePath",
-        serialization_alias="_compareToSourcePath",
-    )
+    compare_to_source_path_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_compareToSourcePath", serialization_alias="_compareToSourcePath"),
+    ] = None
     """Extensions and id of `compareToSourcePath`."""
 
-    content_type: Opt[FhirCode] = Field(
-        default=None, validation_alias="contentType", serialization_alias="contentType"
-    )
+    content_type: Annotated[
+        Opt[FhirCode], Field(validation_alias="contentType", serialization_alias="contentType")
+    ] = None
     """Mime type to compare against the 'Content-Type' header"""
 
-    content_type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_contentType", serialization_alias="_contentType"
-    )
+    content_type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_contentType", serialization_alias="_contentType")
+    ] = None
     """Extensions and id of `contentType`."""
 
-    expression: Opt[FhirString] = Field(default=None)
+    expression: Opt[FhirString] = None
     """The FHIRPath expression to be evaluated"""
 
-    expression_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expression", serialization_alias="_expression"
-    )
+    expression_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expression", serialization_alias="_expression")
+    ] = None
     """Extensions and id of `expression`."""
 
-    header_field: Opt[FhirString] = Field(
-        default=None, validation_alias="headerField", serialization_alias="headerField"
-    )
+    header_field: Annotated[
+        Opt[FhirString], Field(validation_alias="headerField", serialization_alias="headerField")
+    ] = None
     """HTTP header field name"""
 
-    header_field_ext: Opt[Element] = Field(
-        default=None, validation_alias="_headerField", serialization_alias="_headerField"
-    )
+    header_field_ext: Annotated[
+        Opt[Element], Field(validation_alias="_headerField", serialization_alias="_headerField")
+    ] = None
     """Extensions and id of `headerField`."""
 
-    minimum_id: Opt[FhirString] = Field(
-        default=None, validation_alias="minimumId", serialization_alias="minimumId"
-    )
+    minimum_id: Annotated[
+        Opt[FhirString], Field(validation_alias="minimumId", serialization_alias="minimumId")
+    ] = None
     """Fixture Id of minimum content resource"""
 
-    minimum_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_minimumId", serialization_alias="_minimumId"
-    )
+    minimum_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_minimumId", serialization_alias="_minimumId")
+    ] = None
     """Extensions and id of `minimumId`."""
 
-    navigation_links: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="navigationLinks", serialization_alias="navigationLinks"
-    )
+    navigation_links: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="navigationLinks", serialization_alias="navigationLinks"),
+    ] = None
     """Perform validation on navigation links?"""
 
-    navigation_links_ext: Opt[Element] = Field(
-        default=None, validation_alias="_navigationLinks", serialization_alias="_navigationLinks"
-    )
+    navigation_links_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_navigationLinks", serialization_alias="_navigationLinks"),
+    ] = None
     """Extensions and id of `navigationLinks`."""
 
     operator: Opt[
@@ -922,40 +937,41 @@ class TestScriptSetupActionAssert(BackboneElement):
             "notContains",
             "eval",
         ]
-    ] = Field(default=None)
+    ] = None
     """equals | notEquals | in | notIn | greaterThan | lessThan | empty | notEmpty | contains | notContains | eval"""
 
-    operator_ext: Opt[Element] = Field(
-        default=None, validation_alias="_operator", serialization_alias="_operator"
-    )
+    operator_ext: Annotated[
+        Opt[Element], Field(validation_alias="_operator", serialization_alias="_operator")
+    ] = None
     """Extensions and id of `operator`."""
 
-    path: Opt[FhirString] = Field(default=None)
+    path: Opt[FhirString] = None
     """XPath or JSONPath expression"""
 
-    path_ext: Opt[Element] = Field(
-        default=None, validation_alias="_path", serialization_alias="_path"
-    )
+    path_ext: Annotated[
+        Opt[Element], Field(validation_alias="_path", serialization_alias="_path")
+    ] = None
     """Extensions and id of `path`."""
 
-    request_method: Opt[Literal["delete", "get", "options", "patch", "post", "put", "head"]] = (
-        Field(default=None, validation_alias="requestMethod", serialization_alias="requestMethod")
-    )
+    request_method: Annotated[
+        Opt[Literal["delete", "get", "options", "patch", "post", "put", "head"]],
+        Field(validation_alias="requestMethod", serialization_alias="requestMethod"),
+    ] = None
     """delete | get | options | patch | post | put | head"""
 
-    request_method_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestMethod", serialization_alias="_requestMethod"
-    )
+    request_method_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestMethod", serialization_alias="_requestMethod")
+    ] = None
     """Extensions and id of `requestMethod`."""
 
-    request_url: Opt[FhirString] = Field(
-        default=None, validation_alias="requestURL", serialization_alias="requestURL"
-    )
+    request_url: Annotated[
+        Opt[FhirString], Field(validation_alias="requestURL", serialization_alias="requestURL")
+    ] = None
     """Request URL comparison value"""
 
-    request_url_ext: Opt[Element] = Field(
-        default=None, validation_alias="_requestURL", serialization_alias="_requestURL"
-    )
+    request_url_ext: Annotated[
+        Opt[Element], Field(validation_alias="_requestURL", serialization_alias="_requestURL")
+    ] = None
     """Extensions and id of `requestURL`."""
 
     resource: Opt[
@@ -1172,12 +1188,12 @@ class TestScriptSetupActionAssert(BackboneElement):
             "VerificationResult",
             "VisionPrescription",
         ]
-    ] = Field(default=None)
+    ] = None
     """Resource type"""
 
-    resource_ext: Opt[Element] = Field(
-        default=None, validation_alias="_resource", serialization_alias="_resource"
-    )
+    resource_ext: Annotated[
+        Opt[Element], Field(validation_alias="_resource", serialization_alias="_resource")
+    ] = None
     """Extensions and id of `resource`."""
 
     response: Opt[
@@ -1195,109 +1211,110 @@ class TestScriptSetupActionAssert(BackboneElement):
             "preconditionFailed",
             "unprocessable",
         ]
-    ] = Field(default=None)
+    ] = None
     """okay | created | noContent | notModified | bad | forbidden | notFound | methodNotAllowed | conflict | gone | preconditionFailed | unprocessable"""
 
-    response_ext: Opt[Element] = Field(
-        default=None, validation_alias="_response", serialization_alias="_response"
-    )
+    response_ext: Annotated[
+        Opt[Element], Field(validation_alias="_response", serialization_alias="_response")
+    ] = None
     """Extensions and id of `response`."""
 
-    response_code: Opt[FhirString] = Field(
-        default=None, validation_alias="responseCode", serialization_alias="responseCode"
-    )
+    response_code: Annotated[
+        Opt[FhirString], Field(validation_alias="responseCode", serialization_alias="responseCode")
+    ] = None
     """HTTP response code to test"""
 
-    response_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_responseCode", serialization_alias="_responseCode"
-    )
+    response_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_responseCode", serialization_alias="_responseCode")
+    ] = None
     """Extensions and id of `responseCode`."""
 
-    source_id: Opt[FhirId] = Field(
-        default=None, validation_alias="sourceId", serialization_alias="sourceId"
-    )
+    source_id: Annotated[
+        Opt[FhirId], Field(validation_alias="sourceId", serialization_alias="sourceId")
+    ] = None
     """Fixture Id of source expression or headerField"""
 
-    source_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sourceId", serialization_alias="_sourceId"
-    )
+    source_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sourceId", serialization_alias="_sourceId")
+    ] = None
     """Extensions and id of `sourceId`."""
 
-    validate_profile_id: Opt[FhirId] = Field(
-        default=None, validation_alias="validateProfileId", serialization_alias="validateProfileId"
-    )
+    validate_profile_id: Annotated[
+        Opt[FhirId],
+        Field(validation_alias="validateProfileId", serialization_alias="validateProfileId"),
+    ] = None
     """Profile Id of validation profile reference"""
 
-    validate_profile_id_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_validateProfileId",
-        serialization_alias="_validateProfileId",
-    )
+    validate_profile_id_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_validateProfileId", serialization_alias="_validateProfileId"),
+    ] = None
     """Extensions and id of `validateProfileId`."""
 
-    value: Opt[FhirString] = Field(default=None)
+    value: Opt[FhirString] = None
     """The value to compare to"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
-    warning_only: FhirBoolean = Field(
-        validation_alias="warningOnly", serialization_alias="warningOnly"
-    )
+    warning_only: Annotated[
+        FhirBoolean, Field(validation_alias="warningOnly", serialization_alias="warningOnly")
+    ]
     """Will this assert produce a warning only on error?"""
 
-    warning_only_ext: Opt[Element] = Field(
-        default=None, validation_alias="_warningOnly", serialization_alias="_warningOnly"
-    )
+    warning_only_ext: Annotated[
+        Opt[Element], Field(validation_alias="_warningOnly", serialization_alias="_warningOnly")
+    ] = None
     """Extensions and id of `warningOnly`."""
 
 
 class TestScriptTest(BackboneElement):
     """A test in this script"""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Tracking/logging name of this test"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    description: Opt[FhirString] = Field(default=None)
+    description: Opt[FhirString] = None
     """Tracking/reporting short description of the test"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    action: list[TestScriptTestAction] = Field(min_length=1)
+    action: Annotated[list[TestScriptTestAction], Field(min_length=1)]
     """A test operation or assert to perform"""
 
 
 class TestScriptTestAction(BackboneElement):
     """A test operation or assert to perform"""
 
-    operation: Opt[TestScriptSetupActionOperation] = Field(default=None)
+    operation: Opt[TestScriptSetupActionOperation] = None
     """The setup operation to perform"""
 
-    assert_: Opt[TestScriptSetupActionAssert] = Field(
-        default=None, validation_alias="assert", serialization_alias="assert"
-    )
+    assert_: Annotated[
+        Opt[TestScriptSetupActionAssert],
+        Field(validation_alias="assert", serialization_alias="assert"),
+    ] = None
     """The setup assertion to perform"""
 
 
 class TestScriptTeardown(BackboneElement):
     """A series of required clean up steps"""
 
-    action: list[TestScriptTeardownAction] = Field(min_length=1)
+    action: Annotated[list[TestScriptTeardownAction], Field(min_length=1)]
     """One or more teardown operations to perform"""
 
 
 class TestScriptTeardownAction(BackboneElement):
     """One or more teardown operations to perform"""
 
-    operation: TestScriptSetupActionOperation = Field()
+    operation: TestScriptSetupActionOperation
     """The teardown operation to perform"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -31,18 +31,19 @@ _DEPENDENCIES = ("CodeableConcept", "Duration", "Period", "Range")
 class Timing(BackboneElement):
     """Base StructureDefinition for Timing Type: Specifies an event that may occur multiple times."""
 
-    event: Opt[list[FhirDateTime]] = Field(default=None, min_length=1)
+    event: Annotated[Opt[list[FhirDateTime]], Field(min_length=1)] = None
     """When the event occurs"""
 
-    event_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_event", serialization_alias="_event", min_length=1
-    )
+    event_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_event", serialization_alias="_event", min_length=1),
+    ] = None
     """Extensions and id of `event`."""
 
-    repeat: Opt[TimingRepeat] = Field(default=None)
+    repeat: Opt[TimingRepeat] = None
     """When the event is to occur"""
 
-    code: Opt[CodeableConcept] = Field(default=None)
+    code: Opt[CodeableConcept] = None
     """BID | TID | QID | AM | PM | QD | QOD | +"""
 
 
@@ -57,176 +58,188 @@ class TimingRepeat(Element, ChoiceChecked):
         ),
     )
 
-    bounds_duration: Opt[Duration] = Field(
-        default=None, validation_alias="boundsDuration", serialization_alias="boundsDuration"
-    )
+    bounds_duration: Annotated[
+        Opt[Duration],
+        Field(validation_alias="boundsDuration", serialization_alias="boundsDuration"),
+    ] = None
     """Length/Range of lengths, or (Start and/or end) limits"""
 
-    bounds_range: Opt[Range] = Field(
-        default=None, validation_alias="boundsRange", serialization_alias="boundsRange"
-    )
+    bounds_range: Annotated[
+        Opt[Range], Field(validation_alias="boundsRange", serialization_alias="boundsRange")
+    ] = None
     """Length/Range of lengths, or (Start and/or end) limits"""
 
-    bounds_period: Opt[Period] = Field(
-        default=None, validation_alias="boundsPeriod", serialization_alias="boundsPeriod"
-    )
+    bounds_period: Annotated[
+        Opt[Period], Field(validation_alias="boundsPeriod", serialization_alias="boundsPeriod")
+    ] = None
     """Length/Range of lengths, or (Start and/or end) limits"""
 
-    count: Opt[FhirPositiveInt] = Field(default=None)
+    count: Opt[FhirPositiveInt] = None
     """Number of times to repeat"""
 
-    count_ext: Opt[Element] = Field(
-        default=None, validation_alias="_count", serialization_alias="_count"
-    )
+    count_ext: Annotated[
+        Opt[Element], Field(validation_alias="_count", serialization_alias="_count")
+    ] = None
     """Extensions and id of `count`."""
 
-    count_max: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="countMax", serialization_alias="countMax"
-    )
+    count_max: Annotated[
+        Opt[FhirPositiveInt], Field(validation_alias="countMax", serialization_alias="countMax")
+    ] = None
     """Maximum number of times to repeat"""
 
-    count_max_ext: Opt[Element] = Field(
-        default=None, validation_alias="_countMax", serialization_alias="_countMax"
-    )
+    count_max_ext: Annotated[
+        Opt[Element], Field(validation_alias="_countMax", serialization_alias="_countMax")
+    ] = None
     """Extensions and id of `countMax`."""
 
-    duration: Opt[FhirDecimal] = Field(default=None)
+    duration: Opt[FhirDecimal] = None
     """How long when it happens"""
 
-    duration_ext: Opt[Element] = Field(
-        default=None, validation_alias="_duration", serialization_alias="_duration"
-    )
+    duration_ext: Annotated[
+        Opt[Element], Field(validation_alias="_duration", serialization_alias="_duration")
+    ] = None
     """Extensions and id of `duration`."""
 
-    duration_max: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="durationMax", serialization_alias="durationMax"
-    )
+    duration_max: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="durationMax", serialization_alias="durationMax")
+    ] = None
     """How long when it happens (Max)"""
 
-    duration_max_ext: Opt[Element] = Field(
-        default=None, validation_alias="_durationMax", serialization_alias="_durationMax"
-    )
+    duration_max_ext: Annotated[
+        Opt[Element], Field(validation_alias="_durationMax", serialization_alias="_durationMax")
+    ] = None
     """Extensions and id of `durationMax`."""
 
-    duration_unit: Opt[Literal["s", "min", "h", "d", "wk", "mo", "a"]] = Field(
-        default=None, validation_alias="durationUnit", serialization_alias="durationUnit"
-    )
+    duration_unit: Annotated[
+        Opt[Literal["s", "min", "h", "d", "wk", "mo", "a"]],
+        Field(validation_alias="durationUnit", serialization_alias="durationUnit"),
+    ] = None
     """s | min | h | d | wk | mo | a - unit of time (UCUM)"""
 
-    duration_unit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_durationUnit", serialization_alias="_durationUnit"
-    )
+    duration_unit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_durationUnit", serialization_alias="_durationUnit")
+    ] = None
     """Extensions and id of `durationUnit`."""
 
-    frequency: Opt[FhirPositiveInt] = Field(default=None)
+    frequency: Opt[FhirPositiveInt] = None
     """Event occurs frequency times per period"""
 
-    frequency_ext: Opt[Element] = Field(
-        default=None, validation_alias="_frequency", serialization_alias="_frequency"
-    )
+    frequency_ext: Annotated[
+        Opt[Element], Field(validation_alias="_frequency", serialization_alias="_frequency")
+    ] = None
     """Extensions and id of `frequency`."""
 
-    frequency_max: Opt[FhirPositiveInt] = Field(
-        default=None, validation_alias="frequencyMax", serialization_alias="frequencyMax"
-    )
+    frequency_max: Annotated[
+        Opt[FhirPositiveInt],
+        Field(validation_alias="frequencyMax", serialization_alias="frequencyMax"),
+    ] = None
     """Event occurs up to frequencyMax times per period"""
 
-    frequency_max_ext: Opt[Element] = Field(
-        default=None, validation_alias="_frequencyMax", serialization_alias="_frequencyMax"
-    )
+    frequency_max_ext: Annotated[
+        Opt[Element], Field(validation_alias="_frequencyMax", serialization_alias="_frequencyMax")
+    ] = None
     """Extensions and id of `frequencyMax`."""
 
-    period: Opt[FhirDecimal] = Field(default=None)
+    period: Opt[FhirDecimal] = None
     """Event occurs frequency times per period"""
 
-    period_ext: Opt[Element] = Field(
-        default=None, validation_alias="_period", serialization_alias="_period"
-    )
+    period_ext: Annotated[
+        Opt[Element], Field(validation_alias="_period", serialization_alias="_period")
+    ] = None
     """Extensions and id of `period`."""
 
-    period_max: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="periodMax", serialization_alias="periodMax"
-    )
+    period_max: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="periodMax", serialization_alias="periodMax")
+    ] = None
     """Upper limit of period (3-4 hours)"""
 
-    period_max_ext: Opt[Element] = Field(
-        default=None, validation_alias="_periodMax", serialization_alias="_periodMax"
-    )
+    period_max_ext: Annotated[
+        Opt[Element], Field(validation_alias="_periodMax", serialization_alias="_periodMax")
+    ] = None
     """Extensions and id of `periodMax`."""
 
-    period_unit: Opt[Literal["s", "min", "h", "d", "wk", "mo", "a"]] = Field(
-        default=None, validation_alias="periodUnit", serialization_alias="periodUnit"
-    )
+    period_unit: Annotated[
+        Opt[Literal["s", "min", "h", "d", "wk", "mo", "a"]],
+        Field(validation_alias="periodUnit", serialization_alias="periodUnit"),
+    ] = None
     """s | min | h | d | wk | mo | a - unit of time (UCUM)"""
 
-    period_unit_ext: Opt[Element] = Field(
-        default=None, validation_alias="_periodUnit", serialization_alias="_periodUnit"
-    )
+    period_unit_ext: Annotated[
+        Opt[Element], Field(validation_alias="_periodUnit", serialization_alias="_periodUnit")
+    ] = None
     """Extensions and id of `periodUnit`."""
 
-    day_of_week: Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]] = Field(
-        default=None, validation_alias="dayOfWeek", serialization_alias="dayOfWeek", min_length=1
-    )
+    day_of_week: Annotated[
+        Opt[list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]],
+        Field(validation_alias="dayOfWeek", serialization_alias="dayOfWeek", min_length=1),
+    ] = None
     """mon | tue | wed | thu | fri | sat | sun"""
 
-    day_of_week_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_dayOfWeek", serialization_alias="_dayOfWeek", min_length=1
-    )
+    day_of_week_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_dayOfWeek", serialization_alias="_dayOfWeek", min_length=1),
+    ] = None
     """Extensions and id of `dayOfWeek`."""
 
-    time_of_day: Opt[list[FhirTime]] = Field(
-        default=None, validation_alias="timeOfDay", serialization_alias="timeOfDay", min_length=1
-    )
+    time_of_day: Annotated[
+        Opt[list[FhirTime]],
+        Field(validation_alias="timeOfDay", serialization_alias="timeOfDay", min_length=1),
+    ] = None
     """Time of day for action"""
 
-    time_of_day_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_timeOfDay", serialization_alias="_timeOfDay", min_length=1
-    )
+    time_of_day_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_timeOfDay", serialization_alias="_timeOfDay", min_length=1),
+    ] = None
     """Extensions and id of `timeOfDay`."""
 
-    when: Opt[
-        list[
-            Literal[
-                "MORN",
-                "MORN.early",
-                "MORN.late",
-                "NOON",
-                "AFT",
-                "AFT.early",
-                "AFT.late",
-                "EVE",
-                "EVE.early",
-                "EVE.late",
-                "NIGHT",
-                "PHS",
-                "HS",
-                "WAKE",
-                "C",
-                "CM",
-                "CD",
-                "CV",
-                "AC",
-                "ACM",
-                "ACD",
-                "ACV",
-                "PC",
-                "PCM",
-                "PCD",
-                "PCV",
+    when: Annotated[
+        Opt[
+            list[
+                Literal[
+                    "MORN",
+                    "MORN.early",
+                    "MORN.late",
+                    "NOON",
+                    "AFT",
+                    "AFT.early",
+                    "AFT.late",
+                    "EVE",
+                    "EVE.early",
+                    "EVE.late",
+                    "NIGHT",
+                    "PHS",
+                    "HS",
+                    "WAKE",
+                    "C",
+                    "CM",
+                    "CD",
+                    "CV",
+                    "AC",
+                    "ACM",
+                    "ACD",
+                    "ACV",
+                    "PC",
+                    "PCM",
+                    "PCD",
+                    "PCV",
+                ]
             ]
-        ]
-    ] = Field(default=None, min_length=1)
+        ],
+        Field(min_length=1),
+    ] = None
     """Code for time period of occurrence"""
 
-    when_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_when", serialization_alias="_when", min_length=1
-    )
+    when_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_when", serialization_alias="_when", min_length=1),
+    ] = None
     """Extensions and id of `when`."""
 
-    offset: Opt[FhirUnsignedInt] = Field(default=None)
+    offset: Opt[FhirUnsignedInt] = None
     """Minutes from event (before or after)"""
 
-    offset_ext: Opt[Element] = Field(
-        default=None, validation_alias="_offset", serialization_alias="_offset"
-    )
+    offset_ext: Annotated[
+        Opt[Element], Field(validation_alias="_offset", serialization_alias="_offset")
+    ] = None
     """Extensions and id of `offset`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -46,54 +46,57 @@ class TriggerDefinition(Element, ChoiceChecked):
         "data-removed",
         "data-accessed",
         "data-access-ended",
-    ] = Field()
+    ]
     """named-event | periodic | data-changed | data-added | data-modified | data-removed | data-accessed | data-access-ended"""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name or URI that identifies the event"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    timing_timing: Opt[Timing] = Field(
-        default=None, validation_alias="timingTiming", serialization_alias="timingTiming"
-    )
+    timing_timing: Annotated[
+        Opt[Timing], Field(validation_alias="timingTiming", serialization_alias="timingTiming")
+    ] = None
     """Timing of the event"""
 
-    timing_reference: Opt[Reference] = Field(
-        default=None, validation_alias="timingReference", serialization_alias="timingReference"
-    )
+    timing_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="timingReference", serialization_alias="timingReference"),
+    ] = None
     """Timing of the event"""
 
-    timing_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="timingDate", serialization_alias="timingDate"
-    )
+    timing_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="timingDate", serialization_alias="timingDate")
+    ] = None
     """Timing of the event"""
 
-    timing_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDate", serialization_alias="_timingDate"
-    )
+    timing_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timingDate", serialization_alias="_timingDate")
+    ] = None
     """Extensions and id of `timingDate`."""
 
-    timing_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="timingDateTime", serialization_alias="timingDateTime"
-    )
+    timing_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="timingDateTime", serialization_alias="timingDateTime"),
+    ] = None
     """Timing of the event"""
 
-    timing_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timingDateTime", serialization_alias="_timingDateTime"
-    )
+    timing_date_time_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_timingDateTime", serialization_alias="_timingDateTime"),
+    ] = None
     """Extensions and id of `timingDateTime`."""
 
-    data: Opt[list[DataRequirement]] = Field(default=None, min_length=1)
+    data: Annotated[Opt[list[DataRequirement]], Field(min_length=1)] = None
     """Triggering data of the event (multiple = 'and')"""
 
-    condition: Opt[Expression] = Field(default=None)
+    condition: Opt[Expression] = None
     """Whether the event triggers (boolean expression)"""

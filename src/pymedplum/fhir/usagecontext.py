@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
@@ -37,27 +37,27 @@ class UsageContext(Element, ChoiceChecked):
         ),
     )
 
-    code: Coding = Field()
+    code: Coding
     """Type of context being specified"""
 
-    value_codeable_concept: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="valueCodeableConcept",
-        serialization_alias="valueCodeableConcept",
-    )
+    value_codeable_concept: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="valueCodeableConcept", serialization_alias="valueCodeableConcept"),
+    ] = None
     """Value that defines the context"""
 
-    value_quantity: Opt[Quantity] = Field(
-        default=None, validation_alias="valueQuantity", serialization_alias="valueQuantity"
-    )
+    value_quantity: Annotated[
+        Opt[Quantity], Field(validation_alias="valueQuantity", serialization_alias="valueQuantity")
+    ] = None
     """Value that defines the context"""
 
-    value_range: Opt[Range] = Field(
-        default=None, validation_alias="valueRange", serialization_alias="valueRange"
-    )
+    value_range: Annotated[
+        Opt[Range], Field(validation_alias="valueRange", serialization_alias="valueRange")
+    ] = None
     """Value that defines the context"""
 
-    value_reference: Opt[Reference] = Field(
-        default=None, validation_alias="valueReference", serialization_alias="valueReference"
-    )
+    value_reference: Annotated[
+        Opt[Reference],
+        Field(validation_alias="valueReference", serialization_alias="valueReference"),
+    ] = None
     """Value that defines the context"""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirString
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import UserSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.identifier import Identifier
     from pymedplum.fhir.reference import Reference
@@ -20,117 +22,125 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Identifier", "Reference")
 
 
-class User(DomainResource):
+class User(DomainResource, Searchable["User", "UserSearchParams"]):
     """Representation of a human user of the system."""
 
-    resource_type: Literal["User"] = Field(
-        default="User", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["User"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "User"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """An identifier for this user"""
 
-    first_name: FhirString = Field(validation_alias="firstName", serialization_alias="firstName")
+    first_name: Annotated[
+        FhirString, Field(validation_alias="firstName", serialization_alias="firstName")
+    ]
     """The first name or given name of the user."""
 
-    first_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_firstName", serialization_alias="_firstName"
-    )
+    first_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_firstName", serialization_alias="_firstName")
+    ] = None
     """Extensions and id of `firstName`."""
 
-    last_name: FhirString = Field(validation_alias="lastName", serialization_alias="lastName")
+    last_name: Annotated[
+        FhirString, Field(validation_alias="lastName", serialization_alias="lastName")
+    ]
     """The last name or family name of the user."""
 
-    last_name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastName", serialization_alias="_lastName"
-    )
+    last_name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastName", serialization_alias="_lastName")
+    ] = None
     """Extensions and id of `lastName`."""
 
-    external_id: Opt[FhirString] = Field(
-        default=None, validation_alias="externalId", serialization_alias="externalId"
-    )
+    external_id: Annotated[
+        Opt[FhirString], Field(validation_alias="externalId", serialization_alias="externalId")
+    ] = None
     """@deprecated Replaced by ProjectMembership.externalId."""
 
-    external_id_ext: Opt[Element] = Field(
-        default=None, validation_alias="_externalId", serialization_alias="_externalId"
-    )
+    external_id_ext: Annotated[
+        Opt[Element], Field(validation_alias="_externalId", serialization_alias="_externalId")
+    ] = None
     """Extensions and id of `externalId`."""
 
-    email: Opt[FhirString] = Field(default=None)
+    email: Opt[FhirString] = None
     """The email address that uniquely identifies the user."""
 
-    email_ext: Opt[Element] = Field(
-        default=None, validation_alias="_email", serialization_alias="_email"
-    )
+    email_ext: Annotated[
+        Opt[Element], Field(validation_alias="_email", serialization_alias="_email")
+    ] = None
     """Extensions and id of `email`."""
 
-    email_verified: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="emailVerified", serialization_alias="emailVerified"
-    )
+    email_verified: Annotated[
+        Opt[FhirBoolean],
+        Field(validation_alias="emailVerified", serialization_alias="emailVerified"),
+    ] = None
     """Whether the system has verified that the user has access to the email address."""
 
-    email_verified_ext: Opt[Element] = Field(
-        default=None, validation_alias="_emailVerified", serialization_alias="_emailVerified"
-    )
+    email_verified_ext: Annotated[
+        Opt[Element], Field(validation_alias="_emailVerified", serialization_alias="_emailVerified")
+    ] = None
     """Extensions and id of `emailVerified`."""
 
-    admin: Opt[FhirBoolean] = Field(default=None)
+    admin: Opt[FhirBoolean] = None
     """@deprecated"""
 
-    admin_ext: Opt[Element] = Field(
-        default=None, validation_alias="_admin", serialization_alias="_admin"
-    )
+    admin_ext: Annotated[
+        Opt[Element], Field(validation_alias="_admin", serialization_alias="_admin")
+    ] = None
     """Extensions and id of `admin`."""
 
-    password_hash: Opt[FhirString] = Field(
-        default=None, validation_alias="passwordHash", serialization_alias="passwordHash"
-    )
+    password_hash: Annotated[
+        Opt[FhirString], Field(validation_alias="passwordHash", serialization_alias="passwordHash")
+    ] = None
     """Encrypted hash of the user's password."""
 
-    password_hash_ext: Opt[Element] = Field(
-        default=None, validation_alias="_passwordHash", serialization_alias="_passwordHash"
-    )
+    password_hash_ext: Annotated[
+        Opt[Element], Field(validation_alias="_passwordHash", serialization_alias="_passwordHash")
+    ] = None
     """Extensions and id of `passwordHash`."""
 
-    mfa_secret: Opt[FhirString] = Field(
-        default=None, validation_alias="mfaSecret", serialization_alias="mfaSecret"
-    )
+    mfa_secret: Annotated[
+        Opt[FhirString], Field(validation_alias="mfaSecret", serialization_alias="mfaSecret")
+    ] = None
     """Shared secret for MFA authenticator applications."""
 
-    mfa_secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mfaSecret", serialization_alias="_mfaSecret"
-    )
+    mfa_secret_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mfaSecret", serialization_alias="_mfaSecret")
+    ] = None
     """Extensions and id of `mfaSecret`."""
 
-    mfa_required: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="mfaRequired", serialization_alias="mfaRequired"
-    )
+    mfa_required: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="mfaRequired", serialization_alias="mfaRequired")
+    ] = None
     """Whether the user is required to complete MFA enrollment."""
 
-    mfa_required_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mfaRequired", serialization_alias="_mfaRequired"
-    )
+    mfa_required_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mfaRequired", serialization_alias="_mfaRequired")
+    ] = None
     """Extensions and id of `mfaRequired`."""
 
-    mfa_enrolled: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="mfaEnrolled", serialization_alias="mfaEnrolled"
-    )
+    mfa_enrolled: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="mfaEnrolled", serialization_alias="mfaEnrolled")
+    ] = None
     """Whether the user has completed MFA enrollment."""
 
-    mfa_enrolled_ext: Opt[Element] = Field(
-        default=None, validation_alias="_mfaEnrolled", serialization_alias="_mfaEnrolled"
-    )
+    mfa_enrolled_ext: Annotated[
+        Opt[Element], Field(validation_alias="_mfaEnrolled", serialization_alias="_mfaEnrolled")
+    ] = None
     """Extensions and id of `mfaEnrolled`."""
 
-    mfa_method: Opt[list[Literal["totp", "email"]]] = Field(
-        default=None, validation_alias="mfaMethod", serialization_alias="mfaMethod", min_length=1
-    )
+    mfa_method: Annotated[
+        Opt[list[Literal["totp", "email"]]],
+        Field(validation_alias="mfaMethod", serialization_alias="mfaMethod", min_length=1),
+    ] = None
     """The MFA methods the user has enrolled in."""
 
-    mfa_method_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_mfaMethod", serialization_alias="_mfaMethod", min_length=1
-    )
+    mfa_method_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_mfaMethod", serialization_alias="_mfaMethod", min_length=1),
+    ] = None
     """Extensions and id of `mfaMethod`."""
 
-    project: Opt[Reference] = Field(default=None)
+    project: Opt[Reference] = None
     """Optional project if the user only exists for the project."""

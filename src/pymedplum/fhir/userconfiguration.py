@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -18,93 +18,96 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import UserConfigurationSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
 
 # Classes of other modules named in annotations, bound here on first validation.
 _DEPENDENCIES = ("Element",)
 
 
-class UserConfiguration(DomainResource):
+class UserConfiguration(
+    DomainResource, Searchable["UserConfiguration", "UserConfigurationSearchParams"]
+):
     """User specific configuration for the Medplum application."""
 
-    resource_type: Literal["UserConfiguration"] = Field(
-        default="UserConfiguration",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["UserConfiguration"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "UserConfiguration"
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """A name associated with the UserConfiguration."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    menu: Opt[list[UserConfigurationMenu]] = Field(default=None, min_length=1)
+    menu: Annotated[Opt[list[UserConfigurationMenu]], Field(min_length=1)] = None
     """Optional menu of shortcuts to URLs."""
 
-    search: Opt[list[UserConfigurationSearch]] = Field(default=None, min_length=1)
+    search: Annotated[Opt[list[UserConfigurationSearch]], Field(min_length=1)] = None
     """Shortcut links to URLs."""
 
-    option: Opt[list[UserConfigurationOption]] = Field(default=None, min_length=1)
+    option: Annotated[Opt[list[UserConfigurationOption]], Field(min_length=1)] = None
     """User options that control the display of the application."""
 
 
 class UserConfigurationMenu(BackboneElement):
     """Optional menu of shortcuts to URLs."""
 
-    title: FhirString = Field()
+    title: FhirString
     """Title of the menu."""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    link: Opt[list[UserConfigurationMenuLink]] = Field(default=None, min_length=1)
+    link: Annotated[Opt[list[UserConfigurationMenuLink]], Field(min_length=1)] = None
     """Shortcut links to URLs."""
 
 
 class UserConfigurationMenuLink(BackboneElement):
     """Shortcut links to URLs."""
 
-    name: FhirString = Field()
+    name: FhirString
     """The human friendly name of the link."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    target: FhirUrl = Field()
+    target: FhirUrl
     """The URL target of the link."""
 
-    target_ext: Opt[Element] = Field(
-        default=None, validation_alias="_target", serialization_alias="_target"
-    )
+    target_ext: Annotated[
+        Opt[Element], Field(validation_alias="_target", serialization_alias="_target")
+    ] = None
     """Extensions and id of `target`."""
 
 
 class UserConfigurationSearch(BackboneElement):
     """Shortcut links to URLs."""
 
-    name: FhirString = Field()
+    name: FhirString
     """The human friendly name of the link."""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    criteria: FhirString = Field()
+    criteria: FhirString
     """The rules that the server should use to determine which resources to return."""
 
-    criteria_ext: Opt[Element] = Field(
-        default=None, validation_alias="_criteria", serialization_alias="_criteria"
-    )
+    criteria_ext: Annotated[
+        Opt[Element], Field(validation_alias="_criteria", serialization_alias="_criteria")
+    ] = None
     """Extensions and id of `criteria`."""
 
 
@@ -125,58 +128,58 @@ class UserConfigurationOption(BackboneElement, ChoiceChecked):
         ),
     )
 
-    id: FhirCode = Field()
+    id: FhirCode
     """The unique identifier of the option."""
 
-    id_ext: Opt[Element] = Field(default=None, validation_alias="_id", serialization_alias="_id")
+    id_ext: Annotated[Opt[Element], Field(validation_alias="_id", serialization_alias="_id")] = None
     """Extensions and id of `id`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value of option"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Value of option"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Value of option"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Value of option"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Value of option"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirBoolean, FhirInstant, FhirString, FhirUri
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import UserSecurityRequestSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
 
@@ -19,58 +21,59 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Element", "Reference")
 
 
-class UserSecurityRequest(DomainResource):
+class UserSecurityRequest(
+    DomainResource, Searchable["UserSecurityRequest", "UserSecurityRequestSearchParams"]
+):
     """User security request for the 'forgot password' flow, email verification, etc."""
 
-    resource_type: Literal["UserSecurityRequest"] = Field(
-        default="UserSecurityRequest",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["UserSecurityRequest"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "UserSecurityRequest"
 
-    type: Opt[Literal["invite", "verify-email", "reset"]] = Field(default=None)
+    type: Opt[Literal["invite", "verify-email", "reset"]] = None
     """The type of user security request."""
 
-    type_ext: Opt[Element] = Field(
-        default=None, validation_alias="_type", serialization_alias="_type"
-    )
+    type_ext: Annotated[
+        Opt[Element], Field(validation_alias="_type", serialization_alias="_type")
+    ] = None
     """Extensions and id of `type`."""
 
-    user: Reference = Field()
+    user: Reference
     """The user performing the security request."""
 
-    secret: FhirString = Field()
+    secret: FhirString
     """Secret string used to verify the identity of the user."""
 
-    secret_ext: Opt[Element] = Field(
-        default=None, validation_alias="_secret", serialization_alias="_secret"
-    )
+    secret_ext: Annotated[
+        Opt[Element], Field(validation_alias="_secret", serialization_alias="_secret")
+    ] = None
     """Extensions and id of `secret`."""
 
-    used: Opt[FhirBoolean] = Field(default=None)
+    used: Opt[FhirBoolean] = None
     """Whether this request has been used, and is therefore no longer valid."""
 
-    used_ext: Opt[Element] = Field(
-        default=None, validation_alias="_used", serialization_alias="_used"
-    )
+    used_ext: Annotated[
+        Opt[Element], Field(validation_alias="_used", serialization_alias="_used")
+    ] = None
     """Extensions and id of `used`."""
 
-    expires_at: Opt[FhirInstant] = Field(
-        default=None, validation_alias="expiresAt", serialization_alias="expiresAt"
-    )
+    expires_at: Annotated[
+        Opt[FhirInstant], Field(validation_alias="expiresAt", serialization_alias="expiresAt")
+    ] = None
     """The time at which this request expires, and is therefore no longer valid."""
 
-    expires_at_ext: Opt[Element] = Field(
-        default=None, validation_alias="_expiresAt", serialization_alias="_expiresAt"
-    )
+    expires_at_ext: Annotated[
+        Opt[Element], Field(validation_alias="_expiresAt", serialization_alias="_expiresAt")
+    ] = None
     """Extensions and id of `expiresAt`."""
 
-    redirect_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="redirectUri", serialization_alias="redirectUri"
-    )
+    redirect_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="redirectUri", serialization_alias="redirectUri")
+    ] = None
     """Redirect URI used when redirecting a client back to the client application."""
 
-    redirect_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_redirectUri", serialization_alias="_redirectUri"
-    )
+    redirect_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_redirectUri", serialization_alias="_redirectUri")
+    ] = None
     """Extensions and id of `redirectUri`."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,10 @@ from pymedplum.fhir._primitives import (
 )
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import ValueSetSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.coding import Coding
     from pymedplum.fhir.contactdetail import ContactDetail
@@ -42,307 +44,313 @@ _DEPENDENCIES = (
 )
 
 
-class ValueSet(DomainResource):
+class ValueSet(DomainResource, Searchable["ValueSet", "ValueSetSearchParams"]):
     """A ValueSet resource instance specifies a set of codes drawn from one or more code systems, intended for use in a particular context."""
 
-    resource_type: Literal["ValueSet"] = Field(
-        default="ValueSet", validation_alias="resourceType", serialization_alias="resourceType"
-    )
+    resource_type: Annotated[
+        Literal["ValueSet"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "ValueSet"
 
-    url: Opt[FhirUri] = Field(default=None)
+    url: Opt[FhirUri] = None
     """Canonical identifier for this value set, represented as a URI (globally unique)"""
 
-    url_ext: Opt[Element] = Field(default=None, validation_alias="_url", serialization_alias="_url")
+    url_ext: Annotated[Opt[Element], Field(validation_alias="_url", serialization_alias="_url")] = (
+        None
+    )
     """Extensions and id of `url`."""
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Additional identifier for the value set (business identifier)"""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Business version of the value set"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    name: Opt[FhirString] = Field(default=None)
+    name: Opt[FhirString] = None
     """Name for this value set (computer friendly)"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    title: Opt[FhirString] = Field(default=None)
+    title: Opt[FhirString] = None
     """Name for this value set (human friendly)"""
 
-    title_ext: Opt[Element] = Field(
-        default=None, validation_alias="_title", serialization_alias="_title"
-    )
+    title_ext: Annotated[
+        Opt[Element], Field(validation_alias="_title", serialization_alias="_title")
+    ] = None
     """Extensions and id of `title`."""
 
-    status: Literal["draft", "active", "retired", "unknown"] = Field()
+    status: Literal["draft", "active", "retired", "unknown"]
     """draft | active | retired | unknown"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    experimental: Opt[FhirBoolean] = Field(default=None)
+    experimental: Opt[FhirBoolean] = None
     """For testing purposes, not real usage"""
 
-    experimental_ext: Opt[Element] = Field(
-        default=None, validation_alias="_experimental", serialization_alias="_experimental"
-    )
+    experimental_ext: Annotated[
+        Opt[Element], Field(validation_alias="_experimental", serialization_alias="_experimental")
+    ] = None
     """Extensions and id of `experimental`."""
 
-    date: Opt[FhirDateTime] = Field(default=None)
+    date: Opt[FhirDateTime] = None
     """Date last changed"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    publisher: Opt[FhirString] = Field(default=None)
+    publisher: Opt[FhirString] = None
     """Name of the publisher (organization or individual)"""
 
-    publisher_ext: Opt[Element] = Field(
-        default=None, validation_alias="_publisher", serialization_alias="_publisher"
-    )
+    publisher_ext: Annotated[
+        Opt[Element], Field(validation_alias="_publisher", serialization_alias="_publisher")
+    ] = None
     """Extensions and id of `publisher`."""
 
-    contact: Opt[list[ContactDetail]] = Field(default=None, min_length=1)
+    contact: Annotated[Opt[list[ContactDetail]], Field(min_length=1)] = None
     """Contact details for the publisher"""
 
-    description: Opt[FhirMarkdown] = Field(default=None)
+    description: Opt[FhirMarkdown] = None
     """Natural language description of the value set"""
 
-    description_ext: Opt[Element] = Field(
-        default=None, validation_alias="_description", serialization_alias="_description"
-    )
+    description_ext: Annotated[
+        Opt[Element], Field(validation_alias="_description", serialization_alias="_description")
+    ] = None
     """Extensions and id of `description`."""
 
-    use_context: Opt[list[UsageContext]] = Field(
-        default=None, validation_alias="useContext", serialization_alias="useContext", min_length=1
-    )
+    use_context: Annotated[
+        Opt[list[UsageContext]],
+        Field(validation_alias="useContext", serialization_alias="useContext", min_length=1),
+    ] = None
     """The context that the content is intended to support"""
 
-    jurisdiction: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    jurisdiction: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Intended jurisdiction for value set (if applicable)"""
 
-    immutable: Opt[FhirBoolean] = Field(default=None)
+    immutable: Opt[FhirBoolean] = None
     """Indicates whether or not any change to the content logical definition may occur"""
 
-    immutable_ext: Opt[Element] = Field(
-        default=None, validation_alias="_immutable", serialization_alias="_immutable"
-    )
+    immutable_ext: Annotated[
+        Opt[Element], Field(validation_alias="_immutable", serialization_alias="_immutable")
+    ] = None
     """Extensions and id of `immutable`."""
 
-    purpose: Opt[FhirMarkdown] = Field(default=None)
+    purpose: Opt[FhirMarkdown] = None
     """Why this value set is defined"""
 
-    purpose_ext: Opt[Element] = Field(
-        default=None, validation_alias="_purpose", serialization_alias="_purpose"
-    )
+    purpose_ext: Annotated[
+        Opt[Element], Field(validation_alias="_purpose", serialization_alias="_purpose")
+    ] = None
     """Extensions and id of `purpose`."""
 
-    copyright: Opt[FhirMarkdown] = Field(default=None)
+    copyright: Opt[FhirMarkdown] = None
     """Use and/or publishing restrictions"""
 
-    copyright_ext: Opt[Element] = Field(
-        default=None, validation_alias="_copyright", serialization_alias="_copyright"
-    )
+    copyright_ext: Annotated[
+        Opt[Element], Field(validation_alias="_copyright", serialization_alias="_copyright")
+    ] = None
     """Extensions and id of `copyright`."""
 
-    compose: Opt[ValueSetCompose] = Field(default=None)
+    compose: Opt[ValueSetCompose] = None
     """Content logical definition of the value set (CLD)"""
 
-    expansion: Opt[ValueSetExpansion] = Field(default=None)
+    expansion: Opt[ValueSetExpansion] = None
     """Used when the value set is \"expanded\""""
 
 
 class ValueSetCompose(BackboneElement):
     """Content logical definition of the value set (CLD)"""
 
-    locked_date: Opt[FhirDate] = Field(
-        default=None, validation_alias="lockedDate", serialization_alias="lockedDate"
-    )
+    locked_date: Annotated[
+        Opt[FhirDate], Field(validation_alias="lockedDate", serialization_alias="lockedDate")
+    ] = None
     """Fixed date for references with no specified version (transitive)"""
 
-    locked_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lockedDate", serialization_alias="_lockedDate"
-    )
+    locked_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lockedDate", serialization_alias="_lockedDate")
+    ] = None
     """Extensions and id of `lockedDate`."""
 
-    inactive: Opt[FhirBoolean] = Field(default=None)
+    inactive: Opt[FhirBoolean] = None
     """Whether inactive codes are in the value set"""
 
-    inactive_ext: Opt[Element] = Field(
-        default=None, validation_alias="_inactive", serialization_alias="_inactive"
-    )
+    inactive_ext: Annotated[
+        Opt[Element], Field(validation_alias="_inactive", serialization_alias="_inactive")
+    ] = None
     """Extensions and id of `inactive`."""
 
-    include: list[ValueSetComposeInclude] = Field(min_length=1)
+    include: Annotated[list[ValueSetComposeInclude], Field(min_length=1)]
     """Include one or more codes from a code system or other value set(s)"""
 
-    exclude: Opt[list[ValueSetComposeInclude]] = Field(default=None, min_length=1)
+    exclude: Annotated[Opt[list[ValueSetComposeInclude]], Field(min_length=1)] = None
     """Explicitly exclude codes from a code system or other value sets"""
 
 
 class ValueSetComposeInclude(BackboneElement):
     """Include one or more codes from a code system or other value set(s)"""
 
-    system: Opt[FhirUri] = Field(default=None)
+    system: Opt[FhirUri] = None
     """The system the codes come from"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Specific version of the code system referred to"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    concept: Opt[list[ValueSetComposeIncludeConcept]] = Field(default=None, min_length=1)
+    concept: Annotated[Opt[list[ValueSetComposeIncludeConcept]], Field(min_length=1)] = None
     """A concept defined in the system"""
 
-    filter: Opt[list[ValueSetComposeIncludeFilter]] = Field(default=None, min_length=1)
+    filter: Annotated[Opt[list[ValueSetComposeIncludeFilter]], Field(min_length=1)] = None
     """Select codes/concepts by their properties (including relationships)"""
 
-    value_set: Opt[list[FhirCanonical]] = Field(
-        default=None, validation_alias="valueSet", serialization_alias="valueSet", min_length=1
-    )
+    value_set: Annotated[
+        Opt[list[FhirCanonical]],
+        Field(validation_alias="valueSet", serialization_alias="valueSet", min_length=1),
+    ] = None
     """Select the contents included in this value set"""
 
-    value_set_ext: Opt[list[Element | None]] = Field(
-        default=None, validation_alias="_valueSet", serialization_alias="_valueSet", min_length=1
-    )
+    value_set_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(validation_alias="_valueSet", serialization_alias="_valueSet", min_length=1),
+    ] = None
     """Extensions and id of `valueSet`."""
 
 
 class ValueSetComposeIncludeConcept(BackboneElement):
     """A concept defined in the system"""
 
-    code: FhirCode = Field()
+    code: FhirCode
     """Code or expression from system"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """Text to display for this code for this value set in this valueset"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    designation: Opt[list[ValueSetComposeIncludeConceptDesignation]] = Field(
-        default=None, min_length=1
-    )
+    designation: Annotated[
+        Opt[list[ValueSetComposeIncludeConceptDesignation]], Field(min_length=1)
+    ] = None
     """Additional representations for this concept"""
 
 
 class ValueSetComposeIncludeConceptDesignation(BackboneElement):
     """Additional representations for this concept"""
 
-    language: Opt[FhirCode] = Field(default=None)
+    language: Opt[FhirCode] = None
     """Human language of the designation"""
 
-    language_ext: Opt[Element] = Field(
-        default=None, validation_alias="_language", serialization_alias="_language"
-    )
+    language_ext: Annotated[
+        Opt[Element], Field(validation_alias="_language", serialization_alias="_language")
+    ] = None
     """Extensions and id of `language`."""
 
-    use: Opt[Coding] = Field(default=None)
+    use: Opt[Coding] = None
     """Types of uses of designations"""
 
-    value: FhirString = Field()
+    value: FhirString
     """The text value for this designation"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ValueSetComposeIncludeFilter(BackboneElement):
     """Select codes/concepts by their properties (including relationships)"""
 
-    property: FhirCode = Field()
+    property: FhirCode
     """A property/filter defined by the code system"""
 
-    property_ext: Opt[Element] = Field(
-        default=None, validation_alias="_property", serialization_alias="_property"
-    )
+    property_ext: Annotated[
+        Opt[Element], Field(validation_alias="_property", serialization_alias="_property")
+    ] = None
     """Extensions and id of `property`."""
 
     op: Literal[
         "=", "is-a", "descendent-of", "is-not-a", "regex", "in", "not-in", "generalizes", "exists"
-    ] = Field()
+    ]
     """= | is-a | descendent-of | is-not-a | regex | in | not-in | generalizes | exists"""
 
-    op_ext: Opt[Element] = Field(default=None, validation_alias="_op", serialization_alias="_op")
+    op_ext: Annotated[Opt[Element], Field(validation_alias="_op", serialization_alias="_op")] = None
     """Extensions and id of `op`."""
 
-    value: FhirString = Field()
+    value: FhirString
     """Code from the system, or regex criteria, or boolean value for exists"""
 
-    value_ext: Opt[Element] = Field(
-        default=None, validation_alias="_value", serialization_alias="_value"
-    )
+    value_ext: Annotated[
+        Opt[Element], Field(validation_alias="_value", serialization_alias="_value")
+    ] = None
     """Extensions and id of `value`."""
 
 
 class ValueSetExpansion(BackboneElement):
     """Used when the value set is \"expanded\""""
 
-    identifier: Opt[FhirUri] = Field(default=None)
+    identifier: Opt[FhirUri] = None
     """Identifies the value set expansion (business identifier)"""
 
-    identifier_ext: Opt[Element] = Field(
-        default=None, validation_alias="_identifier", serialization_alias="_identifier"
-    )
+    identifier_ext: Annotated[
+        Opt[Element], Field(validation_alias="_identifier", serialization_alias="_identifier")
+    ] = None
     """Extensions and id of `identifier`."""
 
-    timestamp: FhirDateTime = Field()
+    timestamp: FhirDateTime
     """Time ValueSet expansion happened"""
 
-    timestamp_ext: Opt[Element] = Field(
-        default=None, validation_alias="_timestamp", serialization_alias="_timestamp"
-    )
+    timestamp_ext: Annotated[
+        Opt[Element], Field(validation_alias="_timestamp", serialization_alias="_timestamp")
+    ] = None
     """Extensions and id of `timestamp`."""
 
-    total: Opt[FhirInteger] = Field(default=None)
+    total: Opt[FhirInteger] = None
     """Total number of codes in the expansion"""
 
-    total_ext: Opt[Element] = Field(
-        default=None, validation_alias="_total", serialization_alias="_total"
-    )
+    total_ext: Annotated[
+        Opt[Element], Field(validation_alias="_total", serialization_alias="_total")
+    ] = None
     """Extensions and id of `total`."""
 
-    offset: Opt[FhirInteger] = Field(default=None)
+    offset: Opt[FhirInteger] = None
     """Offset at which this resource starts"""
 
-    offset_ext: Opt[Element] = Field(
-        default=None, validation_alias="_offset", serialization_alias="_offset"
-    )
+    offset_ext: Annotated[
+        Opt[Element], Field(validation_alias="_offset", serialization_alias="_offset")
+    ] = None
     """Extensions and id of `offset`."""
 
-    parameter: Opt[list[ValueSetExpansionParameter]] = Field(default=None, min_length=1)
+    parameter: Annotated[Opt[list[ValueSetExpansionParameter]], Field(min_length=1)] = None
     """Parameter that controlled the expansion process"""
 
-    contains: Opt[list[ValueSetExpansionContains]] = Field(default=None, min_length=1)
+    contains: Annotated[Opt[list[ValueSetExpansionContains]], Field(min_length=1)] = None
     """Codes in the value set"""
 
 
@@ -365,140 +373,141 @@ class ValueSetExpansionParameter(BackboneElement, ChoiceChecked):
         ),
     )
 
-    name: FhirString = Field()
+    name: FhirString
     """Name as assigned by the client or server"""
 
-    name_ext: Opt[Element] = Field(
-        default=None, validation_alias="_name", serialization_alias="_name"
-    )
+    name_ext: Annotated[
+        Opt[Element], Field(validation_alias="_name", serialization_alias="_name")
+    ] = None
     """Extensions and id of `name`."""
 
-    value_string: Opt[FhirString] = Field(
-        default=None, validation_alias="valueString", serialization_alias="valueString"
-    )
+    value_string: Annotated[
+        Opt[FhirString], Field(validation_alias="valueString", serialization_alias="valueString")
+    ] = None
     """Value of the named parameter"""
 
-    value_string_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueString", serialization_alias="_valueString"
-    )
+    value_string_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueString", serialization_alias="_valueString")
+    ] = None
     """Extensions and id of `valueString`."""
 
-    value_boolean: Opt[FhirBoolean] = Field(
-        default=None, validation_alias="valueBoolean", serialization_alias="valueBoolean"
-    )
+    value_boolean: Annotated[
+        Opt[FhirBoolean], Field(validation_alias="valueBoolean", serialization_alias="valueBoolean")
+    ] = None
     """Value of the named parameter"""
 
-    value_boolean_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueBoolean", serialization_alias="_valueBoolean"
-    )
+    value_boolean_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueBoolean", serialization_alias="_valueBoolean")
+    ] = None
     """Extensions and id of `valueBoolean`."""
 
-    value_integer: Opt[FhirInteger] = Field(
-        default=None, validation_alias="valueInteger", serialization_alias="valueInteger"
-    )
+    value_integer: Annotated[
+        Opt[FhirInteger], Field(validation_alias="valueInteger", serialization_alias="valueInteger")
+    ] = None
     """Value of the named parameter"""
 
-    value_integer_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueInteger", serialization_alias="_valueInteger"
-    )
+    value_integer_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueInteger", serialization_alias="_valueInteger")
+    ] = None
     """Extensions and id of `valueInteger`."""
 
-    value_decimal: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="valueDecimal", serialization_alias="valueDecimal"
-    )
+    value_decimal: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="valueDecimal", serialization_alias="valueDecimal")
+    ] = None
     """Value of the named parameter"""
 
-    value_decimal_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDecimal", serialization_alias="_valueDecimal"
-    )
+    value_decimal_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDecimal", serialization_alias="_valueDecimal")
+    ] = None
     """Extensions and id of `valueDecimal`."""
 
-    value_uri: Opt[FhirUri] = Field(
-        default=None, validation_alias="valueUri", serialization_alias="valueUri"
-    )
+    value_uri: Annotated[
+        Opt[FhirUri], Field(validation_alias="valueUri", serialization_alias="valueUri")
+    ] = None
     """Value of the named parameter"""
 
-    value_uri_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueUri", serialization_alias="_valueUri"
-    )
+    value_uri_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueUri", serialization_alias="_valueUri")
+    ] = None
     """Extensions and id of `valueUri`."""
 
-    value_code: Opt[FhirCode] = Field(
-        default=None, validation_alias="valueCode", serialization_alias="valueCode"
-    )
+    value_code: Annotated[
+        Opt[FhirCode], Field(validation_alias="valueCode", serialization_alias="valueCode")
+    ] = None
     """Value of the named parameter"""
 
-    value_code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueCode", serialization_alias="_valueCode"
-    )
+    value_code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueCode", serialization_alias="_valueCode")
+    ] = None
     """Extensions and id of `valueCode`."""
 
-    value_date_time: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="valueDateTime", serialization_alias="valueDateTime"
-    )
+    value_date_time: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="valueDateTime", serialization_alias="valueDateTime"),
+    ] = None
     """Value of the named parameter"""
 
-    value_date_time_ext: Opt[Element] = Field(
-        default=None, validation_alias="_valueDateTime", serialization_alias="_valueDateTime"
-    )
+    value_date_time_ext: Annotated[
+        Opt[Element], Field(validation_alias="_valueDateTime", serialization_alias="_valueDateTime")
+    ] = None
     """Extensions and id of `valueDateTime`."""
 
 
 class ValueSetExpansionContains(BackboneElement):
     """Codes in the value set"""
 
-    system: Opt[FhirUri] = Field(default=None)
+    system: Opt[FhirUri] = None
     """System value for the code"""
 
-    system_ext: Opt[Element] = Field(
-        default=None, validation_alias="_system", serialization_alias="_system"
-    )
+    system_ext: Annotated[
+        Opt[Element], Field(validation_alias="_system", serialization_alias="_system")
+    ] = None
     """Extensions and id of `system`."""
 
-    abstract: Opt[FhirBoolean] = Field(default=None)
+    abstract: Opt[FhirBoolean] = None
     """If user cannot select this entry"""
 
-    abstract_ext: Opt[Element] = Field(
-        default=None, validation_alias="_abstract", serialization_alias="_abstract"
-    )
+    abstract_ext: Annotated[
+        Opt[Element], Field(validation_alias="_abstract", serialization_alias="_abstract")
+    ] = None
     """Extensions and id of `abstract`."""
 
-    inactive: Opt[FhirBoolean] = Field(default=None)
+    inactive: Opt[FhirBoolean] = None
     """If concept is inactive in the code system"""
 
-    inactive_ext: Opt[Element] = Field(
-        default=None, validation_alias="_inactive", serialization_alias="_inactive"
-    )
+    inactive_ext: Annotated[
+        Opt[Element], Field(validation_alias="_inactive", serialization_alias="_inactive")
+    ] = None
     """Extensions and id of `inactive`."""
 
-    version: Opt[FhirString] = Field(default=None)
+    version: Opt[FhirString] = None
     """Version in which this code/display is defined"""
 
-    version_ext: Opt[Element] = Field(
-        default=None, validation_alias="_version", serialization_alias="_version"
-    )
+    version_ext: Annotated[
+        Opt[Element], Field(validation_alias="_version", serialization_alias="_version")
+    ] = None
     """Extensions and id of `version`."""
 
-    code: Opt[FhirCode] = Field(default=None)
+    code: Opt[FhirCode] = None
     """Code - if blank, this is not a selectable code"""
 
-    code_ext: Opt[Element] = Field(
-        default=None, validation_alias="_code", serialization_alias="_code"
-    )
+    code_ext: Annotated[
+        Opt[Element], Field(validation_alias="_code", serialization_alias="_code")
+    ] = None
     """Extensions and id of `code`."""
 
-    display: Opt[FhirString] = Field(default=None)
+    display: Opt[FhirString] = None
     """User display for the concept"""
 
-    display_ext: Opt[Element] = Field(
-        default=None, validation_alias="_display", serialization_alias="_display"
-    )
+    display_ext: Annotated[
+        Opt[Element], Field(validation_alias="_display", serialization_alias="_display")
+    ] = None
     """Extensions and id of `display`."""
 
-    designation: Opt[list[ValueSetComposeIncludeConceptDesignation]] = Field(
-        default=None, min_length=1
-    )
+    designation: Annotated[
+        Opt[list[ValueSetComposeIncludeConceptDesignation]], Field(min_length=1)
+    ] = None
     """Additional representations for this item"""
 
-    contains: Opt[list[ValueSetExpansionContains]] = Field(default=None, min_length=1)
+    contains: Annotated[Opt[list[ValueSetExpansionContains]], Field(min_length=1)] = None
     """Codes contained under this entry"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDate, FhirDateTime, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import VerificationResultSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
     from pymedplum.fhir.reference import Reference
@@ -23,247 +25,263 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("CodeableConcept", "Element", "Reference", "Signature", "Timing")
 
 
-class VerificationResult(DomainResource):
+class VerificationResult(
+    DomainResource, Searchable["VerificationResult", "VerificationResultSearchParams"]
+):
     """Describes validation requirements, source(s), status and dates for one or more elements."""
 
-    resource_type: Literal["VerificationResult"] = Field(
-        default="VerificationResult",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["VerificationResult"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "VerificationResult"
 
-    target: Opt[list[Reference]] = Field(default=None, min_length=1)
+    target: Annotated[Opt[list[Reference]], Field(min_length=1)] = None
     """A resource that was validated"""
 
-    target_location: Opt[list[FhirString]] = Field(
-        default=None,
-        validation_alias="targetLocation",
-        serialization_alias="targetLocation",
-        min_length=1,
-    )
+    target_location: Annotated[
+        Opt[list[FhirString]],
+        Field(
+            validation_alias="targetLocation", serialization_alias="targetLocation", min_length=1
+        ),
+    ] = None
     """The fhirpath location(s) within the resource that was validated"""
 
-    target_location_ext: Opt[list[Element | None]] = Field(
-        default=None,
-        validation_alias="_targetLocation",
-        serialization_alias="_targetLocation",
-        min_length=1,
-    )
+    target_location_ext: Annotated[
+        Opt[list[Element | None]],
+        Field(
+            validation_alias="_targetLocation", serialization_alias="_targetLocation", min_length=1
+        ),
+    ] = None
     """Extensions and id of `targetLocation`."""
 
-    need: Opt[CodeableConcept] = Field(default=None)
+    need: Opt[CodeableConcept] = None
     """none | initial | periodic"""
 
-    status: Literal[
-        "attested", "validated", "in-process", "req-revalid", "val-fail", "reval-fail"
-    ] = Field()
+    status: Literal["attested", "validated", "in-process", "req-revalid", "val-fail", "reval-fail"]
     """attested | validated | in-process | req-revalid | val-fail | reval-fail"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    status_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="statusDate", serialization_alias="statusDate"
-    )
+    status_date: Annotated[
+        Opt[FhirDateTime], Field(validation_alias="statusDate", serialization_alias="statusDate")
+    ] = None
     """When the validation status was updated"""
 
-    status_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_statusDate", serialization_alias="_statusDate"
-    )
+    status_date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_statusDate", serialization_alias="_statusDate")
+    ] = None
     """Extensions and id of `statusDate`."""
 
-    validation_type: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="validationType", serialization_alias="validationType"
-    )
+    validation_type: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="validationType", serialization_alias="validationType"),
+    ] = None
     """nothing | primary | multiple"""
 
-    validation_process: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="validationProcess",
-        serialization_alias="validationProcess",
-        min_length=1,
-    )
+    validation_process: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="validationProcess",
+            serialization_alias="validationProcess",
+            min_length=1,
+        ),
+    ] = None
     """The primary process by which the target is validated (edit check."""
 
-    frequency: Opt[Timing] = Field(default=None)
+    frequency: Opt[Timing] = None
     """Frequency of revalidation"""
 
-    last_performed: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="lastPerformed", serialization_alias="lastPerformed"
-    )
+    last_performed: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="lastPerformed", serialization_alias="lastPerformed"),
+    ] = None
     """The date/time validation was last completed (including failed validations)"""
 
-    last_performed_ext: Opt[Element] = Field(
-        default=None, validation_alias="_lastPerformed", serialization_alias="_lastPerformed"
-    )
+    last_performed_ext: Annotated[
+        Opt[Element], Field(validation_alias="_lastPerformed", serialization_alias="_lastPerformed")
+    ] = None
     """Extensions and id of `lastPerformed`."""
 
-    next_scheduled: Opt[FhirDate] = Field(
-        default=None, validation_alias="nextScheduled", serialization_alias="nextScheduled"
-    )
+    next_scheduled: Annotated[
+        Opt[FhirDate], Field(validation_alias="nextScheduled", serialization_alias="nextScheduled")
+    ] = None
     """The date when target is next validated, if appropriate"""
 
-    next_scheduled_ext: Opt[Element] = Field(
-        default=None, validation_alias="_nextScheduled", serialization_alias="_nextScheduled"
-    )
+    next_scheduled_ext: Annotated[
+        Opt[Element], Field(validation_alias="_nextScheduled", serialization_alias="_nextScheduled")
+    ] = None
     """Extensions and id of `nextScheduled`."""
 
-    failure_action: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="failureAction", serialization_alias="failureAction"
-    )
+    failure_action: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="failureAction", serialization_alias="failureAction"),
+    ] = None
     """fatal | warn | rec-only | none"""
 
-    primary_source: Opt[list[VerificationResultPrimarySource]] = Field(
-        default=None,
-        validation_alias="primarySource",
-        serialization_alias="primarySource",
-        min_length=1,
-    )
+    primary_source: Annotated[
+        Opt[list[VerificationResultPrimarySource]],
+        Field(validation_alias="primarySource", serialization_alias="primarySource", min_length=1),
+    ] = None
     """Information about the primary source(s) involved in validation"""
 
-    attestation: Opt[VerificationResultAttestation] = Field(default=None)
+    attestation: Opt[VerificationResultAttestation] = None
     """Information about the entity attesting to information"""
 
-    validator: Opt[list[VerificationResultValidator]] = Field(default=None, min_length=1)
+    validator: Annotated[Opt[list[VerificationResultValidator]], Field(min_length=1)] = None
     """Information about the entity validating information"""
 
 
 class VerificationResultPrimarySource(BackboneElement):
     """Information about the primary source(s) involved in validation"""
 
-    who: Opt[Reference] = Field(default=None)
+    who: Opt[Reference] = None
     """Reference to the primary source"""
 
-    type: Opt[list[CodeableConcept]] = Field(default=None, min_length=1)
+    type: Annotated[Opt[list[CodeableConcept]], Field(min_length=1)] = None
     """Type of primary source (License Board."""
 
-    communication_method: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="communicationMethod",
-        serialization_alias="communicationMethod",
-        min_length=1,
-    )
+    communication_method: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="communicationMethod",
+            serialization_alias="communicationMethod",
+            min_length=1,
+        ),
+    ] = None
     """Method for exchanging information with the primary source"""
 
-    validation_status: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="validationStatus", serialization_alias="validationStatus"
-    )
+    validation_status: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="validationStatus", serialization_alias="validationStatus"),
+    ] = None
     """successful | failed | unknown"""
 
-    validation_date: Opt[FhirDateTime] = Field(
-        default=None, validation_alias="validationDate", serialization_alias="validationDate"
-    )
+    validation_date: Annotated[
+        Opt[FhirDateTime],
+        Field(validation_alias="validationDate", serialization_alias="validationDate"),
+    ] = None
     """When the target was validated against the primary source"""
 
-    validation_date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_validationDate", serialization_alias="_validationDate"
-    )
+    validation_date_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_validationDate", serialization_alias="_validationDate"),
+    ] = None
     """Extensions and id of `validationDate`."""
 
-    can_push_updates: Opt[CodeableConcept] = Field(
-        default=None, validation_alias="canPushUpdates", serialization_alias="canPushUpdates"
-    )
+    can_push_updates: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="canPushUpdates", serialization_alias="canPushUpdates"),
+    ] = None
     """yes | no | undetermined"""
 
-    push_type_available: Opt[list[CodeableConcept]] = Field(
-        default=None,
-        validation_alias="pushTypeAvailable",
-        serialization_alias="pushTypeAvailable",
-        min_length=1,
-    )
+    push_type_available: Annotated[
+        Opt[list[CodeableConcept]],
+        Field(
+            validation_alias="pushTypeAvailable",
+            serialization_alias="pushTypeAvailable",
+            min_length=1,
+        ),
+    ] = None
     """specific | any | source"""
 
 
 class VerificationResultAttestation(BackboneElement):
     """Information about the entity attesting to information"""
 
-    who: Opt[Reference] = Field(default=None)
+    who: Opt[Reference] = None
     """The individual or organization attesting to information"""
 
-    on_behalf_of: Opt[Reference] = Field(
-        default=None, validation_alias="onBehalfOf", serialization_alias="onBehalfOf"
-    )
+    on_behalf_of: Annotated[
+        Opt[Reference], Field(validation_alias="onBehalfOf", serialization_alias="onBehalfOf")
+    ] = None
     """When the who is asserting on behalf of another (organization or individual)"""
 
-    communication_method: Opt[CodeableConcept] = Field(
-        default=None,
-        validation_alias="communicationMethod",
-        serialization_alias="communicationMethod",
-    )
+    communication_method: Annotated[
+        Opt[CodeableConcept],
+        Field(validation_alias="communicationMethod", serialization_alias="communicationMethod"),
+    ] = None
     """The method by which attested information was submitted/retrieved"""
 
-    date: Opt[FhirDate] = Field(default=None)
+    date: Opt[FhirDate] = None
     """The date the information was attested to"""
 
-    date_ext: Opt[Element] = Field(
-        default=None, validation_alias="_date", serialization_alias="_date"
-    )
+    date_ext: Annotated[
+        Opt[Element], Field(validation_alias="_date", serialization_alias="_date")
+    ] = None
     """Extensions and id of `date`."""
 
-    source_identity_certificate: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="sourceIdentityCertificate",
-        serialization_alias="sourceIdentityCertificate",
-    )
+    source_identity_certificate: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="sourceIdentityCertificate",
+            serialization_alias="sourceIdentityCertificate",
+        ),
+    ] = None
     """A digital identity certificate associated with the attestation source"""
 
-    source_identity_certificate_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_sourceIdentityCertificate",
-        serialization_alias="_sourceIdentityCertificate",
-    )
+    source_identity_certificate_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_sourceIdentityCertificate",
+            serialization_alias="_sourceIdentityCertificate",
+        ),
+    ] = None
     """Extensions and id of `sourceIdentityCertificate`."""
 
-    proxy_identity_certificate: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="proxyIdentityCertificate",
-        serialization_alias="proxyIdentityCertificate",
-    )
+    proxy_identity_certificate: Annotated[
+        Opt[FhirString],
+        Field(
+            validation_alias="proxyIdentityCertificate",
+            serialization_alias="proxyIdentityCertificate",
+        ),
+    ] = None
     """A digital identity certificate associated with the proxy entity submitting attested information on behalf of the attestation source"""
 
-    proxy_identity_certificate_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_proxyIdentityCertificate",
-        serialization_alias="_proxyIdentityCertificate",
-    )
+    proxy_identity_certificate_ext: Annotated[
+        Opt[Element],
+        Field(
+            validation_alias="_proxyIdentityCertificate",
+            serialization_alias="_proxyIdentityCertificate",
+        ),
+    ] = None
     """Extensions and id of `proxyIdentityCertificate`."""
 
-    proxy_signature: Opt[Signature] = Field(
-        default=None, validation_alias="proxySignature", serialization_alias="proxySignature"
-    )
+    proxy_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="proxySignature", serialization_alias="proxySignature"),
+    ] = None
     """Proxy signature"""
 
-    source_signature: Opt[Signature] = Field(
-        default=None, validation_alias="sourceSignature", serialization_alias="sourceSignature"
-    )
+    source_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="sourceSignature", serialization_alias="sourceSignature"),
+    ] = None
     """Attester signature"""
 
 
 class VerificationResultValidator(BackboneElement):
     """Information about the entity validating information"""
 
-    organization: Reference = Field()
+    organization: Reference
     """Reference to the organization validating information"""
 
-    identity_certificate: Opt[FhirString] = Field(
-        default=None,
-        validation_alias="identityCertificate",
-        serialization_alias="identityCertificate",
-    )
+    identity_certificate: Annotated[
+        Opt[FhirString],
+        Field(validation_alias="identityCertificate", serialization_alias="identityCertificate"),
+    ] = None
     """A digital identity certificate associated with the validator"""
 
-    identity_certificate_ext: Opt[Element] = Field(
-        default=None,
-        validation_alias="_identityCertificate",
-        serialization_alias="_identityCertificate",
-    )
+    identity_certificate_ext: Annotated[
+        Opt[Element],
+        Field(validation_alias="_identityCertificate", serialization_alias="_identityCertificate"),
+    ] = None
     """Extensions and id of `identityCertificate`."""
 
-    attestation_signature: Opt[Signature] = Field(
-        default=None,
-        validation_alias="attestationSignature",
-        serialization_alias="attestationSignature",
-    )
+    attestation_signature: Annotated[
+        Opt[Signature],
+        Field(validation_alias="attestationSignature", serialization_alias="attestationSignature"),
+    ] = None
     """Validator signature"""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -11,8 +11,10 @@ from pymedplum._fhirmodel import Opt
 from pymedplum.fhir._primitives import FhirDateTime, FhirDecimal, FhirInteger, FhirString
 from pymedplum.fhir.backboneelement import BackboneElement
 from pymedplum.fhir.domainresource import DomainResource
+from pymedplum.search import Searchable
 
 if TYPE_CHECKING:
+    from pymedplum._generated.search_params import VisionPrescriptionSearchParams  # noqa: F401 (named in the Searchable base)
     from pymedplum.fhir.annotation import Annotation
     from pymedplum.fhir.codeableconcept import CodeableConcept
     from pymedplum.fhir.element import Element
@@ -24,168 +26,180 @@ if TYPE_CHECKING:
 _DEPENDENCIES = ("Annotation", "CodeableConcept", "Element", "Identifier", "Quantity", "Reference")
 
 
-class VisionPrescription(DomainResource):
+class VisionPrescription(
+    DomainResource, Searchable["VisionPrescription", "VisionPrescriptionSearchParams"]
+):
     """An authorization for the provision of glasses and/or contact lenses to a patient."""
 
-    resource_type: Literal["VisionPrescription"] = Field(
-        default="VisionPrescription",
-        validation_alias="resourceType",
-        serialization_alias="resourceType",
-    )
+    resource_type: Annotated[
+        Literal["VisionPrescription"],
+        Field(validation_alias="resourceType", serialization_alias="resourceType"),
+    ] = "VisionPrescription"
 
-    identifier: Opt[list[Identifier]] = Field(default=None, min_length=1)
+    identifier: Annotated[Opt[list[Identifier]], Field(min_length=1)] = None
     """Business Identifier for vision prescription"""
 
-    status: Literal["active", "cancelled", "draft", "entered-in-error"] = Field()
+    status: Literal["active", "cancelled", "draft", "entered-in-error"]
     """active | cancelled | draft | entered-in-error"""
 
-    status_ext: Opt[Element] = Field(
-        default=None, validation_alias="_status", serialization_alias="_status"
-    )
+    status_ext: Annotated[
+        Opt[Element], Field(validation_alias="_status", serialization_alias="_status")
+    ] = None
     """Extensions and id of `status`."""
 
-    created: FhirDateTime = Field()
+    created: FhirDateTime
     """Response creation date"""
 
-    created_ext: Opt[Element] = Field(
-        default=None, validation_alias="_created", serialization_alias="_created"
-    )
+    created_ext: Annotated[
+        Opt[Element], Field(validation_alias="_created", serialization_alias="_created")
+    ] = None
     """Extensions and id of `created`."""
 
-    patient: Reference = Field()
+    patient: Reference
     """Who prescription is for"""
 
-    encounter: Opt[Reference] = Field(default=None)
+    encounter: Opt[Reference] = None
     """Created during encounter / admission / stay"""
 
-    date_written: FhirDateTime = Field(
-        validation_alias="dateWritten", serialization_alias="dateWritten"
-    )
+    date_written: Annotated[
+        FhirDateTime, Field(validation_alias="dateWritten", serialization_alias="dateWritten")
+    ]
     """When prescription was authorized"""
 
-    date_written_ext: Opt[Element] = Field(
-        default=None, validation_alias="_dateWritten", serialization_alias="_dateWritten"
-    )
+    date_written_ext: Annotated[
+        Opt[Element], Field(validation_alias="_dateWritten", serialization_alias="_dateWritten")
+    ] = None
     """Extensions and id of `dateWritten`."""
 
-    prescriber: Reference = Field()
+    prescriber: Reference
     """Who authorized the vision prescription"""
 
-    lens_specification: list[VisionPrescriptionLensSpecification] = Field(
-        validation_alias="lensSpecification", serialization_alias="lensSpecification", min_length=1
-    )
+    lens_specification: Annotated[
+        list[VisionPrescriptionLensSpecification],
+        Field(
+            validation_alias="lensSpecification",
+            serialization_alias="lensSpecification",
+            min_length=1,
+        ),
+    ]
     """Vision lens authorization"""
 
 
 class VisionPrescriptionLensSpecification(BackboneElement):
     """Vision lens authorization"""
 
-    product: CodeableConcept = Field()
+    product: CodeableConcept
     """Product to be supplied"""
 
-    eye: Literal["right", "left"] = Field()
+    eye: Literal["right", "left"]
     """right | left"""
 
-    eye_ext: Opt[Element] = Field(default=None, validation_alias="_eye", serialization_alias="_eye")
+    eye_ext: Annotated[Opt[Element], Field(validation_alias="_eye", serialization_alias="_eye")] = (
+        None
+    )
     """Extensions and id of `eye`."""
 
-    sphere: Opt[FhirDecimal] = Field(default=None)
+    sphere: Opt[FhirDecimal] = None
     """Power of the lens"""
 
-    sphere_ext: Opt[Element] = Field(
-        default=None, validation_alias="_sphere", serialization_alias="_sphere"
-    )
+    sphere_ext: Annotated[
+        Opt[Element], Field(validation_alias="_sphere", serialization_alias="_sphere")
+    ] = None
     """Extensions and id of `sphere`."""
 
-    cylinder: Opt[FhirDecimal] = Field(default=None)
+    cylinder: Opt[FhirDecimal] = None
     """Lens power for astigmatism"""
 
-    cylinder_ext: Opt[Element] = Field(
-        default=None, validation_alias="_cylinder", serialization_alias="_cylinder"
-    )
+    cylinder_ext: Annotated[
+        Opt[Element], Field(validation_alias="_cylinder", serialization_alias="_cylinder")
+    ] = None
     """Extensions and id of `cylinder`."""
 
-    axis: Opt[FhirInteger] = Field(default=None)
+    axis: Opt[FhirInteger] = None
     """Lens meridian which contain no power for astigmatism"""
 
-    axis_ext: Opt[Element] = Field(
-        default=None, validation_alias="_axis", serialization_alias="_axis"
-    )
+    axis_ext: Annotated[
+        Opt[Element], Field(validation_alias="_axis", serialization_alias="_axis")
+    ] = None
     """Extensions and id of `axis`."""
 
-    prism: Opt[list[VisionPrescriptionLensSpecificationPrism]] = Field(default=None, min_length=1)
+    prism: Annotated[Opt[list[VisionPrescriptionLensSpecificationPrism]], Field(min_length=1)] = (
+        None
+    )
     """Eye alignment compensation"""
 
-    add: Opt[FhirDecimal] = Field(default=None)
+    add: Opt[FhirDecimal] = None
     """Added power for multifocal levels"""
 
-    add_ext: Opt[Element] = Field(default=None, validation_alias="_add", serialization_alias="_add")
+    add_ext: Annotated[Opt[Element], Field(validation_alias="_add", serialization_alias="_add")] = (
+        None
+    )
     """Extensions and id of `add`."""
 
-    power: Opt[FhirDecimal] = Field(default=None)
+    power: Opt[FhirDecimal] = None
     """Contact lens power"""
 
-    power_ext: Opt[Element] = Field(
-        default=None, validation_alias="_power", serialization_alias="_power"
-    )
+    power_ext: Annotated[
+        Opt[Element], Field(validation_alias="_power", serialization_alias="_power")
+    ] = None
     """Extensions and id of `power`."""
 
-    back_curve: Opt[FhirDecimal] = Field(
-        default=None, validation_alias="backCurve", serialization_alias="backCurve"
-    )
+    back_curve: Annotated[
+        Opt[FhirDecimal], Field(validation_alias="backCurve", serialization_alias="backCurve")
+    ] = None
     """Contact lens back curvature"""
 
-    back_curve_ext: Opt[Element] = Field(
-        default=None, validation_alias="_backCurve", serialization_alias="_backCurve"
-    )
+    back_curve_ext: Annotated[
+        Opt[Element], Field(validation_alias="_backCurve", serialization_alias="_backCurve")
+    ] = None
     """Extensions and id of `backCurve`."""
 
-    diameter: Opt[FhirDecimal] = Field(default=None)
+    diameter: Opt[FhirDecimal] = None
     """Contact lens diameter"""
 
-    diameter_ext: Opt[Element] = Field(
-        default=None, validation_alias="_diameter", serialization_alias="_diameter"
-    )
+    diameter_ext: Annotated[
+        Opt[Element], Field(validation_alias="_diameter", serialization_alias="_diameter")
+    ] = None
     """Extensions and id of `diameter`."""
 
-    duration: Opt[Quantity] = Field(default=None)
+    duration: Opt[Quantity] = None
     """Lens wear duration"""
 
-    color: Opt[FhirString] = Field(default=None)
+    color: Opt[FhirString] = None
     """Color required"""
 
-    color_ext: Opt[Element] = Field(
-        default=None, validation_alias="_color", serialization_alias="_color"
-    )
+    color_ext: Annotated[
+        Opt[Element], Field(validation_alias="_color", serialization_alias="_color")
+    ] = None
     """Extensions and id of `color`."""
 
-    brand: Opt[FhirString] = Field(default=None)
+    brand: Opt[FhirString] = None
     """Brand required"""
 
-    brand_ext: Opt[Element] = Field(
-        default=None, validation_alias="_brand", serialization_alias="_brand"
-    )
+    brand_ext: Annotated[
+        Opt[Element], Field(validation_alias="_brand", serialization_alias="_brand")
+    ] = None
     """Extensions and id of `brand`."""
 
-    note: Opt[list[Annotation]] = Field(default=None, min_length=1)
+    note: Annotated[Opt[list[Annotation]], Field(min_length=1)] = None
     """Notes for coatings"""
 
 
 class VisionPrescriptionLensSpecificationPrism(BackboneElement):
     """Eye alignment compensation"""
 
-    amount: FhirDecimal = Field()
+    amount: FhirDecimal
     """Amount of adjustment"""
 
-    amount_ext: Opt[Element] = Field(
-        default=None, validation_alias="_amount", serialization_alias="_amount"
-    )
+    amount_ext: Annotated[
+        Opt[Element], Field(validation_alias="_amount", serialization_alias="_amount")
+    ] = None
     """Extensions and id of `amount`."""
 
-    base: Literal["up", "down", "in", "out"] = Field()
+    base: Literal["up", "down", "in", "out"]
     """up | down | in | out"""
 
-    base_ext: Opt[Element] = Field(
-        default=None, validation_alias="_base", serialization_alias="_base"
-    )
+    base_ext: Annotated[
+        Opt[Element], Field(validation_alias="_base", serialization_alias="_base")
+    ] = None
     """Extensions and id of `base`."""
