@@ -528,6 +528,14 @@ def _collection_paused(size: int) -> Iterator[None]:
         gc.enable()
 
 
+def model_fields_of(cls: type[BaseModel]) -> dict[str, Any]:
+    """`cls.model_fields`, complete: a generated field's alias sits in its annotation's
+    metadata, which pydantic reads only once the model is built (on first validation)."""
+    if not cls.__pydantic_complete__:
+        cls.model_rebuild()
+    return cls.model_fields
+
+
 class FHIRModel(MedplumMeta, BaseModel):
     """Base of every generated FHIR model."""
 

@@ -75,9 +75,26 @@ def require_pyarrow() -> Any:
     return pyarrow
 
 
+def _annotation_type(text: str) -> str:
+    """The type in a generated field's annotation text: `Annotated[Opt[FhirInteger],
+    Field(...)]` -> `Opt[FhirInteger]` (the Field metadata dropped); other text as it is."""
+    text = " ".join(text.split())
+    if not text.startswith("Annotated["):
+        return text
+    depth = 0
+    for index, char in enumerate(text[len("Annotated[") :], start=len("Annotated[")):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "," and depth == 0:
+            return text[len("Annotated[") : index].strip()
+    return text
+
+
 def _kind(annotation: str) -> ColumnKind:
     """The column kind of a model field's annotation text (`Opt[FhirBoolean]`, ...)."""
-    text = annotation.replace(" ", "")
+    text = _annotation_type(annotation).replace(" ", "")
     while text.startswith("Opt["):
         text = text[4:-1]
     if text.startswith("Literal["):
@@ -100,6 +117,7 @@ def columns_for(resource_type: str) -> tuple[Column, ...]:
     An unknown type gets the columns every resource has (`resourceType`, `id`, `meta`);
     its other elements go to `_extra`.
     """
+    from pymedplum._fhirmodel import model_fields_of
     from pymedplum.fhir import resource_class
 
     model = resource_class(resource_type)
@@ -110,7 +128,7 @@ def columns_for(resource_type: str) -> tuple[Column, ...]:
         for name, annotation in vars(klass).get("__annotations__", {}).items():
             annotations[name] = annotation if isinstance(annotation, str) else repr(annotation)
     columns = []
-    for name, info in model.model_fields.items():
+    for name, info in model_fields_of(model).items():
         alias = info.validation_alias if isinstance(info.validation_alias, str) else name
         if alias.startswith("_"):  # a primitive's extensions: kept in _extra
             continue

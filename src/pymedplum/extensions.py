@@ -45,10 +45,11 @@ SERVICE_TYPE_REFERENCE_URL = "https://medplum.com/fhir/service-type-reference"
 @functools.cache
 def _value_names() -> dict[str, str]:
     """Every `value[x]` of Extension: its FHIR JSON name and attribute name -> JSON name."""
+    from pymedplum._fhirmodel import model_fields_of
     from pymedplum.fhir.extension import Extension
 
     names: dict[str, str] = {}
-    for attribute, info in Extension.model_fields.items():
+    for attribute, info in model_fields_of(Extension).items():
         json_name = info.serialization_alias or attribute
         if json_name.startswith("value"):
             names[json_name] = json_name
@@ -58,11 +59,12 @@ def _value_names() -> dict[str, str]:
 
 def _value_attributes() -> dict[str, str]:
     """FHIR JSON name of each `value[x]` -> Extension attribute name."""
+    from pymedplum._fhirmodel import model_fields_of
     from pymedplum.fhir.extension import Extension
 
     return {
         info.serialization_alias or attribute: attribute
-        for attribute, info in Extension.model_fields.items()
+        for attribute, info in model_fields_of(Extension).items()
         if (info.serialization_alias or attribute).startswith("value")
     }
 

@@ -102,7 +102,9 @@ _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
 def _json_names(cls: type[BaseModel]) -> dict[str, str]:
     """FHIR JSON name -> attribute name, for a model class."""
     names: dict[str, str] = {}
-    for attribute, info in cls.model_fields.items():
+    from pymedplum._fhirmodel import model_fields_of
+
+    for attribute, info in model_fields_of(cls).items():
         names[info.serialization_alias or info.alias or attribute] = attribute
     return names
 

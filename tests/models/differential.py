@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pymedplum import _json, fhir
 from pymedplum._fhirmodel import FHIRModel, FHIRValidationError
+from pymedplum._parquet import _annotation_type
 
 SERVER_DIR = Path(__file__).resolve().parents[1] / "medplum_server"
 VALIDATOR = SERVER_DIR / "validate.mjs"
@@ -394,7 +395,7 @@ def slots(cls: type[FHIRModel]) -> dict[str, Slot]:
                 continue
             info = cls.model_fields[attr]
             json_name = info.validation_alias if isinstance(info.validation_alias, str) else attr
-            text = str(annotation)
+            text = _annotation_type(str(annotation))
             optional = text.startswith("Opt[")
             inner = text[4:-1] if optional else text
             is_list = inner.startswith("list[")
