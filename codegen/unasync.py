@@ -36,6 +36,7 @@ NAME_RULES: dict[str, str] = {
     "AsyncMedplumClient": "MedplumClient",
     "AsyncClient": "Client",
     "AsyncLock": "SyncLock",
+    "AsyncPrefetch": "SyncPrefetch",
     "async_sleep": "sync_sleep",
     "run_before_request_async": "run_before_request",
     "run_complete_async": "run_complete",

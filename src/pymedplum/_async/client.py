@@ -406,8 +406,10 @@ class AsyncMedplumClient(
         query: Query | None,
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
+        prefetch: bool,
     ) -> collections.abc.AsyncIterator[Any]:
-        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
+        call = self._build_search(resource_type, query)
+        return self._pages(call, on_behalf_of, as_fhir, prefetch=prefetch)
 
     @overload
     async def search_with_options(

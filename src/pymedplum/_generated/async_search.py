@@ -8779,6 +8779,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8788,6 +8789,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8798,6 +8800,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8807,6 +8810,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8817,6 +8821,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8826,6 +8831,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8836,6 +8842,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8845,6 +8852,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8855,6 +8863,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8864,6 +8873,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8874,6 +8884,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8883,6 +8894,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8893,6 +8905,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8902,6 +8915,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8912,6 +8926,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8921,6 +8936,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8931,6 +8947,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8940,6 +8957,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8950,6 +8968,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8959,6 +8978,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8969,6 +8989,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8978,6 +8999,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -8988,6 +9010,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8997,6 +9020,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9007,6 +9031,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9016,6 +9041,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9026,6 +9052,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9035,6 +9062,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9045,6 +9073,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9054,6 +9083,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9064,6 +9094,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9073,6 +9104,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9083,6 +9115,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9092,6 +9125,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9102,6 +9136,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9111,6 +9146,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9121,6 +9157,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9130,6 +9167,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9140,6 +9178,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9149,6 +9188,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9159,6 +9199,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9168,6 +9209,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9178,6 +9220,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9187,6 +9230,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9197,6 +9241,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9206,6 +9251,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9216,6 +9262,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9225,6 +9272,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9235,6 +9283,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9244,6 +9293,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9254,6 +9304,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9263,6 +9314,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9273,6 +9325,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9282,6 +9335,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9292,6 +9346,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9301,6 +9356,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9311,6 +9367,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9320,6 +9377,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9330,6 +9388,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9339,6 +9398,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9349,6 +9409,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9358,6 +9419,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9368,6 +9430,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9377,6 +9440,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9387,6 +9451,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9396,6 +9461,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9406,6 +9472,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9415,6 +9482,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9425,6 +9493,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9434,6 +9503,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9444,6 +9514,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9453,6 +9524,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9463,6 +9535,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9472,6 +9545,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9482,6 +9556,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9491,6 +9566,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9501,6 +9577,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9510,6 +9587,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9520,6 +9598,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9529,6 +9608,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9539,6 +9619,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9548,6 +9629,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9558,6 +9640,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9567,6 +9650,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9577,6 +9661,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9586,6 +9671,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9596,6 +9682,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9605,6 +9692,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9615,6 +9703,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9624,6 +9713,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9634,6 +9724,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9643,6 +9734,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9653,6 +9745,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9662,6 +9755,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9672,6 +9766,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9681,6 +9776,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9691,6 +9787,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9700,6 +9797,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9710,6 +9808,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9719,6 +9818,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9729,6 +9829,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9738,6 +9839,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9748,6 +9850,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9757,6 +9860,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9767,6 +9871,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9776,6 +9881,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9786,6 +9892,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9795,6 +9902,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9805,6 +9913,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9814,6 +9923,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9824,6 +9934,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9833,6 +9944,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9843,6 +9955,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9852,6 +9965,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9862,6 +9976,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9871,6 +9986,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9881,6 +9997,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9890,6 +10007,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9900,6 +10018,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9909,6 +10028,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9919,6 +10039,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9928,6 +10049,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9938,6 +10060,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9947,6 +10070,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9957,6 +10081,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9966,6 +10091,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9976,6 +10102,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9985,6 +10112,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -9995,6 +10123,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10004,6 +10133,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10014,6 +10144,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10023,6 +10154,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10033,6 +10165,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10042,6 +10175,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10052,6 +10186,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10061,6 +10196,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10071,6 +10207,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10080,6 +10217,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10090,6 +10228,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10099,6 +10238,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10109,6 +10249,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10118,6 +10259,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10128,6 +10270,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10137,6 +10280,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10147,6 +10291,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10156,6 +10301,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10166,6 +10312,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10175,6 +10322,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10185,6 +10333,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10194,6 +10343,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10204,6 +10354,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10213,6 +10364,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10223,6 +10375,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10232,6 +10385,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10242,6 +10396,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10251,6 +10406,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10261,6 +10417,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10270,6 +10427,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10280,6 +10438,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10289,6 +10448,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10299,6 +10459,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10308,6 +10469,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10318,6 +10480,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10327,6 +10490,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10337,6 +10501,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10346,6 +10511,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10356,6 +10522,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10365,6 +10532,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10375,6 +10543,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10384,6 +10553,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10394,6 +10564,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10403,6 +10574,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10413,6 +10585,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10422,6 +10595,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10432,6 +10606,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10441,6 +10616,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10451,6 +10627,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10460,6 +10637,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10470,6 +10648,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10479,6 +10658,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10489,6 +10669,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10498,6 +10679,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10508,6 +10690,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10517,6 +10700,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10527,6 +10711,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10536,6 +10721,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10546,6 +10732,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10555,6 +10742,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10565,6 +10753,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10574,6 +10763,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10584,6 +10774,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10593,6 +10784,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10603,6 +10795,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10612,6 +10805,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10622,6 +10816,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10631,6 +10826,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10641,6 +10837,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10650,6 +10847,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10660,6 +10858,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10669,6 +10868,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10679,6 +10879,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10688,6 +10889,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10698,6 +10900,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10707,6 +10910,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10717,6 +10921,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10726,6 +10931,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10736,6 +10942,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10745,6 +10952,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10755,6 +10963,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10764,6 +10973,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10774,6 +10984,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10783,6 +10994,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10793,6 +11005,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10802,6 +11015,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10812,6 +11026,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10821,6 +11036,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10831,6 +11047,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10840,6 +11057,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10850,6 +11068,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10859,6 +11078,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10869,6 +11089,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10878,6 +11099,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10888,6 +11110,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10897,6 +11120,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10907,6 +11131,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10916,6 +11141,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10926,6 +11152,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10935,6 +11162,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10945,6 +11173,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10954,6 +11183,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10964,6 +11194,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10973,6 +11204,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -10983,6 +11215,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10992,6 +11225,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11002,6 +11236,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11011,6 +11246,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11021,6 +11257,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11030,6 +11267,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11040,6 +11278,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11049,6 +11288,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11059,6 +11299,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11068,6 +11309,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11078,6 +11320,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11087,6 +11330,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11097,6 +11341,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11106,6 +11351,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11116,6 +11362,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11125,6 +11372,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11135,6 +11383,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11144,6 +11393,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11154,6 +11404,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11163,6 +11414,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11173,6 +11425,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11182,6 +11435,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11192,6 +11446,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11201,6 +11456,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11211,6 +11467,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11220,6 +11477,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11230,6 +11488,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11239,6 +11498,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11249,6 +11509,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11258,6 +11519,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11268,6 +11530,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11277,6 +11540,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11287,6 +11551,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11296,6 +11561,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11306,6 +11572,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11315,6 +11582,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11325,6 +11593,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11334,6 +11603,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11344,6 +11614,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11353,6 +11624,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11363,6 +11635,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11372,6 +11645,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11382,6 +11656,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11391,6 +11666,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11401,6 +11677,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11410,6 +11687,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11420,6 +11698,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11429,6 +11708,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11439,6 +11719,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11448,6 +11729,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11458,6 +11740,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11467,6 +11750,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11477,6 +11761,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11486,6 +11771,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11496,6 +11782,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11505,6 +11792,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11515,6 +11803,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11524,6 +11813,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11534,6 +11824,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11543,6 +11834,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11553,6 +11845,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11562,6 +11855,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11572,6 +11866,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11581,6 +11876,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11591,6 +11887,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11600,6 +11897,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11610,6 +11908,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11619,6 +11918,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11629,6 +11929,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11638,6 +11939,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11648,6 +11950,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11657,6 +11960,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11667,6 +11971,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11676,6 +11981,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11686,6 +11992,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11695,6 +12002,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11705,6 +12013,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11714,6 +12023,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11724,6 +12034,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11733,6 +12044,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11743,6 +12055,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11752,6 +12065,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11762,6 +12076,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11771,6 +12086,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11781,6 +12097,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11790,6 +12107,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11800,6 +12118,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11809,6 +12128,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11819,6 +12139,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11828,6 +12149,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11838,6 +12160,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11847,6 +12170,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11857,6 +12181,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11866,6 +12191,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11876,6 +12202,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11885,6 +12212,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11895,6 +12223,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11904,6 +12233,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11914,6 +12244,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11923,6 +12254,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11933,6 +12265,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11942,6 +12275,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11952,6 +12286,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11961,6 +12296,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11971,6 +12307,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11980,6 +12317,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -11990,6 +12328,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11999,6 +12338,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
 
     @overload
@@ -12009,6 +12349,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -12018,6 +12359,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
     def search_resource_pages(
         self,
@@ -12026,14 +12368,18 @@ class AsyncTypedSearch:
         as_fhir: Any = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[Any]:
         """Every resource of a search, page after page (`async for`).
 
         Each page's `next` link is checked to be on the client's origin (else
         UnsafeRedirectError). With `as_fhir`, resources of other types (`_include`) are
-        skipped.
+        skipped. With `prefetch` (default), page n+1 is fetched while you work through
+        page n, in a task;
+        one page ahead, cancelled when you stop early. `prefetch=False` fetches each page
+        only when it is asked for.
         """
-        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of)
+        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of, prefetch)
 
     # Implemented by the client.
     async def _search_resources(
@@ -12052,6 +12398,6 @@ class AsyncTypedSearch:
         raise NotImplementedError
 
     def _search_resource_pages(
-        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None
+        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None, prefetch: bool
     ) -> AsyncIterator[Any]:
         raise NotImplementedError

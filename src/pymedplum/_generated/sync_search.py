@@ -8777,6 +8777,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8786,6 +8787,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8796,6 +8798,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8805,6 +8808,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8815,6 +8819,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8824,6 +8829,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8834,6 +8840,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8843,6 +8850,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8853,6 +8861,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8862,6 +8871,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8872,6 +8882,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8881,6 +8892,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8891,6 +8903,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8900,6 +8913,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8910,6 +8924,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8919,6 +8934,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8929,6 +8945,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8938,6 +8955,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8948,6 +8966,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8957,6 +8976,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8967,6 +8987,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8976,6 +8997,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -8986,6 +9008,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -8995,6 +9018,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9005,6 +9029,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9014,6 +9039,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9024,6 +9050,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9033,6 +9060,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9043,6 +9071,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9052,6 +9081,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9062,6 +9092,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9071,6 +9102,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9081,6 +9113,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9090,6 +9123,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9100,6 +9134,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9109,6 +9144,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9119,6 +9155,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9128,6 +9165,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9138,6 +9176,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9147,6 +9186,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9157,6 +9197,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9166,6 +9207,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9176,6 +9218,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9185,6 +9228,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9195,6 +9239,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9204,6 +9249,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9214,6 +9260,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9223,6 +9270,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9233,6 +9281,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9242,6 +9291,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9252,6 +9302,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9261,6 +9312,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9271,6 +9323,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9280,6 +9333,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9290,6 +9344,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9299,6 +9354,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9309,6 +9365,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9318,6 +9375,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9328,6 +9386,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9337,6 +9396,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9347,6 +9407,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9356,6 +9417,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9366,6 +9428,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9375,6 +9438,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9385,6 +9449,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9394,6 +9459,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9404,6 +9470,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9413,6 +9480,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9423,6 +9491,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9432,6 +9501,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9442,6 +9512,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9451,6 +9522,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9461,6 +9533,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9470,6 +9543,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9480,6 +9554,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9489,6 +9564,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9499,6 +9575,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9508,6 +9585,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9518,6 +9596,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9527,6 +9606,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9537,6 +9617,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9546,6 +9627,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9556,6 +9638,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9565,6 +9648,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9575,6 +9659,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9584,6 +9669,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9594,6 +9680,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9603,6 +9690,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9613,6 +9701,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9622,6 +9711,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9632,6 +9722,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9641,6 +9732,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9651,6 +9743,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9660,6 +9753,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9670,6 +9764,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9679,6 +9774,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9689,6 +9785,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9698,6 +9795,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9708,6 +9806,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9717,6 +9816,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9727,6 +9827,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9736,6 +9837,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9746,6 +9848,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9755,6 +9858,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9765,6 +9869,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9774,6 +9879,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9784,6 +9890,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9793,6 +9900,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9803,6 +9911,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9812,6 +9921,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9822,6 +9932,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9831,6 +9942,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9841,6 +9953,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9850,6 +9963,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9860,6 +9974,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9869,6 +9984,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9879,6 +9995,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9888,6 +10005,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9898,6 +10016,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9907,6 +10026,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9917,6 +10037,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9926,6 +10047,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9936,6 +10058,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9945,6 +10068,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9955,6 +10079,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9964,6 +10089,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9974,6 +10100,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -9983,6 +10110,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -9993,6 +10121,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10002,6 +10131,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10012,6 +10142,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10021,6 +10152,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10031,6 +10163,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10040,6 +10173,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10050,6 +10184,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10059,6 +10194,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10069,6 +10205,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10078,6 +10215,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10088,6 +10226,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10097,6 +10236,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10107,6 +10247,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10116,6 +10257,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10126,6 +10268,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10135,6 +10278,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10145,6 +10289,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10154,6 +10299,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10164,6 +10310,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10173,6 +10320,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10183,6 +10331,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10192,6 +10341,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10202,6 +10352,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10211,6 +10362,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10221,6 +10373,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10230,6 +10383,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10240,6 +10394,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10249,6 +10404,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10259,6 +10415,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10268,6 +10425,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10278,6 +10436,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10287,6 +10446,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10297,6 +10457,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10306,6 +10467,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10316,6 +10478,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10325,6 +10488,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10335,6 +10499,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10344,6 +10509,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10354,6 +10520,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10363,6 +10530,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10373,6 +10541,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10382,6 +10551,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10392,6 +10562,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10401,6 +10572,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10411,6 +10583,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10420,6 +10593,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10430,6 +10604,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10439,6 +10614,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10449,6 +10625,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10458,6 +10635,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10468,6 +10646,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10477,6 +10656,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10487,6 +10667,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10496,6 +10677,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10506,6 +10688,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10515,6 +10698,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10525,6 +10709,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10534,6 +10719,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10544,6 +10730,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10553,6 +10740,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10563,6 +10751,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10572,6 +10761,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10582,6 +10772,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10591,6 +10782,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10601,6 +10793,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10610,6 +10803,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10620,6 +10814,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10629,6 +10824,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10639,6 +10835,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10648,6 +10845,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10658,6 +10856,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10667,6 +10866,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10677,6 +10877,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10686,6 +10887,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10696,6 +10898,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10705,6 +10908,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10715,6 +10919,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10724,6 +10929,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10734,6 +10940,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10743,6 +10950,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10753,6 +10961,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10762,6 +10971,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10772,6 +10982,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10781,6 +10992,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10791,6 +11003,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10800,6 +11013,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10810,6 +11024,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10819,6 +11034,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10829,6 +11045,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10838,6 +11055,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10848,6 +11066,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10857,6 +11076,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10867,6 +11087,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10876,6 +11097,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10886,6 +11108,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10895,6 +11118,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10905,6 +11129,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10914,6 +11139,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10924,6 +11150,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10933,6 +11160,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10943,6 +11171,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10952,6 +11181,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10962,6 +11192,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10971,6 +11202,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -10981,6 +11213,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -10990,6 +11223,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11000,6 +11234,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11009,6 +11244,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11019,6 +11255,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11028,6 +11265,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11038,6 +11276,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11047,6 +11286,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11057,6 +11297,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11066,6 +11307,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11076,6 +11318,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11085,6 +11328,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11095,6 +11339,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11104,6 +11349,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11114,6 +11360,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11123,6 +11370,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11133,6 +11381,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11142,6 +11391,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11152,6 +11402,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11161,6 +11412,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11171,6 +11423,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11180,6 +11433,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11190,6 +11444,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11199,6 +11454,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11209,6 +11465,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11218,6 +11475,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11228,6 +11486,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11237,6 +11496,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11247,6 +11507,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11256,6 +11517,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11266,6 +11528,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11275,6 +11538,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11285,6 +11549,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11294,6 +11559,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11304,6 +11570,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11313,6 +11580,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11323,6 +11591,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11332,6 +11601,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11342,6 +11612,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11351,6 +11622,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11361,6 +11633,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11370,6 +11643,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11380,6 +11654,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11389,6 +11664,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11399,6 +11675,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11408,6 +11685,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11418,6 +11696,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11427,6 +11706,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11437,6 +11717,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11446,6 +11727,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11456,6 +11738,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11465,6 +11748,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11475,6 +11759,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11484,6 +11769,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11494,6 +11780,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11503,6 +11790,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11513,6 +11801,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11522,6 +11811,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11532,6 +11822,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11541,6 +11832,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11551,6 +11843,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11560,6 +11853,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11570,6 +11864,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11579,6 +11874,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11589,6 +11885,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11598,6 +11895,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11608,6 +11906,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11617,6 +11916,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11627,6 +11927,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11636,6 +11937,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11646,6 +11948,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11655,6 +11958,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11665,6 +11969,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11674,6 +11979,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11684,6 +11990,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11693,6 +12000,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11703,6 +12011,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11712,6 +12021,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11722,6 +12032,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11731,6 +12042,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11741,6 +12053,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11750,6 +12063,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11760,6 +12074,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11769,6 +12084,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11779,6 +12095,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11788,6 +12105,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11798,6 +12116,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11807,6 +12126,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11817,6 +12137,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11826,6 +12147,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11836,6 +12158,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11845,6 +12168,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11855,6 +12179,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11864,6 +12189,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11874,6 +12200,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11883,6 +12210,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11893,6 +12221,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11902,6 +12231,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11912,6 +12242,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11921,6 +12252,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11931,6 +12263,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11940,6 +12273,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11950,6 +12284,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11959,6 +12294,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11969,6 +12305,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11978,6 +12315,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -11988,6 +12326,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -11997,6 +12336,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
 
     @overload
@@ -12007,6 +12347,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -12016,6 +12357,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
     def search_resource_pages(
         self,
@@ -12024,14 +12366,18 @@ class TypedSearch:
         as_fhir: Any = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[Any]:
         """Every resource of a search, page after page (`for`).
 
         Each page's `next` link is checked to be on the client's origin (else
         UnsafeRedirectError). With `as_fhir`, resources of other types (`_include`) are
-        skipped.
+        skipped. With `prefetch` (default), page n+1 is fetched while you work through
+        page n, in a worker thread (in a copy of your context);
+        one page ahead, cancelled when you stop early. `prefetch=False` fetches each page
+        only when it is asked for.
         """
-        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of)
+        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of, prefetch)
 
     # Implemented by the client.
     def _search_resources(
@@ -12050,6 +12396,6 @@ class TypedSearch:
         raise NotImplementedError
 
     def _search_resource_pages(
-        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None
+        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None, prefetch: bool
     ) -> Iterator[Any]:
         raise NotImplementedError

@@ -274,15 +274,37 @@ class ClientBase(BaseClient):
         return _core.parse_json(self._send(call, on_behalf_of))
 
     def _pages(
-        self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        as_fhir: type[BaseModel] | None,
+        *,
+        prefetch: bool,
     ) -> Iterator[Any]:
         """Every resource of a Bundle and of the pages its `next` links lead to (each link
         checked to be on the client's origin). The acting membership is resolved once, at
-        the first page, and used for every page."""
+        the first page, and used for every page.
+
+        With `prefetch`, the next page is fetched while the caller works through this one
+        (in a task; in a worker thread on the sync client): one page ahead, never more.
+        A caller that stops early (break, close(), an exception, garbage collection)
+        cancels that fetch; its error, if any, is raised only when the caller asks for
+        the page.
+        """
         acting = self._obo.resolve(on_behalf_of) or ""
-        page: Call | None = call
-        while page is not None:
-            bundle = self._json(page, acting)
-            for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
-                yield resource
-            page = self._build_next_page(bundle)
+        bundle = self._json(call, acting)
+        while bundle is not None:
+            ahead = _backend.SyncPrefetch(self._page_after, bundle, acting) if prefetch else None
+            try:
+                for resource in _core.page_resources(bundle, as_fhir):  # noqa: UP028 - async twin
+                    yield resource
+            except BaseException:  # GeneratorExit included: the caller stopped reading
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            bundle = ahead.result() if ahead is not None else self._page_after(bundle, acting)
+
+    def _page_after(self, bundle: Any, acting: str) -> Any:
+        """The page a Bundle's `next` link leads to, or None after the last page."""
+        page = self._build_next_page(bundle)
+        return None if page is None else self._json(page, acting)

@@ -405,8 +405,10 @@ class MedplumClient(
         query: Query | None,
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
+        prefetch: bool,
     ) -> collections.abc.Iterator[Any]:
-        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
+        call = self._build_search(resource_type, query)
+        return self._pages(call, on_behalf_of, as_fhir, prefetch=prefetch)
 
     @overload
     def search_with_options(
