@@ -60,6 +60,8 @@ USER_AGENT = "pymedplum/0.1.0"
 FHIR_JSON = "application/fhir+json"
 JSON_PATCH = "application/json-patch+json"
 _BASE_HEADERS = {"Accept": FHIR_JSON}
+# What a credential-less call never sends, whoever adds it (cookies: the httpx client's jar).
+_CREDENTIAL_HEADERS = ("authorization", "cookie", OBO_HEADER)
 _RESOURCE_TYPE = re.compile(r"^[A-Z][A-Za-z]{0,63}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _PLAIN_SEGMENT = re.compile(r"^[A-Za-z_$][A-Za-z_\-$]*$")
@@ -86,7 +88,12 @@ class UpdateResult:
 
 @dataclass(slots=True)
 class Call:
-    """One logical request, before credentials: what every wire attempt sends."""
+    """One logical request, before credentials: what every wire attempt sends.
+
+    `credentials=False` sends it with no bearer token, no on-behalf-of header, no cookies
+    and no auth of the httpx client: a presigned storage URL, which may be on another
+    origin (its builder checks it; see `_security.check_storage_url`).
+    """
 
     method: str
     url: str
@@ -94,6 +101,7 @@ class Call:
     content: bytes | None = None
     json_body: Any = None
     replay_safe: bool = True
+    credentials: bool = True
 
 
 # ---------------------------------------------------------------- building requests
@@ -217,6 +225,11 @@ def apply_mutator(
     if desired.get("resourceType") != resource_type or desired.get("id") != resource_id:
         raise ValueError("update_with_retry: the mutator must not change resourceType or id")
     return desired
+
+
+def send_auth(call: Call) -> httpx.Auth | httpx._client.UseClientDefault | None:
+    """The `auth` of `httpx` send(): none at all for a credential-less call."""
+    return httpx.USE_CLIENT_DEFAULT if call.credentials else None
 
 
 def page_resources(bundle: Any, as_fhir: type[M] | None) -> list[Any]:
@@ -457,6 +470,7 @@ class BaseClient:
         self.fhir_base_url = self.base_url + fhir_url_path.strip("/") + "/"
         self.project_id = project_id
         self._origin = origin_of(self.base_url)
+        self._allow_insecure_http = allow_insecure_http
         self._fhir_prefix = urlsplit(self.fhir_base_url).path
         self._token = TokenState(
             token_url=self.base_url + "oauth2/token",
@@ -654,14 +668,16 @@ class BaseClient:
     # -- running a call
 
     def _begin(self, call: Call, on_behalf_of: str | None) -> CallState:
-        return CallState(self, call, self._obo.resolve(on_behalf_of))
+        return CallState(self, call, self._obo.resolve(on_behalf_of) if call.credentials else None)
 
     def _prepared(self, call: Call) -> PreparedRequest:
         return _hooks.prepared(call.method, call.url, call.headers, call.json_body)
 
     def _apply_hook_result(self, call: Call, original: PreparedRequest, returned: object) -> Call:
         """The call to send after a before_request hook (the original when it was refused)."""
-        request = _hooks.sanitize(original, returned, self._origin)
+        # A credential-less call may leave the client's origin, never the one it was built for.
+        origin = self._origin if call.credentials else origin_of(call.url)
+        request = _hooks.sanitize(original, returned, origin)
         if request is None:
             return call
         content = call.content
@@ -674,6 +690,7 @@ class BaseClient:
             content,
             request.json_body,
             call.replay_safe,
+            call.credentials,
         )
 
     def _token_transport_error(self, exc: httpx.RequestError) -> NetworkError:
@@ -746,7 +763,11 @@ class CallState:
         if self.attempts is not None:
             self.attempt_started_at = datetime.now(UTC)
         self.attempt_started = time.perf_counter()
-        return http.build_request(call.method, call.url, headers=headers, content=call.content)
+        request = http.build_request(call.method, call.url, headers=headers, content=call.content)
+        if not call.credentials:  # nothing the httpx client adds on its own either
+            for name in _CREDENTIAL_HEADERS:
+                request.headers.pop(name, None)
+        return request
 
     def _record(self, status: int | None, error: MedplumError | None, delay: float | None) -> None:
         if self.attempts is None:
@@ -773,7 +794,12 @@ class CallState:
             self.response = response
             self._record(status, None, None)
             return None
-        if status == 401 and self.core._token.can_refresh and not self.refreshed:
+        if (
+            status == 401
+            and self.call.credentials
+            and self.core._token.can_refresh
+            and not self.refreshed
+        ):
             self.refreshed = self.force_refresh = True  # one forced refresh, one replay
             self._record(status, None, 0.0)
             return 0.0
@@ -839,13 +865,16 @@ class CallState:
         call = self.call
         parts = urlsplit(call.url)
         route = describe_path(call.method, parts.path, self.core._fhir_prefix)
-        scheme, host, port = self.core._origin
+        # A credential-less call (a presigned URL) may be on another origin, and its query
+        # is a credential: the event names that origin and leaves the query out.
+        scheme, host, port = self.core._origin if call.credentials else origin_of(call.url)
+        query = parts.query if call.credentials else ""
         return RequestEvent(
             method=call.method,
             origin=f"{scheme}://{host}:{port}",
             path=parts.path,
             path_template=route.template,
-            query_params=parse_qs(parts.query, keep_blank_values=True) if parts.query else None,
+            query_params=parse_qs(query, keep_blank_values=True) if query else None,
             resource_type=route.resource_type,
             resource_id=route.resource_id,
             operation=route.operation,

@@ -103,6 +103,8 @@ class AsyncClientBase(BaseClient):
 
     async def _bearer(self, state: CallState) -> str | None:
         """The token for the next attempt: cached, or from one shared refresh."""
+        if not state.call.credentials:
+            return None
         tokens = self._token
         if not state.force_refresh:
             token = tokens.fresh(self._clock())
@@ -215,7 +217,9 @@ class AsyncClientBase(BaseClient):
                         extensions=request.extensions,
                     )
                 try:
-                    response = await self._http.send(request, stream=stream, follow_redirects=False)
+                    response = await self._http.send(
+                        request, stream=stream, follow_redirects=False, auth=_core.send_auth(call)
+                    )
                     if stream and not 200 <= response.status_code < 300:
                         await response.aread()  # an error body: small, and parsed for the error
                 except httpx.RequestError as exc:

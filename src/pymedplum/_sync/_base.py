@@ -104,6 +104,8 @@ class ClientBase(BaseClient):
 
     def _bearer(self, state: CallState) -> str | None:
         """The token for the next attempt: cached, or from one shared refresh."""
+        if not state.call.credentials:
+            return None
         tokens = self._token
         if not state.force_refresh:
             token = tokens.fresh(self._clock())
@@ -217,7 +219,9 @@ class ClientBase(BaseClient):
                         extensions=request.extensions,
                     )
                 try:
-                    response = self._http.send(request, stream=stream, follow_redirects=False)
+                    response = self._http.send(
+                        request, stream=stream, follow_redirects=False, auth=_core.send_auth(call)
+                    )
                     if stream and not 200 <= response.status_code < 300:
                         response.read()  # an error body: small, and parsed for the error
                 except httpx.RequestError as exc:
