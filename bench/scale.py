@@ -123,8 +123,54 @@ def _prefetch_rows(server: LocalMedplumServer, kw: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _batch_rows(server: LocalMedplumServer, kw: dict[str, Any]) -> list[Row]:
+    base = server.base_url + "/"
+    with MedplumClient(base, **kw) as client:
+        entry = {
+            "request": {"method": "POST", "url": "Patient"},
+            "resource": {"resourceType": "Patient"},
+        }
+        answer = client.execute_batch(
+            {"resourceType": "Bundle", "type": "batch", "entry": [entry] * READS}
+        )
+    ids = [e["response"]["location"].split("/")[1] for e in answer["entry"]]
+    loop = asyncio.new_event_loop()
+    plain = AsyncMedplumClient(base, **kw)
+    batched = AsyncMedplumClient(base, auto_batch_ms=10, **kw)
+    trips: dict[bool, int] = {}
+
+    def reads(client: AsyncMedplumClient, auto: bool) -> Callable[[], object]:
+        async def gather() -> list[Any]:
+            return await asyncio.gather(*(client.read_resource("Patient", i) for i in ids))
+
+        def run() -> None:
+            server.clear_requests()
+            found = loop.run_until_complete(gather())
+            assert [r["id"] for r in found] == ids
+            trips[auto] = len(server.fhir_requests())
+
+        return run
+
+    try:
+        reads(plain, False)()  # warm: token, connections
+        reads(batched, True)()
+        off, on = _alternate(reads(plain, False), reads(batched, True))
+    finally:
+        loop.run_until_complete(plain.aclose())
+        loop.run_until_complete(batched.aclose())
+        loop.close()
+    return [
+        (
+            f"{READS} concurrent read_resource, AsyncMedplumClient(auto_batch_ms=10)",
+            f"{on * 1e3:.0f} ms, {trips[True]} round trips",
+            f"{off / on:.2f}x faster than without ({off * 1e3:.0f} ms, {trips[False]} round trips)",
+            "",
+        )
+    ]
+
+
 def rows() -> list[Row]:
     with LocalMedplumServer() as server:
         creds = server.admin_client
         kw = {"client_id": creds.client_id, "client_secret": creds.client_secret}
-        return _prefetch_rows(server, kw)
+        return _prefetch_rows(server, kw) + _batch_rows(server, kw)

@@ -48,7 +48,16 @@ from pymedplum.exceptions import (
 )
 from pymedplum.hooks import PreparedRequest, RequestAction, RequestAttempt, RequestEvent
 
-__all__ = ["BaseClient", "Call", "CallState", "UpdateResult", "encode_query", "describe_path"]
+__all__ = [
+    "BaseClient",
+    "Call",
+    "CallState",
+    "UpdateResult",
+    "encode_query",
+    "describe_path",
+    "error_from_status",
+    "make_event",
+]
 
 logger = logging.getLogger("pymedplum")
 
@@ -402,20 +411,39 @@ def error_from_response(
     response: httpx.Response, method: str, path_template: str, *, replay_refused: bool
 ) -> OperationOutcomeError:
     """The exception for an error response; `replay_refused` marks a write not replayed."""
-    status = response.status_code
-    content = response.content
+    return error_from_status(
+        response.status_code,
+        response.headers,
+        response.content,
+        method,
+        path_template,
+        replay_refused=replay_refused,
+    )
+
+
+def error_from_status(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    method: str,
+    path_template: str,
+    *,
+    replay_refused: bool = False,
+) -> OperationOutcomeError:
+    """The exception for an error status and body (an HTTP answer, or a batch entry's
+    `response.status` with its `outcome`): the same class for the same status."""
     outcome = _outcome_of(content)
     kw: dict[str, Any] = {
         "status_code": status,
         "outcome": outcome,
-        "response": ErrorResponse(status, response.headers, content),
+        "response": ErrorResponse(status, headers, content),
         "method": method,
         "path_template": path_template,
     }
     if status == 400:
         return (ValidationError if outcome is not None else BadRequestError)(**kw)
     if status == 429:
-        return RateLimitError(retry_after=_retry.server_delay(response.headers), **kw)
+        return RateLimitError(retry_after=_retry.server_delay(headers), **kw)
     if status >= 500:
         if replay_refused:
             message = (
@@ -862,26 +890,46 @@ class CallState:
         """The audit event of the finished call, or None when no hook wants one."""
         if self.attempts is None or self.started_at is None:
             return None
-        call = self.call
-        parts = urlsplit(call.url)
-        route = describe_path(call.method, parts.path, self.core._fhir_prefix)
-        # A credential-less call (a presigned URL) may be on another origin, and its query
-        # is a credential: the event names that origin and leaves the query out.
-        scheme, host, port = self.core._origin if call.credentials else origin_of(call.url)
-        query = parts.query if call.credentials else ""
-        return RequestEvent(
-            method=call.method,
-            origin=f"{scheme}://{host}:{port}",
-            path=parts.path,
-            path_template=route.template,
-            query_params=parse_qs(query, keep_blank_values=True) if query else None,
-            resource_type=route.resource_type,
-            resource_id=route.resource_id,
-            operation=route.operation,
-            action=route.action,
-            started_at=self.started_at,
-            ended_at=datetime.now(UTC),
-            attempts=tuple(self.attempts),
-            final_status_code=self.attempts[-1].status_code if self.attempts else None,
-            final_exception=self.final_exception,
+        return make_event(
+            self.core,
+            self.call,
+            self.started_at,
+            tuple(self.attempts),
+            self.attempts[-1].status_code if self.attempts else None,
+            self.final_exception,
         )
+
+
+def make_event(
+    core: BaseClient,
+    call: Call,
+    started_at: datetime,
+    attempts: tuple[RequestAttempt, ...],
+    final_status_code: int | None,
+    final_exception: BaseException | None,
+    batch_size: int | None = None,
+) -> RequestEvent:
+    """The audit event of one logical call (`batch_size`: an auto-batched read's batch)."""
+    parts = urlsplit(call.url)
+    route = describe_path(call.method, parts.path, core._fhir_prefix)
+    # A credential-less call (a presigned URL) may be on another origin, and its query
+    # is a credential: the event names that origin and leaves the query out.
+    scheme, host, port = core._origin if call.credentials else origin_of(call.url)
+    query = parts.query if call.credentials else ""
+    return RequestEvent(
+        method=call.method,
+        origin=f"{scheme}://{host}:{port}",
+        path=parts.path,
+        path_template=route.template,
+        query_params=parse_qs(query, keep_blank_values=True) if query else None,
+        resource_type=route.resource_type,
+        resource_id=route.resource_id,
+        operation=route.operation,
+        action=route.action,
+        started_at=started_at,
+        ended_at=datetime.now(UTC),
+        attempts=attempts,
+        final_status_code=final_status_code,
+        final_exception=final_exception,
+        batch_size=batch_size,
+    )

@@ -34,9 +34,15 @@ def sync_client(client: MedplumClient) -> None:
     # Chains and anything unlisted go as (name, value) pairs.
     client.search_resources("Observation", [("subject:Patient.name", "Smith"), ("date", "ge2020")])
 
+    assert_type(
+        client.search_resource_pages("Patient", as_fhir=Patient, prefetch=False), Iterator[Patient]
+    )
+    assert_type(client.read_history_pages("Patient", "1", prefetch=False), Iterator[Any])
+
     client.read_resource("Patinet", "1")  # type: ignore[call-overload]
     client.search_resources("Patient", {"familly": "Smith"})  # type: ignore[call-overload]
     client.search_resources("Patient", {"code": "x"})  # type: ignore[call-overload]
+    MedplumClient(auto_batch_ms=10)  # type: ignore[call-arg]  # async client only
 
 
 async def async_client(client: AsyncMedplumClient) -> None:
@@ -51,8 +57,12 @@ async def async_client(client: AsyncMedplumClient) -> None:
         await client.search_one("Patient", {"identifier": "x|1"}, as_fhir=Patient), Patient | None
     )
     assert_type(client.search_resource_pages("Patient", as_fhir=Patient), AsyncIterator[Patient])
+    assert_type(
+        client.search_resource_pages("Patient", prefetch=False), AsyncIterator[dict[str, Any]]
+    )
     await client.search_resources("Patient", {"familly": "Smith"})  # type: ignore[call-overload]
     await client.read_resource("Patinet", "1")  # type: ignore[call-overload]
+    AsyncMedplumClient(auto_batch_ms=10)
 
 
 def models() -> None:

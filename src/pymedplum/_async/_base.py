@@ -15,7 +15,14 @@ from typing import Any, Self
 import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _binary, _core, _hooks, _security
+from pymedplum import (
+    _autobatch,  # async-only
+    _backend,
+    _binary,
+    _core,
+    _hooks,
+    _security,
+)
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
@@ -47,6 +54,7 @@ class AsyncClientBase(BaseClient):
         allow_insecure_http: bool = False,
         failed_refresh_cooldown: float = 1.0,
         default_on_behalf_of: str | None = None,
+        auto_batch_ms: float | None = None,  # async-only
     ) -> None:
         self._configure(
             base_url=base_url,
@@ -69,6 +77,9 @@ class AsyncClientBase(BaseClient):
             **self._default_http_options(timeout)
         )
         self._refresh_lock = _backend.AsyncLock()
+        self._batcher: _autobatch.ReadBatcher | None = None  # async-only
+        if auto_batch_ms:  # async-only
+            self._batcher = _autobatch.ReadBatcher(self, auto_batch_ms)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -85,6 +96,8 @@ class AsyncClientBase(BaseClient):
 
     async def aclose(self) -> None:
         """Close the connection pool (not a caller-supplied http_client)."""
+        if self._batcher is not None:  # async-only
+            await self._batcher.drain()  # the reads gathered so far go out first
         if self._owns_http:
             await self._http.aclose()
 
@@ -199,10 +212,14 @@ class AsyncClientBase(BaseClient):
         *,
         upload: UploadBody | None = None,
         stream: bool = False,
+        state: CallState | None = None,
     ) -> AsyncIterator[tuple[httpx.Response, CallState]]:
         """The attempts of one logical call; yields its final response (body unread when
-        `stream`), then fires on_request_complete once, after the caller's block."""
-        state = self._begin(call, on_behalf_of)
+        `stream`), then fires on_request_complete once, after the caller's block.
+
+        `state`: a call state made by the caller, who keeps it (auto-batching reads the
+        batch request's attempts from it)."""
+        state = state or self._begin(call, on_behalf_of)
         try:
             while True:
                 token = await self._bearer(state)
@@ -278,6 +295,12 @@ class AsyncClientBase(BaseClient):
 
     async def _json(self, call: Call, on_behalf_of: str | None) -> Any:
         return _core.parse_json(await self._send(call, on_behalf_of))
+
+    async def _read(self, call: Call, on_behalf_of: str | None) -> Any:
+        """A read's parsed JSON (on the async client, possibly gathered into a batch)."""
+        if self._batcher is not None:  # async-only
+            return await self._batcher.read(call, on_behalf_of)
+        return await self._json(call, on_behalf_of)
 
     async def _pages(
         self,

@@ -79,6 +79,7 @@ class AsyncMedplumClient(
         allow_insecure_http: permit plain http to a non-loopback host (logs a WARNING).
         failed_refresh_cooldown: seconds without refresh attempts after one fails.
         default_on_behalf_of: the ProjectMembership every request acts as by default.
+        auto_batch_ms: gather reads issued within this many ms into batches (async client only)
     """
 
     # ------------------------------------------------------------ create
@@ -200,7 +201,7 @@ class AsyncMedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(await self._read(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
 
     @overload
     async def vread_resource(
@@ -241,7 +242,7 @@ class AsyncMedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(await self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(await self._read(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 

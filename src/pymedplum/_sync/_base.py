@@ -16,7 +16,13 @@ from typing import Any, Self
 import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _binary, _core, _hooks, _security
+from pymedplum import (
+    _backend,
+    _binary,
+    _core,
+    _hooks,
+    _security,
+)
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
@@ -201,10 +207,14 @@ class ClientBase(BaseClient):
         *,
         upload: UploadBody | None = None,
         stream: bool = False,
+        state: CallState | None = None,
     ) -> Iterator[tuple[httpx.Response, CallState]]:
         """The attempts of one logical call; yields its final response (body unread when
-        `stream`), then fires on_request_complete once, after the caller's block."""
-        state = self._begin(call, on_behalf_of)
+        `stream`), then fires on_request_complete once, after the caller's block.
+
+        `state`: a call state made by the caller, who keeps it (auto-batching reads the
+        batch request's attempts from it)."""
+        state = state or self._begin(call, on_behalf_of)
         try:
             while True:
                 token = self._bearer(state)
@@ -276,6 +286,10 @@ class ClientBase(BaseClient):
 
     def _json(self, call: Call, on_behalf_of: str | None) -> Any:
         return _core.parse_json(self._send(call, on_behalf_of))
+
+    def _read(self, call: Call, on_behalf_of: str | None) -> Any:
+        """A read's parsed JSON (on the async client, possibly gathered into a batch)."""
+        return self._json(call, on_behalf_of)
 
     def _pages(
         self,

@@ -201,7 +201,7 @@ class MedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(self._read(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def vread_resource(
@@ -242,7 +242,7 @@ class MedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return _core.as_result(self._json(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
+        return _core.as_result(self._read(call, on_behalf_of), as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
