@@ -207,6 +207,9 @@ class ReadBatcher:
         self._queues: dict[str, list[_Waiting]] = {}  # by acting membership ("" for none)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self._reading = 0  # batchable reads not finished yet
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def read(self, call: Call, on_behalf_of: str | None) -> Any:
         """The read's JSON: from its batch entry, or from a plain GET when it goes alone."""
@@ -214,6 +217,17 @@ class ReadBatcher:
         if not is_batchable(call, client.fhir_base_url):
             return await client._json(call, on_behalf_of)
         acting = client._obo.resolve(on_behalf_of) or ""
+        self._reading += 1
+        self._idle.clear()
+        try:
+            return await self._batched(call, acting)
+        finally:
+            self._reading -= 1
+            if not self._reading:
+                self._idle.set()
+
+    async def _batched(self, call: Call, acting: str) -> Any:
+        client = self._client
         started_at = datetime.now(UTC)
         waiting = _Waiting(call, asyncio.get_running_loop().create_future())
         self._enqueue(acting, waiting)
@@ -234,11 +248,13 @@ class ReadBatcher:
         return answer.result.resource
 
     async def drain(self) -> None:
-        """Send every gathered read now and wait for the batches in flight."""
+        """Send every gathered read now; return when every read has its answer (a lone
+        read sent as a plain GET included)."""
         for acting in list(self._queues):
             self._flush(acting)
         while self._sending:
             await asyncio.wait(list(self._sending))
+        await self._idle.wait()
 
     # ------------------------------------------------------------ gathering
 

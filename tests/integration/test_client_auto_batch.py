@@ -254,6 +254,21 @@ def test_closing_the_client_sends_the_reads_still_gathering(
     assert sent(medplum) == [BATCH]
 
 
+def test_closing_the_client_lets_a_lone_gathered_read_finish(
+    medplum: LocalMedplumServer, batching: Callable[..., Run]
+) -> None:
+    (pid,) = create_patients(medplum, 1)
+
+    async def scenario(client: AsyncMedplumClient) -> Any:
+        read = asyncio.ensure_future(client.read_resource("Patient", pid))
+        await asyncio.sleep(0)  # gathered alone, the window still open
+        await client.aclose()
+        return await read
+
+    assert batching(auto_batch_ms=1000)(scenario)["id"] == pid
+    assert sent(medplum) == [("GET", f"/fhir/R4/Patient/{pid}")]
+
+
 def test_without_auto_batch_ms_every_read_is_its_own_get(
     medplum: LocalMedplumServer, batching: Callable[..., Run]
 ) -> None:
