@@ -9,6 +9,11 @@ and comments by word rules, so docstrings read right in both clients. Spans betw
 tokens are copied untouched, so layout is preserved. A rule that no file used fails
 the run: a stale rule means the source changed shape without the rules noticing.
 The result goes through `ruff format` (shorter names can let wrapped lines join).
+
+What only the async client has (auto-batching) is marked in the source and left out
+of the sync twin: a line ending with the comment `# async-only` is dropped, with the
+block it opens when it ends with `:`; a docstring line ending with `(async client only)`
+is dropped too.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ DROPPED = ("async", "await")
 NAME_RULES: dict[str, str] = {
     "AsyncMedplumClient": "MedplumClient",
     "AsyncClient": "Client",
+    "AsyncPrefetch": "SyncPrefetch",
     "async_sleep": "sync_sleep",
     "async_wait": "sync_wait",
     "ASYNC_WAIT_BLOCKS": "SYNC_WAIT_BLOCKS",
@@ -59,8 +65,14 @@ NAME_RULES: dict[str, str] = {
 ASYNC_CLASS_RULE = r"Async[A-Z]\w*"
 _ASYNC_CLASS = re.compile(ASYNC_CLASS_RULE + "$")
 
+# Lines of code, and of docstrings, that the sync twin leaves out.
+ASYNC_ONLY_RULE = "# async-only"
+_ASYNC_ONLY_LINE = re.compile(r"#\s*async-only\s*$")
+ASYNC_ONLY_TEXT = r"\n[^\n]*\(async client only\)[ \t]*(?=\n)"
+
 # Word rewrites inside strings and comments (docstrings, examples).
 TEXT_RULES: tuple[tuple[str, str], ...] = (
+    (ASYNC_ONLY_TEXT, ""),
     (r"\bawait ", ""),
     (r"\basync with\b", "with"),
     (r"\basync for\b", "for"),
@@ -81,8 +93,37 @@ def _rewrite_text(text: str, used: Counter[str]) -> str:
     return text
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def drop_async_only(source: str, used: Counter[str]) -> str:
+    """`source` without its lines marked `# async-only` (and the blocks they open)."""
+    lines = source.splitlines(keepends=True)
+    kept: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not _ASYNC_ONLY_LINE.search(line):
+            kept.append(line)
+            continue
+        used[ASYNC_ONLY_RULE] += 1
+        if line.split("#", 1)[0].rstrip().endswith(":"):
+            body_end = index
+            while body_end < len(lines) and (
+                not lines[body_end].strip() or _indent(lines[body_end]) > _indent(line)
+            ):
+                body_end += 1
+            while body_end > index and not lines[body_end - 1].strip():
+                body_end -= 1  # blank lines after the block belong to what follows
+            index = body_end
+    return "".join(kept)
+
+
 def unasync_source(source: str, used: Counter[str]) -> str:
     """The sync twin of one async module's source text."""
+    source = drop_async_only(source, used)
     lines = source.splitlines(keepends=True)
     starts = [0]
     for line in lines:
@@ -141,7 +182,7 @@ def render(repo_root: Path) -> dict[str, str]:
     unused = (
         [k for k in DROPPED if not used[k]]
         + [k for k in NAME_RULES if not used[k]]
-        + [k for k in (ASYNC_CLASS_RULE,) if not used[k]]
+        + [k for k in (ASYNC_CLASS_RULE, ASYNC_ONLY_RULE) if not used[k]]
         + [k for k, _ in TEXT_RULES if not used[k]]
     )
     if unused:

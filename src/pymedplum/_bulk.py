@@ -35,7 +35,7 @@ from pymedplum._convert import dict_to_model
 from pymedplum._core import _check_id
 from pymedplum._jobs import JobPoll
 from pymedplum._retry import parse_retry_after
-from pymedplum._security import Origin, require_same_origin
+from pymedplum._security import Origin, check_storage_url, require_same_origin
 from pymedplum.exceptions import MedplumError
 
 __all__ = [
@@ -219,7 +219,10 @@ class ExportManifest:
         return grouped
 
 
-def _files(entries: Any, what: str, origin: Origin) -> tuple[ExportFile, ...]:
+def _files(
+    entries: Any, what: str, origin: Origin | None, allow_insecure_http: bool
+) -> tuple[ExportFile, ...]:
+    """The files of one manifest list; `origin` None: URLs fetched without credentials."""
     if entries is None:
         return ()
     if not isinstance(entries, list):
@@ -234,7 +237,11 @@ def _files(entries: Any, what: str, origin: Origin) -> tuple[ExportFile, ...]:
             raise MedplumError(f"bulk export: {what}[{index}].type is not a resource type")
         if not isinstance(url, str) or "://" not in url:
             raise MedplumError(f"bulk export: {what}[{index}].url is not an absolute URL")
-        require_same_origin(url, origin, f"bulk export {what}[{index}].url")
+        where = f"bulk export {what}[{index}].url"
+        if origin is not None:
+            require_same_origin(url, origin, where)
+        else:
+            check_storage_url(url, allow_insecure_http=allow_insecure_http, what=where)
         number = seen.get(resource_type, 0)
         seen[resource_type] = number + 1
         count = entry.get("count")
@@ -251,21 +258,31 @@ def _files(entries: Any, what: str, origin: Origin) -> tuple[ExportFile, ...]:
     return tuple(files)
 
 
-def parse_manifest(data: Any, status_url: str, origin: Origin) -> ExportManifest:
-    """Check a completed export's manifest; every file URL must be on the client's origin
-    (the client sends its token there), else UnsafeRedirectError naming the origin."""
+def parse_manifest(
+    data: Any, status_url: str, origin: Origin, *, allow_insecure_http: bool = False
+) -> ExportManifest:
+    """Check a completed export's manifest before any download.
+
+    With `requiresAccessToken: false` (what Medplum sends: presigned storage URLs), files
+    are fetched without credentials, from any https origin (plain http only to a loopback
+    host or with `allow_insecure_http`), else InsecureTransportError. Otherwise (true, or
+    missing) the client sends its token, so every file URL must be on its origin, else
+    UnsafeRedirectError naming the origin.
+    """
     if not isinstance(data, dict):
         raise MedplumError("bulk export: the manifest is not a JSON object")
     transaction_time = data.get("transactionTime")
     request = data.get("request")
+    requires_token = data.get("requiresAccessToken") is not False
+    checked = origin if requires_token else None
     return ExportManifest(
         status_url=status_url,
         transaction_time=transaction_time if isinstance(transaction_time, str) else "",
         request=request if isinstance(request, str) else "",
-        requires_access_token=data.get("requiresAccessToken") is not False,
-        output=_files(data.get("output"), "output", origin),
-        error=_files(data.get("error"), "error", origin),
-        deleted=_files(data.get("deleted"), "deleted", origin),
+        requires_access_token=requires_token,
+        output=_files(data.get("output"), "output", checked, allow_insecure_http),
+        error=_files(data.get("error"), "error", checked, allow_insecure_http),
+        deleted=_files(data.get("deleted"), "deleted", checked, allow_insecure_http),
     )
 
 

@@ -63,6 +63,8 @@ __all__ = [
     "encode_query",
     "describe_path",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "error_from_status",
+    "make_event",
 ]
 
 logger = logging.getLogger("pymedplum")
@@ -78,6 +80,8 @@ JSON_PATCH = "application/json-patch+json"
 #: The largest response body the client reads by default (`max_response_bytes`): 64 MiB.
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 _BASE_HEADERS = {"Accept": FHIR_JSON}
+# What a credential-less call never sends, whoever adds it (cookies: the httpx client's jar).
+_CREDENTIAL_HEADERS = ("authorization", "cookie", OBO_HEADER)
 # `\Z`, not `$`: `$` also matches before a final line break ("abc\n").
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}\Z")
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}\Z")
@@ -106,7 +110,12 @@ class UpdateResult:
 
 @dataclass(slots=True)
 class Call:
-    """One logical request, before credentials: what every wire attempt sends."""
+    """One logical request, before credentials: what every wire attempt sends.
+
+    `credentials=False` sends it with no bearer token, no on-behalf-of header, no cookies
+    and no auth of the httpx client: a presigned storage URL, which may be on another
+    origin (its builder checks it; see `_security.check_storage_url`).
+    """
 
     method: str
     url: str
@@ -114,6 +123,7 @@ class Call:
     content: bytes | None = None
     json_body: Any = None
     replay_safe: bool = True
+    credentials: bool = True
 
 
 # ---------------------------------------------------------------- building requests
@@ -294,6 +304,11 @@ def apply_mutator(
     if desired.get("resourceType") != resource_type or desired.get("id") != resource_id:
         raise ValueError("update_with_retry: the mutator must not change resourceType or id")
     return desired
+
+
+def send_auth(call: Call) -> httpx.Auth | httpx._client.UseClientDefault | None:
+    """The `auth` of `httpx` send(): none at all for a credential-less call."""
+    return httpx.USE_CLIENT_DEFAULT if call.credentials else None
 
 
 def page_resources(bundle: Any, as_fhir: type[M] | None) -> list[Any]:
@@ -532,20 +547,39 @@ def error_from_response(
     response: httpx.Response, method: str, path_template: str, *, replay_refused: bool
 ) -> OperationOutcomeError:
     """The exception for an error response; `replay_refused` marks a write not replayed."""
-    status = response.status_code
-    content = response.content
+    return error_from_status(
+        response.status_code,
+        response.headers,
+        response.content,
+        method,
+        path_template,
+        replay_refused=replay_refused,
+    )
+
+
+def error_from_status(
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    method: str,
+    path_template: str,
+    *,
+    replay_refused: bool = False,
+) -> OperationOutcomeError:
+    """The exception for an error status and body (an HTTP answer, or a batch entry's
+    `response.status` with its `outcome`): the same class for the same status."""
     outcome = _outcome_of(content)
     kw: dict[str, Any] = {
         "status_code": status,
         "outcome": outcome,
-        "response": ErrorResponse(status, response.headers, content),
+        "response": ErrorResponse(status, headers, content),
         "method": method,
         "path_template": path_template,
     }
     if status == 400:
         return (ValidationError if outcome is not None else BadRequestError)(**kw)
     if status == 429:
-        return RateLimitError(retry_after=_retry.server_delay(response.headers), **kw)
+        return RateLimitError(retry_after=_retry.server_delay(headers), **kw)
     if status >= 500:
         if replay_refused:
             message = (
@@ -612,6 +646,7 @@ class BaseClient:
         self.fhir_base_url = self.base_url + fhir_url_path.strip("/") + "/"
         self.project_id = project_id
         self._origin = origin_of(self.base_url)
+        self._allow_insecure_http = allow_insecure_http
         self._fhir_prefix = urlsplit(self.fhir_base_url).path
         self._token = TokenState(
             token_url=self.base_url + "oauth2/token",
@@ -837,12 +872,12 @@ class BaseClient:
                     "memberships: give one of them"
                 )
             on_behalf_of = from_header
-            call = Call(
-                call.method, call.url, headers, call.content, call.json_body, call.replay_safe
-            )
+            call = replace(call, headers=headers)
         return call, self._obo.resolve(on_behalf_of)
 
     def _begin(self, call: Call, on_behalf_of: str | None) -> CallState:
+        if not call.credentials:  # a presigned URL: no identity at all
+            return CallState(self, call, None)
         call, acting = self._acting(call, on_behalf_of)
         return CallState(self, call, acting)
 
@@ -851,7 +886,9 @@ class BaseClient:
 
     def _apply_hook_result(self, call: Call, original: PreparedRequest, returned: object) -> Call:
         """The call to send after a before_request hook (the original when it was refused)."""
-        request = _hooks.sanitize(original, returned, self._origin)
+        # A credential-less call may leave the client's origin, never the one it was built for.
+        origin = self._origin if call.credentials else origin_of(call.url)
+        request = _hooks.sanitize(original, returned, origin)
         if request is None:
             return call
         content = call.content
@@ -864,6 +901,7 @@ class BaseClient:
             content,
             request.json_body,
             call.replay_safe,
+            call.credentials,
         )
 
     def _token_transport_error(self, exc: httpx.RequestError) -> NetworkError:
@@ -939,7 +977,11 @@ class CallState:
             self.attempt_started_at = datetime.now(UTC)
         self.attempt_started = time.perf_counter()
         self.body_bytes = 0
-        return http.build_request(call.method, call.url, headers=headers, content=call.content)
+        request = http.build_request(call.method, call.url, headers=headers, content=call.content)
+        if not call.credentials:  # nothing the httpx client adds on its own either
+            for name in _CREDENTIAL_HEADERS:
+                request.headers.pop(name, None)
+        return request
 
     def attempt_timeout(self, streamed: bool) -> float | None:
         """Seconds the next attempt may take in all (None: no bound). A streamed upload or
@@ -1050,7 +1092,12 @@ class CallState:
             self.response = response
             self._record(status, None, None)
             return None
-        if status == 401 and self.core._token.can_refresh and not self.refreshed:
+        if (
+            status == 401
+            and self.call.credentials
+            and self.core._token.can_refresh
+            and not self.refreshed
+        ):
             self.refreshed = self.force_refresh = True  # one forced refresh, one replay
             self._record(status, None, 0.0)
             return 0.0
@@ -1115,23 +1162,46 @@ class CallState:
         """The audit event of the finished call, or None when no hook wants one."""
         if self.attempts is None or self.started_at is None:
             return None
-        call = self.call
-        parts = urlsplit(call.url)
-        route = describe_path(call.method, parts.path, self.core._fhir_prefix)
-        scheme, host, port = self.core._origin
-        return RequestEvent(
-            method=call.method,
-            origin=f"{scheme}://{host}:{port}",
-            path=parts.path,
-            path_template=route.template,
-            query_params=parse_qs(parts.query, keep_blank_values=True) if parts.query else None,
-            resource_type=route.resource_type,
-            resource_id=route.resource_id,
-            operation=route.operation,
-            action=route.action,
-            started_at=self.started_at,
-            ended_at=datetime.now(UTC),
-            attempts=tuple(self.attempts),
-            final_status_code=self.attempts[-1].status_code if self.attempts else None,
-            final_exception=self.final_exception,
+        return make_event(
+            self.core,
+            self.call,
+            self.started_at,
+            tuple(self.attempts),
+            self.attempts[-1].status_code if self.attempts else None,
+            self.final_exception,
         )
+
+
+def make_event(
+    core: BaseClient,
+    call: Call,
+    started_at: datetime,
+    attempts: tuple[RequestAttempt, ...],
+    final_status_code: int | None,
+    final_exception: BaseException | None,
+    batch_size: int | None = None,
+) -> RequestEvent:
+    """The audit event of one logical call (`batch_size`: an auto-batched read's batch)."""
+    parts = urlsplit(call.url)
+    route = describe_path(call.method, parts.path, core._fhir_prefix)
+    # A credential-less call (a presigned URL) may be on another origin, and its query
+    # is a credential: the event names that origin and leaves the query out.
+    scheme, host, port = core._origin if call.credentials else origin_of(call.url)
+    query = parts.query if call.credentials else ""
+    return RequestEvent(
+        method=call.method,
+        origin=f"{scheme}://{host}:{port}",
+        path=parts.path,
+        path_template=route.template,
+        query_params=parse_qs(query, keep_blank_values=True) if query else None,
+        resource_type=route.resource_type,
+        resource_id=route.resource_id,
+        operation=route.operation,
+        action=route.action,
+        started_at=started_at,
+        ended_at=datetime.now(UTC),
+        attempts=attempts,
+        final_status_code=final_status_code,
+        final_exception=final_exception,
+        batch_size=batch_size,
+    )

@@ -30,6 +30,7 @@ __all__ = [
     "parse_rate_limit",
     "server_delay",
     "delay_after_status",
+    "is_retried_status",
     "delay_after_transport_error",
     "was_sent",
     "is_replay_safe",
@@ -133,6 +134,12 @@ def server_delay(headers: Mapping[str, str], now: float | None = None) -> float 
     if delay is None:
         delay = parse_rate_limit(headers.get("ratelimit"))
     return delay
+
+
+def is_retried_status(status: int, *, replay_safe: bool) -> bool:
+    """Whether a call answered `status` is retried (while retries are left): the statuses
+    `delay_after_status` waits after."""
+    return status == 429 or (status in AMBIGUOUS_STATUSES and replay_safe)
 
 
 def delay_after_status(

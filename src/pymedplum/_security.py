@@ -21,6 +21,7 @@ __all__ = [
     "default_ssl_context",
     "origin_of",
     "require_same_origin",
+    "check_storage_url",
 ]
 
 logger = logging.getLogger("pymedplum")
@@ -121,6 +122,27 @@ def require_same_origin(url: str, expected: Origin, what: str) -> None:
         raise UnsafeRedirectError(
             f"{what} points at {_origin_text(found)}, not the client's origin "
             f"{_origin_text(expected)}; refusing to send credentials there"
+        )
+
+
+def check_storage_url(url: str, *, allow_insecure_http: bool, what: str) -> None:
+    """Refuse a URL the client may fetch WITHOUT credentials (a presigned storage URL, on
+    any origin) unless it is https, or http to a loopback host or with
+    `allow_insecure_http`; and unless it carries no user info (httpx would send it as
+    Basic auth). The message names the scheme and host only: the URL's query is a
+    credential.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        raise InsecureTransportError(f"{what} is not an absolute http(s) URL")
+    if parts.username or parts.password:
+        raise InsecureTransportError(f"{what} carries user credentials; refusing it")
+    if scheme == "http" and not _is_loopback(host) and not allow_insecure_http:
+        raise InsecureTransportError(
+            f"{what} is plain http to {host}: refusing it (https, a loopback host, or "
+            "allow_insecure_http=True)"
         )
 
 

@@ -137,8 +137,12 @@ class RequestEvent:
         action: what the call did to FHIR data (`read`, `search`, ...), None outside FHIR.
         started_at, ended_at: UTC times the logical call began and finished.
         attempts: one RequestAttempt per wire attempt, in order.
-        final_status_code: the last attempt's status, or None.
+        final_status_code: the last attempt's status, or None. For an auto-batched read,
+            its own status: its batch entry's `response.status`.
         final_exception: the exception the caller received, or None.
+        batch_size: for a read that `AsyncMedplumClient(auto_batch_ms=...)` sent inside a
+            batch Bundle, how many reads that batch held (its `attempts` are the batch
+            request's); None for a call that went out on its own.
     """
 
     method: str
@@ -156,6 +160,7 @@ class RequestEvent:
     final_status_code: int | None
     final_exception: BaseException | None = None
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    batch_size: int | None = None
 
     @property
     def outcome(self) -> RequestOutcome:
@@ -195,6 +200,7 @@ class RequestEvent:
             "final_exception": (
                 serialize_exception(self.final_exception) if self.final_exception else None
             ),
+            "batch_size": self.batch_size,
         }
 
     def to_phi_audit_dict(self, *, include_query_params: bool = False) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pymedplum import MedplumClient, ServerError
+from pymedplum import MedplumClient, ServerError, UnsafeRedirectError
 from pymedplum.bulk import STATE_FILE, BulkExportProgress
 from pymedplum.fhir import Observation, Patient
 from tests.integration.conftest_clients import Driver
@@ -223,9 +223,62 @@ def test_every_export_request_acts_as_one_membership(
     alice = medplum.practitioners["alice"].membership
     export = client.bulk_export("Patient", poll_interval=0.05, on_behalf_of=alice)
     client.run(export.resources())
-    sent = [r for r in medplum.requests() if "export" in r["path"] or "/storage/" in r["path"]]
-    assert len(sent) >= 3
+    sent = [r for r in medplum.requests() if "export" in r["path"]]
+    assert len(sent) >= 2  # the kickoff and the polls
     assert {r["on_behalf_of"] for r in sent} == {alice}
+    # The presigned downloads (requiresAccessToken: false) carry no identity at all.
+    downloads = storage_requests(medplum)
+    assert downloads and {r["on_behalf_of"] for r in downloads} == {None}
+
+
+# ---------------------------------------------------------------- where files are fetched from
+
+
+def test_presigned_files_on_another_origin_are_fetched_without_credentials(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    ids = seed(client)
+    storage = medplum.set_storage(separate_origin=True)["storage_base_url"]
+    api_host = medplum.base_url.removeprefix("http://")
+    assert not storage.startswith(medplum.base_url)  # another port: another origin
+    client.client._http.cookies.set("session", "from-the-api")
+    alice = medplum.practitioners["alice"].membership
+    export = client.bulk_export(["Patient"], poll_interval=0.05, on_behalf_of=alice)
+    assert all(f.url.startswith(storage) for f in export.files)
+    assert ids_by_type(client.run(export.resources())) == {"Patient": ids["Patient"]}
+    downloads = storage_requests(medplum)
+    assert downloads and all(r["host"] != api_host for r in downloads)
+    for sent in downloads:
+        assert (sent["authorization"], sent["on_behalf_of"], sent["cookie"]) == (False, None, False)
+    kickoff = next(r for r in medplum.requests() if r["path"].endswith("$export"))
+    assert (kickoff["authorization"], kickoff["on_behalf_of"], kickoff["cookie"]) == (
+        True,
+        alice,
+        True,
+    )
+
+
+def test_files_that_require_the_token_are_fetched_with_it_from_the_api_origin(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    seed(client, patients=1)
+    medplum.set_storage(requires_access_token=True)
+    alice = medplum.practitioners["alice"].membership
+    export = client.bulk_export("Patient", poll_interval=0.05, on_behalf_of=alice)
+    assert export.manifest.requires_access_token
+    assert len(client.run(export.resources())) == 1
+    downloads = storage_requests(medplum)
+    assert downloads and all(r["authorization"] and r["on_behalf_of"] == alice for r in downloads)
+
+
+def test_files_that_require_the_token_on_another_origin_are_refused(
+    client: Driver, medplum: LocalMedplumServer
+) -> None:
+    seed(client, patients=1)
+    medplum.set_storage(separate_origin=True, requires_access_token=True)
+    with pytest.raises(UnsafeRedirectError):
+        client.bulk_export("Patient", poll_interval=0.05)
+    assert storage_requests(medplum) == []
 
 
 def test_streaming_100000_resources_keeps_memory_flat(medplum: LocalMedplumServer) -> None:

@@ -857,6 +857,34 @@ function tokenStatus() {
   };
 }
 
+function storageSettings() {
+  return {
+    storage_base_url: `${state.storageOrigin ?? state.baseUrl}/storage/`,
+    requires_access_token: state.exportRequiresAccessToken,
+  };
+}
+
+let storageServer;
+
+/** The origin of a second listener (127.0.0.1, its own port) serving only /storage/. */
+async function storageListener() {
+  if (!storageServer) {
+    storageServer = http.createServer((req, res) => {
+      const { pathname } = new URL(req.url, 'http://127.0.0.1');
+      if (!pathname.startsWith('/storage/')) {
+        send(res, outcomeResponse(notFound));
+        return;
+      }
+      dispatch(req, res).catch((err) => {
+        process.stderr.write(`medplum test storage: ${err?.stack ?? err}\n`);
+        res.destroy();
+      });
+    });
+    await new Promise((resolve) => storageServer.listen(0, '127.0.0.1', resolve));
+  }
+  return `http://127.0.0.1:${storageServer.address().port}`;
+}
+
 async function handleControl(req, url, body) {
   const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
   let spec = {};
@@ -996,6 +1024,18 @@ async function handleControl(req, url, body) {
         }
         return jsonResponse(200, { created: count });
       }
+      case 'GET /__test__/storage':
+        return jsonResponse(200, storageSettings());
+      case 'POST /__test__/storage': {
+        // Presigned URLs on a second loopback origin, as hosted Medplum's storage.medplum.com.
+        if (spec.separate_origin !== undefined) {
+          state.storageOrigin = spec.separate_origin ? await storageListener() : null;
+        }
+        if (spec.requires_access_token !== undefined) {
+          state.exportRequiresAccessToken = Boolean(spec.requires_access_token);
+        }
+        return jsonResponse(200, storageSettings());
+      }
       case 'POST /__test__/tokens/expire':
       case 'POST /__test__/tokens/revoke':
         state.tokens.clear();
@@ -1036,7 +1076,9 @@ async function dispatch(req, res) {
     path: url.pathname,
     query: queryDict(url.searchParams),
     on_behalf_of: typeof obo === 'string' ? obo : null,
+    host: req.headers.host ?? null,
     authorization: Boolean(authorization),
+    cookie: Boolean(req.headers.cookie),
     auth_scheme: authorization ? authorization.split(' ')[0] : null,
     if_match: req.headers['if-match'] ?? null,
     if_none_exist: req.headers['if-none-exist'] ?? null,
@@ -1121,6 +1163,8 @@ async function main() {
   const stop = () => {
     server.close();
     server.closeAllConnections?.();
+    storageServer?.close();
+    storageServer?.closeAllConnections?.();
     process.exit(0);
   };
   process.on('SIGTERM', stop);

@@ -302,7 +302,8 @@ class LocalMedplumServer:
 
         Each entry has ``method``, ``path``, ``query`` (name -> values), ``on_behalf_of`` (the
         header as sent), ``acting_membership``, ``client_membership``, ``client_id``,
-        ``authorization`` (bool), ``auth_scheme``, ``if_match``, ``if_none_exist``,
+        ``host`` (the Host header), ``authorization`` and ``cookie`` (bools), ``auth_scheme``,
+        ``if_match``, ``if_none_exist``,
         ``status`` (None when the connection was dropped first) and ``fault``.
         """
         return list(self._call("GET", "/__test__/requests")["requests"])
@@ -426,6 +427,26 @@ class LocalMedplumServer:
     def generate_patients(self, count: int) -> None:
         """Store `count` small Patients at once (for large exports), as the seed is stored."""
         self._call("POST", "/__test__/generate", {"count": count})
+
+    def set_storage(
+        self, *, separate_origin: bool | None = None, requires_access_token: bool | None = None
+    ) -> dict[str, Any]:
+        """Where presigned URLs point and what export manifests say (until reset).
+
+        ``separate_origin=True``: a second listener on 127.0.0.1 (its own port, so another
+        origin) serves ``/storage/``, as hosted Medplum's storage.medplum.com; its requests
+        are logged with the others (``host`` tells them apart). ``requires_access_token``:
+        the manifests' ``requiresAccessToken`` (Medplum always sends false).
+        """
+        spec = {
+            k: v
+            for k, v in {
+                "separate_origin": separate_origin,
+                "requires_access_token": requires_access_token,
+            }.items()
+            if v is not None
+        }
+        return dict(self._call("POST", "/__test__/storage", spec))
 
     def set_rate_limit(
         self,

@@ -65,6 +65,12 @@ def sync_client(client: MedplumClient) -> None:
     client.search(Patient, {}, on_behalf="x")  # type: ignore[call-arg]
     client.search(HumanName, {"family": "Smith"})  # type: ignore[arg-type]
 
+    assert_type(
+        client.search_resource_pages("Patient", as_fhir=Patient, prefetch=False), Iterator[Patient]
+    )
+    assert_type(client.read_history_pages("Patient", "1", prefetch=False), Iterator[Any])
+    MedplumClient(auto_batch_ms=10)  # type: ignore[call-arg]  # async client only
+
 
 async def async_client(client: AsyncMedplumClient) -> None:
     assert_type(await client.read_resource("Patient", "1"), dict[str, Any])
@@ -80,7 +86,11 @@ async def async_client(client: AsyncMedplumClient) -> None:
     assert_type(client.search_resource_pages("Patient", as_fhir=Patient), AsyncIterator[Patient])
     assert_type(await client.search(Patient, {"family": "Smith"}), FHIRBundle[Patient])
     await client.search(Patient, {"familly": "Smith"})  # type: ignore[typeddict-unknown-key]
+    assert_type(
+        client.search_resource_pages("Patient", prefetch=False), AsyncIterator[dict[str, Any]]
+    )
     await client.read_resource("Patinet", "1")  # type: ignore[call-overload]
+    AsyncMedplumClient(auto_batch_ms=10)
 
 
 def models() -> None:

@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from pymedplum import MedplumError, UnsafeRedirectError, _backend, _bulk
+from pymedplum import (
+    AuthenticationError,
+    InsecureTransportError,
+    MedplumError,
+    OperationOutcomeError,
+    UnsafeRedirectError,
+    _backend,
+    _bulk,
+)
 from pymedplum.bulk import STATE_FILE, BulkExportProgress
 
 from .conftest import BASE, Driver, FakeMedplum, header, query
@@ -40,12 +48,14 @@ def accepted(location: str = STATUS_URL) -> httpx.Response:
     return httpx.Response(202, json=outcome, headers={"Content-Location": location})
 
 
-def manifest(*outputs: tuple[str, str]) -> httpx.Response:
+def manifest(
+    *outputs: tuple[str, str], requires_token: bool = False, base: str = BASE
+) -> httpx.Response:
     body = {
         "transactionTime": "2026-01-02T03:04:05.678Z",
         "request": BASE + "fhir/R4/$export",
-        "requiresAccessToken": False,
-        "output": [{"type": t, "url": BASE + p.lstrip("/") + "?Signature=s"} for t, p in outputs],
+        "requiresAccessToken": requires_token,
+        "output": [{"type": t, "url": base + p.lstrip("/") + "?Signature=s"} for t, p in outputs],
         "error": [],
         "deleted": [],
     }
@@ -225,7 +235,7 @@ def test_an_output_url_on_another_origin_is_refused_before_download(
 # ---------------------------------------------------------------- reading
 
 
-def test_resources_stream_every_file_as_dicts_with_the_token(
+def test_resources_stream_every_file_as_dicts(
     make: Callable[..., Driver], fake: FakeMedplum
 ) -> None:
     script_export(fake)
@@ -235,7 +245,139 @@ def test_resources_stream_every_file_as_dicts_with_the_token(
     assert [r["id"] for r in resources] == ["p0", "p1", "p2", "o1"]
     storage = [r for r in fake.api_requests if r.url.path.startswith("/storage/")]
     assert [header(r, "accept") for r in storage] == ["application/fhir+ndjson"] * 2
-    assert all(header(r, "authorization") == "Bearer tok-1" for r in storage)
+
+
+# ---------------------------------------------------------------- credentials of downloads
+
+STORAGE = "https://storage.medplum.test/"
+MEMBER = "ProjectMembership/m-1"
+
+
+def script_storage_export(fake: FakeMedplum, *, requires_token: bool, base: str) -> None:
+    fake.script("GET", "/fhir/R4/$export", accepted())
+    fake.script(
+        "GET", STATUS, manifest(("Patient", PATIENTS), requires_token=requires_token, base=base)
+    )
+    fake.script("GET", PATIENTS, httpx.Response(200, content=ndjson(PATIENT_LINES)))
+
+
+def downloads(fake: FakeMedplum) -> list[httpx.Request]:
+    return [r for r in fake.api_requests if r.url.path == PATIENTS]
+
+
+def test_presigned_files_on_another_origin_are_fetched_without_any_credential(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    events: list[Any] = []
+    prepared: list[Any] = []
+    script_storage_export(fake, requires_token=False, base=STORAGE)
+    driver = make(
+        default_on_behalf_of=MEMBER,
+        before_request=prepared.append,
+        on_request_complete=events.append,
+    )
+    driver.client._http.cookies.set("session", "secret-cookie")
+    export = driver.bulk_export()
+    assert [r["id"] for r in driver.run(export.resources())] == ["p0", "p1", "p2"]
+    (download,) = downloads(fake)
+    assert download.url.host == "storage.medplum.test"
+    for name in ("authorization", "x-medplum-on-behalf-of", "cookie"):
+        assert header(download, name) is None, name
+    kickoff = fake.api_requests[0]  # the API calls still carry all of them
+    assert header(kickoff, "authorization") == "Bearer tok-1"
+    assert header(kickoff, "x-medplum-on-behalf-of") == MEMBER
+    # The hooks still see the download, and its event names the storage origin, no query.
+    assert [p.url.split("?")[0] for p in prepared][-1] == STORAGE + PATIENTS.lstrip("/")
+    event = events[-1]
+    assert event.origin == "https://storage.medplum.test:443"
+    assert event.path == PATIENTS and event.query_params is None
+    assert event.on_behalf_of is None and event.outcome == "success"
+
+
+def test_files_that_require_the_token_get_it_and_the_membership(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    script_storage_export(fake, requires_token=True, base=BASE)
+    driver = make(default_on_behalf_of=MEMBER)
+    driver.run(driver.bulk_export().resources())
+    (download,) = downloads(fake)
+    assert header(download, "authorization") == "Bearer tok-1"
+    assert header(download, "x-medplum-on-behalf-of") == MEMBER
+
+
+def test_files_that_require_the_token_must_be_on_the_clients_origin(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    script_storage_export(fake, requires_token=True, base=STORAGE)
+    with pytest.raises(UnsafeRedirectError):
+        make().bulk_export()
+    assert downloads(fake) == []
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "http://storage.medplum.test/",  # plain http, not loopback
+        "https://user:pw@storage.medplum.test/",  # httpx would send it as Basic auth
+        "ftp://storage.medplum.test/",
+    ],
+)
+def test_an_unsafe_presigned_url_is_refused_before_any_download(
+    make: Callable[..., Driver], fake: FakeMedplum, base: str
+) -> None:
+    script_storage_export(fake, requires_token=False, base=base)
+    with pytest.raises(InsecureTransportError) as caught:
+        make().bulk_export()
+    assert "Signature" not in str(caught.value) and "pw" not in str(caught.value)
+    assert downloads(fake) == []
+
+
+def test_plain_http_storage_is_allowed_on_loopback_or_with_allow_insecure_http(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    script_storage_export(fake, requires_token=False, base="http://127.0.0.1:9/")
+    driver = make()
+    assert len(driver.run(driver.bulk_export().resources())) == 3
+    script_storage_export(fake, requires_token=False, base="http://storage.medplum.test/")
+    driver = make(allow_insecure_http=True)
+    assert len(driver.run(driver.bulk_export().resources())) == 3
+
+
+def test_a_presigned_download_never_follows_a_redirect_nor_refreshes_a_token(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    fake.script("GET", "/fhir/R4/$export", accepted())
+    fake.script("GET", STATUS, manifest(("Patient", PATIENTS), base=STORAGE))
+    moved = httpx.Response(302, headers={"Location": "https://elsewhere.test/x"})
+    fake.script("GET", PATIENTS, moved, httpx.Response(401))
+    driver = make()
+    export = driver.bulk_export()
+    with pytest.raises(OperationOutcomeError, match="redirected"):
+        driver.run(export.resources())
+    with pytest.raises(AuthenticationError):
+        driver.run(export.resources())
+    assert len(fake.token_requests) == 1  # the 401 of storage asked for no new token
+    assert [r.url.host for r in fake.api_requests].count("elsewhere.test") == 0
+
+
+def test_a_hook_cannot_add_credentials_to_a_presigned_download_or_move_it(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum.hooks import PreparedRequest
+
+    def meddle(request: PreparedRequest) -> PreparedRequest:
+        if "storage" not in request.url:
+            return request
+        return request.replace(
+            headers={**request.headers, "Authorization": "Bearer stolen", "X-Trace": "1"}
+        )
+
+    script_storage_export(fake, requires_token=False, base=STORAGE)
+    driver = make(before_request=meddle)
+    driver.run(driver.bulk_export().resources())
+    (download,) = downloads(fake)
+    assert header(download, "authorization") is None
+    assert header(download, "x-trace") == "1"  # the rest of the change is kept
 
 
 def test_resources_of_one_type_as_models(make: Callable[..., Driver], fake: FakeMedplum) -> None:
@@ -425,3 +567,30 @@ def test_each_file_read_is_one_audit_event_even_when_the_reader_stops_early(
     assert [(e.path, e.final_status_code, e.final_exception) for e in events] == [
         (PATIENTS, 200, None)
     ]
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_the_auth_of_a_callers_httpx_client_is_not_sent_to_storage(
+    fake: FakeMedplum, flavour: str
+) -> None:
+    from pymedplum import AsyncMedplumClient, MedplumClient
+
+    script_storage_export(fake, requires_token=False, base=STORAGE)
+    gateway = httpx.BasicAuth("gateway", "key")
+    transport = httpx.MockTransport(fake.handle)
+    kw: dict[str, Any] = {"client_id": "cid", "client_secret": "secret"}
+    if flavour == "sync":
+        client: Any = MedplumClient(
+            BASE, http_client=httpx.Client(transport=transport, auth=gateway), **kw
+        )
+    else:
+        client = AsyncMedplumClient(
+            BASE, http_client=httpx.AsyncClient(transport=transport, auth=gateway), **kw
+        )
+    driver = Driver(client)
+    try:
+        driver.run(driver.bulk_export().resources())
+    finally:
+        driver.close()
+    (download,) = downloads(fake)
+    assert header(download, "authorization") is None

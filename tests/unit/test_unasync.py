@@ -78,3 +78,45 @@ def test_command_line_check_passes() -> None:
         [sys.executable, "-m", "codegen.unasync", "--check"], cwd=ROOT, capture_output=True
     )
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_async_only_lines_blocks_and_docstring_lines_are_left_out_of_the_sync_twin() -> None:
+    source = (
+        "class C:\n"
+        '    """Args:\n'
+        "        a: kept.\n"
+        "        b: gathered reads (async client only)\n"
+        '    """\n'
+        "\n"
+        "    def __init__(self, a: int, b: int = 0) -> None:  # async-only\n"
+        "        self.b = b\n"
+        "\n"
+        "    def __init__(self, a: int) -> None:\n"
+        "        self.a = a\n"
+        "        if self.a:  # async-only\n"
+        "            self.x = 1\n"
+        "\n"
+        "            self.y = 2\n"
+        "        self.z = 3\n"
+        "\n"
+        "    async def f(self) -> None:\n"
+        "        await g()  # async-only\n"
+        "        await h()\n"
+    )
+    used: Counter[str] = Counter()
+    assert unasync.unasync_source(source, used) == (
+        "class C:\n"
+        '    """Args:\n'
+        "        a: kept.\n"
+        '    """\n'
+        "\n"
+        "\n"  # the blank lines around a dropped block stay (ruff format tidies them)
+        "    def __init__(self, a: int) -> None:\n"
+        "        self.a = a\n"
+        "        self.z = 3\n"
+        "\n"
+        "    def f(self) -> None:\n"
+        "        h()\n"
+    )
+    assert used[unasync.ASYNC_ONLY_RULE] == 3
+    assert used[unasync.ASYNC_ONLY_TEXT] == 1

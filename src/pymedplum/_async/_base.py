@@ -16,7 +16,14 @@ from typing import Any, Self, TypeVar, overload
 import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _binary, _core, _hooks, _security
+from pymedplum import (
+    _autobatch,  # async-only
+    _backend,
+    _binary,
+    _core,
+    _hooks,
+    _security,
+)
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
@@ -54,6 +61,7 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
         max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
+        auto_batch_ms: float | None = None,  # async-only
     ) -> None:
         # Redacted first thing, so that no traceback through this frame shows them.
         client_secret = RedactedStr.wrap(client_secret)
@@ -81,6 +89,9 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         self._http: httpx.AsyncClient = http_client or _backend.new_async_http_client(
             {"verify": _security.default_ssl_context(), **self._default_http_options(timeout)}
         )
+        self._batcher: _autobatch.ReadBatcher | None = None  # async-only
+        if auto_batch_ms:  # async-only
+            self._batcher = _autobatch.ReadBatcher(self, auto_batch_ms)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -97,6 +108,8 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
 
     async def aclose(self) -> None:
         """Close the connection pool (not a caller-supplied http_client)."""
+        if self._batcher is not None:  # async-only
+            await self._batcher.drain()  # the reads gathered so far go out first
         if self._owns_http:
             await self._http.aclose()
 
@@ -169,7 +182,10 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
 
         Every client logging in with the same credentials shares the cache and the flight
         (pymedplum._token_cache): one caller leads the refresh, the others wait for it.
+        A credential-less call (a presigned URL) gets none.
         """
+        if not state.call.credentials:
+            return None
         tokens = self._token
         force = state.force_refresh
         while True:
@@ -312,10 +328,14 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         *,
         upload: UploadBody | None = None,
         stream: bool = False,
+        state: CallState | None = None,
     ) -> AsyncIterator[tuple[httpx.Response, CallState]]:
         """The attempts of one logical call; yields its final response (body unread when
-        `stream`), then fires on_request_complete once, after the caller's block."""
-        state = self._begin(call, on_behalf_of)
+        `stream`), then fires on_request_complete once, after the caller's block.
+
+        `state`: a call state made by the caller, who keeps it (auto-batching reads the
+        batch request's attempts from it)."""
+        state = state or self._begin(call, on_behalf_of)
         streamed = upload is not None or stream
         try:
             while True:
@@ -333,7 +353,7 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 try:
                     async with _backend.AsyncDeadline(state.attempt_timeout(streamed)):
                         response = await self._http.send(
-                            request, stream=True, follow_redirects=False
+                            request, stream=True, follow_redirects=False, auth=_core.send_auth(call)
                         )
                         if not stream or not 200 <= response.status_code < 300:
                             await self._read_body(response, state)
@@ -420,20 +440,67 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
             reader = _core.JsonReader(as_fhir, empty, select)
         return await self._send(call, on_behalf_of, decode=reader)
 
-    async def _pages(
+    async def _read(
         self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None
+    ) -> Any:
+        """A read's parsed JSON, or its `as_fhir` model (on the async client, possibly
+        gathered into a batch)."""
+        if self._batcher is not None:  # async-only
+            return _core.as_result(await self._batcher.read(call, on_behalf_of), as_fhir)
+        return await self._json(call, on_behalf_of, as_fhir)
+
+    async def _pages(
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        as_fhir: type[BaseModel] | None,
+        *,
+        prefetch: bool,
     ) -> AsyncIterator[Any]:
         """Every resource of a Bundle and of the pages its `next` links lead to (each link
         checked to be on the client's origin, and not to lead back to a page already
         read). The acting membership is resolved once, at the first page, and used for
-        every page."""
+        every page.
+
+        With `prefetch`, the next page is fetched while the caller works through this one
+        (in a task; in a worker thread on the sync client): one page ahead, never more.
+        A caller that stops early (break, close(), an exception, garbage collection)
+        cancels that fetch; its error, if any, is raised only when the caller asks for
+        the page.
+        """
         first, acting = self._acting(call, on_behalf_of)
-        page: Call | None = first
+        acting = acting or ""
         read: set[str] = set()
         reader = _core.PageReader(as_fhir)
+        read.add(first.url)
+        page: tuple[Any, list[Any]] | None = await self._send(first, acting, decode=reader)
         while page is not None:
-            read.add(page.url)
-            bundle, resources = await self._send(page, acting or "", decode=reader)
-            for resource in resources:  # noqa: UP028 - the sync twin is a plain generator
-                yield resource
-            page = self._build_next_page(bundle, read)
+            bundle, resources = page
+            ahead = (
+                _backend.AsyncPrefetch(self._page_after, bundle, acting, read, reader)
+                if prefetch
+                else None
+            )
+            try:
+                for resource in resources:  # noqa: UP028 - the sync twin is a plain generator
+                    yield resource
+            except BaseException:  # GeneratorExit included: the caller stopped reading
+                if ahead is not None:
+                    await ahead.cancel()
+                raise
+            page = await (
+                ahead.result()
+                if ahead is not None
+                else self._page_after(bundle, acting, read, reader)
+            )
+
+    async def _page_after(
+        self, bundle: Any, acting: str, read: set[str], reader: _core.PageReader
+    ) -> tuple[Any, list[Any]] | None:
+        """The page a Bundle's `next` link leads to, as (bundle, its resources), or None
+        after the last page."""
+        page = self._build_next_page(bundle, read)
+        if page is None:
+            return None
+        read.add(page.url)
+        return await self._send(page, acting, decode=reader)

@@ -54,7 +54,8 @@ class AsyncBulkExportMethods(AsyncJobMethods):
         server's `Retry-After`, until the manifest arrives. Raises TimeoutError after
         `timeout` seconds (None waits indefinitely); NotFoundError when the export was
         cancelled. `on_progress` receives `BulkExportProgress` events, here and in every
-        read of the returned export. Every request acts as one membership (resolved now).
+        read of the returned export. Every request acts as one membership (resolved now),
+        except presigned downloads (`requiresAccessToken: false`), which carry no credentials.
         """
         path = _bulk.kickoff_path(level, group_id)
         query = _bulk.kickoff_query(types, since)
@@ -111,9 +112,10 @@ class AsyncBulkExportMethods(AsyncJobMethods):
         manifest = await self._poll_job(
             ref, acting, poll_interval, timeout, export=True, on_wait=tracker.waiting
         )
-        return AsyncBulkExport(
-            self, _bulk.parse_manifest(manifest, ref.status_url, self._origin), acting, on_progress
+        checked = _bulk.parse_manifest(
+            manifest, ref.status_url, self._origin, allow_insecure_http=self._allow_insecure_http
         )
+        return AsyncBulkExport(self, checked, acting, on_progress)
 
 
 class AsyncBulkExport:
@@ -127,7 +129,8 @@ class AsyncBulkExport:
         tables = await export.to_parquet(Path("out"))     # {"Patient": Path("out/Patient.parquet")}
 
     Files are streamed: memory holds one chunk and one line (one resource) at a time,
-    whatever their size. Downloads act as the membership the export was started as.
+    whatever their size. Presigned downloads (`requiresAccessToken: false`, Medplum's)
+    carry no credentials; others act as the membership the export was started as.
     """
 
     def __init__(
@@ -210,11 +213,17 @@ class AsyncBulkExport:
                     tracker.add_resources(1)
                     yield _bulk.convert(resource, as_fhir, typed)
 
+    def _file_call(self, file: ExportFile) -> Call:
+        """The download of one file: with the token and on-behalf-of only when the manifest
+        says `requiresAccessToken: true` (then on the client's origin); else none at all."""
+        headers = _merge_headers({"Accept": _bulk.NDJSON})
+        return Call("GET", file.url, headers, credentials=self.manifest.requires_access_token)
+
     async def _lines(
         self, file: ExportFile, tracker: ProgressTracker
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         """The lines of one output file, numbered from 1, as its body streams in."""
-        call = Call("GET", file.url, _merge_headers({"Accept": _bulk.NDJSON}))
+        call = self._file_call(file)
         splitter = _bulk.LineSplitter()
         stream = self._client._stream(
             call, self._acting, on_start=lambda headers: tracker.file_started(file, headers)
@@ -252,8 +261,7 @@ class AsyncBulkExport:
                 tracker.file_skipped(file, size)
             else:
                 sink = _bulk.HashingSink(target, tracker, file)
-                call = Call("GET", file.url, _merge_headers({"Accept": _bulk.NDJSON}))
-                await self._client._send(call, self._acting, sink=sink)
+                await self._client._send(self._file_call(file), self._acting, sink=sink)
                 tracker.file_done()
                 state.record(
                     "files",

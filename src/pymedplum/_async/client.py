@@ -85,6 +85,7 @@ class AsyncMedplumClient(
         default_on_behalf_of: the ProjectMembership every request acts as by default.
         token_cache: where tokens are kept (a `pymedplum.TokenCache`); by default the
             process-wide one, shared by every client with the same base URL and credentials.
+        auto_batch_ms: gather reads issued within this many ms into batches (async client only)
     """
 
     # ------------------------------------------------------------ create
@@ -206,7 +207,7 @@ class AsyncMedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
+        return await self._read(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     async def vread_resource(
@@ -247,7 +248,7 @@ class AsyncMedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return await self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
+        return await self._read(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
@@ -411,8 +412,10 @@ class AsyncMedplumClient(
         query: Query | None,
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
+        prefetch: bool,
     ) -> collections.abc.AsyncIterator[Any]:
-        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
+        call = self._build_search(resource_type, query)
+        return self._pages(call, on_behalf_of, as_fhir, prefetch=prefetch)
 
     @overload
     async def search_with_options(

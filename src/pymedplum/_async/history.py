@@ -85,16 +85,18 @@ class AsyncHistoryMethods(AsyncClientBase):
         *,
         headers: Mapping[str, str] | None = None,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> collections.abc.AsyncIterator[Any]:
         """Every version of a resource, newest first, following the history's `next` links.
 
         Yields each version as a dict, or as an `as_fhir` model. Deletes have no version to
         yield and are skipped (see them with `read_history`). A `next` link on another
         origin raises UnsafeRedirectError; the acting membership is resolved once, at the
-        first page, for every page.
+        first page, for every page. `prefetch` (default) fetches the next page while you
+        work through the current one; `prefetch=False` fetches each page when it is asked for.
         """
         call = _history.build_history(self, resource_type, resource_id, headers)
-        return self._pages(call, on_behalf_of, as_fhir)
+        return self._pages(call, on_behalf_of, as_fhir, prefetch=prefetch)
 
     # ------------------------------------------------------------ conditional writes
 

@@ -256,7 +256,7 @@ class AsyncSubscriptionStream(Generic[R]):
         attempt = 0
         while True:
             try:
-                async for resource in client._pages(call, self._acting, None):
+                async for resource in client._pages(call, self._acting, None, prefetch=False):
                     event = self._event(resource, None) if isinstance(resource, dict) else None
                     if event is not None:
                         yield event

@@ -138,6 +138,7 @@ class AsyncTypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -147,6 +148,7 @@ class AsyncTypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[M]: ...
     def search_resource_pages(
         self,
@@ -155,14 +157,18 @@ class AsyncTypedSearch:
         as_fhir: type[BaseModel] | None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> AsyncIterator[Any]:
         """Every resource of a search, page after page (`async for`).
 
         Each page's `next` link is checked to be on the client's origin (else
         UnsafeRedirectError). With `as_fhir`, resources of other types (`_include`) are
-        skipped.
+        skipped. With `prefetch` (default), page n+1 is fetched while you work through
+        page n, in a task;
+        one page ahead, cancelled when you stop early. `prefetch=False` fetches each page
+        only when it is asked for.
         """
-        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of)
+        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of, prefetch)
 
     # Implemented by the client.
     async def _search_resources(
@@ -181,6 +187,6 @@ class AsyncTypedSearch:
         raise NotImplementedError
 
     def _search_resource_pages(
-        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None
+        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None, prefetch: bool
     ) -> AsyncIterator[Any]:
         raise NotImplementedError

@@ -136,6 +136,7 @@ class TypedSearch:
         as_fhir: None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[dict[str, Any]]: ...
     @overload
     def search_resource_pages(
@@ -145,6 +146,7 @@ class TypedSearch:
         *,
         as_fhir: type[M],
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[M]: ...
     def search_resource_pages(
         self,
@@ -153,14 +155,18 @@ class TypedSearch:
         as_fhir: type[BaseModel] | None = None,
         *,
         on_behalf_of: str | None = None,
+        prefetch: bool = True,
     ) -> Iterator[Any]:
         """Every resource of a search, page after page (`for`).
 
         Each page's `next` link is checked to be on the client's origin (else
         UnsafeRedirectError). With `as_fhir`, resources of other types (`_include`) are
-        skipped.
+        skipped. With `prefetch` (default), page n+1 is fetched while you work through
+        page n, in a worker thread (in a copy of your context);
+        one page ahead, cancelled when you stop early. `prefetch=False` fetches each page
+        only when it is asked for.
         """
-        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of)
+        return self._search_resource_pages(resource_type, query, as_fhir, on_behalf_of, prefetch)
 
     # Implemented by the client.
     def _search_resources(
@@ -179,6 +185,6 @@ class TypedSearch:
         raise NotImplementedError
 
     def _search_resource_pages(
-        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None
+        self, resource_type: str, query: Any, as_fhir: Any, on_behalf_of: str | None, prefetch: bool
     ) -> Iterator[Any]:
         raise NotImplementedError

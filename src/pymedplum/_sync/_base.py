@@ -17,7 +17,13 @@ from typing import Any, Self, TypeVar, overload
 import httpx
 from pydantic import BaseModel
 
-from pymedplum import _backend, _binary, _core, _hooks, _security
+from pymedplum import (
+    _backend,
+    _binary,
+    _core,
+    _hooks,
+    _security,
+)
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
@@ -170,7 +176,10 @@ class ClientBase(_backend.CloseName, BaseClient):
 
         Every client logging in with the same credentials shares the cache and the flight
         (pymedplum._token_cache): one caller leads the refresh, the others wait for it.
+        A credential-less call (a presigned URL) gets none.
         """
+        if not state.call.credentials:
+            return None
         tokens = self._token
         force = state.force_refresh
         while True:
@@ -314,10 +323,14 @@ class ClientBase(_backend.CloseName, BaseClient):
         *,
         upload: UploadBody | None = None,
         stream: bool = False,
+        state: CallState | None = None,
     ) -> Iterator[tuple[httpx.Response, CallState]]:
         """The attempts of one logical call; yields its final response (body unread when
-        `stream`), then fires on_request_complete once, after the caller's block."""
-        state = self._begin(call, on_behalf_of)
+        `stream`), then fires on_request_complete once, after the caller's block.
+
+        `state`: a call state made by the caller, who keeps it (auto-batching reads the
+        batch request's attempts from it)."""
+        state = state or self._begin(call, on_behalf_of)
         streamed = upload is not None or stream
         try:
             while True:
@@ -334,7 +347,9 @@ class ClientBase(_backend.CloseName, BaseClient):
                     )
                 try:
                     with _backend.Deadline(state.attempt_timeout(streamed)):
-                        response = self._http.send(request, stream=True, follow_redirects=False)
+                        response = self._http.send(
+                            request, stream=True, follow_redirects=False, auth=_core.send_auth(call)
+                        )
                         if not stream or not 200 <= response.status_code < 300:
                             self._read_body(response, state)
                 except httpx.RequestError as exc:
@@ -416,20 +431,63 @@ class ClientBase(_backend.CloseName, BaseClient):
             reader = _core.JsonReader(as_fhir, empty, select)
         return self._send(call, on_behalf_of, decode=reader)
 
+    def _read(self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None) -> Any:
+        """A read's parsed JSON, or its `as_fhir` model (on the async client, possibly
+        gathered into a batch)."""
+        return self._json(call, on_behalf_of, as_fhir)
+
     def _pages(
-        self, call: Call, on_behalf_of: str | None, as_fhir: type[BaseModel] | None
+        self,
+        call: Call,
+        on_behalf_of: str | None,
+        as_fhir: type[BaseModel] | None,
+        *,
+        prefetch: bool,
     ) -> Iterator[Any]:
         """Every resource of a Bundle and of the pages its `next` links lead to (each link
         checked to be on the client's origin, and not to lead back to a page already
         read). The acting membership is resolved once, at the first page, and used for
-        every page."""
+        every page.
+
+        With `prefetch`, the next page is fetched while the caller works through this one
+        (in a task; in a worker thread on the sync client): one page ahead, never more.
+        A caller that stops early (break, close(), an exception, garbage collection)
+        cancels that fetch; its error, if any, is raised only when the caller asks for
+        the page.
+        """
         first, acting = self._acting(call, on_behalf_of)
-        page: Call | None = first
+        acting = acting or ""
         read: set[str] = set()
         reader = _core.PageReader(as_fhir)
+        read.add(first.url)
+        page: tuple[Any, list[Any]] | None = self._send(first, acting, decode=reader)
         while page is not None:
-            read.add(page.url)
-            bundle, resources = self._send(page, acting or "", decode=reader)
-            for resource in resources:  # noqa: UP028 - the sync twin is a plain generator
-                yield resource
-            page = self._build_next_page(bundle, read)
+            bundle, resources = page
+            ahead = (
+                _backend.SyncPrefetch(self._page_after, bundle, acting, read, reader)
+                if prefetch
+                else None
+            )
+            try:
+                for resource in resources:  # noqa: UP028 - the sync twin is a plain generator
+                    yield resource
+            except BaseException:  # GeneratorExit included: the caller stopped reading
+                if ahead is not None:
+                    ahead.cancel()
+                raise
+            page = (
+                ahead.result()
+                if ahead is not None
+                else self._page_after(bundle, acting, read, reader)
+            )
+
+    def _page_after(
+        self, bundle: Any, acting: str, read: set[str], reader: _core.PageReader
+    ) -> tuple[Any, list[Any]] | None:
+        """The page a Bundle's `next` link leads to, as (bundle, its resources), or None
+        after the last page."""
+        page = self._build_next_page(bundle, read)
+        if page is None:
+            return None
+        read.add(page.url)
+        return self._send(page, acting, decode=reader)

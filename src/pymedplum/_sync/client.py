@@ -207,7 +207,7 @@ class MedplumClient(
         """
         parts = (_core._check_id(resource_id, "resource_id"),)
         call = self._build_read(resource_type, parts, headers)
-        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
+        return self._read(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     @overload
     def vread_resource(
@@ -248,7 +248,7 @@ class MedplumClient(
             _core._check_id(version_id, "version_id"),
         )
         call = self._build_read(resource_type, parts, headers)
-        return self._json(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
+        return self._read(call, on_behalf_of, as_fhir)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ update, patch, delete
 
@@ -410,8 +410,10 @@ class MedplumClient(
         query: Query | None,
         as_fhir: type[M] | None,
         on_behalf_of: str | None,
+        prefetch: bool,
     ) -> collections.abc.Iterator[Any]:
-        return self._pages(self._build_search(resource_type, query), on_behalf_of, as_fhir)
+        call = self._build_search(resource_type, query)
+        return self._pages(call, on_behalf_of, as_fhir, prefetch=prefetch)
 
     @overload
     def search_with_options(

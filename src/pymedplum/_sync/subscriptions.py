@@ -257,7 +257,7 @@ class SubscriptionStream(Generic[R]):
         attempt = 0
         while True:
             try:
-                for resource in client._pages(call, self._acting, None):
+                for resource in client._pages(call, self._acting, None, prefetch=False):
                     event = self._event(resource, None) if isinstance(resource, dict) else None
                     if event is not None:
                         yield event

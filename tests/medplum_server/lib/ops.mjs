@@ -117,6 +117,10 @@ export function createOps(env) {
     state.binaryData = new Map(); // `${id}/${versionId}` -> Buffer
     state.jobs = new Map(); // AsyncJob/BulkDataExport id -> pending job
     state.jobSettings = { polls: 1, afterMs: 0 };
+    // Where presigned URLs point (`null`: the API's own origin, Medplum's default
+    // `storageBaseUrl`), and what export manifests say in `requiresAccessToken`.
+    state.storageOrigin = null;
+    state.exportRequiresAccessToken = false;
   }
   reset();
 
@@ -161,7 +165,7 @@ export function createOps(env) {
   function presignedUrl(binary) {
     const path = `${binary.id}/${binary.meta?.versionId}`;
     const expires = Math.floor(Date.now() / 1000) + PRESIGNED_SECONDS;
-    return `${state.baseUrl}/storage/${path}?Expires=${expires}&Signature=${encodeURIComponent(sign(path, expires))}`;
+    return `${state.storageOrigin ?? state.baseUrl}/storage/${path}?Expires=${expires}&Signature=${encodeURIComponent(sign(path, expires))}`;
   }
 
   function storeBytes(binary, bytes) {
@@ -512,7 +516,7 @@ export function createOps(env) {
       {
         transactionTime: resource.transactionTime,
         request: resource.request,
-        requiresAccessToken: false,
+        requiresAccessToken: state.exportRequiresAccessToken,
         output: presign(outputs),
         error: presign(resource.error),
         deleted: presign(resource.deleted),
