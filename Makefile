@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SERVER_DIR := tests/medplum_server
 VERSION ?=
 
-.PHONY: install generate check-generated specs test lint typecheck pytest demo server bench clean
+.PHONY: install redis-server generate check-generated specs test lint typecheck pytest demo server bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,17 @@ $(SERVER_DIR)/node_modules/.installed: $(SERVER_DIR)/package.json $(SERVER_DIR)/
 	cd $(SERVER_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed
+## redis-server for the tests of pymedplum.redis (Debian's package; as root only: without it
+## those tests skip, saying why).
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends redis-server >/dev/null; } \
+	  || echo "redis-server could not be installed: the Redis tests will be skipped"; \
+	else echo "redis-server is missing (as root: apt-get install redis-server): the Redis tests will be skipped"; fi
+
+install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed redis-server
 
 ## Regenerate src/pymedplum/fhir and the other generated files from specs/.
 generate: $(VENV)/.installed

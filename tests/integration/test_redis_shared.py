@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-redis = pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[dev]'")
+pytest.importorskip("redis", reason="redis-py is not installed: pip install -e '.[dev]'")
+import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 
 from pymedplum import AsyncMedplumClient, MedplumClient, MemoryRateLimitBudget  # noqa: E402
@@ -37,7 +38,8 @@ pytestmark = pytest.mark.usefixtures("medplum")
 def patients(fhir: Any, count: int) -> list[str]:
     ids = []
     for i in range(count):
-        response = fhir.post("Patient", json={"resourceType": "Patient", "name": [{"family": f"R{i}"}]})
+        body = {"resourceType": "Patient", "name": [{"family": f"R{i}"}]}
+        response = fhir.post("Patient", json=body)
         response.raise_for_status()
         ids.append(response.json()["id"])
     return ids
