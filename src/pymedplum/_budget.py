@@ -65,17 +65,20 @@ def budget_scope(kind: Literal["fhir", "auth"], base_url: str, client_id: str | 
     return f"{kind}:{hashlib.sha256(material.encode('utf-8')).hexdigest()[:32]}"
 
 
-def spent_after(status: int, headers: Mapping[str, str], now: float, reserve: int) -> float | None:
+def spent_after(
+    status: int, ratelimit: str | None, headers: Mapping[str, str], now: float, reserve: int
+) -> float | None:
     """Until when an answer says the quota is spent, or None when it does not.
 
-    A 429 is spent for the delay the server asks (`Retry-After`, else `RateLimit`), the one
-    the retry waits; any other answer when a `RateLimit` policy has `r <= reserve` left, until
-    the longest such `t`.
+    `ratelimit` is the answer's `RateLimit` header (read once by the caller: a header lookup
+    costs more than the rest). A 429 is spent for the delay the server asks (`Retry-After`,
+    else `RateLimit`), the one the retry waits; any other answer when a `RateLimit` policy has
+    `r <= reserve` left, until the longest such `t`.
     """
     if status == 429:
         delay = _retry.server_delay(headers, now)
         return None if delay is None else now + delay
-    value = headers.get("ratelimit")
+    value = ratelimit
     # Most answers have plenty left: skip the parse unless an `r=0` could be there.
     if not value or (reserve <= 0 and "r=0" not in value):
         return None

@@ -905,6 +905,7 @@ class CallState:
         "body_bytes",
         "attempt_seconds",
         "rate_limit_wait",
+        "rate_limit_header",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -930,6 +931,8 @@ class CallState:
         self.attempt_seconds: float | None = None
         #: Seconds the next attempt waited on the rate-limit budget (for its audit record).
         self.rate_limit_wait: float | None = None
+        #: The last answer's `RateLimit` header (for the rate-limit budget).
+        self.rate_limit_header: str | None = None
 
     @property
     def route(self) -> Route:
@@ -1054,7 +1057,7 @@ class CallState:
 
     def after_response(self, response: httpx.Response) -> float | None:
         """Seconds to wait before the next attempt, or None when the call is over."""
-        rate_limit = response.headers.get("ratelimit")
+        rate_limit = self.rate_limit_header = response.headers.get("ratelimit")
         if rate_limit is not None:  # Medplum's quota report, kept for rate_limit_status()
             self.core._last_rate_limit = (rate_limit, time.time())
         status = response.status_code

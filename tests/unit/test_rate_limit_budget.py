@@ -215,7 +215,7 @@ def test_spent_after_reads_the_answer(
     status: int, headers: dict[str, str], reserve: int, expected: float | None
 ) -> None:
     now = 1000.0
-    until = spent_after(status, httpx.Headers(headers), now, reserve)
+    until = spent_after(status, headers.get("ratelimit"), httpx.Headers(headers), now, reserve)
     assert (None if until is None else until - now) == expected
 
 

@@ -222,7 +222,9 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                     failure = self._token_transport_error(exc)
                 if failure is not None:
                     raise failure
-                await self._note_budget(self._auth_scope, response)
+                await self._note_budget(
+                    self._auth_scope, response, response.headers.get("ratelimit")
+                )
                 delay = tokens.retry_delay(response.status_code, response.headers, retries)
                 if delay is None:
                     break
@@ -258,13 +260,17 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 state.rate_limit_wait = pause
             await _backend.async_sleep(pause)
 
-    async def _note_budget(self, scope: str, response: httpx.Response) -> None:
-        """Tell the rate-limit budget when an answer says the quota of `scope` is spent."""
+    async def _note_budget(
+        self, scope: str, response: httpx.Response, ratelimit: str | None
+    ) -> None:
+        """Tell the rate-limit budget when an answer (its `RateLimit` header: `ratelimit`)
+        says the quota of `scope` is spent."""
         budget = self._budget
         if budget is None:
             return
         now = self._clock()
-        until = _budget.spent_after(response.status_code, response.headers, now, budget.reserve)
+        status, headers = response.status_code, response.headers
+        until = _budget.spent_after(status, ratelimit, headers, now, budget.reserve)
         if until is not None:
             await budget.record_spent_async(scope, until, now)
 
@@ -391,7 +397,7 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 else:
                     delay = state.after_response(response)
                     if self._budget is not None:
-                        await self._note_budget(self._fhir_scope, response)
+                        await self._note_budget(self._fhir_scope, response, state.rate_limit_header)
                 finally:
                     if upload is not None:
                         upload.close_attempt()

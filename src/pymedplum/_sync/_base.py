@@ -223,7 +223,7 @@ class ClientBase(_backend.CloseName, BaseClient):
                     failure = self._token_transport_error(exc)
                 if failure is not None:
                     raise failure
-                self._note_budget(self._auth_scope, response)
+                self._note_budget(self._auth_scope, response, response.headers.get("ratelimit"))
                 delay = tokens.retry_delay(response.status_code, response.headers, retries)
                 if delay is None:
                     break
@@ -259,13 +259,15 @@ class ClientBase(_backend.CloseName, BaseClient):
                 state.rate_limit_wait = pause
             _backend.sync_sleep(pause)
 
-    def _note_budget(self, scope: str, response: httpx.Response) -> None:
-        """Tell the rate-limit budget when an answer says the quota of `scope` is spent."""
+    def _note_budget(self, scope: str, response: httpx.Response, ratelimit: str | None) -> None:
+        """Tell the rate-limit budget when an answer (its `RateLimit` header: `ratelimit`)
+        says the quota of `scope` is spent."""
         budget = self._budget
         if budget is None:
             return
         now = self._clock()
-        until = _budget.spent_after(response.status_code, response.headers, now, budget.reserve)
+        status, headers = response.status_code, response.headers
+        until = _budget.spent_after(status, ratelimit, headers, now, budget.reserve)
         if until is not None:
             budget.record_spent(scope, until, now)
 
@@ -391,7 +393,7 @@ class ClientBase(_backend.CloseName, BaseClient):
                 else:
                     delay = state.after_response(response)
                     if self._budget is not None:
-                        self._note_budget(self._fhir_scope, response)
+                        self._note_budget(self._fhir_scope, response, state.rate_limit_header)
                 finally:
                     if upload is not None:
                         upload.close_attempt()
