@@ -177,37 +177,83 @@ def test_a_token_the_server_refused_is_replaced_by_one_login(
     assert medplum.token_requests == 2
 
 
+@pytest.fixture
+def loop_blockers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Blocking calls made while an event loop runs on the calling thread: a sync Redis
+    command or a `time.sleep` there would stall every task of that loop."""
+    found: list[str] = []
+    execute, sleep = redis.Redis.execute_command, time.sleep
+
+    def on_loop() -> bool:
+        return asyncio._get_running_loop() is not None
+
+    def spy_execute(self: Any, *args: Any, **kw: Any) -> Any:
+        if on_loop():
+            found.append(f"redis {args[0]}")
+        return execute(self, *args, **kw)
+
+    def spy_sleep(seconds: float) -> None:
+        if on_loop():
+            found.append("time.sleep")
+        sleep(seconds)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", spy_execute)
+    monkeypatch.setattr(time, "sleep", spy_sleep)
+    return found
+
+
 @pytest.mark.parametrize("connection", ["url", "redis.asyncio"])
 def test_the_async_client_does_not_block_its_event_loop_while_another_process_logs_in(
-    medplum: LocalMedplumServer, fhir: Any, redis_url: str, connection: str
+    medplum: LocalMedplumServer,
+    fhir: Any,
+    redis_url: str,
+    connection: str,
+    loop_blockers: list[str],
 ) -> None:
     [patient_id] = patients(fhir, 1)
+    fresh_token_count(medplum)
     client_key = token_key(
         medplum.token_url, medplum.admin_client.client_id, medplum.admin_client.client_secret
     )
+    store = redis.Redis.from_url(redis_url)
+    target: Any = redis_url if connection == "url" else redis.asyncio.Redis.from_url(redis_url)
+    tokens = RedisTokenCache(target)
+    # Another process holds the login lock for a while (then dies: it expires).
+    store.set(tokens._keys(client_key)[1], "another-process", px=1000)
+    store.config_resetstat()
 
-    async def main() -> int:
-        target: Any = redis_url if connection == "url" else redis.asyncio.Redis.from_url(redis_url)
-        tokens = RedisTokenCache(target)
-        lock_key = tokens._keys(client_key)[1]
-        # Another process holds the login lock for a while (then dies: it expires).
-        redis.Redis.from_url(redis_url).set(lock_key, "another-process", px=1500)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        ticking = asyncio.create_task(ticker())
+    async def main() -> None:
         async with AsyncMedplumClient(**admin_kw(medplum, token_cache=tokens)) as client:
             await client.read_resource("Patient", patient_id)
-        ticking.cancel()
-        return ticks
 
-    ticks = asyncio.run(main())
-    assert ticks >= 10  # the loop kept running while the client waited for the lock
+    asyncio.run(main())
+    assert loop_blockers == []
+    assert int(store.info("commandstats")["cmdstat_get"]["calls"]) > 1  # it waited, looking
+    assert medplum.token_requests == 1
+
+
+@pytest.mark.parametrize("connection", ["url", "redis.asyncio"])
+def test_the_async_clients_budget_does_not_block_its_event_loop(
+    medplum: LocalMedplumServer,
+    fhir: Any,
+    redis_url: str,
+    connection: str,
+    loop_blockers: list[str],
+) -> None:
+    ids = patients(fhir, 4)
+    medplum.set_fhir_quota(3, window_seconds=2)
+
+    def budget() -> RedisRateLimitBudget:
+        target = redis_url if connection == "url" else redis.asyncio.Redis.from_url(redis_url)
+        return RedisRateLimitBudget(target)
+
+    first, second = budget(), budget()
+    exhaust(medplum, ids[:3], first, "async")
+    [event] = exhaust(medplum, ids[3:], second, "async")
+    first.close()
+    second.close()
+    assert loop_blockers == []
+    assert event.attempts[0].rate_limit_wait_seconds  # it read Redis, and waited
 
 
 def test_redis_down_each_process_logs_in_by_itself_with_a_warning(
