@@ -30,7 +30,7 @@ from pymedplum.hooks import RequestEvent  # noqa: E402
 from pymedplum.redis import RedisRateLimitBudget, RedisTokenCache  # noqa: E402
 from tests.support import shared_clients  # noqa: E402
 from tests.support.medplum_server import LocalMedplumServer  # noqa: E402
-from tests.support.redis_server import LocalRedisServer  # noqa: E402
+from tests.support.redis_server import LocalRedisServer, unreachable_redis_url  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("medplum")
 
@@ -261,8 +261,7 @@ def test_redis_down_each_process_logs_in_by_itself_with_a_warning(
 ) -> None:
     [patient_id] = patients(fhir, 1)
     fresh_token_count(medplum)
-    dead = LocalRedisServer()  # a free port with nothing listening
-    tokens = RedisTokenCache(dead.url, timeout=0.5)
+    tokens = RedisTokenCache(unreachable_redis_url(), timeout=0.5)
     with caplog.at_level(logging.WARNING, logger="pymedplum"):
         with MedplumClient(**admin_kw(medplum, token_cache=tokens)) as client:
             assert client.read_resource("Patient", patient_id)["id"] == patient_id
@@ -403,11 +402,47 @@ def test_redis_down_the_budget_works_in_this_process_with_a_warning(
 ) -> None:
     ids = patients(fhir, 4)
     medplum.set_fhir_quota(3, window_seconds=2)
-    dead = LocalRedisServer()
-    budget = RedisRateLimitBudget(dead.url, timeout=0.5, listen=False)
+    budget = RedisRateLimitBudget(unreachable_redis_url(), timeout=0.5, listen=False)
     with caplog.at_level(logging.WARNING, logger="pymedplum"):
         events = exhaust(medplum, ids, budget, "sync")
     assert [a.status_code for e in events for a in e.attempts] == [200, 200, 200, 200]
     assert events[-1].attempts[0].rate_limit_wait_seconds  # waited on what it saw itself
     warnings = [r for r in caplog.records if "Redis cannot be reached" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_redis_going_down_mid_run_fails_no_call_and_the_channel_comes_back(
+    medplum: LocalMedplumServer,
+    fhir: Any,
+    redis_server: LocalRedisServer,
+    redis_url: str,
+    budgets: Callable[..., RedisRateLimitBudget],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ids = patients(fhir, 3)
+    budget = budgets()
+    tokens = RedisTokenCache(redis_url, timeout=0.5)
+    kw = admin_kw(medplum, token_cache=tokens, rate_limit_budget=budget)
+    with MedplumClient(**kw) as client:
+        client.read_resource("Patient", ids[0])
+    deadline = time.monotonic() + 30
+    while not budget.listening and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert budget.listening
+    redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="pymedplum"):
+        deadline = time.monotonic() + 30
+        while budget.listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not budget.listening
+        medplum.expire_tokens()  # a new login is needed while Redis is down
+        with MedplumClient(**kw) as client:
+            assert client.read_resource("Patient", ids[1])["id"] == ids[1]
+    assert any("Redis cannot be reached" in r.getMessage() for r in caplog.records)
+    redis_server.start()
+    deadline = time.monotonic() + 60
+    while not budget.listening and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert budget.listening  # heard again without anyone restarting it
+    with MedplumClient(**kw) as client:
+        assert client.read_resource("Patient", ids[2])["id"] == ids[2]

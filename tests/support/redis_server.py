@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LocalRedisServer", "redis_server_binary", "MISSING_REASON"]
+__all__ = ["LocalRedisServer", "redis_server_binary", "unreachable_redis_url", "MISSING_REASON"]
 
 MISSING_REASON = (
     "redis-server is not installed (make install installs Debian's redis-server package; "
@@ -37,6 +37,11 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def unreachable_redis_url() -> str:
+    """The URL of a Redis that is not there: a free port nothing listens on."""
+    return f"redis://127.0.0.1:{_free_port()}/0"
 
 
 class LocalRedisServer:
