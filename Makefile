@@ -9,7 +9,7 @@ EXAMPLES_DIR := tests/data/fhir-r4-examples
 NPM_CI := npm ci --no-audit --no-fund --loglevel=http
 VERSION ?=
 
-.PHONY: install browser generate check-generated specs test lint typecheck docs docs-build pytest demo server bench clean
+.PHONY: install browser redis-server generate check-generated specs test lint typecheck docs docs-build pytest demo server bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> Python: $(VENV) with pymedplum (editable) and its dev tools"
@@ -28,13 +28,25 @@ $(EXAMPLES_DIR)/node_modules/.installed: $(EXAMPLES_DIR)/package.json $(EXAMPLES
 	cd $(EXAMPLES_DIR) && $(NPM_CI)
 	touch $@
 
-install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed $(EXAMPLES_DIR)/node_modules/.installed browser
+install: $(VENV)/.installed $(SERVER_DIR)/node_modules/.installed $(EXAMPLES_DIR)/node_modules/.installed browser \
+	redis-server
 
 ## Headless Chromium and its driver (Debian packages) for the documentation site's test.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(echo "==> Debian: chromium and chromium-driver (apt-get)" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null)
+
+## redis-server for the tests of pymedplum.redis (Debian's package; as root only: without it
+## those tests skip, saying why).
+redis-server:
+	@if command -v redis-server >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  { echo "==> Debian: redis-server (apt-get)" && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends redis-server >/dev/null; } \
+	  || echo "redis-server could not be installed: the Redis tests will be skipped"; \
+	else echo "redis-server is missing (as root: apt-get install redis-server): the Redis tests will be skipped"; fi
+
 
 ## Regenerate src/pymedplum/fhir and the other generated files from specs/.
 generate: $(VENV)/.installed

@@ -59,6 +59,13 @@ NAME_RULES: dict[str, str] = {
     "aclosing": "closing",
     "async_search": "sync_search",
     "_async": "_sync",
+    # A shared token cache and a rate-limit budget offer both variants of each step.
+    "acquire_async": "acquire",
+    "extend_async": "extend",
+    "publish_async": "publish",
+    "release_async": "release",
+    "spent_until_async": "spent_until",
+    "record_spent_async": "record_spent",
 }
 
 # Any other name `Async<Capitalized>` (our class names) loses its prefix.

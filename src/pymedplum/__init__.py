@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from pymedplum._async.client import (
         AsyncMedplumClient as AsyncMedplumClient,
     )
+    from pymedplum._budget import (
+        MemoryRateLimitBudget as MemoryRateLimitBudget,
+    )
+    from pymedplum._budget import (
+        RateLimitBudget as RateLimitBudget,
+    )
     from pymedplum._core import (
         UpdateResult as UpdateResult,
     )
@@ -44,6 +50,9 @@ if TYPE_CHECKING:
     )
     from pymedplum._token_cache import (
         MemoryTokenCache as MemoryTokenCache,
+    )
+    from pymedplum._token_cache import (
+        SharedTokenCache as SharedTokenCache,
     )
     from pymedplum._token_cache import (
         TokenCache as TokenCache,
@@ -349,6 +358,9 @@ _IMPORT_MAP: dict[str, str] = {
     "TokenCache": "pymedplum._token_cache",
     "CachedToken": "pymedplum._token_cache",
     "MemoryTokenCache": "pymedplum._token_cache",
+    "SharedTokenCache": "pymedplum._token_cache",
+    "RateLimitBudget": "pymedplum._budget",
+    "MemoryRateLimitBudget": "pymedplum._budget",
     "PatchOperation": "pymedplum.types",
     "SummaryMode": "pymedplum.types",
     "TotalMode": "pymedplum.types",

@@ -34,7 +34,9 @@ from pymedplum._token_cache import (
     CachedToken,
     Flight,
     Refreshes,
+    SharedTokenCache,
     TokenCache,
+    TokenKey,
     refreshes_for,
     shared_token_cache,
     token_key,
@@ -87,6 +89,7 @@ class TokenState:
         "_cache",
         "_refreshes",
         "cooldown",
+        "shared",
     )
 
     def __init__(
@@ -112,6 +115,8 @@ class TokenState:
             token_key(token_url, client_id, client_secret) if client_id and client_secret else None
         )
         self._cache: TokenCache = shared_token_cache() if cache is None else cache
+        #: The cache, when it also shares one login at a time across processes.
+        self.shared = cache if isinstance(cache, SharedTokenCache) else None
         # Without credentials there is nothing to share: a private, never-used flight record.
         self._refreshes = refreshes_for(self._key) if self._key else Refreshes()
         self.cooldown = cooldown
@@ -125,6 +130,15 @@ class TokenState:
     def client_secret(self) -> str | None:
         """The client secret (never shown in a repr)."""
         return self._client_secret
+
+    @property
+    def key(self) -> TokenKey | None:
+        """The cache key of the credentials (None without credentials)."""
+        return self._key
+
+    def cached(self) -> CachedToken | None:
+        """The shared token of the credentials, as the cache holds it."""
+        return self._cache.get(self._key) if self._key is not None else None
 
     @property
     def generation(self) -> int:
@@ -212,9 +226,11 @@ class TokenState:
                         f"not retrying for another {remaining:.2f}s",
                         retry_after=remaining,
                     )
+            refused = None
             if force and cached is not None:
-                self._cache.discard(self._key, cached.access_token)  # refused by the server
-            flight = refreshes.flight = Flight()
+                refused = cached.access_token
+                self._cache.discard(self._key, refused)  # refused by the server
+            flight = refreshes.flight = Flight(refused)
         return Join(flight=flight, lead=True)
 
     def token_request(self) -> tuple[str, dict[str, str], bytes]:
@@ -264,10 +280,16 @@ class TokenState:
             lifetime: float | None = float(data.get("expires_in"))
         except (TypeError, ValueError):
             lifetime = None
+        return self.adopt(flight, _lifetime_token(token, lifetime, now))
+
+    def adopt(self, flight: Flight, cached: CachedToken) -> str:
+        """End `flight` with `cached` (from the token endpoint, or from another process
+        through a shared cache): share it with every client of the credentials."""
         assert self._key is not None  # only a client with credentials leads a refresh
+        token = RedactedStr(cached.access_token)
         refreshes = self._refreshes
         with refreshes.lock:
-            self._cache.put(self._key, _lifetime_token(token, lifetime, now))
+            self._cache.put(self._key, CachedToken(token, cached.expires_at, cached.refresh_at))
             refreshes.failed_at = refreshes.last_error = None
             refreshes.generation += 1
             if refreshes.flight is flight:

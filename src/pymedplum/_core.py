@@ -27,6 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from pymedplum import _hooks, _json, _retry
 from pymedplum._auth import TokenState
+from pymedplum._budget import RateLimitBudget, budget_scope
 from pymedplum._convert import dict_to_model, resource_to_dict
 from pymedplum._obo import OBO_HEADER, OnBehalfOf
 from pymedplum._security import RedactedStr, check_base_url, origin_of, require_same_origin
@@ -629,6 +630,7 @@ class BaseClient:
         timeout: float | None = 30.0,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         token_cache: TokenCache | None = None,
+        rate_limit_budget: RateLimitBudget | None = None,
     ) -> None:
         if bool(client_id) != bool(client_secret):
             raise ValueError("client_id and client_secret must be given together")
@@ -657,6 +659,11 @@ class BaseClient:
             cache=token_cache,
         )
         self._obo = OnBehalfOf(default_on_behalf_of)
+        if rate_limit_budget is not None and not isinstance(rate_limit_budget, RateLimitBudget):
+            raise TypeError("rate_limit_budget must be a pymedplum.RateLimitBudget")
+        self._budget = rate_limit_budget
+        self._fhir_scope = budget_scope("fhir", self.base_url, client_id)
+        self._auth_scope = budget_scope("auth", self.base_url, None)
         self._before_request = before_request
         self._on_request_complete = on_request_complete
 
@@ -935,6 +942,8 @@ class CallState:
         "attempt_started_at",
         "body_bytes",
         "attempt_seconds",
+        "rate_limit_wait",
+        "rate_limit_header",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -958,6 +967,10 @@ class CallState:
         self.attempt_started_at: datetime | None = None
         self.body_bytes = 0
         self.attempt_seconds: float | None = None
+        #: Seconds the next attempt waited on the rate-limit budget (for its audit record).
+        self.rate_limit_wait: float | None = None
+        #: The last answer's `RateLimit` header (for the rate-limit budget).
+        self.rate_limit_header: str | None = None
 
     @property
     def route(self) -> Route:
@@ -1079,12 +1092,14 @@ class CallState:
                 on_behalf_of=self.obo,
                 exception=error,
                 retry_delay_seconds=delay,
+                rate_limit_wait_seconds=self.rate_limit_wait,
             )
         )
+        self.rate_limit_wait = None
 
     def after_response(self, response: httpx.Response) -> float | None:
         """Seconds to wait before the next attempt, or None when the call is over."""
-        rate_limit = response.headers.get("ratelimit")
+        rate_limit = self.rate_limit_header = response.headers.get("ratelimit")
         if rate_limit is not None:  # Medplum's quota report, kept for rate_limit_status()
             self.core._last_rate_limit = (rate_limit, time.time())
         status = response.status_code

@@ -12,7 +12,10 @@ caller waits on it (a thread on a `threading.Event`, a task on a future of its o
 gets the very same token, or the very same exception.
 
 `TokenCache` is the seam for a store shared across processes: the default keeps tokens in a
-dict. Expiry times are Unix times, so they mean the same thing in any process.
+dict. Expiry times are Unix times, so they mean the same thing in any process. A cache that is
+also a `SharedTokenCache` (`pymedplum.redis.RedisTokenCache`) extends the single flight across
+processes: the process leading a refresh first asks the shared store, through the steps of
+`acquire_steps`, for a token another process logged in for, or for the store's lock.
 """
 
 from __future__ import annotations
@@ -20,17 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import threading
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "LOCK",
+    "READ",
     "CachedToken",
     "Flight",
     "MemoryTokenCache",
     "Refreshes",
+    "SharedTokenCache",
     "TokenCache",
     "TokenKey",
+    "acquire_steps",
+    "decode_token",
+    "encode_token",
+    "store_milliseconds",
     "forget_shared_tokens",
     "refreshes_for",
     "shared_token_cache",
@@ -121,6 +133,119 @@ class MemoryTokenCache:
         return f"<MemoryTokenCache entries={len(self)}>"
 
 
+@runtime_checkable
+class SharedTokenCache(TokenCache, Protocol):
+    """A TokenCache shared by processes, with one login at a time across all of them.
+
+    `get`/`put`/`discard` keep this process's copy (no I/O: they run on every request). The
+    process leading a refresh calls `acquire` first: it returns a token another process
+    logged in for, or a lease on the store's lock (this process logs in, then `publish`es
+    the token, which releases the lock), or neither when the store cannot be reached (this
+    process logs in for itself). The lock expires by itself, so a process that dies holding
+    it delays the others by at most its lifetime. Each step has a variant for the async
+    client that does not block its event loop.
+    """
+
+    def acquire(self, key: TokenKey, refused: str | None) -> tuple[CachedToken | None, Any]:
+        """`(token, None)`, `(None, lease)` or `(None, None)`: see the class."""
+
+    async def acquire_async(
+        self, key: TokenKey, refused: str | None
+    ) -> tuple[CachedToken | None, Any]:
+        """`acquire`, without blocking the event loop."""
+
+    def extend(self, lease: Any, seconds: float) -> None:
+        """Keep the lock `seconds` longer (the leader waits out a 429 meanwhile)."""
+
+    async def extend_async(self, lease: Any, seconds: float) -> None:
+        """`extend`, without blocking the event loop."""
+
+    def publish(self, lease: Any, token: CachedToken, now: float) -> None:
+        """Store `token` for every process until it expires, and release the lock."""
+
+    async def publish_async(self, lease: Any, token: CachedToken, now: float) -> None:
+        """`publish`, without blocking the event loop."""
+
+    def release(self, lease: Any) -> None:
+        """Release the lock without a token (the login failed); harmless once released."""
+
+    async def release_async(self, lease: Any) -> None:
+        """`release`, without blocking the event loop."""
+
+
+def encode_token(token: CachedToken) -> bytes:
+    """A token as stored in a shared store: the token and its Unix times, nothing else."""
+    return json.dumps(
+        {
+            "access_token": str(token.access_token),
+            "expires_at": token.expires_at,
+            "refresh_at": token.refresh_at,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def decode_token(raw: bytes | str | None) -> CachedToken | None:
+    """A stored token, or None when there is none or it cannot be read."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        token = data["access_token"]
+        expires_at, refresh_at = data.get("expires_at"), data.get("refresh_at")
+        if not isinstance(token, str) or not token:
+            return None
+        for value in (expires_at, refresh_at):
+            if value is not None and not isinstance(value, int | float):
+                return None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return CachedToken(token, expires_at, refresh_at)
+
+
+#: How long a shared store keeps a token whose lifetime is unknown.
+UNKNOWN_LIFETIME_SECONDS = 3600.0
+
+
+def store_milliseconds(token: CachedToken, now: float) -> int:
+    """How long a shared store keeps `token`: until it expires (at least 1 ms)."""
+    lifetime = UNKNOWN_LIFETIME_SECONDS if token.expires_at is None else token.expires_at - now
+    return max(1, int(lifetime * 1000))
+
+
+#: The steps `acquire_steps` asks its driver to take (anything else it yields is a number of
+#: seconds to sleep).
+READ = "read"  # send back the stored token's raw value (or None)
+LOCK = "lock"  # send back whether the store's lock was taken
+
+#: Pauses between looks at the store while another process logs in.
+_POLL_SECONDS = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def acquire_steps(
+    refused: str | None, clock: Callable[[], float], patience: float
+) -> Generator[str | float, Any, tuple[CachedToken | None, bool]]:
+    """The decisions of `SharedTokenCache.acquire`, for a sync or an async driver.
+
+    Look for a usable token (not the refused one, not due); else take the lock; else wait a
+    little and look again, while another process logs in. Returns `(token, False)`,
+    `(None, True)` when the lock was taken, or `(None, False)` after `patience` seconds
+    (the caller then logs in by itself).
+    """
+    started = clock()
+    polls = 0
+    while True:
+        token = decode_token((yield READ))
+        if token is not None and token.access_token != refused and not token.due(clock()):
+            return token, False
+        if (yield LOCK):
+            return None, True
+        if clock() - started >= patience:
+            return None, False
+        yield _POLL_SECONDS[min(polls, len(_POLL_SECONDS) - 1)]
+        polls += 1
+
+
 class Flight:
     """One refresh in progress: its leader sends the token request, the others wait.
 
@@ -128,11 +253,14 @@ class Flight:
     when the leader gave up (it was cancelled): waiters then try again.
     """
 
-    __slots__ = ("_lock", "_done", "_waiters", "token", "error", "leader_thread")
+    __slots__ = ("_lock", "_done", "_waiters", "token", "error", "leader_thread", "refused")
 
-    def __init__(self) -> None:
+    def __init__(self, refused: str | None = None) -> None:
         #: The thread the leader runs on: a blocking wait there would never end.
         self.leader_thread = threading.get_ident()
+        #: The token the server refused (401) that made this refresh necessary, if any: a
+        #: shared store holding that very token has nothing better to offer.
+        self.refused = refused
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []

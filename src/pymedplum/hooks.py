@@ -86,6 +86,8 @@ class RequestAttempt:
         exception: the SDK exception this attempt ended in, or None.
         retry_delay_seconds: how long the client waited after this attempt before the
             next one (None when there was no next attempt).
+        rate_limit_wait_seconds: how long the client waited before this attempt because its
+            `rate_limit_budget` said the quota was spent (None when it did not wait).
     """
 
     attempt_number: int
@@ -95,6 +97,7 @@ class RequestAttempt:
     on_behalf_of: str | None
     exception: BaseException | None = None
     retry_delay_seconds: float | None = None
+    rate_limit_wait_seconds: float | None = None
 
     def _as_dict(self, *, phi: bool) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -103,6 +106,7 @@ class RequestAttempt:
             "duration_seconds": self.duration_seconds,
             "started_at": self.started_at.isoformat(),
             "retry_delay_seconds": self.retry_delay_seconds,
+            "rate_limit_wait_seconds": self.rate_limit_wait_seconds,
             "exception": serialize_exception(self.exception) if self.exception else None,
         }
         if phi:

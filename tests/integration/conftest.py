@@ -68,3 +68,6 @@ from tests.integration.conftest_clients import (  # noqa: E402, F401
     make_client,
     no_sleep,
 )
+
+# Redis for the tests of pymedplum.redis (redis_server, redis_url).
+from tests.integration.conftest_redis import redis_server, redis_url  # noqa: E402, F401

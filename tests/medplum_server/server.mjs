@@ -69,9 +69,142 @@ const COMMON_HEADERS = {
 // until reset>`); the remaining values are constant here unless a test sets them.
 const DEFAULT_RATE_LIMIT = { requests: 59999, fhirInteractions: 49999, resetSeconds: 60 };
 
-function rateLimitValue() {
+function rateLimitValue(quota) {
   const { requests, fhirInteractions, resetSeconds } = state.rateLimit;
-  return [`"requests";r=${requests};t=${resetSeconds}`, `"fhirInteractions";r=${fhirInteractions};t=${resetSeconds}`];
+  const fhir = quota
+    ? `"fhirInteractions";r=${quota.remaining};t=${quota.resetSeconds}`
+    : `"fhirInteractions";r=${fhirInteractions};t=${resetSeconds}`;
+  return [`"requests";r=${requests};t=${resetSeconds}`, fhir];
+}
+
+// ---- the FHIR quota (Medplum's fhirquota.ts) ---------------------------------------------------
+// Off unless a test sets it (POST /__test__/fhir-quota). As on Medplum: each interaction costs
+// points (read 1, history 10, search 20, write 100); a fixed window starts with the first point
+// and lasts `window_seconds`; the acting membership's limit (`user`, optional) is consumed first,
+// then the project's; a request past either limit is refused with 429, its points counted, and
+// the membership is then refused without counting until that window resets. Every FHIR answer
+// reports the lower of the two: `"fhirInteractions";r=<left>;t=<seconds to reset, rounded up>`.
+const QUOTA_COST = { read: 1, history: 10, search: 20, write: 100 };
+
+function quotaCostOf(method, path, body) {
+  const parts = path.split('/').filter(Boolean);
+  if (method === 'GET' || method === 'HEAD') {
+    if (parts.includes('_history')) {
+      return parts.at(-1) === '_history' ? QUOTA_COST.history : QUOTA_COST.read;
+    }
+    if (parts.length === 2 && !parts.some((p) => p.startsWith('$'))) {
+      return QUOTA_COST.read;
+    }
+    return QUOTA_COST.search; // searches and operations read by GET
+  }
+  if (method === 'POST' && (parts.at(-1) === '_search' || parts.at(-1) === '$graphql')) {
+    return QUOTA_COST.search;
+  }
+  if (method === 'POST' && parts.length === 0) {
+    // A batch or transaction: each entry is charged as the request it stands for.
+    let entries = [];
+    try {
+      entries = JSON.parse(body.toString('utf8')).entry ?? [];
+    } catch {
+      entries = [];
+    }
+    let total = 0;
+    for (const e of entries) {
+      const [entryPath] = String(e?.request?.url ?? '').split('?');
+      total += quotaCostOf(String(e?.request?.method ?? 'GET').toUpperCase(), `/${entryPath}`, Buffer.alloc(0));
+    }
+    return Math.max(total, 1);
+  }
+  return QUOTA_COST.write;
+}
+
+function quotaWindow(limiter, key, now) {
+  let w = limiter.get(key);
+  if (!w || now >= w.resetAt) {
+    w = { consumed: 0, resetAt: now + state.fhirQuota.windowMs, index: ++state.fhirQuota.windows };
+    limiter.set(key, w);
+  }
+  return w;
+}
+
+/** Charges a FHIR request to the quota: null when the quota is off, else what to report. */
+function chargeQuota(method, path, body, acting) {
+  const q = state.fhirQuota;
+  if (!q) {
+    return null;
+  }
+  const now = Date.now();
+  const points = quotaCostOf(method, path, body);
+  const userKey = acting.id;
+  const blocked = q.blocked.get(userKey);
+  const project = quotaWindow(q.projects, 'project', now);
+  const report = (w, limit, refused) => ({
+    remaining: Math.max(0, limit - w.consumed),
+    resetSeconds: Math.ceil((w.resetAt - now) / 1000),
+    msBeforeNext: w.resetAt - now,
+    consumed: w.consumed,
+    limit,
+    window: project.index,
+    refused,
+  });
+  if (blocked && now < blocked.resetAt) {
+    return { ...blocked.report, resetSeconds: Math.ceil((blocked.resetAt - now) / 1000), msBeforeNext: blocked.resetAt - now, window: project.index };
+  }
+  let user;
+  if (q.userLimit !== null) {
+    user = quotaWindow(q.users, userKey, now);
+    user.consumed += points;
+    if (user.consumed > q.userLimit) {
+      const r = report(user, q.userLimit, true);
+      q.blocked.set(userKey, { resetAt: user.resetAt, report: r });
+      return r;
+    }
+  }
+  project.consumed += points;
+  if (project.consumed > q.projectLimit) {
+    const r = report(project, q.projectLimit, true);
+    q.blocked.set(userKey, { resetAt: project.resetAt, report: r });
+    return r;
+  }
+  const projectReport = report(project, q.projectLimit, false);
+  if (user) {
+    const userReport = report(user, q.userLimit, false);
+    return userReport.remaining < projectReport.remaining ? userReport : projectReport;
+  }
+  return projectReport;
+}
+
+function quotaRefusal(quota) {
+  // As recorded (rate-limit.yaml): a throttled OperationOutcome with the limiter's state in
+  // diagnostics, both RateLimit items, no Retry-After.
+  const outcome = structuredClone(tooManyRequests);
+  outcome.issue[0].diagnostics = JSON.stringify({
+    _remainingPoints: 0,
+    _msBeforeNext: quota.msBeforeNext,
+    _consumedPoints: quota.consumed,
+    _isFirstInDuration: false,
+    limit: quota.limit,
+  });
+  return { ...outcomeResponse(outcome, { RateLimit: rateLimitValue(quota) }), status: 429 };
+}
+
+function quotaStatus() {
+  const q = state.fhirQuota;
+  if (!q) {
+    return { enabled: false };
+  }
+  const now = Date.now();
+  const project = q.projects.get('project');
+  const live = project && now < project.resetAt;
+  return {
+    enabled: true,
+    project_limit: q.projectLimit,
+    user_limit: q.userLimit,
+    window_seconds: q.windowMs / 1000,
+    windows: q.windows,
+    consumed: live ? project.consumed : 0,
+    refused: q.refused,
+  };
 }
 
 function rateLimitHeaders() {
@@ -148,6 +281,7 @@ const state = {
   faults: [],
   faultSeq: 0,
   rateLimit: { ...DEFAULT_RATE_LIMIT },
+  fhirQuota: null,
 };
 const ops = createOps({
   state,
@@ -510,6 +644,16 @@ function parseFhirBody(req, body, method) {
 }
 
 async function handleFhir(req, url, body, entry) {
+  const charged = {};
+  const response = await handleFhirRequest(req, url, body, entry, charged);
+  if (charged.quota && response.headers?.RateLimit) {
+    // This request's own quota report, as Medplum's attachRateLimitHeader.
+    response.headers = { ...response.headers, RateLimit: rateLimitValue(charged.quota) };
+  }
+  return response;
+}
+
+async function handleFhirRequest(req, url, body, entry, charged) {
   const auth = authenticate(req.headers.authorization);
   if (!auth) {
     return outcomeResponse(unauthorized, { RateLimit: rateLimitValue()[0] });
@@ -528,6 +672,16 @@ async function handleFhir(req, url, body, entry) {
     }
   }
   entry.acting_membership = `ProjectMembership/${acting.id}`;
+
+  const quota = chargeQuota(req.method, url.pathname.slice(FHIR_PREFIX.length).replaceAll('%24', '$'), body, acting);
+  if (quota) {
+    charged.quota = quota;
+    entry.quota_window = quota.window;
+    if (quota.refused) {
+      state.fhirQuota.refused++;
+      return quotaRefusal(quota);
+    }
+  }
 
   const readPolicy = (reference) => {
     const [type, id] = reference.split('/');
@@ -907,6 +1061,7 @@ async function handleControl(req, url, body) {
         state.tokenRequests = 0;
         state.tokensIssued = 0;
         state.rateLimit = { ...DEFAULT_RATE_LIMIT };
+        state.fhirQuota = null;
         if (spec.tokens) {
           state.tokens.clear();
         }
@@ -973,6 +1128,41 @@ async function handleControl(req, url, body) {
           }
         }
         return jsonResponse(200, rateLimitStatus());
+      case 'GET /__test__/fhir-quota':
+        return jsonResponse(200, quotaStatus());
+      case 'POST /__test__/fhir-quota': {
+        const limit = (value, name) => {
+          if (value === undefined || value === null) {
+            return null;
+          }
+          if (!Number.isInteger(value) || value < 0) {
+            throw new Error(`${name} must be an integer >= 0`);
+          }
+          return value;
+        };
+        const projectLimit = limit(spec.project, 'project');
+        if (projectLimit === null) {
+          return jsonResponse(400, { error: 'project (the project quota in points) is required' });
+        }
+        const windowSeconds = Number(spec.window_seconds ?? 60);
+        if (!(windowSeconds > 0)) {
+          return jsonResponse(400, { error: 'window_seconds must be > 0' });
+        }
+        state.fhirQuota = {
+          projectLimit,
+          userLimit: limit(spec.user, 'user'),
+          windowMs: windowSeconds * 1000,
+          projects: new Map(),
+          users: new Map(),
+          blocked: new Map(),
+          windows: 0,
+          refused: 0,
+        };
+        return jsonResponse(200, quotaStatus());
+      }
+      case 'DELETE /__test__/fhir-quota':
+        state.fhirQuota = null;
+        return jsonResponse(200, quotaStatus());
       case 'POST /__test__/project': {
         // Flags of the seeded Project that real servers set per project (bots, super admin).
         const current = state.repo.rawGet('Project', seedInfo().project_id);
@@ -1088,6 +1278,7 @@ async function dispatch(req, res) {
     acting_membership: null,
     on_behalf_of_profile: null,
     fault: null,
+    quota_window: null,
     status: null,
   };
   state.requests.push(entry);

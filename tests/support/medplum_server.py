@@ -467,6 +467,19 @@ class LocalMedplumServer:
         }
         return dict(self._call("POST", "/__test__/rate-limit", spec))
 
+    def set_fhir_quota(
+        self, project: int, *, user: int | None = None, window_seconds: float = 60
+    ) -> dict[str, Any]:
+        """Enforce Medplum's FHIR quota (until reset): at most `project` points per window for
+        the project (and `user` per acting membership), read 1, history 10, search 20, write
+        100; past it, 429 with ``RateLimit: ..."fhirInteractions";r=0;t=<s>``."""
+        spec = {"project": project, "user": user, "window_seconds": window_seconds}
+        return dict(self._call("POST", "/__test__/fhir-quota", spec))
+
+    def fhir_quota(self) -> dict[str, Any]:
+        """The quota's state: limits, windows started, points consumed now, requests refused."""
+        return dict(self._call("GET", "/__test__/fhir-quota"))
+
     def set_project(
         self, *, features: list[str] | None = None, super_admin: bool | None = None
     ) -> dict[str, Any]:

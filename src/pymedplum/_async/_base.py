@@ -20,11 +20,13 @@ from pymedplum import (
     _autobatch,  # async-only
     _backend,
     _binary,
+    _budget,
     _core,
     _hooks,
     _security,
 )
 from pymedplum._binary import DownloadSink, UploadBody
+from pymedplum._budget import RateLimitBudget
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
 from pymedplum._security import RedactedStr
@@ -61,6 +63,7 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
         max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit_budget: RateLimitBudget | None = None,
         auto_batch_ms: float | None = None,  # async-only
     ) -> None:
         # Redacted first thing, so that no traceback through this frame shows them.
@@ -80,6 +83,7 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
             default_on_behalf_of=default_on_behalf_of,
             async_hooks=_hooks.ASYNC_HOOKS_ALLOWED,
             token_cache=token_cache,
+            rate_limit_budget=rate_limit_budget,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
         )
@@ -209,15 +213,25 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
     async def _refresh(self, flight: Flight) -> str:
         """Lead one client-credentials login for every client sharing these credentials.
 
-        A 429 from the token endpoint (Medplum: `RateLimit: "requests";r=0;t=55`, no
-        Retry-After) is waited out as a FHIR 429 is, within the same limits; every waiter
-        keeps waiting meanwhile instead of calling the endpoint itself.
+        With a token cache shared across processes (pymedplum.redis), the store is asked
+        first: for a token another process logged in for, else for its lock, so that one
+        process at a time logs in. A 429 from the token endpoint (Medplum: `RateLimit:
+        "requests";r=0;t=55`, no Retry-After) is waited out as a FHIR 429 is, within the same
+        limits (holding the lock); every waiter keeps waiting meanwhile instead of calling
+        the endpoint itself.
         """
         tokens = self._token
-        url, headers, body = tokens.token_request()
+        shared = tokens.shared
+        lease = None
         try:
+            if shared is not None and tokens.key is not None:
+                found, lease = await shared.acquire_async(tokens.key, flight.refused)
+                if found is not None:
+                    return tokens.adopt(flight, found)
+            url, headers, body = tokens.token_request()
             retries = 0
             while True:
+                await self._wait_for_budget(self._auth_scope, None)
                 failure = None
                 try:
                     response = await self._http.post(url, headers=headers, content=body)
@@ -225,17 +239,57 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                     failure = self._token_transport_error(exc)
                 if failure is not None:
                     raise failure
+                await self._note_budget(
+                    self._auth_scope, response, response.headers.get("ratelimit")
+                )
                 delay = tokens.retry_delay(response.status_code, response.headers, retries)
                 if delay is None:
                     break
                 retries += 1
+                if shared is not None and lease is not None:
+                    await shared.extend_async(lease, delay)
                 await _backend.async_sleep(delay)
-            return tokens.finish(
+            token = tokens.finish(
                 flight, response.status_code, response.headers, response.content, self._clock()
             )
+            cached = tokens.cached()
+            if shared is not None and lease is not None and cached is not None:
+                await shared.publish_async(lease, cached, self._clock())
+                lease = None
+            return token
         except BaseException as exc:
             tokens.fail(flight, exc, self._clock())  # the waiters get it (or try again)
             raise
+        finally:
+            if shared is not None and lease is not None:
+                await shared.release_async(lease)
+
+    async def _wait_for_budget(self, scope: str, state: CallState | None) -> None:
+        """Wait while the rate-limit budget says the quota of `scope` is spent (at most
+        MAX_RETRY_DELAY_SECONDS); the wait goes into the next attempt's audit record."""
+        budget = self._budget
+        if budget is None:
+            return
+        now = self._clock()
+        pause = _budget.pause_seconds(await budget.spent_until_async(scope, now), now)
+        if pause > 0:
+            if state is not None:
+                state.rate_limit_wait = pause
+            await _backend.async_sleep(pause)
+
+    async def _note_budget(
+        self, scope: str, response: httpx.Response, ratelimit: str | None
+    ) -> None:
+        """Tell the rate-limit budget when an answer (its `RateLimit` header: `ratelimit`)
+        says the quota of `scope` is spent."""
+        budget = self._budget
+        if budget is None:
+            return
+        now = self._clock()
+        status, headers = response.status_code, response.headers
+        until = _budget.spent_after(status, ratelimit, headers, now, budget.reserve)
+        if until is not None:
+            await budget.record_spent_async(scope, until, now)
 
     async def _prepare_attempt(self, state: CallState) -> None:
         hook = self._before_request
@@ -339,6 +393,8 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         streamed = upload is not None or stream
         try:
             while True:
+                if self._budget is not None:
+                    await self._wait_for_budget(self._fhir_scope, state)
                 token = await self._bearer(state)
                 await self._prepare_attempt(state)
                 request = state.request(self._http, token)
@@ -361,6 +417,8 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                     delay = state.after_transport_error(exc)
                 else:
                     delay = state.after_response(response)
+                    if self._budget is not None:
+                        await self._note_budget(self._fhir_scope, response, state.rate_limit_header)
                 finally:
                     if upload is not None:
                         upload.close_attempt()

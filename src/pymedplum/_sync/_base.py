@@ -20,11 +20,13 @@ from pydantic import BaseModel
 from pymedplum import (
     _backend,
     _binary,
+    _budget,
     _core,
     _hooks,
     _security,
 )
 from pymedplum._binary import DownloadSink, UploadBody
+from pymedplum._budget import RateLimitBudget
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
 from pymedplum._security import RedactedStr
@@ -61,6 +63,7 @@ class ClientBase(_backend.CloseName, BaseClient):
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
         max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
+        rate_limit_budget: RateLimitBudget | None = None,
     ) -> None:
         # Redacted first thing, so that no traceback through this frame shows them.
         client_secret = RedactedStr.wrap(client_secret)
@@ -79,6 +82,7 @@ class ClientBase(_backend.CloseName, BaseClient):
             default_on_behalf_of=default_on_behalf_of,
             async_hooks=_hooks.SYNC_HOOKS_ONLY,
             token_cache=token_cache,
+            rate_limit_budget=rate_limit_budget,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
         )
@@ -203,15 +207,25 @@ class ClientBase(_backend.CloseName, BaseClient):
     def _refresh(self, flight: Flight) -> str:
         """Lead one client-credentials login for every client sharing these credentials.
 
-        A 429 from the token endpoint (Medplum: `RateLimit: "requests";r=0;t=55`, no
-        Retry-After) is waited out as a FHIR 429 is, within the same limits; every waiter
-        keeps waiting meanwhile instead of calling the endpoint itself.
+        With a token cache shared across processes (pymedplum.redis), the store is asked
+        first: for a token another process logged in for, else for its lock, so that one
+        process at a time logs in. A 429 from the token endpoint (Medplum: `RateLimit:
+        "requests";r=0;t=55`, no Retry-After) is waited out as a FHIR 429 is, within the same
+        limits (holding the lock); every waiter keeps waiting meanwhile instead of calling
+        the endpoint itself.
         """
         tokens = self._token
-        url, headers, body = tokens.token_request()
+        shared = tokens.shared
+        lease = None
         try:
+            if shared is not None and tokens.key is not None:
+                found, lease = shared.acquire(tokens.key, flight.refused)
+                if found is not None:
+                    return tokens.adopt(flight, found)
+            url, headers, body = tokens.token_request()
             retries = 0
             while True:
+                self._wait_for_budget(self._auth_scope, None)
                 failure = None
                 try:
                     response = self._http.post(url, headers=headers, content=body)
@@ -219,17 +233,53 @@ class ClientBase(_backend.CloseName, BaseClient):
                     failure = self._token_transport_error(exc)
                 if failure is not None:
                     raise failure
+                self._note_budget(self._auth_scope, response, response.headers.get("ratelimit"))
                 delay = tokens.retry_delay(response.status_code, response.headers, retries)
                 if delay is None:
                     break
                 retries += 1
+                if shared is not None and lease is not None:
+                    shared.extend(lease, delay)
                 _backend.sync_sleep(delay)
-            return tokens.finish(
+            token = tokens.finish(
                 flight, response.status_code, response.headers, response.content, self._clock()
             )
+            cached = tokens.cached()
+            if shared is not None and lease is not None and cached is not None:
+                shared.publish(lease, cached, self._clock())
+                lease = None
+            return token
         except BaseException as exc:
             tokens.fail(flight, exc, self._clock())  # the waiters get it (or try again)
             raise
+        finally:
+            if shared is not None and lease is not None:
+                shared.release(lease)
+
+    def _wait_for_budget(self, scope: str, state: CallState | None) -> None:
+        """Wait while the rate-limit budget says the quota of `scope` is spent (at most
+        MAX_RETRY_DELAY_SECONDS); the wait goes into the next attempt's audit record."""
+        budget = self._budget
+        if budget is None:
+            return
+        now = self._clock()
+        pause = _budget.pause_seconds(budget.spent_until(scope, now), now)
+        if pause > 0:
+            if state is not None:
+                state.rate_limit_wait = pause
+            _backend.sync_sleep(pause)
+
+    def _note_budget(self, scope: str, response: httpx.Response, ratelimit: str | None) -> None:
+        """Tell the rate-limit budget when an answer (its `RateLimit` header: `ratelimit`)
+        says the quota of `scope` is spent."""
+        budget = self._budget
+        if budget is None:
+            return
+        now = self._clock()
+        status, headers = response.status_code, response.headers
+        until = _budget.spent_after(status, ratelimit, headers, now, budget.reserve)
+        if until is not None:
+            budget.record_spent(scope, until, now)
 
     def _prepare_attempt(self, state: CallState) -> None:
         hook = self._before_request
@@ -334,6 +384,8 @@ class ClientBase(_backend.CloseName, BaseClient):
         streamed = upload is not None or stream
         try:
             while True:
+                if self._budget is not None:
+                    self._wait_for_budget(self._fhir_scope, state)
                 token = self._bearer(state)
                 self._prepare_attempt(state)
                 request = state.request(self._http, token)
@@ -356,6 +408,8 @@ class ClientBase(_backend.CloseName, BaseClient):
                     delay = state.after_transport_error(exc)
                 else:
                     delay = state.after_response(response)
+                    if self._budget is not None:
+                        self._note_budget(self._fhir_scope, response, state.rate_limit_header)
                 finally:
                     if upload is not None:
                         upload.close_attempt()

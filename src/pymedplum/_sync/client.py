@@ -86,6 +86,15 @@ class MedplumClient(
         default_on_behalf_of: the ProjectMembership every request acts as by default.
         token_cache: where tokens are kept (a `pymedplum.TokenCache`); by default the
             process-wide one, shared by every client with the same base URL and credentials.
+            `pymedplum.redis.RedisTokenCache` shares it, and one login at a time, across
+            processes.
+        rate_limit_budget: a `pymedplum.RateLimitBudget` shared with other clients: once an
+            answer says Medplum's quota is spent (`RateLimit: ...;r=0;t=60`, or a 429), every
+            client sharing it waits for the reset before sending (at most
+            MAX_RETRY_DELAY_SECONDS per attempt). None (the default): each client only waits
+            out the 429s it gets. `MemoryRateLimitBudget` shares it within a process,
+            `pymedplum.redis.RedisRateLimitBudget` across processes (docs/redis.md).
+        max_response_bytes: the largest response body read (64 MiB; None: no cap).
     """
 
     # ------------------------------------------------------------ create

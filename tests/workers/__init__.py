@@ -1,0 +1,1 @@
+"""Worker-pool applications the integration tests start in their own processes."""
