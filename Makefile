@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SERVER_DIR := tests/medplum_server
+SERVER_DIR := src/pymedplum/testing/medplum_server
 VERSION ?=
 
 .PHONY: install generate check-generated specs test lint typecheck pytest demo server bench clean
@@ -49,7 +49,7 @@ demo: install
 	$(PY) examples/run_demo.py
 
 server: install
-	$(PY) -m tests.support.medplum_server
+	$(PY) -m pymedplum.testing serve
 
 bench: install
 	$(PY) -m bench

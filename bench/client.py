@@ -10,7 +10,7 @@ and header building, OBO resolution, token bookkeeping, the retry state machine,
 status-to-exception mapping. No hooks are set.
 
 Two settings, each measured in this run:
-- loopback: the local Medplum server (tests/medplum_server) on 127.0.0.1. CPU time of this
+- loopback: the local Medplum server (pymedplum.testing) on 127.0.0.1. CPU time of this
   process (`time.process_time()`), so the server's own work and the wait are not counted.
 - mock: `httpx.MockTransport` answering canned bytes, no network at all: the purest view
   of the SDK's overhead (httpx's own per-request cost is still in both sides).

