@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from pymedplum import AsyncMedplumClient, MedplumClient
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 RESOURCES = 100_000

@@ -31,7 +31,7 @@ import httpx
 from bench._timing import us
 from pymedplum import AsyncMedplumClient, MedplumClient, _json
 from pymedplum._core import USER_AGENT
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 

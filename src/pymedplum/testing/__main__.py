@@ -11,7 +11,9 @@ import sys
 
 from pymedplum.testing import local_server
 
-USAGE = "usage: python -m pymedplum.testing {serve [--port N] [--token-lifetime S] | install-server}"
+USAGE = (
+    "usage: python -m pymedplum.testing {serve [--port N] [--token-lifetime S] | install-server}"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -616,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, practitioner in server.practitioners.items():
         print(f"  OBO target {key:<10} {practitioner.membership} ({practitioner.name})")
     print(
-        f"  test controls:   {server.base_url}/__test__/info (see pymedplum/testing/medplum_server/README.md)"
+        f"  test controls:   {server.base_url}/__test__/info "
+        "(see pymedplum/testing/medplum_server/README.md)"
     )
     print("Press Ctrl-C to stop.", flush=True)
     stop = threading.Event()
