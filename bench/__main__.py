@@ -1,7 +1,7 @@
 """make bench: every benchmark, as ratios against baselines measured in the same run.
 
 python -m bench            all
-python -m bench models     the model benchmarks only (also: client, bulk)
+python -m bench models     the model benchmarks only (also: client, bulk, otel)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    which = set(argv) or {"models", "client", "bulk"}
+    which = set(argv) or {"models", "client", "bulk", "otel"}
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
@@ -40,6 +40,10 @@ def main(argv: list[str]) -> int:
         from bench import bulk
 
         print(_table("Bulk export", bulk.rows()))
+    if "otel" in which:
+        from bench import otel
+
+        print(_table("OpenTelemetry tracing", otel.rows()))
     return 0
 
 

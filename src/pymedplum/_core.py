@@ -15,6 +15,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,7 +26,7 @@ import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from pymedplum import _hooks, _json, _retry
+from pymedplum import _hooks, _json, _retry, _telemetry
 from pymedplum._auth import TokenState
 from pymedplum._convert import dict_to_model, resource_to_dict
 from pymedplum._obo import OBO_HEADER, OnBehalfOf
@@ -576,6 +577,9 @@ class BaseClient:
     #: The last `RateLimit` response header and when it arrived, in seconds since the epoch
     #: (see `rate_limit_status()`).
     _last_rate_limit: tuple[str, float] | None = None
+    #: Opens a span per logical call (pymedplum.otel.instrument sets it on a client, or on
+    #: this class for every client); None: no tracing.
+    _tracer: _telemetry.CallTracer | None = None
 
     def _configure(
         self,
@@ -897,6 +901,7 @@ class CallState:
         "attempt_started_at",
         "body_bytes",
         "attempt_seconds",
+        "span",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -911,9 +916,15 @@ class CallState:
         self.response: httpx.Response | None = None
         self.error: MedplumError | None = None
         self.final_exception: BaseException | None = None
-        # Audit data is gathered only when someone will read it.
+        tracer = core._tracer
+        self.span = (
+            None
+            if tracer is None
+            else _telemetry.start_span(tracer, call.method, self.route.template)
+        )
+        # Audit data is gathered only when someone will read it (the hook, or the span).
         self.attempts: list[RequestAttempt] | None = (
-            [] if core._on_request_complete is not None else None
+            [] if core._on_request_complete is not None or self.span is not None else None
         )
         self.started_at = datetime.now(UTC) if self.attempts is not None else None
         self.attempt_started = 0.0
@@ -935,11 +946,24 @@ class CallState:
             headers["Authorization"] = RedactedStr("Bearer " + token)
         if self.obo:
             headers[OBO_HEADER] = self.obo
+        if self.span is not None:
+            _telemetry.inject(self.span, headers)
         if self.attempts is not None:
             self.attempt_started_at = datetime.now(UTC)
         self.attempt_started = time.perf_counter()
         self.body_bytes = 0
         return http.build_request(call.method, call.url, headers=headers, content=call.content)
+
+    def traced(self) -> AbstractContextManager[object]:
+        """The context of an attempt's token lookup and request: the call's span current in
+        it (so that an instrumented httpx nests its spans under it), or nothing."""
+        span = self.span
+        return _telemetry.NO_SCOPE if span is None else span.activate()
+
+    def finish(self, event: RequestEvent) -> None:
+        """End the call's span, if traced, with its event."""
+        if self.span is not None:
+            _telemetry.end_span(self.span, event)
 
     def attempt_timeout(self, streamed: bool) -> float | None:
         """Seconds the next attempt may take in all (None: no bound). A streamed upload or

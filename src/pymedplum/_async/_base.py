@@ -319,7 +319,8 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         streamed = upload is not None or stream
         try:
             while True:
-                token = await self._bearer(state)
+                with state.traced():
+                    token = await self._bearer(state)
                 await self._prepare_attempt(state)
                 request = state.request(self._http, token)
                 if upload is not None:
@@ -332,9 +333,10 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                     )
                 try:
                     async with _backend.AsyncDeadline(state.attempt_timeout(streamed)):
-                        response = await self._http.send(
-                            request, stream=True, follow_redirects=False
-                        )
+                        with state.traced():
+                            response = await self._http.send(
+                                request, stream=True, follow_redirects=False
+                            )
                         if not stream or not 200 <= response.status_code < 300:
                             await self._read_body(response, state)
                 except httpx.RequestError as exc:
@@ -354,10 +356,11 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 state.final_exception = exc
             raise
         finally:
-            hook = self._on_request_complete
-            if hook is not None:
-                event = state.event()
-                if event is not None:
+            event = state.event()
+            if event is not None:
+                state.finish(event)
+                hook = self._on_request_complete
+                if hook is not None:
                     await _hooks.run_complete_async(hook, event)
 
     async def _read_body(self, response: httpx.Response, state: CallState) -> None:

@@ -321,7 +321,8 @@ class ClientBase(_backend.CloseName, BaseClient):
         streamed = upload is not None or stream
         try:
             while True:
-                token = self._bearer(state)
+                with state.traced():
+                    token = self._bearer(state)
                 self._prepare_attempt(state)
                 request = state.request(self._http, token)
                 if upload is not None:
@@ -334,7 +335,8 @@ class ClientBase(_backend.CloseName, BaseClient):
                     )
                 try:
                     with _backend.Deadline(state.attempt_timeout(streamed)):
-                        response = self._http.send(request, stream=True, follow_redirects=False)
+                        with state.traced():
+                            response = self._http.send(request, stream=True, follow_redirects=False)
                         if not stream or not 200 <= response.status_code < 300:
                             self._read_body(response, state)
                 except httpx.RequestError as exc:
@@ -354,10 +356,11 @@ class ClientBase(_backend.CloseName, BaseClient):
                 state.final_exception = exc
             raise
         finally:
-            hook = self._on_request_complete
-            if hook is not None:
-                event = state.event()
-                if event is not None:
+            event = state.event()
+            if event is not None:
+                state.finish(event)
+                hook = self._on_request_complete
+                if hook is not None:
                     _hooks.run_complete(hook, event)
 
     def _read_body(self, response: httpx.Response, state: CallState) -> None:

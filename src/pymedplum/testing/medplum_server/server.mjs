@@ -6,6 +6,7 @@
 // adds what the Medplum server does around them (OAuth client credentials, bearer checks,
 // On-Behalf-Of, response headers, paging links) and test-only controls under /__test__/.
 // Listens on 127.0.0.1 only. Prints `MEDPLUM_TEST_SERVER_READY port=N base_url=URL` when ready.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -176,7 +177,27 @@ async function seed() {
 
 // ---- small HTTP helpers ----------------------------------------------------------------------
 
+// The request's trace id, as Medplum's context.ts getTraceId: a UUID `X-Trace-Id`, else a valid
+// W3C `traceparent` (the whole header, as Medplum keeps it; traceparent.ts's pattern), else a
+// random UUID. Medplum logs it and returns it in every OperationOutcome's tracing extension.
+const TRACEPARENT = /^([0-9a-f]{2})?-?([0-9a-f]{32})-([0-9a-f]{16})-?([0-9a-f]{1,2})?$/i;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const requestContext = new AsyncLocalStorage();
+
+function traceIdOf(req) {
+  const xTraceId = req.headers['x-trace-id'];
+  if (typeof xTraceId === 'string' && UUID.test(xTraceId)) {
+    return xTraceId;
+  }
+  const traceparent = req.headers.traceparent;
+  if (typeof traceparent === 'string' && TRACEPARENT.test(traceparent)) {
+    return traceparent;
+  }
+  return undefined;
+}
+
 function tracing(outcome) {
+  const traceId = requestContext.getStore()?.traceId ?? crypto.randomUUID();
   return {
     ...outcome,
     extension: [
@@ -184,7 +205,7 @@ function tracing(outcome) {
         url: 'https://medplum.com/fhir/StructureDefinition/tracing',
         extension: [
           { url: 'requestId', valueId: crypto.randomUUID() },
-          { url: 'traceId', valueId: crypto.randomUUID() },
+          { url: 'traceId', valueId: traceId },
         ],
       },
     ],
@@ -1039,6 +1060,7 @@ async function dispatch(req, res) {
     auth_scheme: authorization ? authorization.split(' ')[0] : null,
     if_match: req.headers['if-match'] ?? null,
     if_none_exist: req.headers['if-none-exist'] ?? null,
+    traceparent: req.headers.traceparent ?? null,
     content_type: req.headers['content-type'] ?? null,
     client_id: null,
     client_membership: null,
@@ -1099,7 +1121,8 @@ async function main() {
   loadDefinitions();
   await seed();
   const server = http.createServer((req, res) => {
-    dispatch(req, res).catch((err) => {
+    const context = { traceId: traceIdOf(req) };
+    requestContext.run(context, () => dispatch(req, res)).catch((err) => {
       process.stderr.write(`medplum test server: ${err?.stack ?? err}\n`);
       if (!res.headersSent) {
         send(res, outcomeResponse(normalizeOperationOutcome(err)));
