@@ -26,7 +26,7 @@ import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from pymedplum import _hooks, _json, _retry, _telemetry
+from pymedplum import _grants, _hooks, _json, _retry, _telemetry
 from pymedplum._auth import TokenState
 from pymedplum._convert import dict_to_model, resource_to_dict
 from pymedplum._obo import OBO_HEADER, OnBehalfOf
@@ -599,9 +599,14 @@ class BaseClient:
         timeout: float | None = 30.0,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         token_cache: TokenCache | None = None,
+        private_key: Any = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        subject_token: str | None = None,
     ) -> None:
-        if bool(client_id) != bool(client_secret):
-            raise ValueError("client_id and client_secret must be given together")
+        grant = _grants.build_grant(
+            client_id, client_secret, private_key, key_id, algorithm, subject_token
+        )
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if max_response_bytes is not None and (
@@ -624,6 +629,7 @@ class BaseClient:
             access_token=RedactedStr.wrap(access_token),
             cooldown=failed_refresh_cooldown,
             cache=token_cache,
+            grant=grant,
         )
         self._obo = OnBehalfOf(default_on_behalf_of)
         self._before_request = before_request

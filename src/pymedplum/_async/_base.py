@@ -20,7 +20,7 @@ from pymedplum import _backend, _binary, _core, _hooks, _security
 from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
-from pymedplum._security import RedactedStr
+from pymedplum._security import PrivateKey, RedactedStr
 from pymedplum._token_cache import Flight, TokenCache
 from pymedplum.exceptions import NetworkError
 
@@ -54,10 +54,16 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
         max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
+        private_key: str | bytes | PrivateKey | None = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        subject_token: str | None = None,
     ) -> None:
         # Redacted first thing, so that no traceback through this frame shows them.
         client_secret = RedactedStr.wrap(client_secret)
         access_token = RedactedStr.wrap(access_token)
+        private_key = _security.redact_key(private_key)
+        subject_token = RedactedStr.wrap(subject_token)
         self._configure(
             base_url=base_url,
             client_id=client_id,
@@ -74,6 +80,10 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
             token_cache=token_cache,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
+            private_key=private_key,
+            key_id=key_id,
+            algorithm=algorithm,
+            subject_token=subject_token,
         )
         if http_client is not None:
             _security.check_http_client(http_client, httpx.AsyncClient)

@@ -562,6 +562,60 @@ class LocalMedplumServer:
         """The seeded CodeSystem, ValueSet and ConceptMap (``id`` and ``url`` of each)."""
         return dict(self._info["terminology"])
 
+    # ---- client applications ---------------------------------------------------------------
+
+    def create_client_application(
+        self,
+        name: str,
+        *,
+        jwks_uri: str | None = None,
+        user_info_url: str | None = None,
+        use_subject: bool = False,
+    ) -> ClientCredentials:
+        """A new ClientApplication of the seeded project and its ProjectMembership, made by the
+        admin client through the FHIR API (data: a reset removes them).
+
+        ``jwks_uri``: where its public keys are, for a login with a signed JWT
+        (``private_key=``). ``user_info_url``: its identity provider's userinfo endpoint, for
+        token exchange (``subject_token=``); ``use_subject`` matches users by ``sub`` (their
+        ``externalId``) instead of ``email``. It also gets a secret, as Medplum's clients have.
+        """
+        secret = os.urandom(24).hex()
+        client: dict[str, Any] = {
+            "resourceType": "ClientApplication",
+            "name": name,
+            "secret": secret,
+        }
+        if jwks_uri is not None:
+            client["jwksUri"] = jwks_uri
+        if user_info_url is not None:
+            client["identityProvider"] = {"userInfoUrl": user_info_url, "useSubject": use_subject}
+        headers = {"Authorization": f"Bearer {self.access_token('admin')}"}
+        fhir = self.fhir_base_url
+        assert self._control is not None
+        created = self._control.post(fhir + "ClientApplication", json=client, headers=headers)
+        if created.status_code != 201:
+            raise MedplumServerError(f"creating the ClientApplication: {created.text}")
+        client_id = str(created.json()["id"])
+        reference = {"reference": f"ClientApplication/{client_id}", "display": name}
+        membership = {
+            "resourceType": "ProjectMembership",
+            "project": {"reference": f"Project/{self.project_id}"},
+            "user": reference,
+            "profile": reference,
+            "admin": False,
+        }
+        made = self._control.post(fhir + "ProjectMembership", json=membership, headers=headers)
+        if made.status_code != 201:
+            raise MedplumServerError(f"creating its ProjectMembership: {made.text}")
+        return ClientCredentials(
+            client_id=client_id,
+            client_secret=secret,
+            membership=f"ProjectMembership/{made.json()['id']}",
+            profile=f"ClientApplication/{client_id}",
+            admin=False,
+        )
+
     # ---- conveniences for raw-HTTP tests ---------------------------------------------------
 
     def access_token(self, client: Literal["admin", "user"] = "admin") -> str:
