@@ -61,16 +61,20 @@ def test_reset_returns_the_seed(medplum_reset):
 """
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "test_with_the_pytest_plugin.py"
+
+
 def test_a_users_tests_get_the_fixtures_from_the_entry_point(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_user=USER_TESTS)
+    """The tests above and the example of docs/testing.md, in one session (one server)."""
+    pytester.makepyfile(test_user=USER_TESTS, test_example=EXAMPLE.read_text())
     result = pytester.runpytest_subprocess("-p", "anyio", "-q")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=6 + 5)
 
 
 def test_without_the_plugin_the_fixtures_are_not_there(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:pymedplum", "-q")
-    result.assert_outcomes(errors=6)
+    result.assert_outcomes(errors=6)  # every test asks for a plugin fixture
     result.stdout.fnmatch_lines(["*fixture 'medplum_client' not found*"])
 
 

@@ -371,7 +371,7 @@ class LocalMedplumServer:
         Each entry has ``method``, ``path``, ``query`` (name -> values), ``on_behalf_of`` (the
         header as sent), ``acting_membership``, ``client_membership``, ``client_id``,
         ``authorization`` (bool), ``auth_scheme``, ``if_match``, ``if_none_exist``,
-        ``status`` (None when the connection was dropped first) and ``fault``.
+        ``traceparent``, ``status`` (None when the connection was dropped first) and ``fault``.
         """
         return list(self._call("GET", "/__test__/requests")["requests"])
 
