@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SERVER_DIR := tests/medplum_server
+SERVER_DIR := src/pymedplum/testing/medplum_server
 # The official FHIR R4 examples (npm package hl7.fhir.r4.examples, pinned with its hash).
 EXAMPLES_DIR := tests/data/fhir-r4-examples
 # npm prints one line per download (its progress bar only shows on a terminal).
@@ -87,7 +87,7 @@ demo: install
 	$(PY) examples/run_demo.py
 
 server: install
-	$(PY) -m tests.support.medplum_server
+	$(PY) -m pymedplum.testing serve
 
 bench: install
 	$(PY) -m bench

@@ -1,7 +1,7 @@
 """make bench: every benchmark, as ratios against baselines measured in the same run.
 
 python -m bench            all
-python -m bench models     the model benchmarks only (also: client, bulk, scale, budget)
+python -m bench models     the model benchmarks only (also: client, bulk, scale, budget, otel)
 python -m bench typecheck  cold mypy and pyright runs on a user script
 """
 
@@ -25,7 +25,7 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    which = set(argv) or {"models", "client", "bulk", "scale", "budget", "typecheck"}
+    which = set(argv) or {"models", "client", "bulk", "scale", "budget", "otel", "typecheck"}
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
@@ -49,6 +49,10 @@ def main(argv: list[str]) -> int:
         from bench import budget
 
         print(_table("Shared RateLimit budget (pymedplum.redis)", budget.rows()))
+    if "otel" in which:
+        from bench import otel
+
+        print(_table("OpenTelemetry tracing", otel.rows()))
     if "typecheck" in which:
         print(_table("Type checking (cold, no cache)", typecheck.rows()))
     return 0

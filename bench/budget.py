@@ -27,7 +27,7 @@ import httpx
 
 from bench._timing import us
 from pymedplum import AsyncMedplumClient, MedplumClient, MemoryRateLimitBudget
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 

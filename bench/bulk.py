@@ -1,6 +1,6 @@
 """Bulk export benchmarks: streaming an exported NDJSON file, against raw httpx in the same run.
 
-The local Medplum server (tests/medplum_server) stores 100,000 Patients and exports them
+The local Medplum server (pymedplum.testing) stores 100,000 Patients and exports them
 once; every round then reads the same output file over loopback:
 - baseline: raw `httpx.Client.stream` + `iter_lines()` + `orjson.loads` per line (the
   fastest correct-looking reader; it turns decimals into floats, which FHIR forbids);
@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from pymedplum import AsyncMedplumClient, MedplumClient
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 RESOURCES = 100_000

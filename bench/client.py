@@ -10,7 +10,7 @@ and header building, OBO resolution, token bookkeeping, the retry state machine,
 status-to-exception mapping. No hooks are set.
 
 Two settings, each measured in this run:
-- loopback: the local Medplum server (tests/medplum_server) on 127.0.0.1. CPU time of this
+- loopback: the local Medplum server (pymedplum.testing) on 127.0.0.1. CPU time of this
   process (`time.process_time()`), so the server's own work and the wait are not counted.
 - mock: `httpx.MockTransport` answering canned bytes, no network at all: the purest view
   of the SDK's overhead (httpx's own per-request cost is still in both sides).
@@ -31,7 +31,7 @@ import httpx
 from bench._timing import us
 from pymedplum import AsyncMedplumClient, MedplumClient, _json
 from pymedplum._core import USER_AGENT
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 

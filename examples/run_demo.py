@@ -1,6 +1,6 @@
 """`make demo`: start the local Medplum server, then run examples/quickstart.py against it.
 
-The server (tests/medplum_server, Medplum's own npm packages, in memory, on 127.0.0.1) is
+The server (pymedplum.testing: Medplum's own npm packages, in memory, on 127.0.0.1) is
 started on a free port and stopped afterwards; the quickstart runs in a fresh interpreter
 with MEDPLUM_BASE_URL, MEDPLUM_CLIENT_ID and MEDPLUM_CLIENT_SECRET set for the seeded
 admin client. The exit status is the quickstart's.
@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from pymedplum.testing import LocalMedplumServer, MedplumServerError
 
-from tests.support.medplum_server import LocalMedplumServer, MedplumServerError  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:

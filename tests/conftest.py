@@ -8,6 +8,9 @@ import pytest
 
 from pymedplum._token_cache import forget_shared_tokens
 
+# `pytester` runs a user's test file in a subprocess (tests of the pymedplum pytest plugin).
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_shared_tokens() -> Iterator[None]:

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pymedplum import _json, _retry
+from pymedplum._grants import ClientSecret, Grant
 from pymedplum._security import RedactedBytes, RedactedStr
 from pymedplum._token_cache import (
     CachedToken,
@@ -39,7 +40,6 @@ from pymedplum._token_cache import (
     TokenKey,
     refreshes_for,
     shared_token_cache,
-    token_key,
 )
 from pymedplum.exceptions import (
     AuthenticationError,
@@ -84,6 +84,7 @@ class TokenState:
         "token_url",
         "client_id",
         "_client_secret",
+        "_grant",
         "_own",
         "_key",
         "_cache",
@@ -101,6 +102,7 @@ class TokenState:
         access_token: str | None,
         cooldown: float,
         cache: TokenCache | None = None,
+        grant: Grant | None = None,
     ) -> None:
         if cooldown < 0:
             raise ValueError("failed_refresh_cooldown must be >= 0")
@@ -108,11 +110,17 @@ class TokenState:
         self.client_id = client_id
         # Secrets are kept redacted from repr(), so that no traceback's locals show them.
         self._client_secret = RedactedStr.wrap(client_secret)
+        # How this client logs in (pymedplum._grants): a secret, a signed assertion, a
+        # token exchange; None without credentials.
+        if grant is None and client_id and client_secret:
+            grant = ClientSecret(client_secret)
+        self._grant = grant if client_id else None
         # A caller-supplied token carries no expiry unless one is given (set_access_token):
         # it is used until the server refuses it.
         self._own = CachedToken(RedactedStr(access_token)) if access_token else None
+        # The cache key: (token URL, client id, a digest of the credential, never itself).
         self._key = (
-            token_key(token_url, client_id, client_secret) if client_id and client_secret else None
+            (token_url, client_id, self._grant.digest) if self._grant and client_id else None
         )
         self._cache: TokenCache = shared_token_cache() if cache is None else cache
         #: The cache, when it also shares one login at a time across processes.
@@ -234,13 +242,10 @@ class TokenState:
         return Join(flight=flight, lead=True)
 
     def token_request(self) -> tuple[str, dict[str, str], bytes]:
-        """URL, headers and form body of the client-credentials login (the body redacted
-        from repr: it holds the secret)."""
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id or "",
-            "client_secret": str(self._client_secret or ""),
-        }
+        """URL, headers and form body of the login (the body redacted from repr: it holds the
+        secret, the signed assertion or the subject token)."""
+        assert self._grant is not None and self.client_id  # only a client with credentials
+        form = self._grant.form(self.token_url, self.client_id)
         return self.token_url, dict(_FORM), RedactedBytes(urlencode(form).encode())
 
     @staticmethod
@@ -264,12 +269,17 @@ class TokenState:
             error: MedplumError = _token_error(status, headers, body)
             self.fail(flight, error, now)
             raise error
+        body = RedactedBytes(body)  # it holds the tokens: no traceback's locals show them
         try:
             data: Any = _json.loads(body)
             raw = data.pop("access_token")
+            # Not kept: a token exchange also answers with a refresh token (and an id token).
+            data.pop("refresh_token", None)
+            data.pop("id_token", None)
             if not isinstance(raw, str) or not raw:
                 raise TypeError
             token = RedactedStr(raw)
+            del raw  # only the redacted copy stays in this frame
         except (ValueError, KeyError, TypeError):
             error = AuthenticationError(
                 "token endpoint answered 200 without an access_token", status_code=status

@@ -15,6 +15,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,7 +26,7 @@ import httpx
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from pymedplum import _hooks, _json, _retry
+from pymedplum import _grants, _hooks, _json, _retry, _telemetry
 from pymedplum._auth import TokenState
 from pymedplum._budget import RateLimitBudget, budget_scope
 from pymedplum._convert import dict_to_model, resource_to_dict
@@ -611,6 +612,9 @@ class BaseClient:
     #: The last `RateLimit` response header and when it arrived, in seconds since the epoch
     #: (see `rate_limit_status()`).
     _last_rate_limit: tuple[str, float] | None = None
+    #: Opens a span per logical call (pymedplum.otel.instrument sets it on a client, or on
+    #: this class for every client); None: no tracing.
+    _tracer: _telemetry.CallTracer | None = None
 
     def _configure(
         self,
@@ -631,9 +635,14 @@ class BaseClient:
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         token_cache: TokenCache | None = None,
         rate_limit_budget: RateLimitBudget | None = None,
+        private_key: Any = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        subject_token: str | None = None,
     ) -> None:
-        if bool(client_id) != bool(client_secret):
-            raise ValueError("client_id and client_secret must be given together")
+        grant = _grants.build_grant(
+            client_id, client_secret, private_key, key_id, algorithm, subject_token
+        )
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if max_response_bytes is not None and (
@@ -657,6 +666,7 @@ class BaseClient:
             access_token=RedactedStr.wrap(access_token),
             cooldown=failed_refresh_cooldown,
             cache=token_cache,
+            grant=grant,
         )
         self._obo = OnBehalfOf(default_on_behalf_of)
         if rate_limit_budget is not None and not isinstance(rate_limit_budget, RateLimitBudget):
@@ -944,6 +954,7 @@ class CallState:
         "attempt_seconds",
         "rate_limit_wait",
         "rate_limit_header",
+        "span",
     )
 
     def __init__(self, core: BaseClient, call: Call, obo: str | None) -> None:
@@ -958,9 +969,15 @@ class CallState:
         self.response: httpx.Response | None = None
         self.error: MedplumError | None = None
         self.final_exception: BaseException | None = None
-        # Audit data is gathered only when someone will read it.
+        tracer = core._tracer
+        self.span = (
+            None
+            if tracer is None
+            else _telemetry.start_span(tracer, call.method, self.route.template)
+        )
+        # Audit data is gathered only when someone will read it (the hook, or the span).
         self.attempts: list[RequestAttempt] | None = (
-            [] if core._on_request_complete is not None else None
+            [] if core._on_request_complete is not None or self.span is not None else None
         )
         self.started_at = datetime.now(UTC) if self.attempts is not None else None
         self.attempt_started = 0.0
@@ -986,6 +1003,8 @@ class CallState:
             headers["Authorization"] = RedactedStr("Bearer " + token)
         if self.obo:
             headers[OBO_HEADER] = self.obo
+        if self.span is not None:
+            _telemetry.inject(self.span, headers)
         if self.attempts is not None:
             self.attempt_started_at = datetime.now(UTC)
         self.attempt_started = time.perf_counter()
@@ -995,6 +1014,17 @@ class CallState:
             for name in _CREDENTIAL_HEADERS:
                 request.headers.pop(name, None)
         return request
+
+    def traced(self) -> AbstractContextManager[object]:
+        """The context of an attempt's token lookup and request: the call's span current in
+        it (so that an instrumented httpx nests its spans under it), or nothing."""
+        span = self.span
+        return _telemetry.NO_SCOPE if span is None else span.activate()
+
+    def finish(self, event: RequestEvent) -> None:
+        """End the call's span, if traced, with its event."""
+        if self.span is not None:
+            _telemetry.end_span(self.span, event)
 
     def attempt_timeout(self, streamed: bool) -> float | None:
         """Seconds the next attempt may take in all (None: no bound). A streamed upload or

@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import logging
 import ssl
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit
 
 import httpx
@@ -57,6 +58,25 @@ class RedactedBytes(bytes):
 
     def __repr__(self) -> str:
         return "b'<redacted>'"
+
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    #: A private key object for `private_key=` (its repr holds no key material).
+    PrivateKey: TypeAlias = RSAPrivateKey | EllipticCurvePrivateKey
+else:
+    PrivateKey = Any
+
+
+def redact_key(value: Any) -> Any:
+    """A `private_key=` argument with PEM text hidden from repr (key objects show none)."""
+    if isinstance(value, str):
+        return RedactedStr(value)
+    if isinstance(value, bytes):
+        return RedactedBytes(value)
+    return value
 
 
 def _is_loopback(host: str) -> bool:

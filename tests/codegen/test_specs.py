@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from codegen.definitions import Definitions, SpecError
-from codegen.specs import SERVER_PACKAGES
+from codegen.specs import SERVER_DIR, SERVER_PACKAGES
 from tests.shared_data import REPO_ROOT
 
 
@@ -36,8 +36,8 @@ def test_an_altered_file_is_refused(tmp_path: Path) -> None:
 
 def test_the_local_server_runs_the_same_medplum_version_as_the_models() -> None:
     version = Definitions().lock["version"]
-    manifest = json.loads((REPO_ROOT / "tests/medplum_server/package.json").read_text())
-    lock = json.loads((REPO_ROOT / "tests/medplum_server/package-lock.json").read_text())
+    manifest = json.loads((SERVER_DIR / "package.json").read_text())
+    lock = json.loads((SERVER_DIR / "package-lock.json").read_text())
     for name in SERVER_PACKAGES:
         assert manifest["dependencies"][name] == version
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
@@ -62,8 +62,8 @@ def test_generated_file_headers_name_the_package_but_not_its_version() -> None:
 # Where a bump writes the version. Anything else naming it would go stale on the next bump.
 VERSIONED_FILES = {
     "specs/SPEC.lock",
-    "tests/medplum_server/package.json",
-    "tests/medplum_server/package-lock.json",
+    "src/pymedplum/testing/medplum_server/package.json",
+    "src/pymedplum/testing/medplum_server/package-lock.json",
     "src/pymedplum/fhir/__init__.py",
 }
 

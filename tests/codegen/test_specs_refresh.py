@@ -47,8 +47,8 @@ elif step == "install":
 INPUTS = (
     "codegen",
     "specs",
-    "tests/medplum_server/package.json",
-    "tests/medplum_server/package-lock.json",
+    "src/pymedplum/testing/medplum_server/package.json",
+    "src/pymedplum/testing/medplum_server/package-lock.json",
 )
 
 
@@ -131,9 +131,9 @@ def test_a_bump_writes_the_lock_and_pins_the_server(repo: Path) -> None:
     lock = json.loads((repo / "specs/SPEC.lock").read_text())
     assert lock["version"] == "9.8.7"
     assert sorted(lock["files"]) == sorted(f"{name}.gz" for name in VENDORED_FILES)
-    manifest = (repo / "tests/medplum_server/package.json").read_text()
+    manifest = (repo / "src/pymedplum/testing/medplum_server/package.json").read_text()
     assert '"@medplum/fhir-router": "9.8.7"' in manifest
     assert (
         "node_modules/@medplum/core"
-        in (repo / "tests/medplum_server/package-lock.json").read_text()
+        in (repo / "src/pymedplum/testing/medplum_server/package-lock.json").read_text()
     )

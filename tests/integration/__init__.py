@@ -1,1 +1,1 @@
-"""Integration tests against the local Medplum server (tests/medplum_server)."""
+"""Integration tests against the local Medplum server (pymedplum.testing)."""

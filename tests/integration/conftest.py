@@ -1,9 +1,10 @@
 """Fixtures for tests that run against the local Medplum server.
 
-- ``medplum_server`` (session): one server process for the whole test session.
+- ``medplum_server`` (session), ``medplum_reset``: from the pymedplum pytest plugin
+  (`pymedplum.testing.pytest_plugin`): one server process for the whole test session.
 - ``medplum`` (function): the same server, reset to its seed before the test (data, request
-  log, faults, token settings). Use it, or make it autouse in a module with
-  ``pytestmark = pytest.mark.usefixtures("medplum")``.
+  log, faults, token settings): the plugin's ``medplum_reset``. Use it, or make it autouse in
+  a module with ``pytestmark = pytest.mark.usefixtures("medplum")``.
 - ``admin_token`` / ``fhir`` (function): a bearer token of the seeded admin client and a raw
   ``httpx.Client`` on the FHIR base URL that sends it.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.medplum_server import READ_TIMEOUT, LocalMedplumServer
+from pymedplum.testing.local_server import READ_TIMEOUT, LocalMedplumServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,22 +25,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="session")
-def medplum_server() -> Iterator[LocalMedplumServer]:
-    """The local Medplum server, started once per test session and stopped at its end."""
-    server = LocalMedplumServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def medplum(medplum_server: LocalMedplumServer) -> LocalMedplumServer:
-    """The session's server, reset to its seed for this test."""
-    medplum_server.reset()
-    return medplum_server
+def medplum(medplum_reset: LocalMedplumServer) -> LocalMedplumServer:
+    """The session's server (the plugin's ``medplum_server``), reset to its seed for this test."""
+    return medplum_reset
 
 
 @pytest.fixture

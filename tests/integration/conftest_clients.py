@@ -18,7 +18,7 @@ from typing import Any, Literal
 import pytest
 
 from pymedplum import AsyncMedplumClient, MedplumClient, _backend
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 Flavour = Literal["sync", "async"]
 

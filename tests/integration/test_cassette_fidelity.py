@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from pymedplum.testing.local_server import READ_TIMEOUT, LocalMedplumServer
 from tests.shared_data import CASSETTES
-from tests.support.medplum_server import READ_TIMEOUT, LocalMedplumServer
 
 RECORDED_BASE = "http://localhost:8103/"
 # The OBO cassette's restricted membership and its Practitioner, mapped onto the seed's.

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pymedplum.cli import main
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 PYMEDPLUM = Path(sys.executable).parent / "pymedplum"
 SERVER_COMMANDS = ("get", "search", "create", "update", "delete", "mcp")

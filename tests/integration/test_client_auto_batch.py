@@ -18,8 +18,8 @@ from pymedplum import (
     RequestEvent,
 )
 from pymedplum._autobatch import MAX_ENTRIES
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import new_client
-from tests.support.medplum_server import LocalMedplumServer
 
 Run = Callable[[Callable[[AsyncMedplumClient], Awaitable[Any]]], Any]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pymedplum import MedplumError
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 PAYLOAD = bytes(range(256)) * 1024  # 256 KiB: several chunks
 

@@ -6,8 +6,8 @@ import pytest
 
 from pymedplum import GoneError, PreconditionFailedError
 from pymedplum.fhir import Bot
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 ECHO = """
 exports.handler = async function (medplum, event) {

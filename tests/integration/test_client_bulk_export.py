@@ -19,8 +19,8 @@ import pytest
 from pymedplum import MedplumClient, ServerError, UnsafeRedirectError
 from pymedplum.bulk import STATE_FILE, BulkExportProgress
 from pymedplum.fhir import Observation, Patient
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 pq = pytest.importorskip("pyarrow.parquet")
 

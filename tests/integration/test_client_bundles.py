@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from pymedplum import BundleEntryError, FHIRBundle, GoneError
+from pymedplum.testing.local_server import LocalMedplumServer
 from pymedplum.transaction import TransactionBuilder
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 MRN = "http://hospital.org/mrn"
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from pymedplum import AsyncMedplumClient, MedplumClient, ServerError
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 TASKS = 1000
 CALLERS = 100

@@ -22,8 +22,8 @@ from pymedplum import (
     ValidationError,
 )
 from pymedplum.fhir import Observation, Patient
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 SMITH = {"resourceType": "Patient", "name": [{"family": "Smith", "given": ["Ann"]}]}
 

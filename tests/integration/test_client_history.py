@@ -19,8 +19,8 @@ from pymedplum import (
 )
 from pymedplum._core import BaseClient
 from pymedplum.fhir import Observation, Patient
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 MRN_SYSTEM = "http://example.org/mrn"
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pymedplum import AsyncMedplumClient, AuthorizationError, MedplumClient
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver, new_client
-from tests.support.medplum_server import LocalMedplumServer
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Obo"}]}
 

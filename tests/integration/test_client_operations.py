@@ -17,8 +17,8 @@ from pymedplum import (
     parameters_to_dict,
 )
 from pymedplum.fhir import Bundle
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 CS_URL = "http://example.org/CodeSystem/vitals"
 VS_URL = "http://example.org/ValueSet/vitals"

@@ -19,8 +19,8 @@ import pytest
 
 from pymedplum import AsyncMedplumClient, MedplumClient, NotFoundError, RequestEvent
 from pymedplum.hooks import PreparedRequest
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 PAGE = 2
 QUERY = {"family": "Prefetched", "_count": PAGE}

@@ -17,8 +17,8 @@ from pymedplum import (
     make_project_membership_access,
     resource_has_account,
 )
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 POLICY = "practice-policy"
 

@@ -15,8 +15,8 @@ import pytest
 
 from pymedplum import NetworkError, RateLimitError, ServerError
 from pymedplum.hooks import PreparedRequest, RequestEvent
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Retry"}]}
 

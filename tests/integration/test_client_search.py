@@ -7,8 +7,8 @@ from fhir.resources.R4B.patient import Patient as FhirResourcesPatient
 
 from pymedplum import FHIRBundle, UnsafeRedirectError, ValidationError
 from pymedplum.fhir import Observation, Patient
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 
 def patients(client: Driver, family: str, n: int) -> list[str]:

@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 

@@ -12,7 +12,7 @@ import pytest
 
 from codegen.definitions import Definitions
 from codegen.specs import SERVER_PACKAGES
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 PATIENT = {"resourceType": "Patient", "name": [{"family": "Local", "given": ["Ada"]}]}
 RESTRICTED_TAG = {"system": "http://example.org/sdk-test", "code": "restricted"}

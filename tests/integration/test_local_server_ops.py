@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 ECHO_BOT = """
 exports.handler = async function (medplum, event) {

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.shared_data import CASSETTES
-from tests.support.medplum_server import LocalMedplumServer
 
 
 def fhir_item(headers: list[str]) -> str:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 pytestmark = pytest.mark.anyio
 

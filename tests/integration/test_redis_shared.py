@@ -28,8 +28,8 @@ from pymedplum import AsyncMedplumClient, MedplumClient, MemoryRateLimitBudget  
 from pymedplum._token_cache import forget_shared_tokens, token_key  # noqa: E402
 from pymedplum.hooks import RequestEvent  # noqa: E402
 from pymedplum.redis import RedisRateLimitBudget, RedisTokenCache  # noqa: E402
+from pymedplum.testing.local_server import LocalMedplumServer  # noqa: E402
 from tests.support import shared_clients  # noqa: E402
-from tests.support.medplum_server import LocalMedplumServer  # noqa: E402
 from tests.support.redis_server import LocalRedisServer, unreachable_redis_url  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("medplum")

@@ -36,7 +36,7 @@ pytest.importorskip("celery", reason="Celery is not installed: pip install -e '.
 from celery import Celery  # noqa: E402
 
 from pymedplum import MedplumClient  # noqa: E402
-from tests.support.medplum_server import LocalMedplumServer  # noqa: E402
+from pymedplum.testing.local_server import LocalMedplumServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 4

@@ -19,8 +19,8 @@ import pytest
 
 from pymedplum import SubscriptionError, SubscriptionEvent, UnsafeRedirectError, ValidationError
 from pymedplum.fhir import Observation
+from pymedplum.testing.local_server import LocalMedplumServer
 from tests.integration.conftest_clients import Driver
-from tests.support.medplum_server import LocalMedplumServer
 
 EVENT_DEADLINE = 30.0
 

@@ -13,7 +13,7 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.support.medplum_server import LocalMedplumServer
+from pymedplum.testing.local_server import LocalMedplumServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -86,3 +86,33 @@ def test_the_mcp_example_lists_tools_and_calls_them(
     assert "search_resources -> 1 Patients" in out
     assert "read_resource -> Patient" in out
     assert "HTTP 404" in out
+
+
+def test_the_opentelemetry_example_prints_one_span_per_call_without_phi(
+    medplum: LocalMedplumServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_example("opentelemetry_tracing.py").main(settings(medplum)) == 0
+    out = capsys.readouterr().out
+    spans = [line for line in out.splitlines() if line.startswith("span ")]
+    assert spans == [
+        "span medplum POST /fhir/R4/Patient  status=201 attempts=1",
+        "span medplum GET /fhir/R4/Patient/{id}  status=200 attempts=1",
+        "span register a patient  status=- attempts=None",
+        "span medplum GET /fhir/R4/Patient  status=200 attempts=1",
+        "span medplum GET /fhir/R4/Patient/{id}  status=404 attempts=1",
+    ]
+    assert "error.type = NotFoundError" in out
+    assert "Tracewell" not in out and medplum.admin_client.client_secret not in out
+    assert "eyJ" not in out
+
+
+def test_the_key_login_example_signs_in_with_a_key_and_by_exchange(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert load_example("key_login.py").main() == 0
+    out = capsys.readouterr().out
+    assert "signed in with the private key; created Patient/" in out
+    assert "an unpublished key is refused: token request failed: HTTP 400" in out
+    assert "(Invalid client assertion signature)" in out
+    assert "token exchange: acting as Alice Smith (True)" in out
+    assert "eyJ" not in out and "PRIVATE KEY" not in out

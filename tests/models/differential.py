@@ -1,6 +1,6 @@
 """Differential validation: pymedplum's models against Medplum's own validator.
 
-Medplum's `validateResource` (@medplum/core, run by tests/medplum_server/validate.mjs) and
+Medplum's `validateResource` (@medplum/core, run by the local server's validate.mjs) and
 our models each accept or reject the same resources: the example files given, plus
 mutations of them made with a fixed seed (required elements dropped, wrong JSON types,
 codes outside their value set, malformed primitives, two alternatives of a choice, unknown
@@ -32,8 +32,8 @@ from typing import Any, Literal
 from pymedplum import _json, fhir
 from pymedplum._fhirmodel import FHIRModel, FHIRValidationError
 from pymedplum._parquet import _annotation_type
+from pymedplum.testing.local_server import SERVER_DIR
 
-SERVER_DIR = Path(__file__).resolve().parents[1] / "medplum_server"
 VALIDATOR = SERVER_DIR / "validate.mjs"
 SEED = 20260701
 BASES = 400  # resources drawn from the files to mutate...
@@ -903,7 +903,7 @@ def default_files() -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    from tests.support.medplum_server import _node_command, ensure_installed
+    from pymedplum.testing.local_server import _node_command, ensure_installed
 
     ensure_installed()
     files = [Path(a) for a in argv] or default_files()

