@@ -22,7 +22,7 @@ from pymedplum.cli import main
 from pymedplum.testing.local_server import LocalMedplumServer
 
 PYMEDPLUM = Path(sys.executable).parent / "pymedplum"
-SERVER_COMMANDS = ("get", "search", "create", "update", "delete", "mcp")
+SERVER_COMMANDS = ("get", "search", "create", "update", "delete", "export", "mcp")
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -381,3 +381,52 @@ def test_validate_checks_files_offline_and_names_each_problem(run: Run, tmp_path
     assert ok(piped).stdout.strip() == "standard input: ok Patient"
     junk = run("validate", "-", input="nope")
     assert junk.returncode == 5 and "not JSON" in junk.stdout
+
+
+def test_export_writes_every_resource_of_the_types_asked_and_prints_the_paths(
+    run: Run, creds: dict[str, str], medplum: LocalMedplumServer, tmp_path: Path
+) -> None:
+    alice = medplum.practitioners["alice"].membership
+    for family in ("Exported1", "Exported2", "Exported3"):
+        ok(run("create", env=creds, input=patient(family)))
+    on_server = httpx.get(
+        medplum.fhir_base_url + "Patient",
+        params={"_count": 1000},
+        headers={"Authorization": f"Bearer {medplum.access_token()}"},
+    ).json()["entry"]
+    out = tmp_path / "out"
+    result = ok(run("export", str(out), "--type", "Patient", "--on-behalf-of", alice, env=creds))
+
+    paths = [Path(line) for line in result.stdout.splitlines()]
+    assert paths and all(p.parent == out and p.name.startswith("Patient.") for p in paths)
+    exported = [json.loads(line) for p in paths for line in p.read_text().splitlines()]
+    assert {r["id"] for r in exported} == {e["resource"]["id"] for e in on_server}
+    assert (out / "pymedplum-export.json").is_file()
+    kickoff = [r for r in medplum.fhir_requests() if r["path"].endswith("$export")]
+    assert kickoff and kickoff[0]["query"]["_type"] == ["Patient"]
+    assert {r["on_behalf_of"] for r in kickoff} == {alice}
+
+
+def test_export_resume_fetches_nothing_already_complete(
+    run: Run, creds: dict[str, str], medplum: LocalMedplumServer, tmp_path: Path
+) -> None:
+    ok(run("create", env=creds, input=patient("Resumed")))
+    out = tmp_path / "out"
+    first = ok(run("export", str(out), "--type", "Patient", env=creds)).stdout
+    before = len(medplum.fhir_requests())
+    again = ok(run("export", str(out), "--resume", env=creds)).stdout
+    assert again == first  # the same files, already complete
+    fetched = [r for r in medplum.fhir_requests()[before:] if "/storage/" in r["path"]]
+    assert fetched == []
+
+
+def test_export_refuses_bad_arguments_before_any_request(
+    run: Run, creds: dict[str, str], medplum: LocalMedplumServer, tmp_path: Path
+) -> None:
+    before = len(medplum.fhir_requests())
+    naive = run("export", str(tmp_path / "o"), "--since", "2026-01-01T00:00:00", env=creds)
+    group = run("export", str(tmp_path / "o"), "--level", "group", env=creds)
+    resume = run("export", str(tmp_path / "o"), "--resume", "--type", "Patient", env=creds)
+    assert [r.returncode for r in (naive, group, resume)] == [2, 2, 2]
+    assert "time zone" in naive.stderr or "zone" in naive.stderr
+    assert len(medplum.fhir_requests()) == before
