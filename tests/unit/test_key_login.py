@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,6 +24,7 @@ jwt = pytest.importorskip("jwt")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, rsa  # noqa: E402
 
+import pymedplum  # noqa: E402
 from pymedplum import (  # noqa: E402
     AsyncMedplumClient,
     AuthenticationError,
@@ -34,6 +36,7 @@ from pymedplum._token_cache import shared_token_cache  # noqa: E402
 from .conftest import BASE, Driver, FakeMedplum  # noqa: E402
 
 TOKEN_URL = BASE + "oauth2/token"
+PACKAGE_DIR = Path(pymedplum.__file__).resolve().parent
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 SUBJECT = "idp-access-TOKEN-9d8c7b"
@@ -289,7 +292,8 @@ def test_the_refresh_token_of_an_exchange_is_not_kept(
 def _frames_locals(error: BaseException) -> str:
     shown: list[str] = []
     for frame in traceback.TracebackException.from_exception(error, capture_locals=True).stack:
-        if "/pymedplum/" in frame.filename.replace("\\", "/"):
+        # The SDK's own files only: the checkout's folder may be named pymedplum too.
+        if Path(frame.filename).resolve().is_relative_to(PACKAGE_DIR):
             shown.append(str(frame.locals))
     assert shown
     return "\n".join(shown)
