@@ -94,6 +94,29 @@ def test_429_without_hint_backs_off() -> None:
     assert delay == 1.0
 
 
+def test_503_honours_server_delay_below_cap_when_replay_safe() -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    assert delay_after_status(503, headers, replay_safe=True, retries_done=0) == 7.0
+
+
+def test_503_server_delay_is_capped() -> None:
+    headers = httpx.Headers({"retry-after": "600"})
+    delay = delay_after_status(503, headers, replay_safe=True, retries_done=0)
+    assert delay == MAX_RETRY_DELAY_SECONDS
+
+
+def test_503_server_delay_does_not_make_a_write_replayable() -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    assert delay_after_status(503, headers, replay_safe=False, retries_done=0) is None
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_502_and_504_ignore_a_server_delay(status: int) -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    delay = delay_after_status(status, headers, replay_safe=True, retries_done=0, rand=lambda: 1)
+    assert delay == backoff_delay(0, rand=lambda: 1)
+
+
 def test_retries_stop_at_the_limit() -> None:
     assert delay_after_status(429, httpx.Headers(), replay_safe=True, retries_done=3) is None
 
