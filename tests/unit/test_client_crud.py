@@ -231,6 +231,55 @@ def test_search_return_bundle(make: Callable[..., Driver], fake: FakeMedplum) ->
     assert [p.id for p in typed] == ["1"]
 
 
+OBSERVATIONS_WITH_SUBJECTS = {
+    "resourceType": "Bundle",
+    "type": "searchset",
+    "entry": [
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {"text": "t"},
+                "subject": {"reference": "Patient/p1"},
+            },
+            "search": {"mode": "match"},
+        },
+        {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "include"}},
+    ],
+}
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed-bundle", "dict-bundle"])
+def test_included_resources_are_read_by_type_from_a_search_bundle(
+    make: Callable[..., Driver], fake: FakeMedplum, typed: bool
+) -> None:
+    from pymedplum.fhir import Observation, Patient
+
+    fake.script("GET", "/fhir/R4/Observation", httpx.Response(200, json=OBSERVATIONS_WITH_SUBJECTS))
+    bundle = make().search_resources(
+        "Observation",
+        {"_include": "Observation:subject"},
+        return_bundle=True,
+        as_fhir=Observation if typed else None,
+    )
+    included = bundle.get_resources_typed(Patient)
+    assert [type(p) for p in included] == [Patient] and [p.id for p in included] == ["p1"]
+
+
+def test_a_typed_search_bundle_iterates_its_model_only(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum.fhir import Observation
+
+    fake.script("GET", "/fhir/R4/Observation", httpx.Response(200, json=OBSERVATIONS_WITH_SUBJECTS))
+    bundle = make().search_resources(
+        "Observation", {"_include": "Observation:subject"}, return_bundle=True, as_fhir=Observation
+    )
+    assert [(type(o), o.id) for o in bundle] == [(Observation, "o1")]
+    assert len(bundle) == 1
+
+
 def test_search_one(make: Callable[..., Driver], fake: FakeMedplum) -> None:
     fake.script("GET", "/fhir/R4/Patient", httpx.Response(200, json=SEARCHSET))
     api = make()
