@@ -120,6 +120,27 @@ def test_update_if_match(
     assert header(sent, "if-match") == expected
 
 
+def test_update_sends_if_match_by_default(make: Callable[..., Driver], fake: FakeMedplum) -> None:
+    make().update_resource(VERSIONED)
+    assert fake.api_requests[0].headers.get_list("if-match") == ['W/"v5"']
+
+
+def test_update_of_a_model_sends_if_match_by_default(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum.fhir import Patient
+
+    make().update_resource(Patient.model_validate(VERSIONED))
+    assert fake.api_requests[0].headers.get_list("if-match") == ['W/"v5"']
+
+
+def test_update_without_a_version_sends_no_if_match_by_default(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    make().update_resource(UNVERSIONED)
+    assert header(fake.api_requests[0], "if-match") is None
+
+
 def test_update_required_without_version_refuses(
     make: Callable[..., Driver], fake: FakeMedplum
 ) -> None:
