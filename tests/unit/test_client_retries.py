@@ -253,6 +253,15 @@ def test_conditional_create_is_replayed_after_503(
     assert all(r.headers["if-none-exist"] == "identifier=mrn|1" for r in fake.api_requests)
 
 
+@pytest.mark.parametrize("name", ["If-None-Exist", "if-none-exist"])
+def test_a_raw_post_with_if_none_exist_is_replayed_after_503_in_any_spelling(
+    make: Callable[..., Driver], fake: FakeMedplum, name: str
+) -> None:
+    fake.script("POST", PATIENT, httpx.Response(503))
+    make().post("fhir/R4/Patient", {"resourceType": "Patient"}, headers={name: "identifier=a|1"})
+    assert len(fake.api_requests) == 2
+
+
 def test_update_put_is_replayed_after_lost_connection(
     make: Callable[..., Driver], fake: FakeMedplum
 ) -> None:

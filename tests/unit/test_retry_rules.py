@@ -141,6 +141,12 @@ def test_replay_safety_by_method_and_conditional_create() -> None:
     assert not is_replay_safe("POST", {"If-None-Exist": "  "})
 
 
+@pytest.mark.parametrize("name", ["if-none-exist", "IF-NONE-EXIST"])
+def test_a_conditional_create_is_replay_safe_in_any_header_spelling(name: str) -> None:
+    # A caller's own `headers=` keep their spelling; a plain dict is case-sensitive.
+    assert is_replay_safe("POST", {name: "identifier=a|1"})
+
+
 def test_connect_failures_were_not_sent_and_retry_for_any_method() -> None:
     exc = httpx.ConnectError("refused")
     assert not was_sent(exc)
