@@ -356,4 +356,10 @@ def _token_error(status: int, headers: Mapping[str, str], body: bytes) -> Operat
         )
     if status >= 500:
         return ServerError(described, **kw)
+    if 300 <= status < 400:
+        return AuthenticationError(
+            f"{described}: the token endpoint redirected, and the client never follows a "
+            "redirect on login (it would send the credentials on): check base_url",
+            **kw,
+        )
     return AuthenticationError(described, **kw)

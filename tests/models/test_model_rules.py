@@ -377,6 +377,60 @@ def test_an_unknown_element_is_rejected_by_name() -> None:
     assert "Unknown FHIR element" in str(raised.value)
 
 
+def test_the_constructor_rejects_an_unknown_element_by_name() -> None:
+    with pytest.raises(FHIRValidationError) as raised:
+        Patient(gendr="male")
+    assert _error_paths(raised) == ["Patient.gendr"]
+    assert "Unknown FHIR element" in str(raised.value)
+
+
+def test_the_constructor_rejects_an_unknown_element_in_a_nested_element() -> None:
+    with pytest.raises(FHIRValidationError) as raised:
+        Patient(name=[{"famly": "Smith"}])
+    assert _error_paths(raised) == ["Patient.name[0].famly"]
+
+
+def test_json_validation_rejects_an_unknown_element() -> None:
+    with pytest.raises(FHIRValidationError) as raised:
+        Patient.model_validate_json(b'{"resourceType": "Patient", "gendr": "male"}')
+    assert _error_paths(raised) == ["Patient.gendr"]
+
+
+_MISSPELT = {"resourceType": "Patient", "gendr": "male"}
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "path"),
+    [
+        (
+            Bundle,
+            {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": _MISSPELT}]},
+            "Bundle.entry[0].resource.gendr",
+        ),
+        (
+            Patient,
+            {"resourceType": "Patient", "contained": [_MISSPELT]},
+            "Patient.contained[0].gendr",
+        ),
+        (
+            Parameters,
+            {"resourceType": "Parameters", "parameter": [{"name": "p", "resource": _MISSPELT}]},
+            "Parameters.parameter[0].resource.gendr",
+        ),
+    ],
+    ids=["bundle-entry", "contained", "parameters"],
+)
+def test_an_unknown_element_in_a_nested_resource_is_rejected(
+    model: type[Bundle | Patient | Parameters], data: dict[str, object], path: str
+) -> None:
+    with pytest.raises(FHIRValidationError) as raised:
+        model.model_validate(data)
+    assert _error_paths(raised) == [path]
+    with pytest.raises(FHIRValidationError) as raised:
+        model(**{k: v for k, v in data.items() if k != "resourceType"})
+    assert _error_paths(raised) == [path]
+
+
 def test_server_data_keeps_unknown_elements_and_writes_them_back() -> None:
     data = {
         "resourceType": "Bundle",

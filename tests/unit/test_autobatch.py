@@ -133,6 +133,18 @@ def test_a_429_on_the_batch_is_retried_as_a_whole(
     assert sleeps == [2.0]
 
 
+def test_a_503_on_the_batch_is_retried_as_a_whole_after_its_retry_after(
+    fake: FakeMedplum, run: Callable[..., Any], sleeps: list[float]
+) -> None:
+    # A batch of reads is replay-safe, so a 503's delay is honoured as a direct read's.
+    unavailable = httpx.Response(503, headers={"Retry-After": "7"})
+    fake.script("POST", BATCH_PATH, unavailable, batch_answer())
+    results = run(reads("a", "b", "c"))
+    assert [r["id"] for r in results] == ["a", "b", "c"]
+    assert len(posts(fake)) == 2 and gets(fake) == []
+    assert sleeps == [7.0]
+
+
 def test_a_malformed_batch_response_fails_every_read_rather_than_guess(
     fake: FakeMedplum, run: Callable[..., Any]
 ) -> None:
@@ -167,6 +179,15 @@ def test_entries_a_direct_read_would_retry_are_read_again_on_their_own(
 ) -> None:
     # Medplum answers 429 for the rest of a batch when the FHIR quota runs out mid-batch.
     fake.script("POST", BATCH_PATH, batch_answer({"Patient/b": 429, "Patient/c": 503}))
+    results = run(reads("a", "b", "c"))
+    assert [r["id"] for r in results] == ["a", "b", "c"]
+    assert sorted(gets(fake)) == ["/fhir/R4/Patient/b", "/fhir/R4/Patient/c"]
+
+
+def test_entries_answered_502_or_504_are_read_again_on_their_own(
+    fake: FakeMedplum, run: Callable[..., Any]
+) -> None:
+    fake.script("POST", BATCH_PATH, batch_answer({"Patient/b": 502, "Patient/c": 504}))
     results = run(reads("a", "b", "c"))
     assert [r["id"] for r in results] == ["a", "b", "c"]
     assert sorted(gets(fake)) == ["/fhir/R4/Patient/b", "/fhir/R4/Patient/c"]

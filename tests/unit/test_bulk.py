@@ -594,3 +594,34 @@ def test_the_auth_of_a_callers_httpx_client_is_not_sent_to_storage(
         driver.close()
     (download,) = downloads(fake)
     assert header(download, "authorization") is None
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("Authorization", "Bearer gateway-key"), ("X-Medplum-On-Behalf-Of", "ProjectMembership/x")],
+)
+def test_default_headers_of_a_callers_httpx_client_are_not_sent_to_storage(
+    fake: FakeMedplum, flavour: str, name: str, value: str
+) -> None:
+    # Not `auth=` (test above): headers the httpx client adds to every request it builds.
+    from pymedplum import AsyncMedplumClient, MedplumClient
+
+    script_storage_export(fake, requires_token=False, base=STORAGE)
+    transport = httpx.MockTransport(fake.handle)
+    kw: dict[str, Any] = {"client_id": "cid", "client_secret": "secret"}
+    if flavour == "sync":
+        client: Any = MedplumClient(
+            BASE, http_client=httpx.Client(transport=transport, headers={name: value}), **kw
+        )
+    else:
+        client = AsyncMedplumClient(
+            BASE, http_client=httpx.AsyncClient(transport=transport, headers={name: value}), **kw
+        )
+    driver = Driver(client)
+    try:
+        driver.run(driver.bulk_export().resources())
+    finally:
+        driver.close()
+    (download,) = downloads(fake)
+    assert header(download, name) is None

@@ -120,6 +120,27 @@ def test_update_if_match(
     assert header(sent, "if-match") == expected
 
 
+def test_update_sends_if_match_by_default(make: Callable[..., Driver], fake: FakeMedplum) -> None:
+    make().update_resource(VERSIONED)
+    assert fake.api_requests[0].headers.get_list("if-match") == ['W/"v5"']
+
+
+def test_update_of_a_model_sends_if_match_by_default(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum.fhir import Patient
+
+    make().update_resource(Patient.model_validate(VERSIONED))
+    assert fake.api_requests[0].headers.get_list("if-match") == ['W/"v5"']
+
+
+def test_update_without_a_version_sends_no_if_match_by_default(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    make().update_resource(UNVERSIONED)
+    assert header(fake.api_requests[0], "if-match") is None
+
+
 def test_update_required_without_version_refuses(
     make: Callable[..., Driver], fake: FakeMedplum
 ) -> None:
@@ -229,6 +250,55 @@ def test_search_return_bundle(make: Callable[..., Driver], fake: FakeMedplum) ->
     assert [r["id"] for r in bundle] == ["1", "o"]
     typed = bundle.get_resources_typed(PatientModel)
     assert [p.id for p in typed] == ["1"]
+
+
+OBSERVATIONS_WITH_SUBJECTS = {
+    "resourceType": "Bundle",
+    "type": "searchset",
+    "entry": [
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {"text": "t"},
+                "subject": {"reference": "Patient/p1"},
+            },
+            "search": {"mode": "match"},
+        },
+        {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "include"}},
+    ],
+}
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed-bundle", "dict-bundle"])
+def test_included_resources_are_read_by_type_from_a_search_bundle(
+    make: Callable[..., Driver], fake: FakeMedplum, typed: bool
+) -> None:
+    from pymedplum.fhir import Observation, Patient
+
+    fake.script("GET", "/fhir/R4/Observation", httpx.Response(200, json=OBSERVATIONS_WITH_SUBJECTS))
+    bundle = make().search_resources(
+        "Observation",
+        {"_include": "Observation:subject"},
+        return_bundle=True,
+        as_fhir=Observation if typed else None,
+    )
+    included = bundle.get_resources_typed(Patient)
+    assert [type(p) for p in included] == [Patient] and [p.id for p in included] == ["p1"]
+
+
+def test_a_typed_search_bundle_iterates_its_model_only(
+    make: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    from pymedplum.fhir import Observation
+
+    fake.script("GET", "/fhir/R4/Observation", httpx.Response(200, json=OBSERVATIONS_WITH_SUBJECTS))
+    bundle = make().search_resources(
+        "Observation", {"_include": "Observation:subject"}, return_bundle=True, as_fhir=Observation
+    )
+    assert [(type(o), o.id) for o in bundle] == [(Observation, "o1")]
+    assert len(bundle) == 1
 
 
 def test_search_one(make: Callable[..., Driver], fake: FakeMedplum) -> None:

@@ -91,6 +91,33 @@ def test_authorization_from_hook_is_stripped_and_logged(
     assert any(r.name == "pymedplum.hooks" and r.levelno == logging.WARNING for r in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "authorization",
+        "AUTHORIZATION",
+        "proxy-authorization",
+        "Proxy-Authorization",
+        "cookie",
+        "Cookie",
+        "x-medplum-on-behalf-of",
+        "X-MEDPLUM-ON-BEHALF-OF",
+    ],
+)
+def test_reserved_header_from_hook_never_reaches_the_wire_in_any_spelling(
+    make: Callable[..., Driver], fake: FakeMedplum, name: str
+) -> None:
+    # A spelling other than the client's own (`Authorization`) is not overwritten by it:
+    # only the stripping keeps it off the wire.
+    def inject(request: PreparedRequest) -> PreparedRequest:
+        return request.replace(headers={**request.headers, name: "stolen"})
+
+    make(before_request=inject).read_resource("Patient", "1")
+    sent = fake.api_requests[0]
+    assert [k for k, v in sent.headers.multi_items() if v == "stolen"] == []
+    assert sent.headers.get_list("authorization") == ["Bearer tok-1"]
+
+
 def test_cross_origin_url_from_hook_is_rejected_and_logged(
     make: Callable[..., Driver], fake: FakeMedplum, caplog: pytest.LogCaptureFixture
 ) -> None:

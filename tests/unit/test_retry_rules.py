@@ -94,6 +94,29 @@ def test_429_without_hint_backs_off() -> None:
     assert delay == 1.0
 
 
+def test_503_honours_server_delay_below_cap_when_replay_safe() -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    assert delay_after_status(503, headers, replay_safe=True, retries_done=0) == 7.0
+
+
+def test_503_server_delay_is_capped() -> None:
+    headers = httpx.Headers({"retry-after": "600"})
+    delay = delay_after_status(503, headers, replay_safe=True, retries_done=0)
+    assert delay == MAX_RETRY_DELAY_SECONDS
+
+
+def test_503_server_delay_does_not_make_a_write_replayable() -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    assert delay_after_status(503, headers, replay_safe=False, retries_done=0) is None
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_502_and_504_ignore_a_server_delay(status: int) -> None:
+    headers = httpx.Headers({"retry-after": "7"})
+    delay = delay_after_status(status, headers, replay_safe=True, retries_done=0, rand=lambda: 1)
+    assert delay == backoff_delay(0, rand=lambda: 1)
+
+
 def test_retries_stop_at_the_limit() -> None:
     assert delay_after_status(429, httpx.Headers(), replay_safe=True, retries_done=3) is None
 
@@ -116,6 +139,12 @@ def test_replay_safety_by_method_and_conditional_create() -> None:
     assert not is_replay_safe("PATCH", {})
     assert is_replay_safe("POST", {"If-None-Exist": "identifier=a|1"})
     assert not is_replay_safe("POST", {"If-None-Exist": "  "})
+
+
+@pytest.mark.parametrize("name", ["if-none-exist", "IF-NONE-EXIST"])
+def test_a_conditional_create_is_replay_safe_in_any_header_spelling(name: str) -> None:
+    # A caller's own `headers=` keep their spelling; a plain dict is case-sensitive.
+    assert is_replay_safe("POST", {name: "identifier=a|1"})
 
 
 def test_connect_failures_were_not_sent_and_retry_for_any_method() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -11,13 +11,15 @@ import pytest
 
 from pymedplum import (
     AsyncMedplumClient,
+    AuthenticationError,
     InsecureTransportError,
     MedplumClient,
     OperationOutcomeError,
     UnsafeRedirectError,
+    _backend,
 )
 
-from .conftest import Driver, FakeMedplum
+from .conftest import BASE, Driver, FakeMedplum
 
 
 @pytest.mark.parametrize("cls", [MedplumClient, AsyncMedplumClient])
@@ -63,6 +65,85 @@ def test_caller_client_that_follows_redirects_is_rejected() -> None:
         MedplumClient(http_client=httpx.Client(follow_redirects=True))
     with pytest.raises(ValueError, match="follow_redirects"):
         AsyncMedplumClient(http_client=httpx.AsyncClient(follow_redirects=True))
+
+
+@pytest.fixture(params=["sync", "async"])
+def own_http(
+    request: pytest.FixtureRequest, fake: FakeMedplum, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Driver]]:
+    """Drivers over clients that build their own httpx client (the SDK's options), whose
+    transport is the fake."""
+    transport = httpx.MockTransport(fake.handle)
+    new_sync, new_async = _backend.new_sync_http_client, _backend.new_async_http_client
+    monkeypatch.setattr(
+        _backend, "new_sync_http_client", lambda o: new_sync({**o, "transport": transport})
+    )
+    monkeypatch.setattr(
+        _backend, "new_async_http_client", lambda o: new_async({**o, "transport": transport})
+    )
+    made: list[Driver] = []
+
+    def factory(**kw: Any) -> Driver:
+        cls = MedplumClient if request.param == "sync" else AsyncMedplumClient
+        driver = Driver(cls(BASE, client_id="cid", client_secret="secret", **kw))
+        made.append(driver)
+        return driver
+
+    yield factory
+    for driver in made:
+        driver.close()
+
+
+def moved_to_evil(status: int, path: str) -> httpx.Response:
+    return httpx.Response(status, headers={"Location": f"https://evil.test{path}"})
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_own_http_client_does_not_follow_a_redirected_login(
+    own_http: Callable[..., Driver], fake: FakeMedplum, status: int
+) -> None:
+    fake.token_replies.append(moved_to_evil(status, "/oauth2/token"))
+    with pytest.raises(AuthenticationError, match="redirect"):
+        own_http().read_resource("Patient", "1")
+    assert [(r.url.host, r.url.path) for r in fake.requests] == [("medplum.test", "/oauth2/token")]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirected_login_is_refused_even_by_a_client_set_to_follow(
+    make: Callable[..., Driver], fake: FakeMedplum, status: int
+) -> None:
+    # httpx lets a client's follow_redirects change after the constructor checked it.
+    api = make()
+    api.client._http.follow_redirects = True
+    fake.token_replies.append(moved_to_evil(status, "/oauth2/token"))
+    with pytest.raises(AuthenticationError, match="redirect") as caught:
+        api.read_resource("Patient", "1")
+    # A followed 307/308 would re-post the form, client secret included, to evil.test.
+    assert [r.url.host for r in fake.requests] == ["medplum.test"]
+    assert "evil.test" not in str(caught.value)
+
+
+def test_a_redirected_login_is_refused_by_the_sdks_own_client_set_to_follow(
+    own_http: Callable[..., Driver], fake: FakeMedplum
+) -> None:
+    api = own_http()
+    api.client._http.follow_redirects = True
+    fake.token_replies.append(moved_to_evil(307, "/oauth2/token"))
+    with pytest.raises(AuthenticationError, match="redirect"):
+        api.read_resource("Patient", "1")
+    assert [r.url.host for r in fake.requests] == ["medplum.test"]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_an_api_redirect_is_not_followed_even_by_a_client_set_to_follow(
+    make: Callable[..., Driver], fake: FakeMedplum, status: int
+) -> None:
+    api = make()
+    api.client._http.follow_redirects = True
+    fake.script("GET", "/fhir/R4/Patient/1", moved_to_evil(status, "/steal"))
+    with pytest.raises(OperationOutcomeError, match="redirect"):
+        api.read_resource("Patient", "1")
+    assert all(r.url.host == "medplum.test" for r in fake.requests)
 
 
 def test_caller_client_of_the_wrong_kind_is_rejected() -> None:

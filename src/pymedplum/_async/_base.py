@@ -244,7 +244,11 @@ class AsyncClientBase(_backend.AsyncCloseName, BaseClient):
                 await self._wait_for_budget(self._auth_scope, None)
                 failure = None
                 try:
-                    response = await self._http.post(url, headers=headers, content=body)
+                    # Never followed, whatever the httpx client says: a 307/308 would post
+                    # the form (the secret, the assertion) to wherever it points.
+                    response = await self._http.post(
+                        url, headers=headers, content=body, follow_redirects=False
+                    )
                 except httpx.RequestError as exc:
                     failure = self._token_transport_error(exc)
                 if failure is not None:
