@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import re
 import sys
 import threading
@@ -101,8 +102,10 @@ def _decimal_float_to_decimal(value: _json.DecimalFloat) -> Decimal:
 # as a string, so on the wire each decimal is written as a marked string and the marks are
 # then removed from the bytes, leaving the number exactly as it was read.
 WIRE: Mapping[str, bool] = {"pymedplum.wire": True}
-_DECIMAL_MARK = "\x00fhir-decimal:"
-_MARKED_DECIMAL = re.compile(rb'"\\u0000fhir-decimal:([-+.0-9eE]+)"')
+# The mark holds a random part: no string in the data (an unknown element may hold any text)
+# can pass for one.
+_DECIMAL_MARK = f"\x00fhir-decimal-{os.urandom(8).hex()}:"
+_MARK_ON_THE_WIRE = b'"\\u0000' + _DECIMAL_MARK[1:].encode()
 
 
 def _on_the_wire(info: core_schema.SerializationInfo) -> bool:
@@ -118,9 +121,11 @@ def _decimal_json(value: Decimal | None, info: core_schema.SerializationInfo) ->
 
 
 def _unmark_decimals(data: bytes) -> bytes:
-    if b"\\u0000fhir-decimal:" not in data:
+    if _MARK_ON_THE_WIRE not in data:
         return data
-    return _MARKED_DECIMAL.sub(rb"\1", data)
+    head, *marked = data.split(_MARK_ON_THE_WIRE)
+    # Each piece after a mark starts with the decimal's text, then the quote that closed it.
+    return head + b"".join([piece.replace(b'"', b"", 1) for piece in marked])
 
 
 def _extra_json(value: Any, info: core_schema.SerializationInfo) -> Any:

@@ -15,10 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from pymedplum import DecimalFloat, OperationOutcomeError, _json, parameters_to_dict
-from pymedplum.fhir import Observation, Quantity
+from pymedplum.fhir import Observation, Patient, Quantity
 
 from .conftest import Driver, FakeMedplum
 
@@ -153,6 +154,22 @@ def test_unknown_elements_kept_by_a_model_keep_their_text() -> None:
     model = Observation.from_server(data)
     assert b'"future":{"v":2.50}' in model.to_fhir_json()
     assert '"future":{"v":2.50}' in model.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0000fhir-decimal:1.5", "\u0000fhir-decimal:", 'a \\" \u0000 "b"']
+)
+def test_unknown_text_that_looks_like_the_decimal_mark_is_written_back_as_text(text: str) -> None:
+    # The serializer marks decimals with a NUL-prefixed string; only strings an unknown
+    # element keeps can hold a NUL (FHIR strings cannot), and they are written unchanged.
+    quoted = orjson.dumps(text)
+    raw = b'{"resourceType":"Patient","future":' + quoted + b',"n":[1.50,' + quoted + b"]}"
+    model = Patient.from_server(raw)
+    written = model.to_fhir_json()
+    assert orjson.loads(written)["future"] == text
+    assert orjson.loads(written)["n"][1] == text
+    assert b'"n":[1.50,' in written
+    assert orjson.loads(model.model_dump_json())["future"] == text
 
 
 def test_every_parsed_answer_holds_json_numbers(
