@@ -110,7 +110,7 @@ _MARK_ON_THE_WIRE = b'"\\u0000' + _DECIMAL_MARK[1:].encode()
 
 def _on_the_wire(info: core_schema.SerializationInfo) -> bool:
     context = info.context
-    return isinstance(context, Mapping) and bool(context.get("pymedplum.wire"))
+    return context is WIRE or (isinstance(context, Mapping) and bool(context.get("pymedplum.wire")))
 
 
 def _decimal_json(value: Decimal | None, info: core_schema.SerializationInfo) -> str | None:

@@ -135,6 +135,9 @@ def decimal_text(value: Decimal) -> str:
     """
     if not value.is_finite():
         raise ValueError(f"{value} is not a valid FHIR decimal")
+    text = str(value)
+    if "E" not in text:  # positional already (most decimals): the same as format(value, "f")
+        return text
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
         return str(value)
