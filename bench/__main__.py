@@ -2,6 +2,7 @@
 
 python -m bench            all
 python -m bench models     the model benchmarks only (also: client, bulk, scale, budget, otel)
+python -m bench targets    the model targets only (issue 9: cold start, all validators, speed)
 python -m bench typecheck  cold mypy and pyright runs on a user script
 """
 
@@ -11,6 +12,7 @@ import platform
 import sys
 
 from bench import models, typecheck
+from bench._timing import ms, us
 
 
 def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
@@ -24,12 +26,40 @@ def _table(title: str, rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _time(seconds: float) -> str:
+    return ms(seconds) if seconds >= 1e-3 else us(seconds)
+
+
+def _targets_table(rows: list[models.Target], rss_built_kb: int) -> str:
+    lines = [
+        "### Model targets (CPU time, ratios measured in this run)",
+        "",
+        "| measure | pymedplum | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for what, ours, baseline, name, limit in rows:
+        ratio = ours / baseline
+        met = "yes" if ratio <= limit else "no"
+        lines.append(
+            f"| {what} | {_time(ours)} | {name} {_time(baseline)} | {ratio:.2f}x | "
+            f"at most {limit}x | {met} |"
+        )
+    rss = rss_built_kb / 1024
+    met = "yes" if rss <= 150 else "no"
+    lines.append(
+        f"| RSS with every resource validator built | {rss:.0f} MB | | | at most 150 MB | {met} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
     which = set(argv) or {"models", "client", "bulk", "scale", "budget", "otel", "typecheck"}
     print(f"Python {platform.python_version()}, {platform.machine()}; best of several runs.\n")
     if "models" in which:
         print(_table("Models", models.synthea_bundle() + models.per_resource() + models.imports()))
         print(_table("JSON dicts (client responses)", models.json_dicts()))
+    if "models" in which or "targets" in which:
+        print(_targets_table(*models.targets()))
     if "client" in which:
         try:
             from bench import client

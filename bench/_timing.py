@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import resource
 import subprocess
 import sys
 import time
@@ -29,6 +31,35 @@ def fresh_process(code: str, repeat: int = 5) -> float:
         subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def fresh_process_cpu(code: str, repeat: int = 5) -> float:
+    """Least CPU time (user + system) of `python -c code` in a new interpreter, in seconds:
+    steadier than wall time on a shared machine."""
+    best = float("inf")
+    for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return best
+
+
+def cpu_best_of(fn: Callable[[], object], repeat: int = 15) -> float:
+    """The least CPU time of `repeat` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def compile_sources() -> None:
+    """Byte-compile the package as installing a wheel does, so that fresh-process timings
+    compare like with like: the peers' site-packages are compiled, and an editable checkout
+    under PYTHONDONTWRITEBYTECODE would otherwise compile every module in every process."""
+    compileall.compile_dir(str(REPO_ROOT / "src"), quiet=1)
 
 
 def fresh_process_output(code: str) -> str:

@@ -13,7 +13,16 @@ from typing import Any
 
 import orjson
 
-from bench._timing import best_of, fresh_process, fresh_process_output, ms, us
+from bench._timing import (
+    best_of,
+    compile_sources,
+    cpu_best_of,
+    fresh_process,
+    fresh_process_cpu,
+    fresh_process_output,
+    ms,
+    us,
+)
 from pymedplum import _json, fhir
 from tests.shared_data import known_invalid_examples, medplum_example_files, official_example_files
 from tests.support import synthetic
@@ -270,3 +279,82 @@ def imports() -> list[Row]:
         ("build the validators of every resource type (fresh process)", ms(built), "", ""),
         ("RSS with every resource validator built", f"{rss_built / 1024:.0f} MB", "", ""),
     ]
+
+
+# The targets of issue 9: (what, ours, baseline, baseline's name, the ratio not to exceed).
+Target = tuple[str, float, float, str, float]
+
+_FR_IMPORT_ALL = (
+    "import importlib, pkgutil, fhir.resources.R4B as p\n"
+    "for m in pkgutil.iter_modules(p.__path__):\n"
+    "    if not m.name.startswith(('tests', 'fhirtypes')):\n"
+    "        importlib.import_module('fhir.resources.R4B.' + m.name)\n"
+)
+
+
+def targets() -> tuple[list[Target], int]:
+    """Each target as a ratio of CPU times measured in this run (fresh processes for the cold
+    ones, the package byte-compiled first as an installed wheel is), and the RSS in kB with
+    every resource validator built (target: at most 150 MB)."""
+    import tempfile
+    from pathlib import Path
+
+    compile_sources()
+    raw = synthetic.bundle_bytes("large")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bundle.json"
+        path.write_bytes(raw)
+        read = f"open({str(path)!r}, 'rb').read()"
+        cold_ours = fresh_process_cpu(
+            f"from pymedplum.fhir import Bundle\nBundle.model_validate_json({read})"
+        )
+        cold_theirs = fresh_process_cpu(
+            f"from fhir.resources.R4B.bundle import Bundle\nBundle.model_validate_json({read})"
+        )
+    built = fresh_process_cpu(_BUILD_ALL, repeat=3)
+    theirs_all = fresh_process_cpu(_FR_IMPORT_ALL, repeat=3)
+    rss_built = int(fresh_process_output(_BUILD_ALL + _RSS))
+    patient = fresh_process_cpu("from pymedplum.fhir import Patient", repeat=9)
+    pydantic = fresh_process_cpu("import pydantic, pydantic.fields", repeat=9)
+
+    fhir.Bundle.model_validate_json(raw)
+    parse = cpu_best_of(lambda: fhir.Bundle.model_validate_json(raw))
+    loads = cpu_best_of(lambda: orjson.loads(raw))
+    bundle = fhir.Bundle.model_validate_json(raw)
+    plain = orjson.loads(raw)
+    dump = cpu_best_of(bundle.to_fhir_json)
+    dumps = cpu_best_of(lambda: orjson.dumps(plain))
+
+    examples = [(r, fhir.resource_class(d["resourceType"])) for r, d in _examples()]
+    for example, model in examples:
+        model.model_validate_json(example)
+    n = len(examples)
+    each = cpu_best_of(lambda: [m.model_validate_json(r) for r, m in examples], 5) / n
+    each_floor = cpu_best_of(lambda: [orjson.loads(r) for r, _ in examples], 5) / n
+    size = f"{len(raw) / 1e6:.1f} MB"
+    return [
+        (
+            f"import + first typed parse of the Synthea bundle ({size}), fresh process",
+            cold_ours,
+            cold_theirs,
+            "fhir.resources, the same",
+            0.35,
+        ),
+        (
+            "every resource type's validator built, fresh process",
+            built,
+            theirs_all,
+            "fhir.resources importing all its models",
+            0.5,
+        ),
+        ("steady typed, validated parse of the bundle", parse, loads, "orjson.loads", 4.5),
+        ("serialize the bundle", dump, dumps, "orjson.dumps", 6.0),
+        (
+            f"parse per resource, average of {n} official examples",
+            each,
+            each_floor,
+            "orjson.loads",
+            8.0,
+        ),
+        ("`from pymedplum.fhir import Patient`", patient, pydantic, "`import pydantic`", 1.5),
+    ], rss_built

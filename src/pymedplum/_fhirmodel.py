@@ -510,24 +510,24 @@ _HUB = "Extension"
 
 
 def _complete_in_order(cls: type[FHIRModel]) -> None:
-    """Complete every generated model that `cls` reaches before `cls` itself, each once.
+    """Complete the models `cls` reaches before `cls` itself, each once.
 
     pydantic re-generates the schema of every incomplete model nested in the one it builds,
     and pydantic-core shares the validator of a complete one. Left to pydantic, building 171
     resources generated about 7,000 model schemas and held a copy of every datatype's
-    validator in each resource (11 s, 370 MB); in this order each model is generated once
-    and its validator is shared. Dependencies come from the modules' `_DEPENDENCIES` and
-    bases; within a module the classes go in reverse order (backbone elements are written
-    after the class that holds them).
+    validator in each resource (11 s, 370 MB). Here the first class of each module reached
+    (the datatype or resource it is named after) is completed after its dependencies (the
+    modules' `_DEPENDENCIES` and bases), so each is generated once and shared; backbone
+    elements, used by their own resource only, are built inside it rather than on their own.
     """
     package = sys.modules["pymedplum.fhir"]
     hub: type[FHIRModel] = getattr(package, _HUB)
     order: list[type[FHIRModel]] = [hub]
     done = {hub.__module__}
     # Iterative post-order over modules: (module, its dependencies still to visit).
-    stack: list[tuple[Any, list[Any]]] = [(sys.modules[cls.__module__], [])]
-    stack[-1][1].extend(_module_dependencies(stack[-1][0], package))
-    done.add(cls.__module__)
+    start = sys.modules[cls.__module__]
+    stack: list[tuple[Any, list[Any]]] = [(start, _module_dependencies(start, package))]
+    done.add(start.__name__)
     while stack:
         module, pending = stack[-1]
         if pending:
@@ -537,7 +537,8 @@ def _complete_in_order(cls: type[FHIRModel]) -> None:
                 stack.append((dependency, _module_dependencies(dependency, package)))
             continue
         stack.pop()
-        order.extend(reversed(_models_of(module)))
+        order.append(_named_model(module))
+    order.append(cls)
     for model in order:
         if not model.__pydantic_complete__:
             _load_dependencies(model)
@@ -552,14 +553,15 @@ def _module_dependencies(module: Any, package: Any) -> list[Any]:
     return found + _base_modules(module)
 
 
-def _models_of(module: Any) -> list[type[FHIRModel]]:
-    return [
+def _named_model(module: Any) -> type[FHIRModel]:
+    """The class a generated module is named after: the first one it defines."""
+    return next(
         value
         for value in list(module.__dict__.values())
         if isinstance(value, type)
         and issubclass(value, FHIRModel)
         and value.__module__ == module.__name__
-    ]
+    )
 
 
 def _base_modules(module: Any) -> list[Any]:

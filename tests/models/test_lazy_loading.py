@@ -75,3 +75,31 @@ def test_first_validations_racing_in_threads_all_succeed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
     )
     assert result.stdout.strip().endswith("ERRORS []"), result.stdout + result.stderr
+
+
+def _output_of(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_first_validation_completes_the_datatypes_it_reaches_for_later_models_to_share() -> None:
+    # Completed datatypes are reused, not rebuilt, by every model built after them (their
+    # validators shared by pydantic-core); backbone elements are built inside their resource.
+    code = (
+        "from pymedplum import fhir\n"
+        "fhir.Patient(name=[{'family': 'F'}])\n"
+        "names = ['Extension', 'HumanName', 'Period', 'Identifier', 'Reference', 'Meta',"
+        " 'Patient', 'PatientContact', 'Observation']\n"
+        "print(','.join(n for n in names if getattr(fhir, n).__pydantic_complete__))"
+    )
+    assert _output_of(code).split(",") == [
+        "Extension",
+        "HumanName",
+        "Period",
+        "Identifier",
+        "Reference",
+        "Meta",
+        "Patient",
+    ]
