@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pymedplum._obo import OBO_HEADER
 from pymedplum.exceptions import InsecureTransportError, UnsafeRedirectError
 
 __all__ = [
@@ -167,7 +168,8 @@ def check_storage_url(url: str, *, allow_insecure_http: bool, what: str) -> None
 
 
 def check_http_client(client: httpx.Client | httpx.AsyncClient, expected: type[object]) -> None:
-    """Refuse a caller's httpx client of the wrong kind or one that follows redirects.
+    """Refuse a caller's httpx client of the wrong kind, one that follows redirects, or one
+    that sends an on-behalf-of header of its own.
 
     A followed redirect would carry the Authorization header to wherever it points.
     """
@@ -180,6 +182,13 @@ def check_http_client(client: httpx.Client | httpx.AsyncClient, expected: type[o
         raise ValueError(
             "http_client follows redirects, which would forward the bearer token to other "
             "origins: construct it with follow_redirects=False"
+        )
+    if OBO_HEADER in client.headers:
+        # Sent on every request, it would bypass on_behalf_of: the per-call override, the
+        # per-call clear ("") and the project-admin calls that act as the client itself.
+        raise ValueError(
+            f"http_client sends a default {OBO_HEADER} header; pass on_behalf_of= to the "
+            "client (or to a call, or use client.on_behalf_of(...)) instead"
         )
 
 

@@ -605,19 +605,20 @@ def test_default_headers_of_a_callers_httpx_client_are_not_sent_to_storage(
     fake: FakeMedplum, flavour: str, name: str, value: str
 ) -> None:
     # Not `auth=` (test above): headers the httpx client adds to every request it builds.
+    # Set after construction, which refuses an on-behalf-of header among them.
     from pymedplum import AsyncMedplumClient, MedplumClient
 
     script_storage_export(fake, requires_token=False, base=STORAGE)
     transport = httpx.MockTransport(fake.handle)
     kw: dict[str, Any] = {"client_id": "cid", "client_secret": "secret"}
+    http: Any
     if flavour == "sync":
-        client: Any = MedplumClient(
-            BASE, http_client=httpx.Client(transport=transport, headers={name: value}), **kw
-        )
+        http = httpx.Client(transport=transport)
+        client: Any = MedplumClient(BASE, http_client=http, **kw)
     else:
-        client = AsyncMedplumClient(
-            BASE, http_client=httpx.AsyncClient(transport=transport, headers={name: value}), **kw
-        )
+        http = httpx.AsyncClient(transport=transport)
+        client = AsyncMedplumClient(BASE, http_client=http, **kw)
+    http.headers[name] = value
     driver = Driver(client)
     try:
         driver.run(driver.bulk_export().resources())

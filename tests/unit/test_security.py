@@ -67,6 +67,16 @@ def test_caller_client_that_follows_redirects_is_rejected() -> None:
         AsyncMedplumClient(http_client=httpx.AsyncClient(follow_redirects=True))
 
 
+@pytest.mark.parametrize("spelling", ["X-Medplum-On-Behalf-Of", "x-medplum-on-behalf-of"])
+def test_caller_client_with_a_default_on_behalf_of_header_is_rejected(spelling: str) -> None:
+    # It would reach every request, whatever on_behalf_of says (even the per-call clear).
+    headers = {spelling: "ProjectMembership/m-1"}
+    with pytest.raises(ValueError, match="X-Medplum-On-Behalf-Of.*on_behalf_of="):
+        MedplumClient(http_client=httpx.Client(headers=headers))
+    with pytest.raises(ValueError, match="X-Medplum-On-Behalf-Of.*on_behalf_of="):
+        AsyncMedplumClient(http_client=httpx.AsyncClient(headers=headers))
+
+
 @pytest.fixture(params=["sync", "async"])
 def own_http(
     request: pytest.FixtureRequest, fake: FakeMedplum, monkeypatch: pytest.MonkeyPatch
