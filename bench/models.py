@@ -250,6 +250,7 @@ _RSS = (
 
 
 def imports() -> list[Row]:
+    compile_sources()
     empty = fresh_process("pass")
     pydantic = fresh_process("import pydantic, pydantic.fields")
     patient = fresh_process("from pymedplum.fhir import Patient")
@@ -295,7 +296,11 @@ _FR_IMPORT_ALL = (
 def targets() -> tuple[list[Target], int]:
     """Each target as a ratio of CPU times measured in this run (fresh processes for the cold
     ones, the package byte-compiled first as an installed wheel is), and the RSS in kB with
-    every resource validator built (target: at most 150 MB)."""
+    every resource validator built (target: at most 150 MB).
+
+    The orjson.dumps baseline moves with where its dict lies in memory: 1.0 ms for one
+    loaded into a fresh process, 2-12 ms for one loaded after the models were built, in
+    runs of the same day; the serialize ratio is the least stable row."""
     import tempfile
     from pathlib import Path
 
