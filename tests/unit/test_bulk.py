@@ -569,30 +569,39 @@ def test_each_file_read_is_one_audit_event_even_when_the_reader_stops_early(
     ]
 
 
-@pytest.mark.parametrize("flavour", ["sync", "async"])
-def test_the_auth_of_a_callers_httpx_client_is_not_sent_to_storage(
-    fake: FakeMedplum, flavour: str
-) -> None:
+def _download_through_callers_client(
+    fake: FakeMedplum, flavour: str, set_up: Callable[[Any], None], **http_options: Any
+) -> httpx.Request:
+    """Export through a caller's own httpx client (`set_up` runs on it once the SDK client
+    holds it); the one storage download it made."""
     from pymedplum import AsyncMedplumClient, MedplumClient
 
     script_storage_export(fake, requires_token=False, base=STORAGE)
-    gateway = httpx.BasicAuth("gateway", "key")
     transport = httpx.MockTransport(fake.handle)
     kw: dict[str, Any] = {"client_id": "cid", "client_secret": "secret"}
+    http: Any
     if flavour == "sync":
-        client: Any = MedplumClient(
-            BASE, http_client=httpx.Client(transport=transport, auth=gateway), **kw
-        )
+        http = httpx.Client(transport=transport, **http_options)
+        client: Any = MedplumClient(BASE, http_client=http, **kw)
     else:
-        client = AsyncMedplumClient(
-            BASE, http_client=httpx.AsyncClient(transport=transport, auth=gateway), **kw
-        )
+        http = httpx.AsyncClient(transport=transport, **http_options)
+        client = AsyncMedplumClient(BASE, http_client=http, **kw)
+    set_up(http)
     driver = Driver(client)
     try:
         driver.run(driver.bulk_export().resources())
     finally:
         driver.close()
     (download,) = downloads(fake)
+    return download
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_the_auth_of_a_callers_httpx_client_is_not_sent_to_storage(
+    fake: FakeMedplum, flavour: str
+) -> None:
+    gateway = httpx.BasicAuth("gateway", "key")
+    download = _download_through_callers_client(fake, flavour, lambda http: None, auth=gateway)
     assert header(download, "authorization") is None
 
 
@@ -604,25 +613,10 @@ def test_the_auth_of_a_callers_httpx_client_is_not_sent_to_storage(
 def test_default_headers_of_a_callers_httpx_client_are_not_sent_to_storage(
     fake: FakeMedplum, flavour: str, name: str, value: str
 ) -> None:
-    # Not `auth=` (test above): headers the httpx client adds to every request it builds.
-    # Set after construction, which refuses an on-behalf-of header among them.
-    from pymedplum import AsyncMedplumClient, MedplumClient
+    # Not `auth=` (test above): headers the httpx client adds to every request it builds,
+    # set after construction, which refuses an on-behalf-of header among them.
+    def add_header(http: Any) -> None:
+        http.headers[name] = value
 
-    script_storage_export(fake, requires_token=False, base=STORAGE)
-    transport = httpx.MockTransport(fake.handle)
-    kw: dict[str, Any] = {"client_id": "cid", "client_secret": "secret"}
-    http: Any
-    if flavour == "sync":
-        http = httpx.Client(transport=transport)
-        client: Any = MedplumClient(BASE, http_client=http, **kw)
-    else:
-        http = httpx.AsyncClient(transport=transport)
-        client = AsyncMedplumClient(BASE, http_client=http, **kw)
-    http.headers[name] = value
-    driver = Driver(client)
-    try:
-        driver.run(driver.bulk_export().resources())
-    finally:
-        driver.close()
-    (download,) = downloads(fake)
+    download = _download_through_callers_client(fake, flavour, add_header)
     assert header(download, name) is None
