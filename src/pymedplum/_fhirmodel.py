@@ -472,11 +472,12 @@ def _load_dependencies(cls: type[BaseModel]) -> None:
     imported here and bound in the module. pydantic evaluates inherited annotations in the
     subclass's module, so a module also receives what its bases' modules use.
     """
-    if sys.modules[cls.__module__].__dict__.get("_DEPENDENCIES_BOUND"):
+    home = sys.modules[cls.__module__]
+    if home.__dict__.get("_DEPENDENCIES_BOUND"):
         return
     with _BINDING:
         package = sys.modules["pymedplum.fhir"]
-        pending = [sys.modules[cls.__module__]]
+        pending = [home]
         seen: set[str] = set()
         while pending:
             module = pending.pop()
@@ -486,6 +487,8 @@ def _load_dependencies(cls: type[BaseModel]) -> None:
             seen.add(module.__name__)
             needed = set(namespace.get("_DEPENDENCIES", ()))
             base_modules = _base_modules(module)
+            if module is home:  # a subclass defined in a function is not in its module
+                base_modules += [m for m in _class_base_modules(cls) if m not in base_modules]
             pending.extend(base_modules)  # so that typing.get_type_hints works on bases too
             for base_module in base_modules:
                 for name, value in list(base_module.__dict__.items()):
@@ -498,9 +501,11 @@ def _load_dependencies(cls: type[BaseModel]) -> None:
                     target = getattr(package, name)
                     namespace[name] = target
                 pending.append(sys.modules[target.__module__])
-        # Marked only once every module reached is bound.
+        # Marked only once every module reached is bound; not a caller's module, which may
+        # define more subclasses later.
         for name in seen:
-            sys.modules[name].__dict__["_DEPENDENCIES_BOUND"] = True
+            if name.startswith("pymedplum.fhir."):
+                sys.modules[name].__dict__["_DEPENDENCIES_BOUND"] = True
 
 
 # Every element may carry extensions and Extension.value[x] reaches nearly every datatype, so
@@ -526,7 +531,8 @@ def _complete_in_order(cls: type[FHIRModel]) -> None:
     done = {hub.__module__}
     # Iterative post-order over modules: (module, its dependencies still to visit).
     start = sys.modules[cls.__module__]
-    stack: list[tuple[Any, list[Any]]] = [(start, _module_dependencies(start, package))]
+    first = _module_dependencies(start, package) + _class_base_modules(cls)
+    stack: list[tuple[Any, list[Any]]] = [(start, first)]
     done.add(start.__name__)
     while stack:
         module, pending = stack[-1]
@@ -537,7 +543,8 @@ def _complete_in_order(cls: type[FHIRModel]) -> None:
                 stack.append((dependency, _module_dependencies(dependency, package)))
             continue
         stack.pop()
-        order.append(_named_model(module))
+        if module is not start:  # cls itself comes last (its module may be the caller's)
+            order.append(_named_model(module))
     order.append(cls)
     for model in order:
         if not model.__pydantic_complete__:
@@ -569,11 +576,19 @@ def _base_modules(module: Any) -> list[Any]:
     found: dict[str, Any] = {}
     for value in list(module.__dict__.values()):
         if isinstance(value, type) and value.__module__ == module.__name__:
-            for base in value.__mro__[1:]:
-                name = base.__module__
-                if name.startswith("pymedplum.fhir.") and name != module.__name__:
-                    found[name] = sys.modules[name]
+            for base in _class_base_modules(value):
+                found[base.__name__] = base
     return list(found.values())
+
+
+def _class_base_modules(cls: type) -> list[Any]:
+    """The generated modules, other than its own, that define bases of `cls`."""
+    names = dict.fromkeys(
+        base.__module__
+        for base in cls.__mro__[1:]
+        if base.__module__.startswith("pymedplum.fhir.") and base.__module__ != cls.__module__
+    )
+    return [sys.modules[name] for name in names]
 
 
 # Parsing a large document allocates tens of thousands of objects without a single

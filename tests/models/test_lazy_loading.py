@@ -103,3 +103,22 @@ def test_a_first_validation_completes_the_datatypes_it_reaches_for_later_models_
         "Meta",
         "Patient",
     ]
+
+
+def test_subclasses_defined_in_functions_validate_one_after_another() -> None:
+    # Not in their module's namespace, and each with other bases: the second one must not
+    # find the caller's module taken as bound by the first.
+    code = (
+        "from pymedplum import fhir\n"
+        "def patient():\n"
+        "    class MyPatient(fhir.Patient):\n"
+        "        pass\n"
+        "    return MyPatient(name=[{'family': 'F'}])\n"
+        "def observation():\n"
+        "    class MyObservation(fhir.Observation):\n"
+        "        pass\n"
+        "    quantity = {'value': 1.5}\n"
+        "    return MyObservation(status='final', code={'text': 't'}, valueQuantity=quantity)\n"
+        "print(patient().name[0].family, observation().value_quantity.value)"
+    )
+    assert _output_of(code) == "F 1.5"
