@@ -656,7 +656,6 @@ class FHIRModel(MedplumMeta, BaseModel):
         # Called by pydantic on the first validation of a deferred model.
         if cls.__pydantic_complete__ or kwargs.get("force"):
             return super().model_rebuild(*args, **kwargs)
-        _load_dependencies(cls)
         with _BINDING:
             _complete_in_order(cls)
         return True if cls.__pydantic_complete__ else super().model_rebuild(*args, **kwargs)
